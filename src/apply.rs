@@ -1,0 +1,381 @@
+//! Apply: walk a [`Plan`] against a [`Syscall`] backend (DESIGN §4).
+//!
+//! This is the only place that decides what happens on an error: EPERM in
+//! join pass 1 is deferred when the plan joins a user namespace by path
+//! (the target may be owned by that user namespace, which the caller can
+//! only act in after joining it); every other error is fatal at once. On a
+//! fatal error no further call is made except closing every fd still open,
+//! each exactly once, in canonical order.
+
+use crate::config::{AbsPath, IdMapping};
+use crate::error::{ApplyError, Errno, SyncPoint, Unjoined};
+use crate::kind::{Kind, KindSet};
+use crate::plan::{Plan, Step};
+use crate::syscall::{Forked, Syscall};
+use crate::trace::{Outcome, Trace, TraceError, TraceStep};
+
+/// What a sync point hands to the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncRequest<'a> {
+    /// The process created its user namespace and waits: the parent writes
+    /// `setgroups`, `uid_map` and `gid_map` for it (user_namespaces(7)).
+    IdMapping {
+        /// `linux.uidMappings`.
+        uid: &'a [IdMapping],
+        /// `linux.gidMappings`.
+        gid: &'a [IdMapping],
+    },
+    /// The process is about to create its cgroup namespace: the parent must
+    /// have placed it in its cgroup, which becomes the namespace's root.
+    CgroupPlaced,
+}
+
+impl SyncRequest<'_> {
+    /// The sync point.
+    pub const fn point(&self) -> SyncPoint {
+        match self {
+            SyncRequest::IdMapping { .. } => SyncPoint::IdMapping,
+            SyncRequest::CgroupPlaced => SyncPoint::CgroupPlaced,
+        }
+    }
+}
+
+/// The caller's side of the sync points. A runtime implements it to write
+/// the id maps from its parent and to place the process in its cgroup.
+///
+/// The backend is passed in so a hook for the model can act on it (the
+/// model's parent writes the maps into the model).
+pub trait SyncHooks<S: Syscall + ?Sized> {
+    /// Called at each sync point, in plan order; the engine waits for it.
+    ///
+    /// # Errors
+    ///
+    /// A message saying why the hand-off failed; the run stops with
+    /// `sync-failed`.
+    fn sync(&mut self, request: SyncRequest<'_>, sys: &mut S) -> Result<(), String>;
+}
+
+/// Hooks that do nothing: for plans without sync points, or callers that
+/// did the work before calling apply.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoSync;
+
+impl<S: Syscall + ?Sized> SyncHooks<S> for NoSync {
+    fn sync(&mut self, _: SyncRequest<'_>, _: &mut S) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The result of [`apply`]: the trace, and how the run ended.
+#[derive(Debug)]
+pub struct Applied {
+    /// Every step taken, with its result; `trace.error` mirrors `result`.
+    pub trace: Trace,
+    /// `Ok(Some(_))` after a fork (which side we are on), `Ok(None)` when the
+    /// plan has no fork, or the error that stopped the run.
+    pub result: Result<Option<Forked>, ApplyError>,
+}
+
+/// Applies `plan` with `sys`, calling `hooks` at the sync points.
+///
+/// Every fd is opened `O_RDONLY|O_CLOEXEC` and type-checked before the
+/// first join, and closed exactly once on every path. Before
+/// setns(user|mount|time) and unshare(user) the process must be
+/// single-threaded; the engine checks that first and reports
+/// `multithreaded` instead of a bare EINVAL/EUSERS.
+///
+/// # Errors
+///
+/// Reported in [`Applied::result`] and in the trace's `error`: the apply
+/// codes of DESIGN §6.
+///
+/// ```
+/// use nsapply::{apply, plan, NsConfig, model::{Model, World, ModelParent}};
+/// let cfg = NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"uts"},{"type":"ipc"}]}}"#).unwrap();
+/// let mut model = Model::new(&World::default()).unwrap();
+/// let run = apply(&plan(&cfg), &mut model, &mut ModelParent::default());
+/// assert!(run.result.is_ok());
+/// assert_eq!(run.trace.steps.len(), 2);
+/// ```
+pub fn apply<S, H>(plan: &Plan, sys: &mut S, hooks: &mut H) -> Applied
+where
+    S: Syscall + ?Sized,
+    H: SyncHooks<S> + ?Sized,
+{
+    let mut run = Run::<S> {
+        fds: std::array::from_fn(|_| None),
+        deferred: KindSet::EMPTY,
+        deferral_allowed: plan.joins_user(),
+        user_done: false,
+        trace: Trace {
+            steps: Vec::with_capacity(plan.steps().len() + 4),
+            ..Trace::default()
+        },
+    };
+    let result = run.walk(plan, sys, hooks);
+    if let Err(e) = &result {
+        run.close_all(sys);
+        run.trace.error = Some(TraceError::from(e));
+    }
+    Applied {
+        trace: run.trace,
+        result,
+    }
+}
+
+struct Run<'p, S: Syscall + ?Sized> {
+    fds: [Option<(S::Fd, &'p AbsPath)>; 8],
+    deferred: KindSet,
+    deferral_allowed: bool,
+    user_done: bool,
+    trace: Trace,
+}
+
+impl<'p, S: Syscall + ?Sized> Run<'p, S> {
+    fn walk<H: SyncHooks<S> + ?Sized>(
+        &mut self,
+        plan: &'p Plan,
+        sys: &mut S,
+        hooks: &mut H,
+    ) -> Result<Option<Forked>, ApplyError> {
+        // Fail before the first step rather than halfway: a multithreaded
+        // caller would otherwise have joined some namespaces already.
+        if let Some((kind, op)) = plan.steps().iter().find_map(needs_single_thread) {
+            single_threaded(sys, kind, op)?;
+        }
+        let mut forked = None;
+        for step in plan.steps() {
+            match step {
+                Step::Open { kind, path } => self.open(sys, *kind, path)?,
+                Step::Setns { kind, path } => self.join(sys, *kind, path)?,
+                Step::Unshare { kind } => {
+                    if *kind == Kind::User {
+                        single_threaded(sys, Kind::User, "unshare")?;
+                    }
+                    let r = sys.unshare(KindSet::one(*kind));
+                    self.trace.steps.push(TraceStep::Unshare {
+                        kind: *kind,
+                        result: Outcome::of(&r),
+                    });
+                    r.map_err(|errno| ApplyError::Unshare { kind: *kind, errno })?;
+                }
+                Step::Sync { point } => {
+                    let request = match point {
+                        SyncPoint::IdMapping => SyncRequest::IdMapping {
+                            uid: plan.uid_mappings(),
+                            gid: plan.gid_mappings(),
+                        },
+                        SyncPoint::CgroupPlaced => SyncRequest::CgroupPlaced,
+                    };
+                    self.trace.steps.push(TraceStep::Sync { point: *point });
+                    hooks
+                        .sync(request, sys)
+                        .map_err(|message| ApplyError::Sync {
+                            point: *point,
+                            message,
+                        })?;
+                }
+                Step::Setid => {
+                    let r = sys.set_root_ids();
+                    self.trace.steps.push(TraceStep::Setid {
+                        kind: Kind::User,
+                        result: Outcome::of(&r),
+                    });
+                    r.map_err(|errno| ApplyError::Setid { errno })?;
+                    self.user_done = true;
+                    self.pass_two(sys)?;
+                }
+                Step::TimeOffsets { offsets } => {
+                    let r = sys.write_time_offsets(offsets);
+                    self.trace.steps.push(TraceStep::TimeOffsets {
+                        kind: Kind::Time,
+                        offsets: offsets.clone(),
+                        result: Outcome::of(&r),
+                    });
+                    r.map_err(|errno| ApplyError::TimeOffsets { errno })?;
+                }
+                Step::Close { kind, .. } => self.close(sys, *kind),
+                Step::Fork => {
+                    let r = sys.fork();
+                    self.trace.steps.push(TraceStep::Fork {
+                        result: Outcome::of(&r),
+                    });
+                    forked = Some(r.map_err(|errno| ApplyError::Fork { errno })?);
+                }
+            }
+        }
+        Ok(forked)
+    }
+
+    fn open(&mut self, sys: &mut S, kind: Kind, path: &'p AbsPath) -> Result<(), ApplyError> {
+        let p = path.as_path();
+        let fd = match sys.open_ns(p) {
+            Ok(fd) => fd,
+            Err(errno) => {
+                self.trace.steps.push(TraceStep::Open {
+                    kind,
+                    path: p.to_owned(),
+                    result: Outcome::Err(errno),
+                    found: None,
+                });
+                let path = p.to_owned();
+                return Err(if errno == Errno::ENOENT || errno == Errno::ENOTDIR {
+                    ApplyError::PathNotFound { kind, path, errno }
+                } else {
+                    ApplyError::OpenFailed { kind, path, errno }
+                });
+            }
+        };
+        let nstype = sys.ns_get_nstype(&fd);
+        // Held from here on, so the fatal path closes it with the others.
+        self.fds[kind.index()] = Some((fd, path));
+        let (result, found, error) = match nstype {
+            Ok(raw) if raw == kind.clone_flag() => (Outcome::Ok, None, None),
+            Ok(raw) => {
+                let found = Kind::from_clone_flag(raw);
+                let name = found.map_or_else(|| format!("{raw:#x}"), |k| k.spec_name().to_owned());
+                let e = ApplyError::WrongNamespaceType {
+                    kind,
+                    path: p.to_owned(),
+                    found,
+                    raw,
+                };
+                (Outcome::Ok, Some(name), Some(e))
+            }
+            Err(errno) if errno == Errno::ENOTTY => (
+                Outcome::Err(errno),
+                None,
+                Some(ApplyError::NotANamespace {
+                    kind,
+                    path: p.to_owned(),
+                    errno,
+                }),
+            ),
+            Err(errno) => (
+                Outcome::Err(errno),
+                None,
+                Some(ApplyError::OpenFailed {
+                    kind,
+                    path: p.to_owned(),
+                    errno,
+                }),
+            ),
+        };
+        self.trace.steps.push(TraceStep::Open {
+            kind,
+            path: p.to_owned(),
+            result,
+            found,
+        });
+        error.map_or(Ok(()), Err)
+    }
+
+    fn join(&mut self, sys: &mut S, kind: Kind, path: &AbsPath) -> Result<(), ApplyError> {
+        if kind.setns_needs_single_thread() {
+            single_threaded(sys, kind, "setns")?;
+        }
+        let r = match &self.fds[kind.index()] {
+            Some((fd, _)) => sys.setns(fd, kind),
+            // A plan always opens before it joins; a hand-built plan that
+            // does not gets the kernel's answer for a closed fd.
+            None => Err(Errno::EBADF),
+        };
+        let defer = matches!(r, Err(e) if e == Errno::EPERM)
+            && kind != Kind::User
+            && self.deferral_allowed
+            && !self.user_done;
+        self.trace.steps.push(TraceStep::Setns {
+            kind,
+            path: path.as_path().to_owned(),
+            result: Outcome::of(&r),
+            deferred: defer,
+        });
+        match r {
+            Ok(()) => Ok(()),
+            Err(_) if defer => {
+                self.deferred.insert(kind);
+                Ok(())
+            }
+            Err(errno) => Err(self.join_error(kind, path, errno)),
+        }
+    }
+
+    /// Join pass 2: retry each deferred join once, now inside the user
+    /// namespace; every error is fatal.
+    fn pass_two(&mut self, sys: &mut S) -> Result<(), ApplyError> {
+        for kind in self.deferred.iter() {
+            let path = self.fds[kind.index()].as_ref().map(|(_, p)| *p);
+            let Some(path) = path else { continue };
+            self.deferred.remove(kind);
+            self.join(sys, kind, path)?;
+        }
+        Ok(())
+    }
+
+    fn join_error(&self, kind: Kind, path: &AbsPath, errno: Errno) -> ApplyError {
+        let mut unjoined = vec![Unjoined {
+            kind,
+            path: path.as_path().to_owned(),
+        }];
+        for k in self.deferred.iter().filter(|k| *k != kind) {
+            if let Some((_, p)) = &self.fds[k.index()] {
+                unjoined.push(Unjoined {
+                    kind: k,
+                    path: p.as_path().to_owned(),
+                });
+            }
+        }
+        ApplyError::Join {
+            kind,
+            path: path.as_path().to_owned(),
+            errno,
+            unjoined,
+        }
+    }
+
+    fn close(&mut self, sys: &mut S, kind: Kind) {
+        if let Some((fd, path)) = self.fds[kind.index()].take() {
+            sys.close(fd);
+            self.trace.steps.push(TraceStep::Close {
+                kind,
+                path: path.as_path().to_owned(),
+            });
+        }
+    }
+
+    fn close_all(&mut self, sys: &mut S) {
+        for kind in Kind::ALL {
+            self.close(sys, kind);
+        }
+    }
+}
+
+fn needs_single_thread(step: &Step) -> Option<(Kind, &'static str)> {
+    match step {
+        Step::Setns { kind, .. } if kind.setns_needs_single_thread() => Some((*kind, "setns")),
+        Step::Unshare { kind: Kind::User } => Some((Kind::User, "unshare")),
+        _ => None,
+    }
+}
+
+fn single_threaded<S: Syscall + ?Sized>(
+    sys: &mut S,
+    kind: Kind,
+    op: &'static str,
+) -> Result<(), ApplyError> {
+    match sys.thread_count() {
+        Ok(n) if n <= 1 => Ok(()),
+        Ok(n) => Err(ApplyError::Multithreaded {
+            kind,
+            op,
+            threads: Some(n),
+            errno: None,
+        }),
+        Err(errno) => Err(ApplyError::Multithreaded {
+            kind,
+            op,
+            threads: None,
+            errno: Some(errno),
+        }),
+    }
+}

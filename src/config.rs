@@ -1,0 +1,635 @@
+//! Validation: from an OCI `config.json` to an [`NsConfig`] (DESIGN §3).
+//!
+//! Parse, don't filter: an [`NsConfig`] holds at most one entry per kind and
+//! only absolute paths, so the planner never sees a duplicate or a relative
+//! path. Validation is pure and makes no syscall.
+//!
+//! When a config breaks several rules, the error reported is fixed by this
+//! precedence (so tests and other runtimes can predict it):
+//!
+//! 1. per entry of `linux.namespaces`, in array order: `unknown-type`, then
+//!    `relative-path`, then `duplicate-namespace` (raised on the second
+//!    occurrence);
+//! 2. `user-namespace-path-with-mappings`, `mappings-without-new-user-namespace`,
+//!    `missing-mappings`;
+//! 3. `time-offsets-without-new-time-namespace`, then `invalid-time-offset`
+//!    (clocks in name order).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ConfigError, MapKind};
+use crate::kind::{Kind, KindSet};
+
+/// One line of `uid_map`/`gid_map` (`linux.uidMappings` entries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdMapping {
+    /// First id inside the user namespace.
+    #[serde(rename = "containerID")]
+    pub container_id: u32,
+    /// First id in the parent user namespace.
+    #[serde(rename = "hostID")]
+    pub host_id: u32,
+    /// Number of ids mapped.
+    pub size: u32,
+}
+
+impl IdMapping {
+    /// Whether `id` inside the namespace is mapped by this line.
+    pub fn maps_container_id(&self, id: u32) -> bool {
+        id >= self.container_id
+            && u64::from(id) < u64::from(self.container_id) + u64::from(self.size)
+    }
+}
+
+/// A clock a time namespace can offset (time_namespaces(7)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    /// `CLOCK_BOOTTIME`.
+    Boottime,
+    /// `CLOCK_MONOTONIC`.
+    Monotonic,
+}
+
+impl Clock {
+    /// The name used in config.json and `/proc/self/timens_offsets`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Clock::Boottime => "boottime",
+            Clock::Monotonic => "monotonic",
+        }
+    }
+}
+
+/// One validated time offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TimeOffset {
+    /// The clock.
+    pub clock: Clock,
+    /// Seconds.
+    pub secs: i64,
+    /// Nanoseconds, at most 999 999 999.
+    pub nanosecs: u32,
+}
+
+/// The largest valid nanoseconds value of a time offset.
+pub const MAX_NANOSECS: u32 = 999_999_999;
+
+/// What the config asks for one namespace kind.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// No `path`: create a new namespace (unshare).
+    Create,
+    /// `path` given: join the namespace at this absolute path (setns).
+    Join(AbsPath),
+}
+
+/// A path known to be absolute.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct AbsPath(PathBuf);
+
+impl AbsPath {
+    /// `Some` when `path` is absolute.
+    pub fn new(path: impl Into<PathBuf>) -> Option<AbsPath> {
+        let p = path.into();
+        p.is_absolute().then_some(AbsPath(p))
+    }
+
+    /// The path.
+    pub fn as_path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for AbsPath {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for AbsPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let p = PathBuf::deserialize(d)?;
+        AbsPath::new(p.clone())
+            .ok_or_else(|| serde::de::Error::custom(format!("path {p:?} is not absolute")))
+    }
+}
+
+/// One validated `linux.namespaces` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Entry {
+    /// Its index in the config's `linux.namespaces` array.
+    pub index: usize,
+    /// Create or join.
+    pub action: Action,
+}
+
+/// A validated namespace configuration: at most one entry per kind, absolute
+/// paths, mappings only with a new user namespace, offsets only with a new
+/// time namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NsConfig {
+    entries: [Option<Entry>; 8],
+    uid_mappings: Vec<IdMapping>,
+    gid_mappings: Vec<IdMapping>,
+    time_offsets: Vec<TimeOffset>,
+}
+
+impl NsConfig {
+    /// Parses and validates a whole OCI `config.json` document.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidConfig`] with line and column for malformed JSON
+    /// or a document that is not an OCI config; the rule codes of DESIGN §3
+    /// otherwise.
+    ///
+    /// ```
+    /// use nsapply::{NsConfig, Kind};
+    /// let cfg = NsConfig::from_json(r#"{"ociVersion":"1.2.0","linux":{"namespaces":[
+    ///     {"type":"pid"},{"type":"network","path":"/run/netns/a"}]}}"#).unwrap();
+    /// assert!(cfg.creates(Kind::Pid));
+    /// assert!(cfg.joins(Kind::Network));
+    /// let err = NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"pid"},{"type":"pid"}]}}"#)
+    ///     .unwrap_err();
+    /// assert_eq!(err.code().as_str(), "duplicate-namespace");
+    /// ```
+    pub fn from_json(json: &str) -> Result<NsConfig, ConfigError> {
+        // A light document first: it keeps unknown type names as strings, so
+        // `unknown-type` can name its index (oci-spec's enum would reject the
+        // whole document without saying which entry).
+        let doc: RawDocument = serde_json::from_str(json).map_err(invalid_config)?;
+        let raw = doc.linux.unwrap_or_default();
+        let cfg = validate(&raw)?;
+        // Then the whole document as the runtime-spec defines it, so a config
+        // that a runtime would refuse is refused here too.
+        serde_json::from_str::<oci_spec::runtime::Spec>(json).map_err(invalid_config)?;
+        Ok(cfg)
+    }
+
+    /// Validates the namespace part of an already parsed spec.
+    ///
+    /// # Errors
+    ///
+    /// The rule codes of DESIGN §3.
+    pub fn from_spec(spec: &oci_spec::runtime::Spec) -> Result<NsConfig, ConfigError> {
+        validate(&RawLinux::from_spec(spec))
+    }
+
+    /// The entry for `kind`, if the config names it.
+    pub fn entry(&self, kind: Kind) -> Option<&Entry> {
+        self.entries[kind.index()].as_ref()
+    }
+
+    /// Whether the config creates a new namespace of `kind`.
+    pub fn creates(&self, kind: Kind) -> bool {
+        matches!(
+            self.entry(kind),
+            Some(Entry {
+                action: Action::Create,
+                ..
+            })
+        )
+    }
+
+    /// Whether the config joins `kind` by path.
+    pub fn joins(&self, kind: Kind) -> bool {
+        self.join_path(kind).is_some()
+    }
+
+    /// The path `kind` is joined at, if it is joined.
+    pub fn join_path(&self, kind: Kind) -> Option<&AbsPath> {
+        match self.entry(kind) {
+            Some(Entry {
+                action: Action::Join(p),
+                ..
+            }) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The kinds the config names (created or joined).
+    pub fn kinds(&self) -> KindSet {
+        Kind::ALL
+            .into_iter()
+            .filter(|k| self.entry(*k).is_some())
+            .collect()
+    }
+
+    /// `linux.uidMappings` (non-empty exactly when a user namespace is created).
+    pub fn uid_mappings(&self) -> &[IdMapping] {
+        &self.uid_mappings
+    }
+
+    /// `linux.gidMappings` (non-empty exactly when a user namespace is created).
+    pub fn gid_mappings(&self) -> &[IdMapping] {
+        &self.gid_mappings
+    }
+
+    /// The validated time offsets, in clock name order (boottime, monotonic).
+    pub fn time_offsets(&self) -> &[TimeOffset] {
+        &self.time_offsets
+    }
+}
+
+/// The part of `config.json` that validation reads, in its raw form: type
+/// names as strings, paths as written. Generators and fuzzers build these.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawLinux {
+    /// `linux.namespaces`.
+    #[serde(default)]
+    pub namespaces: Vec<RawNamespace>,
+    /// `linux.uidMappings`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid_mappings: Option<Vec<IdMapping>>,
+    /// `linux.gidMappings`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid_mappings: Option<Vec<IdMapping>>,
+    /// `linux.timeOffsets`, clock name → offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_offsets: Option<BTreeMap<String, RawTimeOffset>>,
+}
+
+/// One raw `linux.namespaces` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawNamespace {
+    /// The type as written.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// The path as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+/// One raw `linux.timeOffsets` value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawTimeOffset {
+    /// Seconds.
+    #[serde(default)]
+    pub secs: i64,
+    /// Nanoseconds.
+    #[serde(default)]
+    pub nanosecs: u32,
+}
+
+#[derive(Deserialize)]
+struct RawDocument {
+    #[serde(default)]
+    linux: Option<RawLinux>,
+}
+
+impl RawLinux {
+    /// The raw view of a parsed oci-spec `Spec`.
+    pub fn from_spec(spec: &oci_spec::runtime::Spec) -> RawLinux {
+        let Some(linux) = spec.linux() else {
+            return RawLinux::default();
+        };
+        let map = |m: &oci_spec::runtime::LinuxIdMapping| IdMapping {
+            container_id: m.container_id(),
+            host_id: m.host_id(),
+            size: m.size(),
+        };
+        RawLinux {
+            namespaces: linux
+                .namespaces()
+                .iter()
+                .flatten()
+                .map(|ns| RawNamespace {
+                    type_name: spec_type_name(ns.typ()).to_owned(),
+                    path: ns.path().clone(),
+                })
+                .collect(),
+            uid_mappings: linux
+                .uid_mappings()
+                .as_ref()
+                .map(|v| v.iter().map(map).collect()),
+            gid_mappings: linux
+                .gid_mappings()
+                .as_ref()
+                .map(|v| v.iter().map(map).collect()),
+            time_offsets: linux.time_offsets().as_ref().map(|m| {
+                m.iter()
+                    .map(|(clock, off)| {
+                        let raw = RawTimeOffset {
+                            secs: off.secs().unwrap_or(0),
+                            nanosecs: off.nanosecs().unwrap_or(0),
+                        };
+                        (clock.clone(), raw)
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+fn spec_type_name(t: oci_spec::runtime::LinuxNamespaceType) -> &'static str {
+    use oci_spec::runtime::LinuxNamespaceType as T;
+    let kind = match t {
+        T::User => Kind::User,
+        T::Pid => Kind::Pid,
+        T::Uts => Kind::Uts,
+        T::Ipc => Kind::Ipc,
+        T::Network => Kind::Network,
+        T::Cgroup => Kind::Cgroup,
+        T::Mount => Kind::Mount,
+        T::Time => Kind::Time,
+    };
+    kind.spec_name()
+}
+
+fn invalid_config(e: serde_json::Error) -> ConfigError {
+    ConfigError::InvalidConfig {
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    }
+}
+
+fn which(uid: bool, gid: bool) -> MapKind {
+    match (uid, gid) {
+        (true, true) => MapKind::Both,
+        (true, false) => MapKind::Uid,
+        _ => MapKind::Gid,
+    }
+}
+
+/// Validates the raw namespace configuration (DESIGN §3), in the precedence
+/// documented at the top of this module.
+///
+/// # Errors
+///
+/// The first rule broken, as a [`ConfigError`] naming the entry.
+pub fn validate(raw: &RawLinux) -> Result<NsConfig, ConfigError> {
+    let mut entries: [Option<Entry>; 8] = Default::default();
+    for (index, ns) in raw.namespaces.iter().enumerate() {
+        let Some(kind) = Kind::from_spec_name(&ns.type_name) else {
+            return Err(ConfigError::UnknownType {
+                index,
+                type_name: ns.type_name.clone(),
+            });
+        };
+        let action =
+            match &ns.path {
+                None => Action::Create,
+                Some(p) => Action::Join(AbsPath::new(p.clone()).ok_or_else(|| {
+                    ConfigError::RelativePath {
+                        index,
+                        kind,
+                        path: p.clone(),
+                    }
+                })?),
+            };
+        let slot = &mut entries[kind.index()];
+        if let Some(first) = slot {
+            return Err(ConfigError::DuplicateNamespace {
+                index,
+                kind,
+                first_index: first.index,
+            });
+        }
+        *slot = Some(Entry { index, action });
+    }
+
+    let uid = raw.uid_mappings.clone().unwrap_or_default();
+    let gid = raw.gid_mappings.clone().unwrap_or_default();
+    let user = entries[Kind::User.index()].as_ref();
+    match user {
+        Some(Entry {
+            index,
+            action: Action::Join(path),
+        }) if !uid.is_empty() || !gid.is_empty() => {
+            return Err(ConfigError::UserNamespacePathWithMappings {
+                index: *index,
+                path: path.as_path().to_owned(),
+                which: which(!uid.is_empty(), !gid.is_empty()),
+            });
+        }
+        None if !uid.is_empty() || !gid.is_empty() => {
+            return Err(ConfigError::MappingsWithoutNewUserNamespace {
+                which: which(!uid.is_empty(), !gid.is_empty()),
+            });
+        }
+        Some(Entry {
+            index,
+            action: Action::Create,
+        }) if uid.is_empty() || gid.is_empty() => {
+            return Err(ConfigError::MissingMappings {
+                index: *index,
+                which: which(uid.is_empty(), gid.is_empty()),
+            });
+        }
+        _ => {}
+    }
+
+    let raw_offsets = raw.time_offsets.as_ref().filter(|m| !m.is_empty());
+    let mut time_offsets = Vec::new();
+    if let Some(offsets) = raw_offsets {
+        match &entries[Kind::Time.index()] {
+            Some(Entry {
+                action: Action::Create,
+                ..
+            }) => {}
+            Some(Entry {
+                index,
+                action: Action::Join(p),
+            }) => {
+                return Err(ConfigError::TimeOffsetsWithoutNewTimeNamespace {
+                    index: Some(*index),
+                    path: Some(p.as_path().to_owned()),
+                });
+            }
+            None => {
+                return Err(ConfigError::TimeOffsetsWithoutNewTimeNamespace {
+                    index: None,
+                    path: None,
+                })
+            }
+        }
+        for (name, off) in offsets {
+            let clock = match name.as_str() {
+                "monotonic" => Clock::Monotonic,
+                "boottime" => Clock::Boottime,
+                _ => {
+                    return Err(ConfigError::InvalidTimeOffset {
+                        clock: name.clone(),
+                        reason: "unknown clock (only monotonic and boottime can be offset)".into(),
+                    })
+                }
+            };
+            if off.nanosecs > MAX_NANOSECS {
+                return Err(ConfigError::InvalidTimeOffset {
+                    clock: name.clone(),
+                    reason: format!("nanosecs {} is larger than {MAX_NANOSECS}", off.nanosecs),
+                });
+            }
+            time_offsets.push(TimeOffset {
+                clock,
+                secs: off.secs,
+                nanosecs: off.nanosecs,
+            });
+        }
+    }
+
+    Ok(NsConfig {
+        entries,
+        uid_mappings: uid,
+        gid_mappings: gid,
+        time_offsets,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    fn code(json: &str) -> ErrorCode {
+        NsConfig::from_json(json).unwrap_err().code()
+    }
+
+    #[test]
+    fn malformed_json_names_line_and_column() {
+        let err =
+            NsConfig::from_json("{\n  \"linux\": {\n    \"namespaces\": [,]\n  }\n}").unwrap_err();
+        match err {
+            ConfigError::InvalidConfig { line, column, .. } => {
+                assert_eq!(line, 3);
+                assert!(column > 0);
+            }
+            other => panic!("expected invalid-config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn non_oci_document_is_invalid_config() {
+        // Valid JSON, but `process.args` must be an array for oci-spec.
+        assert_eq!(
+            code(r#"{"process":{"args":"nope"},"linux":{"namespaces":[]}}"#),
+            ErrorCode::InvalidConfig
+        );
+    }
+
+    #[test]
+    fn duplicate_type_is_rejected_with_both_indexes() {
+        let err = NsConfig::from_json(
+            r#"{"linux":{"namespaces":[{"type":"pid"},{"type":"uts"},{"type":"pid","path":"/x"}]}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::DuplicateNamespace {
+                index: 2,
+                kind: Kind::Pid,
+                first_index: 0
+            }
+        );
+    }
+
+    #[test]
+    fn relative_path_is_rejected_before_duplicate_of_same_entry() {
+        let err = NsConfig::from_json(
+            r#"{"linux":{"namespaces":[{"type":"network"},{"type":"network","path":"run/netns/a"}]}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::RelativePath);
+        assert_eq!(err.index(), Some(1));
+    }
+
+    #[test]
+    fn unknown_and_alias_types_are_rejected_with_index() {
+        let err =
+            NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"pid"},{"type":"net"}]}}"#)
+                .unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::UnknownType {
+                index: 1,
+                type_name: "net".into()
+            }
+        );
+    }
+
+    #[test]
+    fn mapping_rules() {
+        let m = r#""uidMappings":[{"containerID":0,"hostID":1000,"size":1}],"gidMappings":[{"containerID":0,"hostID":1000,"size":1}]"#;
+        assert_eq!(
+            code(&format!(
+                r#"{{"linux":{{"namespaces":[{{"type":"pid"}}],{m}}}}}"#
+            )),
+            ErrorCode::MappingsWithoutNewUserNamespace
+        );
+        assert_eq!(
+            code(&format!(
+                r#"{{"linux":{{"namespaces":[{{"type":"user","path":"/u"}}],{m}}}}}"#
+            )),
+            ErrorCode::UserNamespacePathWithMappings
+        );
+        assert_eq!(
+            code(
+                r#"{"linux":{"namespaces":[{"type":"user"}],"uidMappings":[{"containerID":0,"hostID":1,"size":1}]}}"#
+            ),
+            ErrorCode::MissingMappings
+        );
+        let ok = NsConfig::from_json(&format!(
+            r#"{{"linux":{{"namespaces":[{{"type":"user"}}],{m}}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(ok.uid_mappings().len(), 1);
+    }
+
+    #[test]
+    fn time_offset_rules() {
+        let off = r#""timeOffsets":{"monotonic":{"secs":10,"nanosecs":5}}"#;
+        assert_eq!(
+            code(&format!(
+                r#"{{"linux":{{"namespaces":[{{"type":"pid"}}],{off}}}}}"#
+            )),
+            ErrorCode::TimeOffsetsWithoutNewTimeNamespace
+        );
+        assert_eq!(
+            code(&format!(
+                r#"{{"linux":{{"namespaces":[{{"type":"time","path":"/t"}}],{off}}}}}"#
+            )),
+            ErrorCode::TimeOffsetsWithoutNewTimeNamespace
+        );
+        assert_eq!(
+            code(
+                r#"{"linux":{"namespaces":[{"type":"time"}],"timeOffsets":{"realtime":{"secs":1}}}}"#
+            ),
+            ErrorCode::InvalidTimeOffset
+        );
+        assert_eq!(
+            code(
+                r#"{"linux":{"namespaces":[{"type":"time"}],"timeOffsets":{"boottime":{"secs":1,"nanosecs":1000000000}}}}"#
+            ),
+            ErrorCode::InvalidTimeOffset
+        );
+        let ok = NsConfig::from_json(
+            r#"{"linux":{"namespaces":[{"type":"time"}],"timeOffsets":{"monotonic":{"secs":1},"boottime":{"secs":2,"nanosecs":999999999}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.time_offsets()
+                .iter()
+                .map(|o| o.clock)
+                .collect::<Vec<_>>(),
+            [Clock::Boottime, Clock::Monotonic]
+        );
+    }
+
+    #[test]
+    fn spec_and_json_paths_agree() {
+        let json = r#"{"ociVersion":"1.2.0","linux":{"namespaces":[{"type":"mount"},{"type":"network","path":"/run/netns/x"},{"type":"time"}],"timeOffsets":{"boottime":{"secs":3}}}}"#;
+        let spec: oci_spec::runtime::Spec = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            NsConfig::from_spec(&spec).unwrap(),
+            NsConfig::from_json(json).unwrap()
+        );
+    }
+}

@@ -1,0 +1,445 @@
+//! The plan: where the order is decided (DESIGN §4).
+//!
+//! [`plan`] is pure and deterministic: one validated config, one ordered
+//! list of [`Step`]s. The order, and why:
+//!
+//! 1. **Open every path first**, canonical order: after joining the mount or
+//!    user namespace a path may no longer resolve (runc's reason), and a
+//!    wrong path fails before any namespace changes.
+//! 2. **Join pass 1**: every joined non-user namespace, while the process
+//!    still has its original privileges (a host-owned network namespace
+//!    cannot be joined from inside a new user namespace).
+//! 3. **User namespace**: joined, or created *alone* so every namespace
+//!    created after it is owned by it, then the `id-mapping` sync point,
+//!    then uid/gid 0. Join pass 2 (EPERM-deferred joins) runs right after;
+//!    it is not a planned step because it exists only when pass 1 failed.
+//! 4. **Create** the rest, one kind per unshare so an error names its kind;
+//!    `cgroup-placed` right before cgroup (its root is the current cgroup);
+//!    time offsets right after unshare(time), before any child exists.
+//! 5. **Close** every fd before the fork, so no child inherits one.
+//! 6. **Fork** when pid or time is involved: they apply to children only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AbsPath, IdMapping, NsConfig, TimeOffset};
+use crate::error::SyncPoint;
+use crate::kind::{Kind, KindSet};
+use crate::trace::{Outcome, Trace, TraceStep};
+
+/// One step of a plan.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Step {
+    /// Open the path and check its namespace type.
+    Open {
+        /// The kind the config asks for.
+        #[serde(rename = "type")]
+        kind: Kind,
+        /// The path.
+        path: AbsPath,
+    },
+    /// Join the namespace opened from `path`.
+    Setns {
+        /// The kind.
+        #[serde(rename = "type")]
+        kind: Kind,
+        /// The path.
+        path: AbsPath,
+    },
+    /// Create a new namespace of one kind.
+    Unshare {
+        /// The kind.
+        #[serde(rename = "type")]
+        kind: Kind,
+    },
+    /// Hand over to the caller (parent) at a sync point.
+    Sync {
+        /// Which one.
+        point: SyncPoint,
+    },
+    /// Become uid/gid 0 in the user namespace.
+    Setid,
+    /// Write the time offsets of the new time namespace.
+    TimeOffsets {
+        /// The offsets.
+        offsets: Vec<TimeOffset>,
+    },
+    /// Close the fd opened from `path`.
+    Close {
+        /// The kind.
+        #[serde(rename = "type")]
+        kind: Kind,
+        /// The path.
+        path: AbsPath,
+    },
+    /// Fork: the child is the container process.
+    Fork,
+}
+
+impl Step {
+    /// The kind the step goes with for phase filtering (none for fork).
+    pub fn kind(&self) -> Option<Kind> {
+        match self {
+            Step::Open { kind, .. }
+            | Step::Setns { kind, .. }
+            | Step::Unshare { kind }
+            | Step::Close { kind, .. } => Some(*kind),
+            Step::Sync { point } => Some(point.kind()),
+            Step::Setid => Some(Kind::User),
+            Step::TimeOffsets { .. } => Some(Kind::Time),
+            Step::Fork => None,
+        }
+    }
+
+    /// The trace step this plan step produces when every call succeeds.
+    pub fn expected(&self) -> TraceStep {
+        let ok = Outcome::Ok;
+        match self {
+            Step::Open { kind, path } => TraceStep::Open {
+                kind: *kind,
+                path: path.as_path().to_owned(),
+                result: ok,
+                found: None,
+            },
+            Step::Setns { kind, path } => TraceStep::Setns {
+                kind: *kind,
+                path: path.as_path().to_owned(),
+                result: ok,
+                deferred: false,
+            },
+            Step::Unshare { kind } => TraceStep::Unshare {
+                kind: *kind,
+                result: ok,
+            },
+            Step::Sync { point } => TraceStep::Sync { point: *point },
+            Step::Setid => TraceStep::Setid {
+                kind: Kind::User,
+                result: ok,
+            },
+            Step::TimeOffsets { offsets } => TraceStep::TimeOffsets {
+                kind: Kind::Time,
+                offsets: offsets.clone(),
+                result: ok,
+            },
+            Step::Close { kind, path } => TraceStep::Close {
+                kind: *kind,
+                path: path.as_path().to_owned(),
+            },
+            Step::Fork => TraceStep::Fork { result: ok },
+        }
+    }
+}
+
+/// An ordered list of steps, plus the id mappings the `id-mapping` sync
+/// point hands to the caller.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Plan {
+    steps: Vec<Step>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    uid_mappings: Vec<IdMapping>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    gid_mappings: Vec<IdMapping>,
+}
+
+/// Builds the plan for a validated config (DESIGN §4). Pure: the same config
+/// always gives the same plan.
+///
+/// ```
+/// use nsapply::{plan, NsConfig, Step, Kind};
+/// let cfg = NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"pid"},{"type":"network","path":"/run/netns/a"}]}}"#).unwrap();
+/// let p = plan(&cfg);
+/// assert!(matches!(p.steps()[0], Step::Open { kind: Kind::Network, .. }));
+/// assert_eq!(p.steps().last(), Some(&Step::Fork));
+/// ```
+pub fn plan(cfg: &NsConfig) -> Plan {
+    let mut steps = Vec::with_capacity(24);
+    let joined = || {
+        Kind::ALL
+            .into_iter()
+            .filter_map(|k| cfg.join_path(k).map(|p| (k, p)))
+    };
+
+    for (kind, path) in joined() {
+        steps.push(Step::Open {
+            kind,
+            path: path.clone(),
+        });
+    }
+    for (kind, path) in joined().filter(|(k, _)| *k != Kind::User) {
+        steps.push(Step::Setns {
+            kind,
+            path: path.clone(),
+        });
+    }
+    if let Some(path) = cfg.join_path(Kind::User) {
+        steps.push(Step::Setns {
+            kind: Kind::User,
+            path: path.clone(),
+        });
+        steps.push(Step::Setid);
+    } else if cfg.creates(Kind::User) {
+        steps.push(Step::Unshare { kind: Kind::User });
+        steps.push(Step::Sync {
+            point: SyncPoint::IdMapping,
+        });
+        steps.push(Step::Setid);
+    }
+    for kind in Kind::ALL
+        .into_iter()
+        .filter(|k| *k != Kind::User && cfg.creates(*k))
+    {
+        if kind == Kind::Cgroup {
+            steps.push(Step::Sync {
+                point: SyncPoint::CgroupPlaced,
+            });
+        }
+        steps.push(Step::Unshare { kind });
+        if kind == Kind::Time && !cfg.time_offsets().is_empty() {
+            steps.push(Step::TimeOffsets {
+                offsets: cfg.time_offsets().to_vec(),
+            });
+        }
+    }
+    for (kind, path) in joined() {
+        steps.push(Step::Close {
+            kind,
+            path: path.clone(),
+        });
+    }
+    if cfg.kinds().contains(Kind::Pid) || cfg.kinds().contains(Kind::Time) {
+        steps.push(Step::Fork);
+    }
+
+    let (uid_mappings, gid_mappings) = if cfg.creates(Kind::User) {
+        (cfg.uid_mappings().to_vec(), cfg.gid_mappings().to_vec())
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    Plan {
+        steps,
+        uid_mappings,
+        gid_mappings,
+    }
+}
+
+impl Plan {
+    /// The steps in order.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// The uid mappings for the `id-mapping` sync point (empty unless the
+    /// plan creates a user namespace).
+    pub fn uid_mappings(&self) -> &[IdMapping] {
+        &self.uid_mappings
+    }
+
+    /// The gid mappings for the `id-mapping` sync point.
+    pub fn gid_mappings(&self) -> &[IdMapping] {
+        &self.gid_mappings
+    }
+
+    /// The kinds that have at least one step in this plan.
+    pub fn kinds(&self) -> KindSet {
+        self.steps.iter().filter_map(Step::kind).collect()
+    }
+
+    /// Whether the plan joins a user namespace by path (what allows EPERM
+    /// deferral in join pass 1).
+    pub fn joins_user(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s,
+                Step::Setns {
+                    kind: Kind::User,
+                    ..
+                }
+            )
+        })
+    }
+
+    /// The sub-plan for a phase: the steps of the kinds in `kinds`, in this
+    /// plan's order, ending with fork exactly when it holds pid or time.
+    ///
+    /// Running `only(s)` and then `only(s.complement())` performs exactly
+    /// this plan's steps (fork aside, compared as a multiset).
+    ///
+    /// ```
+    /// use nsapply::{plan, NsConfig, KindSet, Step};
+    /// let cfg = NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"pid"},{"type":"uts"}]}}"#).unwrap();
+    /// let full = plan(&cfg);
+    /// let first: KindSet = "user,pid,time".parse().unwrap();
+    /// assert_eq!(full.only(first).steps().last(), Some(&Step::Fork));
+    /// assert!(!full.only(first.complement()).steps().contains(&Step::Fork));
+    /// ```
+    #[must_use]
+    pub fn only(&self, kinds: KindSet) -> Plan {
+        let mut steps: Vec<Step> = self
+            .steps
+            .iter()
+            .filter(|s| s.kind().is_some_and(|k| kinds.contains(k)))
+            .cloned()
+            .collect();
+        let held = steps.iter().filter_map(Step::kind).collect::<KindSet>();
+        if held.contains(Kind::Pid) || held.contains(Kind::Time) {
+            steps.push(Step::Fork);
+        }
+        let user = held.contains(Kind::User);
+        Plan {
+            steps,
+            uid_mappings: if user {
+                self.uid_mappings.clone()
+            } else {
+                Vec::new()
+            },
+            gid_mappings: if user {
+                self.gid_mappings.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// The trace apply would produce on a host where every call succeeds
+    /// (what `nsapply plan --format json` prints).
+    pub fn expected_trace(&self) -> Trace {
+        Trace {
+            steps: self.steps.iter().map(Step::expected).collect(),
+            ..Trace::default()
+        }
+    }
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.expected_trace()
+            .steps
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, s)| {
+                let text = s.to_string();
+                // The plan table shows what will be done, not results.
+                let text = text.strip_suffix(" -> ok").unwrap_or(&text).trim_end();
+                writeln!(f, "{:>3}  {text}", i + 1)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(json: &str) -> Plan {
+        plan(&NsConfig::from_json(json).unwrap())
+    }
+
+    const MAPS: &str = r#""uidMappings":[{"containerID":0,"hostID":1000,"size":1}],"gidMappings":[{"containerID":0,"hostID":1000,"size":1}]"#;
+
+    #[test]
+    fn user_is_created_alone_after_joins_and_before_other_unshares() {
+        let p = plan_of(&format!(
+            r#"{{"linux":{{"namespaces":[{{"type":"mount"}},{{"type":"network","path":"/run/netns/a"}},{{"type":"user"}},{{"type":"pid"}}],{MAPS}}}}}"#
+        ));
+        let n = |k| AbsPath::new(k).unwrap();
+        assert_eq!(
+            p.steps(),
+            [
+                Step::Open {
+                    kind: Kind::Network,
+                    path: n("/run/netns/a")
+                },
+                Step::Setns {
+                    kind: Kind::Network,
+                    path: n("/run/netns/a")
+                },
+                Step::Unshare { kind: Kind::User },
+                Step::Sync {
+                    point: SyncPoint::IdMapping
+                },
+                Step::Setid,
+                Step::Unshare { kind: Kind::Pid },
+                Step::Unshare { kind: Kind::Mount },
+                Step::Close {
+                    kind: Kind::Network,
+                    path: n("/run/netns/a")
+                },
+                Step::Fork,
+            ]
+        );
+        assert_eq!(p.uid_mappings().len(), 1);
+    }
+
+    #[test]
+    fn cgroup_sync_precedes_cgroup_and_offsets_follow_time() {
+        let p = plan_of(
+            r#"{"linux":{"namespaces":[{"type":"time"},{"type":"cgroup"}],"timeOffsets":{"monotonic":{"secs":5}}}}"#,
+        );
+        assert!(matches!(
+            p.steps(),
+            [
+                Step::Sync {
+                    point: SyncPoint::CgroupPlaced
+                },
+                Step::Unshare { kind: Kind::Cgroup },
+                Step::Unshare { kind: Kind::Time },
+                Step::TimeOffsets { .. },
+                Step::Fork
+            ]
+        ));
+    }
+
+    #[test]
+    fn joined_user_comes_after_other_joins_and_no_fork_without_pid_or_time() {
+        let p = plan_of(
+            r#"{"linux":{"namespaces":[{"type":"user","path":"/u"},{"type":"network","path":"/n"},{"type":"uts"}]}}"#,
+        );
+        let ops: Vec<String> = p
+            .expected_trace()
+            .steps
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "open    user     /u -> ok",
+                "open    network  /n -> ok",
+                "setns   network  /n -> ok",
+                "setns   user     /u -> ok",
+                "setid   user     uid=0 gid=0 -> ok",
+                "unshare uts      -> ok",
+                "close   user     /u",
+                "close   network  /n",
+            ]
+        );
+        assert!(p.joins_user());
+    }
+
+    #[test]
+    fn phases_split_and_recombine() {
+        let p = plan_of(&format!(
+            r#"{{"linux":{{"namespaces":[{{"type":"user"}},{{"type":"pid"}},{{"type":"time"}},{{"type":"ipc","path":"/i"}},{{"type":"mount"}}],{MAPS}}}}}"#
+        ));
+        let a: KindSet = "user,pid,time".parse().unwrap();
+        let (pa, pb) = (p.only(a), p.only(a.complement()));
+        assert_eq!(pa.steps().last(), Some(&Step::Fork));
+        assert!(!pb.steps().contains(&Step::Fork));
+        let mut both: Vec<_> = pa.steps().iter().chain(pb.steps()).cloned().collect();
+        let mut full = p.steps().to_vec();
+        both.sort_by_key(|s| format!("{s:?}"));
+        full.sort_by_key(|s| format!("{s:?}"));
+        assert_eq!(both, full);
+        assert!(pb.uid_mappings().is_empty());
+        assert_eq!(pa.uid_mappings(), p.uid_mappings());
+    }
+
+    #[test]
+    fn plan_round_trips_through_json() {
+        let p = plan_of(
+            r#"{"linux":{"namespaces":[{"type":"time"},{"type":"network","path":"/n"}],"timeOffsets":{"boottime":{"secs":-5,"nanosecs":3}}}}"#,
+        );
+        let back: Plan = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+}

@@ -1,0 +1,1 @@
+//! The real kernel backend (placeholder until the Linux backend lands).

@@ -1,0 +1,103 @@
+//! The syscall boundary: one trait, two backends.
+//!
+//! [`Syscall`] is every call the engine makes. [`linux::Linux`] performs them
+//! on the running kernel; [`model::Model`] answers them from a stateful model
+//! of the kernel's rules and records each one. The engine takes the backend
+//! as a parameter (`apply(&plan, &mut backend, ...)`); nothing picks it by
+//! build flag.
+
+use std::path::Path;
+
+use crate::config::TimeOffset;
+use crate::error::Errno;
+use crate::kind::{Kind, KindSet};
+
+pub mod linux;
+pub mod model;
+
+/// Which side of a fork the caller is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forked {
+    /// The original process; `child` is the new process's pid as seen by the caller.
+    Parent {
+        /// The child's pid.
+        child: i32,
+    },
+    /// The new process, inside the pid/time namespaces meant for children.
+    Child,
+}
+
+/// The calls the engine makes, each answering like the kernel: `Ok` or an
+/// [`Errno`].
+///
+/// Namespace fds are the backend's owned handle type [`Syscall::Fd`]
+/// (`OwnedFd` on Linux): not `Copy`, borrowed for `setns` and the type
+/// check, and given back by value to [`Syscall::close`], so an fd cannot be
+/// used after close or closed twice.
+pub trait Syscall {
+    /// An owned namespace file descriptor.
+    type Fd;
+
+    /// `open(path, O_RDONLY | O_CLOEXEC)` (open(2)).
+    ///
+    /// # Errors
+    ///
+    /// The errno of open(2), for example ENOENT for a missing path.
+    fn open_ns(&mut self, path: &Path) -> Result<Self::Fd, Errno>;
+
+    /// `ioctl(fd, NS_GET_NSTYPE)`: the `CLONE_NEW*` value of the namespace
+    /// (ioctl_nsfs(2), Linux 4.11).
+    ///
+    /// # Errors
+    ///
+    /// ENOTTY when the fd is not a namespace file.
+    fn ns_get_nstype(&mut self, fd: &Self::Fd) -> Result<i32, Errno>;
+
+    /// `setns(fd, kind.clone_flag())` (setns(2)); the typed `nstype` makes the
+    /// kernel enforce the type too.
+    ///
+    /// # Errors
+    ///
+    /// The errno of setns(2) (EPERM, EINVAL, EUSERS, ...).
+    fn setns(&mut self, fd: &Self::Fd, kind: Kind) -> Result<(), Errno>;
+
+    /// close(2). Errors of close are not reported: the fd is gone either way.
+    fn close(&mut self, fd: Self::Fd);
+
+    /// `unshare(flags)` for exactly the kinds in `kinds` (unshare(2)).
+    ///
+    /// # Errors
+    ///
+    /// The errno of unshare(2).
+    fn unshare(&mut self, kinds: KindSet) -> Result<(), Errno>;
+
+    /// `setresgid(0, 0, 0)` then `setresuid(0, 0, 0)`: become root in the
+    /// user namespace just created or joined.
+    ///
+    /// # Errors
+    ///
+    /// EINVAL when id 0 is not mapped, EPERM without CAP_SETUID/CAP_SETGID.
+    fn set_root_ids(&mut self) -> Result<(), Errno>;
+
+    /// One write of `offsets` to `/proc/self/timens_offsets` (time_namespaces(7)).
+    ///
+    /// # Errors
+    ///
+    /// EACCES once a process entered the namespace, EINVAL for a bad clock
+    /// or nanoseconds, EPERM without CAP_SYS_TIME.
+    fn write_time_offsets(&mut self, offsets: &[TimeOffset]) -> Result<(), Errno>;
+
+    /// The number of threads of the calling process.
+    ///
+    /// # Errors
+    ///
+    /// The errno of reading it (`/proc/self/stat` on Linux).
+    fn thread_count(&mut self) -> Result<usize, Errno>;
+
+    /// fork(2).
+    ///
+    /// # Errors
+    ///
+    /// EAGAIN or ENOMEM.
+    fn fork(&mut self) -> Result<Forked, Errno>;
+}

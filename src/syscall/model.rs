@@ -1,0 +1,1 @@
+//! The kernel model backend (placeholder until the model lands).

@@ -1,0 +1,394 @@
+//! The JSON trace (DESIGN §6): what a run did, step by step, with each call's
+//! result. Both backends produce it through the same engine, so a model
+//! trace and a kernel trace of one scenario compare field for field.
+//!
+//! The schema is checked in as `trace.schema.json` at the repository root.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::TimeOffset;
+use crate::error::{ApplyError, ConfigError, Errno, ErrorCode, SyncPoint, Unjoined};
+use crate::kind::Kind;
+
+/// The trace format version written in every document.
+pub const TRACE_VERSION: u32 = 1;
+
+/// The result of one call: `"ok"` or the errno name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The call succeeded.
+    #[default]
+    Ok,
+    /// The call failed with this errno.
+    Err(Errno),
+}
+
+impl Outcome {
+    /// Whether the call succeeded.
+    pub const fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Ok)
+    }
+
+    /// The outcome of a call's result.
+    pub fn of<T>(r: &Result<T, Errno>) -> Outcome {
+        match r {
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Err(*e),
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Ok => f.write_str("ok"),
+            Outcome::Err(e) => f.write_str(&e.name()),
+        }
+    }
+}
+
+impl Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Outcome::Ok => s.serialize_str("ok"),
+            Outcome::Err(e) => e.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Outcome {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        if s == "ok" {
+            return Ok(Outcome::Ok);
+        }
+        s.parse::<Errno>()
+            .map(Outcome::Err)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One step of a trace. The `op` tag and field names are the contract.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TraceStep {
+    /// `open(path, O_RDONLY|O_CLOEXEC)` and `ioctl(NS_GET_NSTYPE)` on it.
+    /// `result` is the first failing call's errno; `found` is the type the
+    /// kernel reported when it is not the one asked for.
+    Open {
+        /// The kind asked for.
+        #[serde(rename = "type")]
+        kind: Kind,
+        /// The path.
+        path: PathBuf,
+        /// `"ok"` or the errno.
+        result: Outcome,
+        /// The namespace type found, when it is not `type` (`wrong-namespace-type`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        found: Option<String>,
+    },
+    /// `setns(fd, CLONE_NEW*)`.
+    Setns {
+        /// The kind.
+        #[serde(rename = "type")]
+        kind: Kind,
+        /// The path the fd was opened from.
+        path: PathBuf,
+        /// `"ok"` or the errno.
+        result: Outcome,
+        /// EPERM in pass 1, retried after the user namespace step.
+        #[serde(default, skip_serializing_if = "is_false")]
+        deferred: bool,
+    },
+    /// `unshare(CLONE_NEW*)`, one kind per call.
+    Unshare {
+        /// The kind.
+        #[serde(rename = "type")]
+        kind: Kind,
+        /// `"ok"` or the errno.
+        result: Outcome,
+    },
+    /// A caller-supplied sync point.
+    Sync {
+        /// Which one.
+        point: SyncPoint,
+    },
+    /// `setresgid(0,0,0)` then `setresuid(0,0,0)` in the user namespace.
+    Setid {
+        /// Always `user`.
+        #[serde(rename = "type")]
+        kind: Kind,
+        /// `"ok"` or the errno.
+        result: Outcome,
+    },
+    /// One write of all offsets to `/proc/self/timens_offsets`.
+    TimeOffsets {
+        /// Always `time`.
+        #[serde(rename = "type")]
+        kind: Kind,
+        /// The offsets written.
+        offsets: Vec<TimeOffset>,
+        /// `"ok"` or the errno.
+        result: Outcome,
+    },
+    /// close(2) of a namespace fd.
+    Close {
+        /// The kind.
+        #[serde(rename = "type")]
+        kind: Kind,
+        /// The path it was opened from.
+        path: PathBuf,
+    },
+    /// fork(2): pid and time namespaces apply to children only.
+    Fork {
+        /// `"ok"` (omitted) or the errno.
+        #[serde(default, skip_serializing_if = "Outcome::is_ok")]
+        result: Outcome,
+    },
+}
+
+impl TraceStep {
+    /// The kind the step belongs to (none for sync and fork).
+    pub fn kind(&self) -> Option<Kind> {
+        match self {
+            TraceStep::Open { kind, .. }
+            | TraceStep::Setns { kind, .. }
+            | TraceStep::Unshare { kind, .. }
+            | TraceStep::Setid { kind, .. }
+            | TraceStep::TimeOffsets { kind, .. }
+            | TraceStep::Close { kind, .. } => Some(*kind),
+            TraceStep::Sync { point } => Some(point.kind()),
+            TraceStep::Fork { .. } => None,
+        }
+    }
+
+    /// The call's outcome (sync and close always succeed as calls).
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            TraceStep::Open { result, .. }
+            | TraceStep::Setns { result, .. }
+            | TraceStep::Unshare { result, .. }
+            | TraceStep::Setid { result, .. }
+            | TraceStep::TimeOffsets { result, .. }
+            | TraceStep::Fork { result } => *result,
+            TraceStep::Sync { .. } | TraceStep::Close { .. } => Outcome::Ok,
+        }
+    }
+}
+
+/// The `error` object of a failed run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// The namespace kind, if the error has one.
+    #[serde(rename = "type")]
+    pub kind: Option<Kind>,
+    /// The path, if the error has one.
+    pub path: Option<PathBuf>,
+    /// The errno, if a call failed.
+    pub errno: Option<Errno>,
+    /// The human-readable message (the error's `Display`).
+    pub message: String,
+    /// For validation errors: the index in `linux.namespaces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// For join failures: every namespace left unjoined.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unjoined: Vec<Unjoined>,
+}
+
+impl From<&ApplyError> for TraceError {
+    fn from(e: &ApplyError) -> Self {
+        TraceError {
+            code: e.code(),
+            kind: e.kind(),
+            path: e.path().map(ToOwned::to_owned),
+            errno: e.errno(),
+            message: e.to_string(),
+            index: None,
+            unjoined: match e {
+                ApplyError::Join { unjoined, .. } => unjoined.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+impl From<&ConfigError> for TraceError {
+    fn from(e: &ConfigError) -> Self {
+        TraceError {
+            code: e.code(),
+            kind: e.kind(),
+            path: e.path().map(ToOwned::to_owned),
+            errno: None,
+            message: e.to_string(),
+            index: e.index(),
+            unjoined: Vec::new(),
+        }
+    }
+}
+
+/// One trace document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trace {
+    /// Always [`TRACE_VERSION`].
+    pub version: u32,
+    /// The steps taken, in order.
+    pub steps: Vec<TraceStep>,
+    /// `null` on success.
+    pub error: Option<TraceError>,
+}
+
+impl Default for Trace {
+    fn default() -> Self {
+        Trace {
+            version: TRACE_VERSION,
+            steps: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+impl Trace {
+    /// A trace with no steps that records a validation error.
+    pub fn rejected(e: &ConfigError) -> Trace {
+        Trace {
+            error: Some(e.into()),
+            ..Trace::default()
+        }
+    }
+
+    /// The document as pretty JSON.
+    pub fn to_json_pretty(&self) -> String {
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Parses a trace document.
+    ///
+    /// # Errors
+    ///
+    /// The serde error for malformed JSON or a document that is not a trace.
+    pub fn from_json(s: &str) -> Result<Trace, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+}
+
+impl fmt::Display for TraceStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraceStep::Open {
+                kind,
+                path,
+                result,
+                found,
+            } => {
+                write!(f, "open    {kind:<8} {} -> {result}", path.display())?;
+                if let Some(t) = found {
+                    write!(f, " (is {t})")?;
+                }
+                Ok(())
+            }
+            TraceStep::Setns {
+                kind,
+                path,
+                result,
+                deferred,
+            } => {
+                write!(f, "setns   {kind:<8} {} -> {result}", path.display())?;
+                if *deferred {
+                    f.write_str(" (deferred)")?;
+                }
+                Ok(())
+            }
+            TraceStep::Unshare { kind, result } => write!(f, "unshare {kind:<8} -> {result}"),
+            TraceStep::Sync { point } => write!(f, "sync    {point}"),
+            TraceStep::Setid { result, .. } => {
+                write!(f, "setid   user     uid=0 gid=0 -> {result}")
+            }
+            TraceStep::TimeOffsets {
+                offsets, result, ..
+            } => {
+                write!(f, "offsets time    ")?;
+                for o in offsets {
+                    write!(f, " {}={}.{:09}", o.clock.name(), o.secs, o.nanosecs)?;
+                }
+                write!(f, " -> {result}")
+            }
+            TraceStep::Close { kind, path } => write!(f, "close   {kind:<8} {}", path.display()),
+            TraceStep::Fork { result } => write!(f, "fork             -> {result}"),
+        }
+    }
+}
+
+impl fmt::Display for Trace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.steps.iter().enumerate() {
+            writeln!(f, "{:>3}  {s}", i + 1)?;
+        }
+        match &self.error {
+            None => writeln!(f, "ok"),
+            Some(e) => writeln!(f, "error: {}: {}", e.code, e.message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn design_example_round_trips() {
+        let doc = r#"{
+          "version": 1,
+          "steps": [
+            {"op": "open",    "type": "network", "path": "/run/netns/a", "result": "ok"},
+            {"op": "setns",   "type": "network", "path": "/run/netns/a", "result": "ok"},
+            {"op": "unshare", "type": "user", "result": "ok"},
+            {"op": "sync",    "point": "id-mapping"},
+            {"op": "unshare", "type": "pid", "result": "ok"},
+            {"op": "close",   "type": "network", "path": "/run/netns/a"},
+            {"op": "fork"}
+          ],
+          "error": null
+        }"#;
+        let t = Trace::from_json(doc).unwrap();
+        assert_eq!(t.steps.len(), 7);
+        let again = Trace::from_json(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(t, again);
+        let v: serde_json::Value = serde_json::from_str(&t.to_json_pretty()).unwrap();
+        let want: serde_json::Value = serde_json::from_str(doc).unwrap();
+        assert_eq!(
+            v, want,
+            "serialization must reproduce the DESIGN example exactly"
+        );
+    }
+
+    #[test]
+    fn deferred_and_errno_results_serialize_as_names() {
+        let s = TraceStep::Setns {
+            kind: Kind::Network,
+            path: "/n".into(),
+            result: Outcome::Err(Errno::EPERM),
+            deferred: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"op":"setns","type":"network","path":"/n","result":"EPERM","deferred":true}"#
+        );
+        assert!(Trace::from_json(
+            r#"{"version":1,"steps":[{"op":"fork","result":"EBOGUS"}],"error":null}"#
+        )
+        .is_err());
+    }
+}
