@@ -379,3 +379,315 @@ fn single_threaded<S: Syscall + ?Sized>(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The engine against a scripted backend: each call answers from a
+    //! table, so these tests pin the engine's decisions (defer, stop, close)
+    //! independently of the kernel model.
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::config::NsConfig;
+    use crate::plan::plan;
+
+    #[derive(Debug)]
+    struct Fd(u32, PathBuf);
+
+    #[derive(Default)]
+    struct Scripted {
+        /// (op, kind) → errno answers, consumed front to back; empty = ok.
+        answers: HashMap<(&'static str, Kind), Vec<Errno>>,
+        nstype: HashMap<PathBuf, i32>,
+        threads: usize,
+        next: u32,
+        open: Vec<u32>,
+        log: Vec<String>,
+        closed_twice: usize,
+    }
+
+    impl Scripted {
+        fn fail(mut self, op: &'static str, kind: Kind, errnos: &[Errno]) -> Self {
+            self.answers.insert((op, kind), errnos.to_vec());
+            self
+        }
+        fn answer(&mut self, op: &'static str, kind: Kind) -> Result<(), Errno> {
+            self.log.push(format!("{op} {kind}"));
+            match self.answers.get_mut(&(op, kind)) {
+                Some(v) if !v.is_empty() => Err(v.remove(0)),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    fn kind_of(path: &Path) -> Kind {
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(Kind::from_spec_name)
+            .unwrap()
+    }
+
+    impl Syscall for Scripted {
+        type Fd = Fd;
+        fn open_ns(&mut self, path: &Path) -> Result<Fd, Errno> {
+            self.answer("open", kind_of(path))?;
+            self.next += 1;
+            self.open.push(self.next);
+            Ok(Fd(self.next, path.to_owned()))
+        }
+        fn ns_get_nstype(&mut self, fd: &Fd) -> Result<i32, Errno> {
+            let kind = kind_of(&fd.1);
+            self.answer("nstype", kind)?;
+            Ok(*self.nstype.get(&fd.1).unwrap_or(&kind.clone_flag()))
+        }
+        fn setns(&mut self, _: &Fd, kind: Kind) -> Result<(), Errno> {
+            self.answer("setns", kind)
+        }
+        fn close(&mut self, fd: Fd) {
+            self.log.push(format!("close {}", kind_of(&fd.1)));
+            match self.open.iter().position(|n| *n == fd.0) {
+                Some(i) => drop(self.open.remove(i)),
+                None => self.closed_twice += 1,
+            }
+        }
+        fn unshare(&mut self, kinds: KindSet) -> Result<(), Errno> {
+            assert_eq!(kinds.len(), 1, "the engine unshares one kind per call");
+            self.answer("unshare", kinds.iter().next().unwrap())
+        }
+        fn set_root_ids(&mut self) -> Result<(), Errno> {
+            self.answer("setid", Kind::User)
+        }
+        fn write_time_offsets(&mut self, _: &[crate::config::TimeOffset]) -> Result<(), Errno> {
+            self.answer("offsets", Kind::Time)
+        }
+        fn thread_count(&mut self) -> Result<usize, Errno> {
+            Ok(self.threads.max(1))
+        }
+        fn fork(&mut self) -> Result<Forked, Errno> {
+            self.log.push("fork".into());
+            Ok(Forked::Child)
+        }
+    }
+
+    /// Paths are named after their kind so the scripted backend can tell them apart.
+    fn cfg(ns: &str) -> Plan {
+        plan(&NsConfig::from_json(&format!(r#"{{"linux":{{"namespaces":[{ns}]}}}}"#)).unwrap())
+    }
+
+    const USER_NET_IPC: &str = r#"{"type":"user","path":"/j/user"},{"type":"network","path":"/j/network"},{"type":"ipc","path":"/j/ipc"},{"type":"uts"}"#;
+
+    #[test]
+    fn eperm_in_pass_one_is_deferred_and_retried_after_the_user_step() {
+        let mut sys = Scripted::default().fail("setns", Kind::Network, &[Errno::EPERM]);
+        let run = apply(&cfg(USER_NET_IPC), &mut sys, &mut NoSync);
+        assert!(run.result.is_ok(), "{:?}", run.result);
+        assert_eq!(
+            sys.log,
+            [
+                "open user",
+                "nstype user",
+                "open ipc",
+                "nstype ipc",
+                "open network",
+                "nstype network",
+                "setns ipc",
+                "setns network",
+                "setns user",
+                "setid user",
+                "setns network",
+                "unshare uts",
+                "close user",
+                "close ipc",
+                "close network",
+            ]
+        );
+        let deferred: Vec<_> = run
+            .trace
+            .steps
+            .iter()
+            .filter(|s| matches!(s, TraceStep::Setns { deferred: true, .. }))
+            .collect();
+        assert_eq!(deferred.len(), 1);
+        assert!(sys.open.is_empty());
+    }
+
+    #[test]
+    fn second_failure_is_fatal_and_lists_every_unjoined_namespace() {
+        // Both fail twice: pass 2 retries ipc first (canonical order), fails,
+        // and the error names ipc and the still-unjoined network.
+        let mut sys = Scripted::default()
+            .fail("setns", Kind::Network, &[Errno::EPERM, Errno::EPERM])
+            .fail("setns", Kind::Ipc, &[Errno::EPERM, Errno::EACCES]);
+        let run = apply(&cfg(USER_NET_IPC), &mut sys, &mut NoSync);
+        let unjoined = |k, p: &str| Unjoined {
+            kind: k,
+            path: p.into(),
+        };
+        assert_eq!(
+            run.result.unwrap_err(),
+            ApplyError::Join {
+                kind: Kind::Ipc,
+                path: "/j/ipc".into(),
+                errno: Errno::EACCES,
+                unjoined: vec![
+                    unjoined(Kind::Ipc, "/j/ipc"),
+                    unjoined(Kind::Network, "/j/network")
+                ],
+            }
+        );
+        let retries = sys.log.iter().filter(|l| *l == "setns ipc").count();
+        assert_eq!(retries, 2, "a deferred join is retried exactly once");
+        assert!(!sys.log.iter().any(|l| l == "unshare uts"));
+        assert!(sys.open.is_empty());
+
+        // One retry only: network fails in pass 2 after ipc joined.
+        let mut sys = Scripted::default()
+            .fail("setns", Kind::Network, &[Errno::EPERM, Errno::EPERM])
+            .fail("setns", Kind::Ipc, &[Errno::EPERM]);
+        let run = apply(&cfg(USER_NET_IPC), &mut sys, &mut NoSync);
+        match run.result.unwrap_err() {
+            ApplyError::Join { kind, unjoined, .. } => {
+                assert_eq!(kind, Kind::Network);
+                assert_eq!(
+                    unjoined,
+                    vec![Unjoined {
+                        kind: Kind::Network,
+                        path: "/j/network".into()
+                    }]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(sys.log.iter().filter(|l| *l == "setns network").count(), 2);
+    }
+
+    #[test]
+    fn eperm_without_user_join_is_fatal_at_once_and_closes_everything() {
+        let mut sys = Scripted::default().fail("setns", Kind::Ipc, &[Errno::EPERM]);
+        let run = apply(
+            &cfg(
+                r#"{"type":"network","path":"/j/network"},{"type":"ipc","path":"/j/ipc"},{"type":"uts"}"#,
+            ),
+            &mut sys,
+            &mut NoSync,
+        );
+        assert_eq!(run.result.unwrap_err().code(), crate::ErrorCode::JoinFailed);
+        assert_eq!(sys.log.last().map(String::as_str), Some("close network"));
+        assert!(
+            !sys.log.iter().any(|l| l.starts_with("unshare")),
+            "no call after a fatal error"
+        );
+        assert!(sys.open.is_empty());
+        assert_eq!(sys.closed_twice, 0);
+    }
+
+    #[test]
+    fn wrong_type_and_not_a_namespace_stop_before_any_join() {
+        let mut sys = Scripted::default();
+        sys.nstype
+            .insert("/j/network".into(), Kind::Ipc.clone_flag());
+        let run = apply(
+            &cfg(r#"{"type":"network","path":"/j/network"},{"type":"uts"}"#),
+            &mut sys,
+            &mut NoSync,
+        );
+        let err = run.result.unwrap_err();
+        assert_eq!(err.code(), crate::ErrorCode::WrongNamespaceType);
+        assert_eq!(sys.log, ["open network", "nstype network", "close network"]);
+        let t = run.trace.error.unwrap();
+        assert_eq!(
+            (t.kind, t.path.as_deref()),
+            (Some(Kind::Network), Some(Path::new("/j/network")))
+        );
+
+        let mut sys = Scripted::default().fail("nstype", Kind::Network, &[Errno::ENOTTY]);
+        let run = apply(
+            &cfg(r#"{"type":"network","path":"/j/network"}"#),
+            &mut sys,
+            &mut NoSync,
+        );
+        assert_eq!(
+            run.result.unwrap_err().code(),
+            crate::ErrorCode::NotANamespace
+        );
+        assert!(sys.open.is_empty());
+
+        let mut sys = Scripted::default().fail("open", Kind::Ipc, &[Errno::ENOENT]);
+        let run = apply(
+            &cfg(r#"{"type":"network","path":"/j/network"},{"type":"ipc","path":"/j/ipc"}"#),
+            &mut sys,
+            &mut NoSync,
+        );
+        assert_eq!(
+            run.result.unwrap_err().code(),
+            crate::ErrorCode::PathNotFound
+        );
+        assert_eq!(
+            sys.log,
+            ["open ipc"],
+            "ipc opens first in canonical order; nothing else runs"
+        );
+    }
+
+    #[test]
+    fn multithreaded_caller_is_refused_before_the_first_step() {
+        let mut sys = Scripted {
+            threads: 3,
+            ..Scripted::default()
+        };
+        let p = cfg(
+            r#"{"type":"network","path":"/j/network"},{"type":"mount"},{"type":"user","path":"/j/user"}"#,
+        );
+        let run = apply(&p, &mut sys, &mut NoSync);
+        match run.result.unwrap_err() {
+            ApplyError::Multithreaded {
+                kind, op, threads, ..
+            } => {
+                assert_eq!((kind, op, threads), (Kind::User, "setns", Some(3)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(sys.log.is_empty());
+        // Plans without such steps do not care about threads.
+        let mut sys = Scripted {
+            threads: 3,
+            ..Scripted::default()
+        };
+        assert!(apply(
+            &cfg(r#"{"type":"uts"},{"type":"pid"}"#),
+            &mut sys,
+            &mut NoSync
+        )
+        .result
+        .is_ok());
+    }
+
+    #[test]
+    fn sync_failure_stops_the_run_with_its_point() {
+        struct FailCgroup;
+        impl SyncHooks<Scripted> for FailCgroup {
+            fn sync(&mut self, r: SyncRequest<'_>, _: &mut Scripted) -> Result<(), String> {
+                match r {
+                    SyncRequest::CgroupPlaced => Err("parent gone".into()),
+                    SyncRequest::IdMapping { .. } => Ok(()),
+                }
+            }
+        }
+        let mut sys = Scripted::default();
+        let run = apply(
+            &cfg(r#"{"type":"cgroup"},{"type":"ipc","path":"/j/ipc"}"#),
+            &mut sys,
+            &mut FailCgroup,
+        );
+        assert_eq!(
+            run.result.unwrap_err(),
+            ApplyError::Sync {
+                point: SyncPoint::CgroupPlaced,
+                message: "parent gone".into()
+            }
+        );
+        assert!(!sys.log.iter().any(|l| l == "unshare cgroup"));
+        assert!(sys.open.is_empty());
+    }
+}
