@@ -38,6 +38,8 @@ pub mod error;
 pub mod kind;
 pub mod plan;
 pub mod syscall;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod trace;
 
 pub use apply::{apply, Applied, NoSync, SyncHooks, SyncRequest};

@@ -1,0 +1,316 @@
+//! Property tests of validation, ordering, phase filtering and determinism
+//! (DESIGN §3 and §4), on generated configurations.
+//!
+//! Regressions found by proptest are persisted in `proptests/regressions/`
+//! and committed; they replay first on every run. `PROPTEST_CASES=20000`
+//! runs a deep search.
+
+use std::collections::BTreeMap;
+
+use nsapply::config::RawLinux;
+use nsapply::testing::{kind_set, raw_linux, valid_raw_linux};
+use nsapply::{plan, validate, Kind, KindSet, NsConfig, Plan, Step, SyncPoint};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, FileFailurePersistence};
+
+fn config() -> Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    Config {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptests/regressions/properties.txt",
+        ))),
+        ..Config::default()
+    }
+}
+
+/// The validation rules of DESIGN §3, restated from the text in the
+/// simplest form, independent of `nsapply::config`: the code of the first
+/// rule broken (in the documented precedence) and the entry index it names.
+fn oracle(raw: &RawLinux) -> Option<(&'static str, Option<usize>)> {
+    const TYPES: [&str; 8] = [
+        "user", "pid", "uts", "ipc", "network", "cgroup", "mount", "time",
+    ];
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, ns) in raw.namespaces.iter().enumerate() {
+        if !TYPES.contains(&ns.type_name.as_str()) {
+            return Some(("unknown-type", Some(i)));
+        }
+        if let Some(p) = &ns.path {
+            if !p.to_string_lossy().starts_with('/') {
+                return Some(("relative-path", Some(i)));
+            }
+        }
+        if seen.contains(&ns.type_name.as_str()) {
+            return Some(("duplicate-namespace", Some(i)));
+        }
+        seen.push(&ns.type_name);
+    }
+    let entry = |t: &str| raw.namespaces.iter().position(|ns| ns.type_name == t);
+    let given = |m: &Option<Vec<_>>| m.as_ref().is_some_and(|v: &Vec<_>| !v.is_empty());
+    let (uid, gid) = (given(&raw.uid_mappings), given(&raw.gid_mappings));
+    match entry("user") {
+        Some(i) if raw.namespaces[i].path.is_some() && (uid || gid) => {
+            return Some(("user-namespace-path-with-mappings", Some(i)))
+        }
+        None if uid || gid => return Some(("mappings-without-new-user-namespace", None)),
+        Some(i) if raw.namespaces[i].path.is_none() && !(uid && gid) => {
+            return Some(("missing-mappings", Some(i)))
+        }
+        _ => {}
+    }
+    let offsets: BTreeMap<_, _> = raw.time_offsets.clone().unwrap_or_default();
+    if !offsets.is_empty() {
+        match entry("time") {
+            None => return Some(("time-offsets-without-new-time-namespace", None)),
+            Some(i) if raw.namespaces[i].path.is_some() => {
+                return Some(("time-offsets-without-new-time-namespace", Some(i)))
+            }
+            _ => {}
+        }
+        let bad = offsets
+            .iter()
+            .any(|(c, o)| !(c == "monotonic" || c == "boottime") || o.nanosecs > 999_999_999);
+        if bad {
+            return Some(("invalid-time-offset", None));
+        }
+    }
+    None
+}
+
+fn as_document(raw: &RawLinux) -> String {
+    serde_json::json!({"ociVersion": "1.2.0", "linux": raw}).to_string()
+}
+
+fn valid_plan() -> impl Strategy<Value = (NsConfig, Plan)> {
+    valid_raw_linux().prop_map(|raw| {
+        let cfg = validate(&raw).expect("valid_raw_linux yields valid configs");
+        let p = plan(&cfg);
+        (cfg, p)
+    })
+}
+
+fn position(steps: &[Step], f: impl Fn(&Step) -> bool) -> Option<usize> {
+    steps.iter().position(f)
+}
+
+fn is_sorted<T: Ord>(v: &[T]) -> bool {
+    v.windows(2).all(|w| w[0] < w[1])
+}
+
+/// Checks every ordering rule of DESIGN §4 on one plan, as a partial order,
+/// plus canonical order within each group. Returns the first broken rule.
+fn order_violation(cfg: &NsConfig, p: &Plan) -> Option<String> {
+    let s = p.steps();
+    let kinds_of = |f: &dyn Fn(&Step) -> Option<Kind>| s.iter().filter_map(f).collect::<Vec<_>>();
+    let opens = kinds_of(&|st| match st {
+        Step::Open { kind, .. } => Some(*kind),
+        _ => None,
+    });
+    let joins = kinds_of(&|st| match st {
+        Step::Setns { kind, .. } if *kind != Kind::User => Some(*kind),
+        _ => None,
+    });
+    let unshares = kinds_of(&|st| match st {
+        Step::Unshare { kind } if *kind != Kind::User => Some(*kind),
+        _ => None,
+    });
+    let closes = kinds_of(&|st| match st {
+        Step::Close { kind, .. } => Some(*kind),
+        _ => None,
+    });
+    for (name, group) in [
+        ("opens", &opens),
+        ("joins", &joins),
+        ("unshares", &unshares),
+        ("closes", &closes),
+    ] {
+        if !is_sorted(group) {
+            return Some(format!("{name} not in canonical order: {group:?}"));
+        }
+    }
+    let joined: Vec<Kind> = Kind::ALL.into_iter().filter(|k| cfg.joins(*k)).collect();
+    if opens != joined || closes != joined {
+        return Some("every joined kind is opened and closed exactly once".into());
+    }
+    let last_open = s.iter().rposition(|st| matches!(st, Step::Open { .. }));
+    let first_setns = position(s, |st| matches!(st, Step::Setns { .. }));
+    if let (Some(o), Some(j)) = (last_open, first_setns) {
+        if o > j {
+            return Some("an open comes after the first setns".into());
+        }
+    }
+    let user_step = position(s, |st| {
+        matches!(
+            st,
+            Step::Setns {
+                kind: Kind::User,
+                ..
+            } | Step::Unshare { kind: Kind::User }
+        )
+    });
+    if let Some(u) = user_step {
+        if s[..u].iter().any(|st| matches!(st, Step::Unshare { .. })) {
+            return Some("an unshare precedes the user namespace step".into());
+        }
+        if s[u..]
+            .iter()
+            .any(|st| matches!(st, Step::Setns { kind, .. } if *kind != Kind::User))
+        {
+            return Some("a planned non-user join follows the user step".into());
+        }
+        let next = &s[u + 1..];
+        let ok = if cfg.creates(Kind::User) {
+            next.starts_with(&[
+                Step::Sync {
+                    point: SyncPoint::IdMapping,
+                },
+                Step::Setid,
+            ])
+        } else {
+            next.first() == Some(&Step::Setid)
+        };
+        if !ok {
+            return Some("user step not followed by its id-mapping sync and setid".into());
+        }
+    } else if cfg.kinds().contains(Kind::User) {
+        return Some("user namespace named but no user step".into());
+    }
+    let expected_unshares: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| *k != Kind::User && cfg.creates(*k))
+        .collect();
+    if unshares != expected_unshares {
+        return Some(format!(
+            "unshares {unshares:?}, expected {expected_unshares:?}"
+        ));
+    }
+    let cgroup = position(s, |st| *st == Step::Unshare { kind: Kind::Cgroup });
+    let cgroup_sync = position(s, |st| {
+        *st == Step::Sync {
+            point: SyncPoint::CgroupPlaced,
+        }
+    });
+    match (cgroup, cgroup_sync) {
+        (Some(c), Some(y)) if y + 1 == c => {}
+        (None, None) => {}
+        _ => return Some("cgroup-placed sync is not right before unshare(cgroup)".into()),
+    }
+    let time = position(s, |st| *st == Step::Unshare { kind: Kind::Time });
+    let offsets = position(s, |st| matches!(st, Step::TimeOffsets { .. }));
+    match (time, offsets, cfg.time_offsets().is_empty()) {
+        (Some(t), Some(o), false) if o == t + 1 => {}
+        (_, None, true) => {}
+        _ => return Some("time offsets are not right after unshare(time)".into()),
+    }
+    let forks = s.iter().filter(|st| **st == Step::Fork).count();
+    let needs_fork = cfg.kinds().contains(Kind::Pid) || cfg.kinds().contains(Kind::Time);
+    if forks != usize::from(needs_fork) || (needs_fork && s.last() != Some(&Step::Fork)) {
+        return Some("fork must be last, exactly when pid or time is involved".into());
+    }
+    let first_close = position(s, |st| matches!(st, Step::Close { .. }));
+    if let Some(c) = first_close {
+        if s[c..]
+            .iter()
+            .any(|st| !matches!(st, Step::Close { .. } | Step::Fork))
+        {
+            return Some("a step other than close/fork follows the first close".into());
+        }
+    }
+    None
+}
+
+/// Multiset of steps, fork aside.
+fn counts(steps: &[Step]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for s in steps.iter().filter(|s| **s != Step::Fork) {
+        *m.entry(format!("{s:?}")).or_default() += 1;
+    }
+    m
+}
+
+fn is_subsequence(sub: &[Step], full: &[Step]) -> bool {
+    let mut it = full.iter();
+    sub.iter()
+        .filter(|s| **s != Step::Fork)
+        .all(|s| it.any(|f| f == s))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Property 1 (validation): an error exactly when the independent
+    /// checker says the config breaks a rule of DESIGN §3, with the same
+    /// code and the same entry index; the JSON path agrees with the raw path.
+    #[test]
+    fn validation_matches_the_independent_checker(raw in raw_linux()) {
+        let got = validate(&raw);
+        let want = oracle(&raw);
+        match (&got, want) {
+            (Ok(_), None) => {}
+            (Err(e), Some((code, index))) => {
+                prop_assert_eq!(e.code().as_str(), code, "{}", e);
+                if index.is_some() {
+                    prop_assert_eq!(e.index(), index, "{}", e);
+                }
+            }
+            _ => prop_assert!(false, "validate gave {:?}, checker wants {:?}", got, want),
+        }
+        prop_assert_eq!(NsConfig::from_json(&as_document(&raw)), got);
+    }
+
+    /// Property 2 (order): every plan satisfies the ordering rules of
+    /// DESIGN §4 as a partial order and follows the canonical order within
+    /// each group.
+    #[test]
+    fn plans_satisfy_the_ordering_rules((cfg, p) in valid_plan()) {
+        if let Some(v) = order_violation(&cfg, &p) {
+            prop_assert!(false, "{}\nplan:\n{}", v, p);
+        }
+    }
+
+    /// Property 3 (phases): for any split, the two sub-plans together hold
+    /// exactly the full plan's steps (fork aside), each in the full plan's
+    /// order, no kind leaks into a phase that did not ask for it, and a
+    /// sub-plan ends with fork exactly when it holds pid or time.
+    #[test]
+    fn phases_partition_the_plan((_cfg, p) in valid_plan(), split in kind_set()) {
+        let (a, b) = (p.only(split), p.only(split.complement()));
+        let mut joined = counts(a.steps());
+        for (k, n) in counts(b.steps()) {
+            *joined.entry(k).or_default() += n;
+        }
+        prop_assert_eq!(joined, counts(p.steps()));
+        for (sub, set) in [(&a, split), (&b, split.complement())] {
+            prop_assert!(is_subsequence(sub.steps(), p.steps()));
+            let held: KindSet = sub.steps().iter().filter_map(Step::kind).collect();
+            prop_assert_eq!(held.bits() & !set.bits(), 0, "kinds leaked: {:?}", held);
+            let wants_fork = held.contains(Kind::Pid) || held.contains(Kind::Time);
+            prop_assert_eq!(sub.steps().last() == Some(&Step::Fork), wants_fork);
+            prop_assert!(sub.steps().iter().filter(|s| **s == Step::Fork).count() <= 1);
+        }
+    }
+
+    /// Property 7 (determinism, plan part): the same config always gives the
+    /// same plan, and plan → JSON → plan round-trips.
+    #[test]
+    fn planning_is_deterministic_and_round_trips((cfg, p) in valid_plan()) {
+        prop_assert_eq!(&plan(&cfg), &p);
+        let json = serde_json::to_string(&p).unwrap();
+        let back: Plan = serde_json::from_str(&json).unwrap();
+        prop_assert_eq!(back, p);
+    }
+
+    /// Property 8 (no panics, validation and planning): any generated input
+    /// returns a value.
+    #[test]
+    fn validation_and_planning_never_panic(raw in raw_linux(), split in kind_set()) {
+        if let Ok(cfg) = validate(&raw) {
+            let p = plan(&cfg);
+            let _ = p.only(split).expected_trace();
+        }
+    }
+}
