@@ -344,10 +344,15 @@ fn spec_type_name(t: oci_spec::runtime::LinuxNamespaceType) -> &'static str {
 }
 
 fn invalid_config(e: serde_json::Error) -> ConfigError {
+    // serde_json's Display ends with " at line L column C", which the
+    // variant already says.
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let message = text.strip_suffix(&suffix).unwrap_or(&text).to_owned();
     ConfigError::InvalidConfig {
         line: e.line(),
         column: e.column(),
-        message: e.to_string(),
+        message,
     }
 }
 

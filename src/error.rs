@@ -540,7 +540,7 @@ pub enum ApplyError {
         raw: i32,
     },
     /// The path does not exist.
-    #[error("{kind} namespace path {path:?} does not exist ({errno})")]
+    #[error("{kind} namespace path {path:?} does not exist: {errno}")]
     PathNotFound {
         /// The kind the config asked for.
         kind: Kind,
