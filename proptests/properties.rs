@@ -7,10 +7,17 @@
 
 use std::collections::BTreeMap;
 
-use nsapply::config::RawLinux;
-use nsapply::testing::{kind_set, raw_linux, valid_raw_linux};
-use nsapply::{plan, validate, Kind, KindSet, NsConfig, Plan, Step, SyncPoint};
+use nsapply::config::{RawLinux, RawNamespace};
+use nsapply::model::{simulate, Call, CallOp, FaultScript, Model, World};
+use nsapply::testing::{
+    build_world, fault_script, kind_set, raw_linux, valid_raw_linux, world_for, PathTarget,
+};
+use nsapply::{
+    plan, validate, Applied, Errno, ErrorCode, Kind, KindSet, NsConfig, Outcome, Plan, Step,
+    SyncPoint, TraceStep,
+};
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, FileFailurePersistence};
 
 fn config() -> Config {
@@ -312,5 +319,326 @@ proptest! {
             let p = plan(&cfg);
             let _ = p.only(split).expected_trace();
         }
+    }
+}
+
+/// A config, its plan (full or one phase of it), a world and a fault script.
+fn scenario() -> BoxedStrategy<(Plan, World, FaultScript)> {
+    (valid_plan(), kind_set(), any::<bool>()).prop_flat_map(|((cfg, full), split, phase)| {
+        let p = if phase { full.only(split) } else { full };
+        let calls = p.steps().len() * 2;
+        (Just(p), world_for(&cfg), fault_script(calls))
+    })
+    .boxed()
+}
+
+fn run(p: &Plan, world: &World, faults: &FaultScript) -> (Applied, Model) {
+    let mut model = Model::new(world).expect("generated worlds are consistent");
+    model.set_faults(faults.clone());
+    let applied = simulate(p, &mut model);
+    (applied, model)
+}
+
+/// The kind each path was opened as, from the trace.
+fn opened_as(trace: &[TraceStep]) -> BTreeMap<std::path::PathBuf, Kind> {
+    trace
+        .iter()
+        .filter_map(|s| match s {
+            TraceStep::Open { kind, path, .. } => Some((path.clone(), *kind)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Checks property 4 on one run; returns the first violation.
+fn error_path_violation(p: &Plan, applied: &Applied, model: &Model) -> Option<String> {
+    if model.open_fd_count() != 0 {
+        return Some(format!("{} fds left open", model.open_fd_count()));
+    }
+    if model.bad_closes() != 0 {
+        return Some("an fd was closed twice".into());
+    }
+    let steps = &applied.trace.steps;
+    let opened = opened_as(steps);
+    let mut setns_seen: BTreeMap<Kind, usize> = BTreeMap::new();
+    let deferred_at = |kind: Kind, nth: usize| {
+        steps
+            .iter()
+            .filter(|s| matches!(s, TraceStep::Setns { kind: k, .. } if *k == kind))
+            .nth(nth)
+            .is_some_and(|s| matches!(s, TraceStep::Setns { deferred: true, .. }))
+    };
+    let multithreaded = model.threads() > 1 || !model.has_forked() && model.threads() > 1;
+    let mut fatal: Option<(usize, &Call)> = None;
+    for (i, c) in model.calls().iter().enumerate() {
+        let is_fatal = match (c.op, c.result) {
+            (CallOp::Close, _) => false,
+            (CallOp::Threads, Outcome::Err(_)) => true,
+            (CallOp::Threads, Outcome::Ok) => multithreaded,
+            (CallOp::Setns, Outcome::Err(_)) => {
+                let kind = c.kind.expect("setns has a kind");
+                let nth = setns_seen.entry(kind).or_default();
+                *nth += 1;
+                !deferred_at(kind, *nth - 1)
+            }
+            (CallOp::Setns, Outcome::Ok) => {
+                *setns_seen
+                    .entry(c.kind.expect("setns has a kind"))
+                    .or_default() += 1;
+                false
+            }
+            (CallOp::Nstype, Outcome::Ok) => {
+                c.path.as_ref().and_then(|p| opened.get(p)).copied() != c.kind
+            }
+            (_, Outcome::Err(_)) => true,
+            _ => false,
+        };
+        if is_fatal {
+            fatal = Some((i, c));
+            break;
+        }
+    }
+    let error = applied.trace.error.as_ref();
+    match (fatal, error) {
+        (None, None) => None,
+        (None, Some(e)) if e.code == ErrorCode::SyncFailed => None,
+        (None, Some(e)) => Some(format!("error {} without a failing call", e.code)),
+        (Some((_, c)), None) => Some(format!("call {c:?} failed but the run succeeded")),
+        (Some((i, c)), Some(e)) => {
+            if let Some(after) = model.calls()[i + 1..]
+                .iter()
+                .find(|c| c.op != CallOp::Close)
+            {
+                return Some(format!("call {after:?} after the fatal {c:?}"));
+            }
+            let want_kind = match c.op {
+                CallOp::Open | CallOp::Nstype => {
+                    c.path.as_ref().and_then(|p| opened.get(p)).copied()
+                }
+                CallOp::Fork => None,
+                CallOp::Setid => Some(Kind::User),
+                CallOp::TimeOffsets => Some(Kind::Time),
+                _ => c.kind.or(e.kind),
+            };
+            if c.op != CallOp::Threads && e.kind != want_kind {
+                return Some(format!(
+                    "error names {:?}, the failing call was {c:?}",
+                    e.kind
+                ));
+            }
+            if matches!(c.op, CallOp::Open | CallOp::Nstype | CallOp::Setns) && e.path != c.path {
+                return Some(format!(
+                    "error names path {:?}, the failing call was {c:?}",
+                    e.path
+                ));
+            }
+            if let Outcome::Err(errno) = c.result {
+                if c.op != CallOp::Threads && e.errno != Some(errno) {
+                    return Some(format!(
+                        "error errno {:?}, the call gave {errno:?}",
+                        e.errno
+                    ));
+                }
+            }
+            for (j, s) in steps.iter().enumerate() {
+                if let TraceStep::Setns {
+                    deferred: true,
+                    kind,
+                    result,
+                    ..
+                } = s
+                {
+                    let user_step_before = steps[..j]
+                        .iter()
+                        .any(|s| matches!(s, TraceStep::Setid { .. }));
+                    if *result != Outcome::Err(Errno::EPERM)
+                        || *kind == Kind::User
+                        || !p.joins_user()
+                        || user_step_before
+                    {
+                        return Some(format!("deferral not allowed here: {s:?}"));
+                    }
+                }
+            }
+            None
+        }
+    }
+}
+
+/// Checks property 5 on one run.
+fn deferral_violation(p: &Plan, applied: &Applied) -> Option<String> {
+    let steps = &applied.trace.steps;
+    let setid = steps
+        .iter()
+        .position(|s| matches!(s, TraceStep::Setid { .. }));
+    let deferred: Vec<(usize, Kind)> = steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            TraceStep::Setns {
+                deferred: true,
+                kind,
+                ..
+            } => Some((i, *kind)),
+            _ => None,
+        })
+        .collect();
+    if !deferred.is_empty() && !p.joins_user() {
+        return Some("a join was deferred although no user namespace is joined".into());
+    }
+    let mut unretried = Vec::new();
+    for (i, kind) in &deferred {
+        let retries: Vec<usize> = steps
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .filter(|(_, s)| matches!(s, TraceStep::Setns { kind: k, .. } if k == kind))
+            .map(|(j, _)| j)
+            .collect();
+        match retries.as_slice() {
+            [] => unretried.push(*kind),
+            [j] if setid.is_some_and(|u| u < *j) => {}
+            [j] => return Some(format!("{kind} retried at step {j}, before the user step")),
+            _ => return Some(format!("{kind} retried more than once")),
+        }
+    }
+    if let Some(e) = &applied.trace.error {
+        if e.code == ErrorCode::JoinFailed {
+            let failed = steps.iter().rev().find_map(|s| match s {
+                TraceStep::Setns {
+                    kind,
+                    result: Outcome::Err(_),
+                    deferred: false,
+                    ..
+                } => Some(*kind),
+                _ => None,
+            });
+            let retry = failed.is_some_and(|k| deferred.iter().any(|(_, d)| *d == k));
+            if retry {
+                let mut want: Vec<Kind> = vec![failed.unwrap()];
+                want.extend(unretried.iter().filter(|k| Some(**k) != failed));
+                let got: Vec<Kind> = e.unjoined.iter().map(|u| u.kind).collect();
+                if got != want {
+                    return Some(format!("unjoined lists {got:?}, expected {want:?}"));
+                }
+            }
+        }
+    } else if !unretried.is_empty() {
+        return Some(format!("run succeeded with {unretried:?} never retried"));
+    }
+    None
+}
+
+/// Configs joining a user namespace by path plus 1..=5 namespaces it owns,
+/// for a rootless caller that created it: every non-user join is deferred.
+fn deferral_scenario() -> BoxedStrategy<(Plan, World, FaultScript)> {
+    let others = proptest::sample::subsequence(
+        vec![
+            Kind::Pid,
+            Kind::Uts,
+            Kind::Ipc,
+            Kind::Network,
+            Kind::Cgroup,
+            Kind::Mount,
+        ],
+        1..=5,
+    );
+    (others, fault_script(24), any::<bool>()).prop_map(|(others, faults, eperm_twice)| {
+        let mut namespaces = vec![RawNamespace {
+            type_name: "user".into(),
+            path: Some(nsapply::testing::join_path(Kind::User)),
+        }];
+        namespaces.extend(others.iter().map(|k| RawNamespace {
+            type_name: k.spec_name().into(),
+            path: Some(nsapply::testing::join_path(*k)),
+        }));
+        let cfg = validate(&RawLinux {
+            namespaces,
+            ..RawLinux::default()
+        })
+        .unwrap();
+        let world = build_world(&cfg, 1000, 1, &[PathTarget::JoinedUserOwned; 8]);
+        let faults = if eperm_twice {
+            FaultScript::parse(&format!("setns:{}=EPERM", others[0].spec_name())).unwrap()
+        } else {
+            faults
+        };
+        (plan(&cfg), world, faults)
+    })
+    .boxed()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Property 4 (error paths): with a fault at any call (or a world that
+    /// makes one fail), apply stops at that call, or defers it only for
+    /// EPERM in pass 1 with a user namespace joined by path; makes no call
+    /// after a fatal error but closes; returns an error naming the call's
+    /// kind, path and errno; and leaves every opened fd closed exactly once.
+    #[test]
+    fn errors_stop_the_run_and_close_every_fd((p, world, faults) in scenario()) {
+        let (applied, model) = run(&p, &world, &faults);
+        if let Some(v) = error_path_violation(&p, &applied, &model) {
+            prop_assert!(false, "{}\ntrace:\n{}\ncalls: {:#?}", v, applied.trace, model.calls());
+        }
+    }
+
+    /// Property 5 (deferral): a join deferred in pass 1 is retried exactly
+    /// once, after the user step; a second failure is fatal and the error
+    /// lists every namespace left unjoined.
+    #[test]
+    fn deferred_joins_are_retried_once_after_the_user_step(
+        (p, world, faults) in prop_oneof![scenario(), deferral_scenario()]
+    ) {
+        let (applied, model) = run(&p, &world, &faults);
+        if let Some(v) = deferral_violation(&p, &applied) {
+            prop_assert!(false, "{}\ntrace:\n{}", v, applied.trace);
+        }
+        prop_assert!(error_path_violation(&p, &applied, &model).is_none());
+    }
+
+    /// Property 7 (determinism, trace part): the same plan, world and faults
+    /// always give the same trace.
+    #[test]
+    fn simulation_is_deterministic((p, world, faults) in scenario()) {
+        let (a, _) = run(&p, &world, &faults);
+        let (b, _) = run(&p, &world, &faults);
+        prop_assert_eq!(a.trace, b.trace);
+    }
+
+    /// Property 8 (no panics, simulation): any generated scenario returns a
+    /// trace whose JSON round-trips.
+    #[test]
+    fn simulation_never_panics((p, world, faults) in scenario()) {
+        let (a, _) = run(&p, &world, &faults);
+        let back = nsapply::Trace::from_json(&serde_json::to_string(&a.trace).unwrap()).unwrap();
+        prop_assert_eq!(back, a.trace);
+    }
+}
+
+/// The deferral scenario really defers: a rootless caller that created the
+/// joined user namespace gets EPERM on every namespace it owns in pass 1
+/// and joins them all in pass 2.
+#[test]
+fn rootless_deferral_scenario_defers_every_owned_namespace() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for _ in 0..32 {
+        let (p, world, _) = deferral_scenario().new_tree(&mut runner).unwrap().current();
+        let (applied, model) = run(&p, &world, &FaultScript::new());
+        assert!(applied.trace.error.is_none(), "{}", applied.trace);
+        let deferred = applied
+            .trace
+            .steps
+            .iter()
+            .filter(|s| matches!(s, TraceStep::Setns { deferred: true, .. }))
+            .count();
+        let joins = p
+            .steps()
+            .iter()
+            .filter(|s| matches!(s, Step::Setns { kind, .. } if *kind != Kind::User))
+            .count();
+        assert_eq!(deferred, joins, "{}", applied.trace);
+        assert_eq!(model.open_fd_count(), 0);
     }
 }

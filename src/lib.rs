@@ -49,5 +49,5 @@ pub use config::{
 pub use error::{ApplyError, ConfigError, Errno, ErrorCode, SyncPoint, Unjoined};
 pub use kind::{Kind, KindSet};
 pub use plan::{plan, Plan, Step};
-pub use syscall::{Forked, Syscall};
+pub use syscall::{linux, model, Forked, Syscall};
 pub use trace::{Outcome, Trace, TraceError, TraceStep};

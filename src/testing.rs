@@ -10,8 +10,12 @@ use std::path::PathBuf;
 use proptest::prelude::*;
 use proptest::sample::select;
 
-use crate::config::{IdMapping, RawLinux, RawNamespace, RawTimeOffset};
+use crate::config::{IdMapping, NsConfig, RawLinux, RawNamespace, RawTimeOffset};
+use crate::error::Errno;
 use crate::kind::{Kind, KindSet};
+use crate::syscall::model::{
+    CallOp, CallerSpec, Fault, FaultAt, FaultScript, FileSpec, NsSpec, World,
+};
 
 /// The join path the generators use for `kind` (absolute).
 pub fn join_path(kind: Kind) -> PathBuf {
@@ -216,4 +220,184 @@ fn shuffle<T>(v: &mut [T], mut seed: u64) {
         let j = (seed % (i as u64 + 1)) as usize;
         v.swap(i, j);
     }
+}
+
+/// What stands at a join path in a generated world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathTarget {
+    /// A namespace of the right kind owned by the host user namespace.
+    HostOwned,
+    /// A namespace of the right kind owned by a child user namespace the
+    /// caller created (for a pid namespace: a child of the host one).
+    ChildOwned,
+    /// A namespace of the right kind owned by the user namespace the config
+    /// joins by path (the deferral case); host-owned when none is joined.
+    JoinedUserOwned,
+    /// The caller's own host namespace of that kind (for pid: its active
+    /// pid namespace; for user: joining it is EINVAL).
+    CallersOwn,
+    /// A regular file.
+    Regular,
+    /// A directory.
+    Directory,
+    /// Nothing (ENOENT).
+    Missing,
+    /// A namespace of another kind.
+    WrongKind,
+}
+
+fn path_target() -> impl Strategy<Value = PathTarget> {
+    prop_oneof![
+        6 => Just(PathTarget::HostOwned),
+        3 => Just(PathTarget::ChildOwned),
+        4 => Just(PathTarget::JoinedUserOwned),
+        1 => Just(PathTarget::CallersOwn),
+        1 => Just(PathTarget::Regular),
+        1 => Just(PathTarget::Directory),
+        1 => Just(PathTarget::Missing),
+        1 => Just(PathTarget::WrongKind),
+    ]
+}
+
+/// The name of the user namespace a generated config joins by path.
+pub const JOINED_USER: &str = "joined-user";
+/// The name of the child user namespace generated worlds hold.
+pub const CHILD_USER: &str = "child-user";
+
+/// Builds the world a config is run in: the caller (`uid` 0 is root), its
+/// thread count, and for each joined kind what stands at its path.
+pub fn build_world(cfg: &NsConfig, uid: u32, threads: usize, targets: &[PathTarget; 8]) -> World {
+    let caller = if uid == 0 {
+        CallerSpec::root()
+    } else {
+        CallerSpec::unprivileged(uid, uid)
+    };
+    let own_map = |host, size| {
+        vec![IdMapping {
+            container_id: 0,
+            host_id: host,
+            size,
+        }]
+    };
+    let (host_id, size) = if uid == 0 {
+        (100_000, 65_536)
+    } else {
+        (uid, 1)
+    };
+    let mut world = World::new()
+        .caller(caller.threads(threads.max(1)))
+        .namespace(
+            NsSpec::new(CHILD_USER, Kind::User)
+                .created_by(uid)
+                .maps(own_map(host_id, size), own_map(host_id, size)),
+        );
+    // The joined user namespace exists only when its path leads to a user
+    // namespace that the world creates under that name.
+    let user_joined = cfg.joins(Kind::User)
+        && matches!(
+            targets[Kind::User.index()],
+            PathTarget::HostOwned | PathTarget::ChildOwned | PathTarget::JoinedUserOwned
+        );
+    for kind in Kind::ALL {
+        let Some(path) = cfg.join_path(kind) else {
+            continue;
+        };
+        let path = path.as_path().to_owned();
+        let name = format!("target-{}", kind.spec_name());
+        let target = targets[kind.index()];
+        world = match (kind, target) {
+            (_, PathTarget::Regular) => world.file(path, FileSpec::Regular),
+            (_, PathTarget::Directory) => world.file(path, FileSpec::Directory),
+            (_, PathTarget::Missing) => world,
+            (_, PathTarget::WrongKind) => {
+                let other = Kind::ALL[(kind.index() + 3) % 8];
+                world.namespace(NsSpec::new(name, other).at(path))
+            }
+            (_, PathTarget::CallersOwn) => {
+                world.namespace(NsSpec::new(format!("host:{}", kind.spec_name()), kind).at(path))
+            }
+            (Kind::User, t) => {
+                // The joined user namespace: made by the caller (rootless
+                // case, it may join and own) or by the host root.
+                let creator = if t == PathTarget::HostOwned { 0 } else { uid };
+                let (h, s) = if creator == 0 {
+                    (100_000, 65_536)
+                } else {
+                    (uid, 1)
+                };
+                world.namespace(
+                    NsSpec::new(JOINED_USER, Kind::User)
+                        .created_by(creator)
+                        .maps(own_map(h, s), own_map(h, s))
+                        .at(path),
+                )
+            }
+            (_, t) => {
+                let owner = match t {
+                    PathTarget::ChildOwned => CHILD_USER,
+                    PathTarget::JoinedUserOwned if user_joined => JOINED_USER,
+                    _ => "host:user",
+                };
+                let mut ns = NsSpec::new(name, kind).owned_by(owner).at(path);
+                if kind == Kind::Time {
+                    ns = ns.entered(true);
+                }
+                world.namespace(ns)
+            }
+        };
+    }
+    world
+}
+
+/// Arbitrary worlds for a config: the caller root or not, single- or
+/// multi-threaded, and for each joined path a namespace owned by the host,
+/// a child user namespace or the joined user namespace, or a regular file,
+/// a directory, nothing, or a namespace of the wrong kind.
+pub fn world_for(cfg: &NsConfig) -> impl Strategy<Value = World> {
+    let cfg = cfg.clone();
+    (
+        prop_oneof![3 => Just(0u32), 1 => Just(1000u32)],
+        prop_oneof![8 => Just(1usize), 1 => 2usize..5],
+        proptest::array::uniform8(path_target()),
+    )
+        .prop_map(move |(uid, threads, targets)| build_world(&cfg, uid, threads, &targets))
+}
+
+/// The errnos the kernel can give for the calls of a plan.
+pub const ERRNOS: [Errno; 9] = [
+    Errno::EPERM,
+    Errno::EINVAL,
+    Errno::ENOENT,
+    Errno::ENOTTY,
+    Errno::EBADF,
+    Errno::ENOMEM,
+    Errno::ENOSPC,
+    Errno::EUSERS,
+    Errno::EACCES,
+];
+
+/// Arbitrary fault scripts for a plan of `calls` fallible calls: none, one
+/// call by position, or every call of one op (and kind), failing with any
+/// errno of [`ERRNOS`].
+pub fn fault_script(calls: usize) -> impl Strategy<Value = FaultScript> {
+    let errno = select(ERRNOS.to_vec());
+    let op = select(vec![
+        CallOp::Open,
+        CallOp::Nstype,
+        CallOp::Setns,
+        CallOp::Unshare,
+        CallOp::Setid,
+        CallOp::TimeOffsets,
+        CallOp::Fork,
+        CallOp::Threads,
+    ]);
+    let kind = proptest::option::of(select(Kind::ALL.to_vec()));
+    let at = prop_oneof![
+        3 => (1..calls.max(1) + 2).prop_map(FaultAt::Position),
+        2 => (op, kind).prop_map(|(op, kind)| FaultAt::Call { op, kind }),
+    ];
+    prop_oneof![
+        1 => Just(FaultScript::new()),
+        4 => (at, errno).prop_map(|(at, errno)| FaultScript { faults: vec![Fault { at, errno }] }),
+    ]
 }
