@@ -140,7 +140,9 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
     ) -> Result<Option<Forked>, ApplyError> {
         // Fail before the first step rather than halfway: a multithreaded
         // caller would otherwise have joined some namespaces already.
-        if let Some((kind, op)) = plan.steps().iter().find_map(needs_single_thread) {
+        let kinds = plan.kinds();
+        let needs = |s: &Step| needs_single_thread(s, kinds);
+        if let Some((kind, op)) = plan.steps().iter().find_map(needs) {
             single_threaded(sys, kind, op)?;
         }
         let mut forked = None;
@@ -196,6 +198,9 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
                 }
                 Step::Close { kind, .. } => self.close(sys, *kind),
                 Step::Fork => {
+                    if let Some((kind, op)) = needs(step) {
+                        single_threaded(sys, kind, op)?;
+                    }
                     let r = sys.fork();
                     self.trace.steps.push(TraceStep::Fork {
                         result: Outcome::of(&r),
@@ -350,10 +355,24 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
     }
 }
 
-fn needs_single_thread(step: &Step) -> Option<(Kind, &'static str)> {
+/// The steps the kernel (or, for fork, Rust) allows only in a
+/// single-threaded process, with the kind and call to name in the error.
+fn needs_single_thread(step: &Step, kinds: KindSet) -> Option<(Kind, &'static str)> {
     match step {
         Step::Setns { kind, .. } if kind.setns_needs_single_thread() => Some((*kind, "setns")),
         Step::Unshare { kind: Kind::User } => Some((Kind::User, "unshare")),
+        // After fork(2) in a multithreaded process the child may only make
+        // async-signal-safe calls, but the engine's child goes on to run
+        // the caller's code; the Linux backend refuses (EBUSY). Asking for
+        // one thread here keeps the model and the kernel in step.
+        Step::Fork => {
+            let kind = if kinds.contains(Kind::Pid) {
+                Kind::Pid
+            } else {
+                Kind::Time
+            };
+            Some((kind, "fork"))
+        }
         _ => None,
     }
 }
@@ -654,13 +673,29 @@ mod tests {
             threads: 3,
             ..Scripted::default()
         };
-        assert!(apply(
+        let run = apply(
+            &cfg(r#"{"type":"uts"},{"type":"ipc"}"#),
+            &mut sys,
+            &mut NoSync,
+        );
+        assert!(run.result.is_ok());
+        // A plan that forks needs one thread too, checked before any change.
+        let mut sys = Scripted {
+            threads: 2,
+            ..Scripted::default()
+        };
+        let run = apply(
             &cfg(r#"{"type":"uts"},{"type":"pid"}"#),
             &mut sys,
-            &mut NoSync
-        )
-        .result
-        .is_ok());
+            &mut NoSync,
+        );
+        match run.result.unwrap_err() {
+            ApplyError::Multithreaded { kind, op, .. } => {
+                assert_eq!((kind, op), (Kind::Pid, "fork"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(sys.log.is_empty());
     }
 
     #[test]

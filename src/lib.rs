@@ -37,6 +37,7 @@ pub mod config;
 pub mod error;
 pub mod kind;
 pub mod plan;
+pub mod realize;
 pub mod syscall;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,0 +1,906 @@
+//! Realize a model [`World`] on the real kernel, so one scenario runs on
+//! both backends and their traces can be compared (DESIGN §1).
+//!
+//! [`Realized::new`] builds what a world describes:
+//!
+//! * each namespace of `world.namespaces` is held by a helper process
+//!   (forked, then `unshare` of that kind, after joining its owner user
+//!   namespace or pid parent), reachable at `/proc/<helper>/ns/<name>`
+//!   ([`Realized::proc_path`]); [`Realized::world`] is the input world with
+//!   those paths added, for the model;
+//! * each path a namespace lists is a file bind-mounted from
+//!   `/proc/<helper>/ns/<name>`, inside a private mount namespace of the
+//!   calling process, so nothing is left mounted on the host. A missing
+//!   path under the temp directory is created (and removed later);
+//!   elsewhere (`/run/netns/...`) its deepest existing directory is covered
+//!   with a tmpfs in that private mount namespace, so the host's file
+//!   system is not touched;
+//! * each file of `world.files` is created when missing (and removed later);
+//! * dropping the [`Realized`] kills and reaps every helper, unmounts the
+//!   bind mounts and removes what it created. Helpers also die with the
+//!   process that made them (`PR_SET_PDEATHSIG`).
+//!
+//! [`apply_as_caller`] then runs a plan on the [`Linux`] backend the way
+//! the model's caller runs it: a runtime process with the caller's uid and
+//! gid forks the applying process, serves its sync points over pipes
+//! ([`PipeSync`], [`ParentSync`]: it writes `setgroups`, `uid_map` and
+//! `gid_map` like [`ModelParent`](crate::model::ModelParent)) and reports
+//! its trace and what the applying process saw in `/proc/self` before and
+//! after ([`Observation`]).
+//!
+//! The caller of this module must be single-threaded and root: helpers are
+//! forked, and namespaces of other users are made.
+//!
+//! What is not realized: a caller that starts outside the host namespaces
+//! (`caller.namespaces`), a root caller without capabilities, nested user
+//! namespaces with id maps, and unreadable files for a root caller (root
+//! reads everything). Those give [`RealizeError::Unsupported`].
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::apply::{apply, SyncHooks, SyncRequest};
+use crate::config::IdMapping;
+use crate::error::Errno;
+use crate::kind::{Kind, KindSet};
+use crate::plan::Plan;
+use crate::syscall::linux::{self, Linux};
+use crate::syscall::model::{CallerSpec, FileSpec, NsSpec, World};
+use crate::syscall::{Forked, Syscall};
+use crate::trace::Trace;
+
+/// Why a world could not be realized or a plan not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RealizeError {
+    /// A system call of the setup failed.
+    #[error("{what}: {errno}")]
+    Sys {
+        /// What was being done.
+        what: String,
+        /// The errno.
+        errno: Errno,
+    },
+    /// A helper process could not make its namespace.
+    #[error("helper for namespace {name:?}: {message}")]
+    Helper {
+        /// The namespace name.
+        name: String,
+        /// What the helper reported.
+        message: String,
+    },
+    /// The world asks for something this module does not build.
+    #[error("cannot realize: {0}")]
+    Unsupported(String),
+    /// The applying process did not report as expected.
+    #[error("applying process: {0}")]
+    Child(String),
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> RealizeError {
+    let what = what.into();
+    move |errno| RealizeError::Sys { what, errno }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RealizeError {
+    let what = what.into();
+    move |e| RealizeError::Sys {
+        what,
+        errno: Errno::from(e),
+    }
+}
+
+/// A world built on the real kernel. Dropping it tears it down.
+#[derive(Debug)]
+pub struct Realized {
+    world: World,
+    /// Per namespace name: the pid whose `/proc/<pid>/ns/*` holds it, and the entry.
+    holders: BTreeMap<String, (i32, &'static str)>,
+    /// Every process forked for the world, holders first (killed in this order).
+    pids: Vec<i32>,
+    /// The helpers that are children of this process (reaped).
+    children: Vec<i32>,
+    mounts: Vec<PathBuf>,
+    /// Files and directories created, in creation order (removed in reverse).
+    created: Vec<PathBuf>,
+}
+
+/// A fresh, empty directory under the system temp directory, removed with
+/// everything in it when dropped. Put a scenario's paths here.
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Creates `<tmp>/nsapply-<pid>-<n>`.
+    ///
+    /// # Errors
+    ///
+    /// The directory could not be created.
+    pub fn new() -> io::Result<ScratchDir> {
+        let base = std::env::temp_dir();
+        for n in 0..1000 {
+            let p = base.join(format!("nsapply-{}-{n}", std::process::id()));
+            match fs::create_dir(&p) {
+                Ok(()) => return Ok(ScratchDir(p)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "no free scratch directory name",
+        ))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `self.path().join(name)`.
+    pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What one helper must do, decided by the process that forks it.
+struct HelperPlan {
+    kind: Kind,
+    /// Become this uid (and gid) first, when not root.
+    run_as: Option<u32>,
+    /// Join this user namespace (the owner) before unshare.
+    owner: Option<PathBuf>,
+    /// Join this pid namespace (the parent) before unshare.
+    pid_parent: Option<PathBuf>,
+    /// Fork after unshare, so a process is inside (pid; time when entered).
+    enter: bool,
+}
+
+impl Realized {
+    /// Builds `world` on the kernel (see the module docs).
+    ///
+    /// # Errors
+    ///
+    /// A helper or setup call failed, or the world asks for something that
+    /// is not realized ([`RealizeError::Unsupported`]). What was built so
+    /// far is torn down.
+    pub fn new(world: &World) -> Result<Realized, RealizeError> {
+        let mut r = Realized {
+            world: world.clone(),
+            holders: BTreeMap::new(),
+            pids: Vec::new(),
+            children: Vec::new(),
+            mounts: Vec::new(),
+            created: Vec::new(),
+        };
+        check_caller(&world.caller)?;
+        for spec in &world.namespaces {
+            if spec.name.starts_with("host:") {
+                r.holders
+                    .insert(spec.name.clone(), (host_holder(), spec.kind.proc_name()));
+            } else {
+                r.spawn(spec)?;
+            }
+        }
+        // Helpers are made before this process leaves the host mount
+        // namespace: a mount namespace file can only be bind-mounted into
+        // a newer mount namespace (the kernel's `mnt_ns_loop` check).
+        let binds: Vec<(PathBuf, PathBuf)> = world
+            .namespaces
+            .iter()
+            .flat_map(|s| {
+                let src = r.proc_path(&s.name).unwrap_or_default();
+                s.paths.iter().map(move |p| (src.clone(), p.clone()))
+            })
+            .collect();
+        if !binds.is_empty() {
+            Linux
+                .unshare(KindSet::one(Kind::Mount))
+                .map_err(sys("unshare(CLONE_NEWNS) for the bind mounts"))?;
+            linux::make_mounts_private().map_err(sys("making mounts private"))?;
+        }
+        for (src, dst) in &binds {
+            if !dst.exists() {
+                r.make_mount_point(dst)?;
+            }
+            linux::bind_mount(src, dst).map_err(sys(format!(
+                "bind-mounting {} on {}",
+                src.display(),
+                dst.display()
+            )))?;
+            r.mounts.push(dst.clone());
+        }
+        for (path, spec) in &world.files {
+            r.make_file(path, *spec, world.caller.uid)?;
+        }
+        Ok(r)
+    }
+
+    /// The world as the model must see it: the input world with each
+    /// namespace's `/proc/<helper>/ns/<name>` path added in front of its paths.
+    pub fn world(&self) -> World {
+        let mut w = self.world.clone();
+        for ns in &mut w.namespaces {
+            if ns.name.starts_with("host:") {
+                continue;
+            }
+            if let Some(p) = self.proc_path(&ns.name) {
+                ns.paths.insert(0, p);
+            }
+        }
+        w
+    }
+
+    /// `/proc/<helper>/ns/<name>` of the namespace named `name`
+    /// (`time_for_children` for a time namespace nobody entered).
+    pub fn proc_path(&self, name: &str) -> Option<PathBuf> {
+        self.holders
+            .get(name)
+            .map(|(pid, entry)| PathBuf::from(format!("/proc/{pid}/ns/{entry}")))
+    }
+
+    /// The inode of the namespace named `name` (what `/proc/self/ns/*` of a
+    /// process inside it shows).
+    ///
+    /// # Errors
+    ///
+    /// stat(2) of its proc path failed, or the name is unknown (ENOENT).
+    pub fn inode(&self, name: &str) -> io::Result<u64> {
+        let p = self
+            .proc_path(name)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        fs::metadata(p).map(|m| m.ino())
+    }
+
+    fn spawn(&mut self, spec: &NsSpec) -> Result<(), RealizeError> {
+        let owner = spec.owner.as_deref().filter(|o| *o != "host:user");
+        let owner_spec = owner.and_then(|o| self.world.namespaces.iter().find(|s| s.name == o));
+        let unsupported = |why: &str| {
+            Err(RealizeError::Unsupported(format!(
+                "namespace {:?}: {why}",
+                spec.name
+            )))
+        };
+        if owner.is_some() && owner_spec.is_none() {
+            return unsupported("its owner must be listed before it");
+        }
+        let owner_creator = owner_spec.and_then(|s| s.creator_uid).unwrap_or(0);
+        let run_as = if spec.kind == Kind::User {
+            if owner.is_some() {
+                return unsupported("nested user namespaces are not realized");
+            }
+            spec.creator_uid.filter(|u| *u != 0)
+        } else {
+            // A rootless runtime made the namespaces its user namespace owns.
+            (owner_creator != 0).then_some(owner_creator)
+        };
+        let pid_parent = spec.parent.as_deref().filter(|p| *p != "host:pid");
+        let path_of = |n: Option<&str>| -> Result<Option<PathBuf>, RealizeError> {
+            n.map(|n| {
+                self.proc_path(n).ok_or_else(|| {
+                    RealizeError::Unsupported(format!(
+                        "namespace {:?} refers to {n:?}, which must be listed before it",
+                        spec.name
+                    ))
+                })
+            })
+            .transpose()
+        };
+        let plan = HelperPlan {
+            kind: spec.kind,
+            run_as,
+            owner: path_of(owner)?,
+            pid_parent: path_of(pid_parent)?,
+            enter: spec.kind == Kind::Pid
+                || (spec.kind == Kind::Time && spec.entered != Some(false)),
+        };
+        let entry = if spec.kind == Kind::Time && !plan.enter {
+            "time_for_children"
+        } else {
+            spec.kind.proc_name()
+        };
+        let (ready_r, ready_w) = linux::pipe().map_err(sys("pipe"))?;
+        let child = linux::fork_with(move || helper_main(&plan, ready_w))
+            .map_err(sys(format!("fork of the helper for {:?}", spec.name)))?;
+        self.pids.push(child);
+        self.children.push(child);
+        let mut line = String::new();
+        BufReader::new(ready_r)
+            .read_line(&mut line)
+            .map_err(io_err("reading the helper's report"))?;
+        let line = line.trim();
+        let holder: i32 = match line.strip_prefix("ready ") {
+            Some(pid) => pid.parse().map_err(|_| RealizeError::Helper {
+                name: spec.name.clone(),
+                message: format!("bad report {line:?}"),
+            })?,
+            None => {
+                return Err(RealizeError::Helper {
+                    name: spec.name.clone(),
+                    message: if line.is_empty() {
+                        "exited without a report".to_owned()
+                    } else {
+                        line.to_owned()
+                    },
+                })
+            }
+        };
+        if holder != child {
+            self.pids.insert(0, holder);
+        }
+        self.holders.insert(spec.name.clone(), (holder, entry));
+        if spec.kind == Kind::User {
+            if let (Some(u), Some(g)) = (&spec.uid_map, &spec.gid_map) {
+                write_id_maps(holder, u, g, false).map_err(|m| RealizeError::Helper {
+                    name: spec.name.clone(),
+                    message: m,
+                })?;
+            } else if spec.uid_map.is_some() || spec.gid_map.is_some() {
+                return unsupported("give both uid_map and gid_map, or neither");
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates an empty file at `path` to bind-mount on, without changing
+    /// the host's file system outside the temp directory: elsewhere the
+    /// deepest existing ancestor gets a tmpfs in this process's private
+    /// mount namespace, and the file is made in there.
+    fn make_mount_point(&mut self, path: &Path) -> Result<(), RealizeError> {
+        let ancestor = path
+            .ancestors()
+            .skip(1)
+            .find(|a| a.exists())
+            .unwrap_or_else(|| Path::new("/"));
+        let tmp = std::env::temp_dir();
+        let covered = !ancestor.starts_with(&tmp) || ancestor == tmp;
+        if covered {
+            if ancestor == Path::new("/") {
+                return Err(RealizeError::Unsupported(format!(
+                    "{}: no directory to cover with a tmpfs",
+                    path.display()
+                )));
+            }
+            linux::mount_tmpfs(ancestor)
+                .map_err(sys(format!("mounting a tmpfs on {}", ancestor.display())))?;
+            self.mounts.push(ancestor.to_owned());
+        }
+        let mut made = create_parents(path)?;
+        File::create(path).map_err(io_err(format!("creating {}", path.display())))?;
+        made.push(path.to_owned());
+        // What is made in the tmpfs goes with it; removing those paths
+        // after the unmount would remove the host's files of that name.
+        if !covered {
+            self.created.extend(made);
+        }
+        Ok(())
+    }
+
+    fn make_file(
+        &mut self,
+        path: &Path,
+        spec: FileSpec,
+        caller_uid: u32,
+    ) -> Result<(), RealizeError> {
+        let meta = fs::symlink_metadata(path);
+        match (spec, &meta) {
+            (FileSpec::Regular, Ok(m)) if m.is_file() => return Ok(()),
+            (FileSpec::Directory, Ok(m)) if m.is_dir() => return Ok(()),
+            (_, Ok(_)) => {
+                return Err(RealizeError::Unsupported(format!(
+                    "{} exists and is not a {spec:?} file",
+                    path.display()
+                )))
+            }
+            (_, Err(_)) => {}
+        }
+        if spec == FileSpec::Unreadable && caller_uid == 0 {
+            return Err(RealizeError::Unsupported(format!(
+                "{}: root can read any file",
+                path.display()
+            )));
+        }
+        let made = create_parents(path)?;
+        self.created.extend(made);
+        let what = || format!("creating {}", path.display());
+        match spec {
+            FileSpec::Directory => fs::create_dir(path).map_err(io_err(what()))?,
+            FileSpec::Regular | FileSpec::Unreadable => {
+                File::create(path).map_err(io_err(what()))?;
+            }
+        }
+        self.created.push(path.to_owned());
+        if spec == FileSpec::Unreadable {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o000)).map_err(io_err(what()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Realized {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        for pid in &self.children {
+            linux::kill_and_reap(*pid);
+        }
+        for m in self.mounts.iter().rev() {
+            let _ = linux::unmount(m);
+        }
+        for p in self.created.iter().rev() {
+            let _ = fs::remove_file(p).or_else(|_| fs::remove_dir(p));
+        }
+    }
+}
+
+/// Creates the missing directories above `path`, returning them outermost first.
+fn create_parents(path: &Path) -> Result<Vec<PathBuf>, RealizeError> {
+    let mut missing = Vec::new();
+    let mut p = path.parent();
+    while let Some(dir) = p {
+        if dir.exists() {
+            break;
+        }
+        missing.push(dir.to_owned());
+        p = dir.parent();
+    }
+    missing.reverse();
+    for dir in &missing {
+        fs::create_dir(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    }
+    Ok(missing)
+}
+
+/// The pid whose `/proc/<pid>/ns` shows the host namespaces: this process.
+fn host_holder() -> i32 {
+    i32::try_from(std::process::id()).unwrap_or(i32::MAX)
+}
+
+fn check_caller(c: &CallerSpec) -> Result<(), RealizeError> {
+    if !c.namespaces.is_empty() {
+        return Err(RealizeError::Unsupported(
+            "a caller that starts outside the host namespaces".to_owned(),
+        ));
+    }
+    if c.uid == 0 && c.caps == Some(false) {
+        return Err(RealizeError::Unsupported(
+            "a root caller without capabilities".to_owned(),
+        ));
+    }
+    if c.uid != 0 && c.caps == Some(true) {
+        return Err(RealizeError::Unsupported(
+            "an unprivileged caller with capabilities".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs in the forked helper: makes the namespace, reports
+/// `ready <pid>` (the pid holding it, as this process's `/proc` shows it)
+/// or `error <message>`, then sleeps until killed.
+fn helper_main(plan: &HelperPlan, ready: File) -> i32 {
+    let mut ready = Some(ready);
+    let result = make_namespace(plan, &mut ready);
+    if let Some(mut w) = ready {
+        let line = match result {
+            Ok(()) => format!("ready {}\n", self_pid_in_proc()),
+            Err(m) => format!("error {m}\n"),
+        };
+        let _ = w.write_all(line.as_bytes());
+    }
+    sleep_forever()
+}
+
+fn make_namespace(plan: &HelperPlan, ready: &mut Option<File>) -> Result<(), String> {
+    let die_with_parent =
+        || linux::set_parent_death_signal().map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"));
+    die_with_parent()?;
+    if let Some(uid) = plan.run_as {
+        linux::become_user(uid, uid).map_err(|e| format!("becoming uid {uid}: {e}"))?;
+        // A process that changed credentials is not dumpable: others of the
+        // same uid could then not open its /proc/<pid>/ns files.
+        linux::set_dumpable(true).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))?;
+        die_with_parent()?;
+    }
+    let join = |path: &Path, kind: Kind| -> Result<(), String> {
+        let fd = Linux
+            .open_ns(path)
+            .map_err(|e| format!("open {}: {e}", path.display()))?;
+        Linux
+            .setns(&fd, kind)
+            .map_err(|e| format!("setns({kind}) {}: {e}", path.display()))
+    };
+    if let Some(p) = &plan.owner {
+        join(p, Kind::User)?;
+        die_with_parent()?;
+    }
+    if let Some(p) = &plan.pid_parent {
+        join(p, Kind::Pid)?;
+        // unshare(CLONE_NEWPID) needs pid_for_children to be the active
+        // pid namespace: continue in a child, which is in the parent.
+        fork_and_continue(ready)?;
+    }
+    Linux
+        .unshare(KindSet::one(plan.kind))
+        .map_err(|e| format!("unshare({}): {e}", plan.kind))?;
+    die_with_parent()?;
+    if plan.enter {
+        fork_and_continue(ready)?;
+    }
+    Ok(())
+}
+
+/// Forks; the parent gives up its copy of the report pipe (so the report
+/// reader sees EOF if the child dies) and sleeps, the child goes on.
+fn fork_and_continue(ready: &mut Option<File>) -> Result<(), String> {
+    match Linux.fork().map_err(|e| format!("fork: {e}"))? {
+        Forked::Parent { .. } => {
+            drop(ready.take());
+            sleep_forever()
+        }
+        Forked::Child => {
+            linux::set_parent_death_signal().map_err(|e| format!("PR_SET_PDEATHSIG: {e}"))
+        }
+    }
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// This process's pid as the mounted `/proc` shows it: `getpid()` would
+/// give the pid in a new pid namespace instead.
+fn self_pid_in_proc() -> i32 {
+    fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// The text of a `uid_map` or `gid_map` write: one
+/// `"<container> <host> <size>\n"` line per mapping (user_namespaces(7)).
+pub fn id_map_text(lines: &[IdMapping]) -> String {
+    lines
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
+        .collect()
+}
+
+/// Writes the id maps of the user namespace of process `pid` the way the
+/// runtime parent does and [`ModelParent`](crate::model::ModelParent)
+/// models it: `setgroups` `deny` first when `deny_setgroups` (a writer
+/// without privilege over the parent user namespace must), then `uid_map`,
+/// then `gid_map`, each in one write, stopping at the first error.
+///
+/// # Errors
+///
+/// `"writing <file>: <errno>"`, the message the model gives.
+pub fn write_id_maps(
+    pid: i32,
+    uid: &[IdMapping],
+    gid: &[IdMapping],
+    deny_setgroups: bool,
+) -> Result<(), String> {
+    let write = |file: &str, text: &str| -> Result<(), String> {
+        let path = format!("/proc/{pid}/{file}");
+        let r = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write(text.as_bytes()))
+            .map_err(Errno::from);
+        match r {
+            Ok(n) if n == text.len() => Ok(()),
+            Ok(_) => Err(format!("writing {file}: {}", Errno::EIO)),
+            Err(errno) => Err(format!("writing {file}: {errno}")),
+        }
+    };
+    if deny_setgroups {
+        write("setgroups", "deny")?;
+    }
+    write("uid_map", &id_map_text(uid))?;
+    write("gid_map", &id_map_text(gid))
+}
+
+/// A sync request as it travels over the pipe.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "point", rename_all = "kebab-case")]
+enum WireRequest {
+    IdMapping {
+        uid: Vec<IdMapping>,
+        gid: Vec<IdMapping>,
+    },
+    CgroupPlaced,
+}
+
+/// The applying process's side of the sync points: each request goes to
+/// the parent as one JSON line on `to_parent`, and the process blocks
+/// until the parent's answer line arrives on `from_parent`.
+#[derive(Debug)]
+pub struct PipeSync {
+    to_parent: File,
+    from_parent: BufReader<File>,
+}
+
+impl PipeSync {
+    /// Hooks over the write end of the request pipe and the read end of the
+    /// answer pipe.
+    pub fn new(to_parent: File, from_parent: File) -> PipeSync {
+        PipeSync {
+            to_parent,
+            from_parent: BufReader::new(from_parent),
+        }
+    }
+}
+
+impl<S: Syscall + ?Sized> SyncHooks<S> for PipeSync {
+    fn sync(&mut self, request: SyncRequest<'_>, _: &mut S) -> Result<(), String> {
+        let wire = match request {
+            SyncRequest::IdMapping { uid, gid } => WireRequest::IdMapping {
+                uid: uid.to_vec(),
+                gid: gid.to_vec(),
+            },
+            SyncRequest::CgroupPlaced => WireRequest::CgroupPlaced,
+        };
+        let mut line = serde_json::to_string(&wire).map_err(|e| e.to_string())?;
+        line.push('\n');
+        self.to_parent
+            .write_all(line.as_bytes())
+            .map_err(|e| format!("sending the sync request: {e}"))?;
+        let mut answer = String::new();
+        self.from_parent
+            .read_line(&mut answer)
+            .map_err(|e| format!("waiting for the parent: {e}"))?;
+        serde_json::from_str::<Result<(), String>>(&answer)
+            .map_err(|_| format!("the parent went away (answer {answer:?})"))?
+    }
+}
+
+/// The parent's side of [`PipeSync`]: answers every request of the child
+/// `child` until the request pipe is closed.
+#[derive(Debug)]
+pub struct ParentSync {
+    child: i32,
+    requests: BufReader<File>,
+    answers: File,
+}
+
+impl ParentSync {
+    /// Serves the child `child` over the read end of the request pipe and
+    /// the write end of the answer pipe.
+    pub fn new(child: i32, requests: File, answers: File) -> ParentSync {
+        ParentSync {
+            child,
+            requests: BufReader::new(requests),
+            answers,
+        }
+    }
+
+    /// Answers requests until every write end of the request pipe is
+    /// closed: `id-mapping` by [`write_id_maps`] (denying `setgroups` when
+    /// this process is not root), `cgroup-placed` at once (the child stays
+    /// in this process's cgroup).
+    ///
+    /// # Errors
+    ///
+    /// Reading a request or writing an answer failed.
+    pub fn serve(&mut self) -> io::Result<()> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.requests.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let answer: Result<(), String> = match serde_json::from_str::<WireRequest>(&line) {
+                Ok(WireRequest::IdMapping { uid, gid }) => {
+                    write_id_maps(self.child, &uid, &gid, linux::euid() != 0)
+                }
+                Ok(WireRequest::CgroupPlaced) => Ok(()),
+                Err(e) => Err(format!("bad sync request {line:?}: {e}")),
+            };
+            let mut text = serde_json::to_string(&answer).map_err(io::Error::other)?;
+            text.push('\n');
+            self.answers.write_all(text.as_bytes())?;
+        }
+    }
+}
+
+/// What a process sees of itself in `/proc/self`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// `/proc/self/ns/<name>` inode per kind.
+    pub ns: BTreeMap<Kind, u64>,
+    /// `pid_for_children` and `time_for_children` inodes.
+    pub for_children: BTreeMap<Kind, u64>,
+    /// `/proc/self/uid_map`.
+    pub uid_map: String,
+    /// `/proc/self/gid_map`.
+    pub gid_map: String,
+    /// `/proc/self/setgroups`.
+    pub setgroups: String,
+    /// `/proc/self/timens_offsets`.
+    pub timens_offsets: String,
+    /// Every open fd.
+    pub fds: Vec<i32>,
+    /// The open fds that are namespace files, with their link text.
+    pub ns_fds: Vec<(i32, String)>,
+    /// The effective uid, as this process's user namespace shows it.
+    pub euid: u32,
+    /// The pid, as the mounted `/proc` shows it.
+    pub pid: i32,
+    /// Number of threads.
+    pub threads: usize,
+}
+
+impl Observation {
+    /// Looks at `/proc/self` now. Values that cannot be read are left empty.
+    pub fn now() -> Observation {
+        let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
+        let mut o = Observation {
+            uid_map: read("/proc/self/uid_map"),
+            gid_map: read("/proc/self/gid_map"),
+            setgroups: read("/proc/self/setgroups"),
+            timens_offsets: read("/proc/self/timens_offsets"),
+            fds: linux::open_fds().unwrap_or_default(),
+            ns_fds: linux::open_ns_fds().unwrap_or_default(),
+            euid: linux::euid(),
+            pid: self_pid_in_proc(),
+            threads: linux::thread_count().unwrap_or(0),
+            ..Observation::default()
+        };
+        for k in Kind::ALL {
+            if let Ok(ino) = linux::ns_inode(None, k.proc_name()) {
+                o.ns.insert(k, ino);
+            }
+            if k.applies_to_children() {
+                if let Ok(ino) = linux::ns_inode(None, k.proc_name_for_children()) {
+                    o.for_children.insert(k, ino);
+                }
+            }
+        }
+        o
+    }
+
+    /// The kinds whose namespace (or, for pid and time, the one for
+    /// children) differs between `self` and `other`.
+    pub fn changed(&self, other: &Observation) -> KindSet {
+        Kind::ALL
+            .into_iter()
+            .filter(|k| {
+                self.ns.get(k) != other.ns.get(k)
+                    || self.for_children.get(k) != other.for_children.get(k)
+            })
+            .collect()
+    }
+}
+
+/// Which process reported a [`KernelRun`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    /// The applying process; the plan did not fork (or failed before).
+    Applier,
+    /// The child forked by the plan (the container process).
+    Child,
+}
+
+/// The outcome of [`apply_as_caller`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelRun {
+    /// The trace of the run (the child's copy when the plan forked).
+    pub trace: Trace,
+    /// Who reported.
+    pub side: Side,
+    /// The applying process right before apply.
+    pub before: Observation,
+    /// The reporting process right after apply.
+    pub after: Observation,
+}
+
+/// Runs `plan` on the [`Linux`] backend as the model's caller would:
+///
+/// ```text
+/// this process ─fork─▶ R: becomes caller.uid/gid, dumpable ─fork─▶ C: threads, apply(plan, Linux, PipeSync) ─fork─▶ C2
+///                      R serves C's sync points (ParentSync)        C (or C2 after the plan's fork) reports
+/// ```
+///
+/// `caller.threads - 1` extra threads are started in C before apply.
+/// This process must be single-threaded.
+///
+/// # Errors
+///
+/// A fork or pipe failed, or a process died without reporting.
+pub fn apply_as_caller(plan: &Plan, caller: &CallerSpec) -> Result<KernelRun, RealizeError> {
+    let (result_r, result_w) = linux::pipe().map_err(sys("pipe"))?;
+    let plan = plan.clone();
+    let caller = caller.clone();
+    let runtime = linux::fork_with(move || {
+        let r = run_runtime(&plan, &caller);
+        let mut w = result_w;
+        let line = serde_json::to_string(&r.map_err(|e| e.to_string())).unwrap_or_default();
+        i32::from(w.write_all(format!("{line}\n").as_bytes()).is_err())
+    })
+    .map_err(sys("fork of the runtime process"))?;
+    let mut text = String::new();
+    let read = BufReader::new(result_r).read_to_string(&mut text);
+    let status = linux::wait_exit(runtime);
+    read.map_err(io_err("reading the runtime's report"))?;
+    let r: Result<KernelRun, String> = serde_json::from_str(text.trim()).map_err(|e| {
+        RealizeError::Child(format!(
+            "runtime process (exit {status:?}) gave no report ({e}): {text:?}"
+        ))
+    })?;
+    r.map_err(RealizeError::Child)
+}
+
+fn run_runtime(plan: &Plan, caller: &CallerSpec) -> Result<KernelRun, RealizeError> {
+    if caller.uid != 0 || caller.gid != 0 {
+        linux::become_user(caller.uid, caller.gid).map_err(sys(format!(
+            "becoming uid {} gid {}",
+            caller.uid, caller.gid
+        )))?;
+        // Non-dumpable after the credential change; the applying process
+        // inherits that, and this process could then not write its maps.
+        linux::set_dumpable(true).map_err(sys("PR_SET_DUMPABLE"))?;
+    }
+    let (req_r, req_w) = linux::pipe().map_err(sys("pipe"))?;
+    let (ans_r, ans_w) = linux::pipe().map_err(sys("pipe"))?;
+    let (rep_r, rep_w) = linux::pipe().map_err(sys("pipe"))?;
+    let threads = caller.threads;
+    let plan = plan.clone();
+    let applier = linux::fork_with(move || {
+        let mut rep_w = rep_w;
+        for _ in 1..threads {
+            std::thread::spawn(sleep_forever);
+        }
+        let before = Observation::now();
+        let mut hooks = PipeSync::new(req_w, ans_r);
+        let run = apply(&plan, &mut Linux, &mut hooks);
+        // Seen before the hooks' pipes close, so `fds` compares with `before`.
+        let after = Observation::now();
+        // Closed before reporting, so the parent's serve loop ends.
+        drop(hooks);
+        let side = match run.result {
+            Ok(Some(Forked::Parent { child })) => {
+                drop(rep_w);
+                return linux::wait_exit(child).unwrap_or(1);
+            }
+            Ok(Some(Forked::Child)) => Side::Child,
+            _ => Side::Applier,
+        };
+        let report = KernelRun {
+            trace: run.trace,
+            side,
+            before,
+            after,
+        };
+        let line = serde_json::to_string(&report).unwrap_or_default();
+        i32::from(rep_w.write_all(format!("{line}\n").as_bytes()).is_err())
+    })
+    .map_err(sys("fork of the applying process"))?;
+    let served = ParentSync::new(applier, req_r, ans_w).serve();
+    let mut text = String::new();
+    let read = BufReader::new(rep_r).read_to_string(&mut text);
+    let status = linux::wait_exit(applier);
+    served.map_err(io_err("serving the sync points"))?;
+    read.map_err(io_err("reading the report"))?;
+    serde_json::from_str(text.trim()).map_err(|e| {
+        RealizeError::Child(format!("no report (exit status {status:?}; {e}): {text:?}"))
+    })
+}
