@@ -38,6 +38,7 @@ pub mod error;
 pub mod kind;
 pub mod plan;
 pub mod realize;
+pub mod run;
 pub mod syscall;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,1 +1,301 @@
-fn main() {}
+//! `nsapply`: validate, plan, simulate and apply the `linux.namespaces` of an
+//! OCI `config.json`.
+//!
+//! Exit status: 0 ok, 1 the apply failed, 2 invalid input, 70 internal
+//! error. Every error is one line on stderr: `nsapply: <code>: <message>`.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use nsapply::run::{run, RunOptions};
+use nsapply::syscall::model::{FaultScript, Model, World};
+use nsapply::{plan, ConfigError, KindSet, NsConfig, Plan, Trace};
+
+/// Exit status of a failed apply.
+const EXIT_FAILED: u8 = 1;
+/// Exit status of invalid input.
+const EXIT_INVALID: u8 = 2;
+/// Exit status of an internal error (a bug): EX_SOFTWARE of sysexits.h.
+const EXIT_INTERNAL: i32 = 70;
+
+/// Apply the Linux namespaces of an OCI config.json: plan, simulate on a
+/// kernel model, or run a command in them for real.
+#[derive(Debug, Parser)]
+#[command(name = "nsapply", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the steps apply would take (every call succeeding).
+    Plan {
+        /// The OCI config.json.
+        config: PathBuf,
+        /// Output format: a readable table, or the trace document (JSON).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Only this phase: comma-separated spec type names (user,pid,time).
+        #[arg(long, value_name = "KINDS")]
+        only: Option<String>,
+    },
+    /// Run the plan on the kernel model and print the trace.
+    Simulate {
+        /// The OCI config.json.
+        config: PathBuf,
+        /// The world the model starts from (JSON); default: a root caller
+        /// in the initial namespaces, no namespace files.
+        #[arg(long, value_name = "WORLD.json")]
+        world: Option<PathBuf>,
+        /// Make a call fail: STEP is a call position (3) or a call kind
+        /// with its namespace kind (setns:network); ERRNO a name (EPERM).
+        #[arg(long = "fail", value_name = "STEP=ERRNO")]
+        fail: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Apply the plan on this kernel and run CMD in the namespaces.
+    Run {
+        /// The OCI config.json.
+        config: PathBuf,
+        /// Write the trace document (JSON) of the apply to FILE.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// A readable table.
+    Text,
+    /// Pretty JSON: the trace document of DESIGN §6.
+    Json,
+}
+
+/// One error line and the exit status that goes with it.
+struct Failure {
+    code: &'static str,
+    message: String,
+    status: u8,
+}
+
+impl Failure {
+    fn invalid(code: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+            status: EXIT_INVALID,
+        }
+    }
+}
+
+impl From<&ConfigError> for Failure {
+    fn from(e: &ConfigError) -> Failure {
+        Failure::invalid(e.code().as_str(), e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let line = format!("nsapply: internal-error: {}{at}\n", one_line(&msg));
+        let _ = std::io::stderr().write_all(line.as_bytes());
+        std::process::exit(EXIT_INTERNAL);
+    }));
+
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: clap's own output, on stdout.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's message, first paragraph only (no usage block), on one line.
+            let text = e.to_string();
+            let first: Vec<&str> = text
+                .trim_start()
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .collect();
+            let first = first.join(" ");
+            let first = first.strip_prefix("error: ").unwrap_or(&first);
+            report(&Failure::invalid(
+                "usage",
+                format!("{} (see nsapply --help)", one_line(first)),
+            ));
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let result = match cli.command {
+        Command::Plan {
+            config,
+            format,
+            only,
+        } => cmd_plan(&config, format, only.as_deref()),
+        Command::Simulate {
+            config,
+            world,
+            fail,
+            format,
+        } => cmd_simulate(&config, world.as_deref(), &fail, format),
+        Command::Run {
+            config,
+            trace,
+            command,
+        } => cmd_run(&config, trace, &command),
+    };
+    match result {
+        Ok(status) => ExitCode::from(status),
+        Err(f) => {
+            report(&f);
+            ExitCode::from(f.status)
+        }
+    }
+}
+
+/// Prints the one error line.
+fn report(f: &Failure) {
+    let line = format!("nsapply: {}: {}\n", f.code, one_line(&f.message));
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// Keeps a message on one line, whatever it quotes.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Writes to stdout; a closed stdout (`| head`) is not an error worth a line.
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+fn read_file(path: &Path, what: &str) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Failure::invalid(
+            "unreadable-file",
+            format!("cannot read {what} {path:?}: {}", nsapply::Errno::from(e)),
+        )
+    })
+}
+
+/// Reads and validates CONFIG. With JSON output, a rejected config still
+/// prints a trace document (no steps, the error) for tools that read stdout.
+fn load_plan(path: &Path, format: Format) -> Result<Plan, Failure> {
+    let text = read_file(path, "config")?;
+    match NsConfig::from_json(&text) {
+        Ok(cfg) => Ok(plan(&cfg)),
+        Err(e) => {
+            if format == Format::Json {
+                emit(&format!("{}\n", Trace::rejected(&e).to_json_pretty()));
+            }
+            Err(Failure::from(&e))
+        }
+    }
+}
+
+fn cmd_plan(config: &Path, format: Format, only: Option<&str>) -> Result<u8, Failure> {
+    // Arguments first: nothing is printed for a bad --only.
+    let kinds = only.map(parse_kinds).transpose()?;
+    let mut plan = load_plan(config, format)?;
+    if let Some(kinds) = kinds {
+        plan = plan.only(kinds);
+    }
+    match format {
+        Format::Text if plan.steps().is_empty() => emit("(no steps: the plan is empty)\n"),
+        Format::Text => emit(&plan.to_string()),
+        Format::Json => emit(&format!("{}\n", plan.expected_trace().to_json_pretty())),
+    }
+    Ok(0)
+}
+
+fn parse_kinds(s: &str) -> Result<KindSet, Failure> {
+    let kinds: KindSet = s.parse().map_err(|e: nsapply::kind::UnknownKind| {
+        Failure::invalid("invalid-kinds", e.to_string())
+    })?;
+    if kinds.is_empty() {
+        return Err(Failure::invalid(
+            "invalid-kinds",
+            "--only needs at least one namespace type (user, pid, uts, ipc, network, cgroup, mount, time)",
+        ));
+    }
+    Ok(kinds)
+}
+
+fn cmd_simulate(
+    config: &Path,
+    world: Option<&Path>,
+    fail: &[String],
+    format: Format,
+) -> Result<u8, Failure> {
+    let world = match world {
+        None => World::default(),
+        Some(path) => {
+            let text = read_file(path, "world")?;
+            World::from_json(&text)
+                .map_err(|e| Failure::invalid("invalid-world", format!("{path:?}: {e}")))?
+        }
+    };
+    let mut faults = FaultScript::new();
+    for rule in fail {
+        let fault = FaultScript::parse_rule(rule)
+            .map_err(|e| Failure::invalid("invalid-fault", format!("--fail {rule:?}: {e}")))?;
+        faults.push(fault);
+    }
+    let plan = load_plan(config, format)?;
+    let mut model =
+        Model::new(&world).map_err(|e| Failure::invalid("invalid-world", format!("world: {e}")))?;
+    model.set_faults(faults);
+    let applied = nsapply::syscall::model::simulate(&plan, &mut model);
+    match format {
+        Format::Text => emit(&applied.trace.to_string()),
+        Format::Json => emit(&format!("{}\n", applied.trace.to_json_pretty())),
+    }
+    match &applied.trace.error {
+        None => Ok(0),
+        Some(e) => Err(Failure {
+            code: e.code.as_str(),
+            message: e.message.clone(),
+            status: if e.code.is_input_error() {
+                EXIT_INVALID
+            } else {
+                EXIT_FAILED
+            },
+        }),
+    }
+}
+
+fn cmd_run(config: &Path, trace: Option<PathBuf>, command: &[OsString]) -> Result<u8, Failure> {
+    let plan = load_plan(config, Format::Text)?;
+    match run(&plan, command, &RunOptions { trace }) {
+        // Statuses are 0..=255 and 128 + signal (at most 192): they fit.
+        Ok(exit) => Ok(u8::try_from(exit.status()).unwrap_or(u8::MAX)),
+        Err(e) => Err(Failure {
+            code: e.code(),
+            message: e.to_string(),
+            status: if e.is_input_error() {
+                EXIT_INVALID
+            } else {
+                EXIT_FAILED
+            },
+        }),
+    }
+}
