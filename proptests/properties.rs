@@ -324,12 +324,13 @@ proptest! {
 
 /// A config, its plan (full or one phase of it), a world and a fault script.
 fn scenario() -> BoxedStrategy<(Plan, World, FaultScript)> {
-    (valid_plan(), kind_set(), any::<bool>()).prop_flat_map(|((cfg, full), split, phase)| {
-        let p = if phase { full.only(split) } else { full };
-        let calls = p.steps().len() * 2;
-        (Just(p), world_for(&cfg), fault_script(calls))
-    })
-    .boxed()
+    (valid_plan(), kind_set(), any::<bool>())
+        .prop_flat_map(|((cfg, full), split, phase)| {
+            let p = if phase { full.only(split) } else { full };
+            let calls = p.steps().len() * 2;
+            (Just(p), world_for(&cfg), fault_script(calls))
+        })
+        .boxed()
 }
 
 fn run(p: &Plan, world: &World, faults: &FaultScript) -> (Applied, Model) {
@@ -543,29 +544,30 @@ fn deferral_scenario() -> BoxedStrategy<(Plan, World, FaultScript)> {
         ],
         1..=5,
     );
-    (others, fault_script(24), any::<bool>()).prop_map(|(others, faults, eperm_twice)| {
-        let mut namespaces = vec![RawNamespace {
-            type_name: "user".into(),
-            path: Some(nsapply::testing::join_path(Kind::User)),
-        }];
-        namespaces.extend(others.iter().map(|k| RawNamespace {
-            type_name: k.spec_name().into(),
-            path: Some(nsapply::testing::join_path(*k)),
-        }));
-        let cfg = validate(&RawLinux {
-            namespaces,
-            ..RawLinux::default()
+    (others, fault_script(24), any::<bool>())
+        .prop_map(|(others, faults, eperm_twice)| {
+            let mut namespaces = vec![RawNamespace {
+                type_name: "user".into(),
+                path: Some(nsapply::testing::join_path(Kind::User)),
+            }];
+            namespaces.extend(others.iter().map(|k| RawNamespace {
+                type_name: k.spec_name().into(),
+                path: Some(nsapply::testing::join_path(*k)),
+            }));
+            let cfg = validate(&RawLinux {
+                namespaces,
+                ..RawLinux::default()
+            })
+            .unwrap();
+            let world = build_world(&cfg, 1000, 1, &[PathTarget::JoinedUserOwned; 8]);
+            let faults = if eperm_twice {
+                FaultScript::parse(&format!("setns:{}=EPERM", others[0].spec_name())).unwrap()
+            } else {
+                faults
+            };
+            (plan(&cfg), world, faults)
         })
-        .unwrap();
-        let world = build_world(&cfg, 1000, 1, &[PathTarget::JoinedUserOwned; 8]);
-        let faults = if eperm_twice {
-            FaultScript::parse(&format!("setns:{}=EPERM", others[0].spec_name())).unwrap()
-        } else {
-            faults
-        };
-        (plan(&cfg), world, faults)
-    })
-    .boxed()
+        .boxed()
 }
 
 proptest! {
