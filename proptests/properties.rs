@@ -530,20 +530,11 @@ fn deferral_violation(p: &Plan, applied: &Applied) -> Option<String> {
     None
 }
 
-/// Configs joining a user namespace by path plus 1..=5 namespaces it owns,
+/// Configs joining a user namespace by path plus 1..=7 namespaces it owns,
 /// for a rootless caller that created it: every non-user join is deferred.
 fn deferral_scenario() -> BoxedStrategy<(Plan, World, FaultScript)> {
-    let others = proptest::sample::subsequence(
-        vec![
-            Kind::Pid,
-            Kind::Uts,
-            Kind::Ipc,
-            Kind::Network,
-            Kind::Cgroup,
-            Kind::Mount,
-        ],
-        1..=5,
-    );
+    let owned: Vec<Kind> = Kind::ALL.into_iter().filter(|k| *k != Kind::User).collect();
+    let others = proptest::sample::subsequence(owned, 1..=7);
     (others, fault_script(24), any::<bool>())
         .prop_map(|(others, faults, eperm_twice)| {
             let mut namespaces = vec![RawNamespace {
