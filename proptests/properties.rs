@@ -352,7 +352,39 @@ fn opened_as(trace: &[TraceStep]) -> BTreeMap<std::path::PathBuf, Kind> {
 }
 
 /// Checks property 4 on one run; returns the first violation.
-fn error_path_violation(p: &Plan, applied: &Applied, model: &Model) -> Option<String> {
+fn error_path_violation(
+    p: &Plan,
+    threads_at_start: usize,
+    applied: &Applied,
+    model: &Model,
+) -> Option<String> {
+    // setns(user|mount|time), unshare(user) and the fork need one thread.
+    let needs_one_thread = p.steps().iter().any(|s| {
+        matches!(
+            s,
+            Step::Setns {
+                kind: Kind::User | Kind::Mount | Kind::Time,
+                ..
+            } | Step::Unshare { kind: Kind::User }
+                | Step::Fork
+        )
+    });
+    let asked = model.calls().iter().any(|c| c.op == CallOp::Threads);
+    if asked != needs_one_thread {
+        return Some(format!(
+            "thread count asked: {asked}, plan needs one thread: {needs_one_thread}"
+        ));
+    }
+    if needs_one_thread && threads_at_start > 1 {
+        let refused = applied
+            .trace
+            .error
+            .as_ref()
+            .is_some_and(|e| e.code == ErrorCode::Multithreaded);
+        if !refused || !applied.trace.steps.is_empty() {
+            return Some("a multithreaded caller was not refused before the first step".into());
+        }
+    }
     if model.open_fd_count() != 0 {
         return Some(format!("{} fds left open", model.open_fd_count()));
     }
@@ -440,6 +472,28 @@ fn error_path_violation(p: &Plan, applied: &Applied, model: &Model) -> Option<St
                         e.errno
                     ));
                 }
+            }
+            let want_code = match (c.op, c.result) {
+                (CallOp::Open, Outcome::Err(e)) if e == Errno::ENOENT || e == Errno::ENOTDIR => {
+                    ErrorCode::PathNotFound
+                }
+                (CallOp::Open, _) => ErrorCode::OpenFailed,
+                (CallOp::Nstype, Outcome::Err(e)) if e == Errno::ENOTTY => ErrorCode::NotANamespace,
+                (CallOp::Nstype, Outcome::Err(_)) => ErrorCode::OpenFailed,
+                (CallOp::Nstype, Outcome::Ok) => ErrorCode::WrongNamespaceType,
+                (CallOp::Setns, _) => ErrorCode::JoinFailed,
+                (CallOp::Unshare, _) => ErrorCode::UnshareFailed,
+                (CallOp::Setid, _) => ErrorCode::SetidFailed,
+                (CallOp::TimeOffsets, _) => ErrorCode::TimeOffsetsFailed,
+                (CallOp::Fork, _) => ErrorCode::ForkFailed,
+                (CallOp::Threads, _) => ErrorCode::Multithreaded,
+                (CallOp::Close, _) => unreachable!("close is never fatal"),
+            };
+            if e.code != want_code {
+                return Some(format!(
+                    "error code {}, the failing call {c:?} means {want_code}",
+                    e.code
+                ));
             }
             for (j, s) in steps.iter().enumerate() {
                 if let TraceStep::Setns {
@@ -568,11 +622,12 @@ proptest! {
     /// makes one fail), apply stops at that call, or defers it only for
     /// EPERM in pass 1 with a user namespace joined by path; makes no call
     /// after a fatal error but closes; returns an error naming the call's
-    /// kind, path and errno; and leaves every opened fd closed exactly once.
+    /// kind, path and errno, with the code that call and errno mean; and
+    /// leaves every opened fd closed exactly once.
     #[test]
     fn errors_stop_the_run_and_close_every_fd((p, world, faults) in scenario()) {
         let (applied, model) = run(&p, &world, &faults);
-        if let Some(v) = error_path_violation(&p, &applied, &model) {
+        if let Some(v) = error_path_violation(&p, world.caller.threads, &applied, &model) {
             prop_assert!(false, "{}\ntrace:\n{}\ncalls: {:#?}", v, applied.trace, model.calls());
         }
     }
@@ -588,7 +643,7 @@ proptest! {
         if let Some(v) = deferral_violation(&p, &applied) {
             prop_assert!(false, "{}\ntrace:\n{}", v, applied.trace);
         }
-        prop_assert!(error_path_violation(&p, &applied, &model).is_none());
+        prop_assert!(error_path_violation(&p, world.caller.threads, &applied, &model).is_none());
     }
 
     /// Property 7 (determinism, trace part): the same plan, world and faults

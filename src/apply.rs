@@ -107,11 +107,11 @@ where
         deferred: KindSet::EMPTY,
         deferral_allowed: plan.joins_user(),
         user_done: false,
-        trace: Trace {
-            steps: Vec::with_capacity(plan.steps().len() + 4),
-            ..Trace::default()
-        },
+        threads_checked: false,
+        trace: Trace::default(),
     };
+    // One allocation for the usual run (every step, a few deferred retries).
+    run.trace.steps.reserve(plan.steps().len() + 4);
     let result = run.walk(plan, sys, hooks);
     if let Err(e) = &result {
         run.close_all(sys);
@@ -128,6 +128,9 @@ struct Run<'p, S: Syscall + ?Sized> {
     deferred: KindSet,
     deferral_allowed: bool,
     user_done: bool,
+    /// The thread count was checked and no caller code (a sync hook) has
+    /// run since: nothing else in a run can start a thread.
+    threads_checked: bool,
     trace: Trace,
 }
 
@@ -143,17 +146,17 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
         let kinds = plan.kinds();
         let needs = |s: &Step| needs_single_thread(s, kinds);
         if let Some((kind, op)) = plan.steps().iter().find_map(needs) {
-            single_threaded(sys, kind, op)?;
+            self.single_threaded(sys, kind, op)?;
         }
         let mut forked = None;
         for step in plan.steps() {
+            if let Some((kind, op)) = needs(step) {
+                self.single_threaded(sys, kind, op)?;
+            }
             match step {
                 Step::Open { kind, path } => self.open(sys, *kind, path)?,
                 Step::Setns { kind, path } => self.join(sys, *kind, path)?,
                 Step::Unshare { kind } => {
-                    if *kind == Kind::User {
-                        single_threaded(sys, Kind::User, "unshare")?;
-                    }
                     let r = sys.unshare(KindSet::one(*kind));
                     self.trace.steps.push(TraceStep::Unshare {
                         kind: *kind,
@@ -170,12 +173,13 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
                         SyncPoint::CgroupPlaced => SyncRequest::CgroupPlaced,
                     };
                     self.trace.steps.push(TraceStep::Sync { point: *point });
-                    hooks
-                        .sync(request, sys)
-                        .map_err(|message| ApplyError::Sync {
-                            point: *point,
-                            message,
-                        })?;
+                    let r = hooks.sync(request, sys);
+                    // The caller's code ran: it may have started threads.
+                    self.threads_checked = false;
+                    r.map_err(|message| ApplyError::Sync {
+                        point: *point,
+                        message,
+                    })?;
                 }
                 Step::Setid => {
                     let r = sys.set_root_ids();
@@ -198,9 +202,6 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
                 }
                 Step::Close { kind, .. } => self.close(sys, *kind),
                 Step::Fork => {
-                    if let Some((kind, op)) = needs(step) {
-                        single_threaded(sys, kind, op)?;
-                    }
                     let r = sys.fork();
                     self.trace.steps.push(TraceStep::Fork {
                         result: Outcome::of(&r),
@@ -276,9 +277,6 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
     }
 
     fn join(&mut self, sys: &mut S, kind: Kind, path: &AbsPath) -> Result<(), ApplyError> {
-        if kind.setns_needs_single_thread() {
-            single_threaded(sys, kind, "setns")?;
-        }
         let r = match &self.fds[kind.index()] {
             Some((fd, _)) => sys.setns(fd, kind),
             // A plan always opens before it joins; a hand-built plan that
@@ -312,6 +310,9 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
             let path = self.fds[kind.index()].as_ref().map(|(_, p)| *p);
             let Some(path) = path else { continue };
             self.deferred.remove(kind);
+            if kind.setns_needs_single_thread() {
+                self.single_threaded(sys, kind, "setns")?;
+            }
             self.join(sys, kind, path)?;
         }
         Ok(())
@@ -336,6 +337,33 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
             errno,
             unjoined,
         }
+    }
+
+    /// Requires one thread for `op(kind)`, asking the backend only when no
+    /// check holds since the caller's code last ran.
+    fn single_threaded(
+        &mut self,
+        sys: &mut S,
+        kind: Kind,
+        op: &'static str,
+    ) -> Result<(), ApplyError> {
+        if self.threads_checked {
+            return Ok(());
+        }
+        let threads = match sys.thread_count() {
+            Ok(n) if n <= 1 => {
+                self.threads_checked = true;
+                return Ok(());
+            }
+            Ok(n) => (Some(n), None),
+            Err(errno) => (None, Some(errno)),
+        };
+        Err(ApplyError::Multithreaded {
+            kind,
+            op,
+            threads: threads.0,
+            errno: threads.1,
+        })
     }
 
     fn close(&mut self, sys: &mut S, kind: Kind) {
@@ -377,28 +405,6 @@ fn needs_single_thread(step: &Step, kinds: KindSet) -> Option<(Kind, &'static st
     }
 }
 
-fn single_threaded<S: Syscall + ?Sized>(
-    sys: &mut S,
-    kind: Kind,
-    op: &'static str,
-) -> Result<(), ApplyError> {
-    match sys.thread_count() {
-        Ok(n) if n <= 1 => Ok(()),
-        Ok(n) => Err(ApplyError::Multithreaded {
-            kind,
-            op,
-            threads: Some(n),
-            errno: None,
-        }),
-        Err(errno) => Err(ApplyError::Multithreaded {
-            kind,
-            op,
-            threads: None,
-            errno: Some(errno),
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! The engine against a scripted backend: each call answers from a
@@ -424,6 +430,7 @@ mod tests {
         open: Vec<u32>,
         log: Vec<String>,
         closed_twice: usize,
+        thread_queries: usize,
     }
 
     impl Scripted {
@@ -481,6 +488,7 @@ mod tests {
             self.answer("offsets", Kind::Time)
         }
         fn thread_count(&mut self) -> Result<usize, Errno> {
+            self.thread_queries += 1;
             Ok(self.threads.max(1))
         }
         fn fork(&mut self) -> Result<Forked, Errno> {
@@ -696,6 +704,44 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(sys.log.is_empty());
+    }
+
+    #[test]
+    fn threads_are_checked_once_unless_a_sync_hook_ran() {
+        // No hook runs between the steps: one query covers every step that
+        // needs a single thread (user join, mount join, fork).
+        let mut sys = Scripted::default();
+        let p = cfg(
+            r#"{"type":"user","path":"/j/user"},{"type":"mount","path":"/j/mount"},{"type":"pid"}"#,
+        );
+        assert!(apply(&p, &mut sys, &mut NoSync).result.is_ok());
+        assert_eq!(sys.thread_queries, 1);
+
+        // A hook that starts a thread (the caller's code) is caught before
+        // the fork that follows it.
+        struct StartsThread;
+        impl SyncHooks<Scripted> for StartsThread {
+            fn sync(&mut self, _: SyncRequest<'_>, sys: &mut Scripted) -> Result<(), String> {
+                sys.threads = 2;
+                Ok(())
+            }
+        }
+        let mut sys = Scripted::default();
+        let run = apply(
+            &cfg(r#"{"type":"cgroup"},{"type":"pid"}"#),
+            &mut sys,
+            &mut StartsThread,
+        );
+        match run.result.unwrap_err() {
+            ApplyError::Multithreaded {
+                kind, op, threads, ..
+            } => {
+                assert_eq!((kind, op, threads), (Kind::Pid, "fork", Some(2)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!sys.log.iter().any(|l| l == "fork"));
+        assert_eq!(sys.thread_queries, 2);
     }
 
     #[test]
