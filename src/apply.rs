@@ -110,8 +110,6 @@ where
         threads_checked: false,
         trace: Trace::default(),
     };
-    // One allocation for the usual run (every step, a few deferred retries).
-    run.trace.steps.reserve(plan.steps().len() + 4);
     let result = run.walk(plan, sys, hooks);
     if let Err(e) = &result {
         run.close_all(sys);
