@@ -35,6 +35,8 @@
 pub mod apply;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod kind;
 pub mod plan;
 pub mod realize;

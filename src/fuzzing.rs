@@ -1,0 +1,1371 @@
+//! Fuzz oracles and their structured inputs (feature `fuzzing`).
+//!
+//! The cargo-fuzz targets in `fuzz/fuzz_targets/` are one call each,
+//! `Target::ConfigJson.fuzz(data)`; the decoding of the fuzzer's bytes, the
+//! generators and the invariant checks all live here, so the same oracles
+//! also run as ordinary tests (`tests/fuzz_oracles.rs`: seeded random inputs
+//! and the committed crash replays) without libFuzzer.
+//!
+//! | target | input | oracle |
+//! |---|---|---|
+//! | `config_json` | raw bytes as config.json | no panic; an invalid config gets one input-error code, the one an independent reading of DESIGN §3 predicts; a valid one plans by DESIGN §4 and simulates on the default world with every fd closed |
+//! | `apply_model` | [`ApplyInput`]: config, world, fault script, phase split | the run stops at the first fatal call, makes no call after it but closes, names its kind, path and errno, defers only EPERM in pass 1 with a user namespace joined by path, retries each deferral once after the user step, and leaves the fd table empty |
+//! | `differential_plan` | [`PlanInput`]: config, paths, phase split | the engine's plan and phases equal, step by step, those of [`naive`], a planner written from DESIGN §4 alone |
+//! | `trace_roundtrip` | raw bytes as a trace document | malformed JSON is an error, not a panic; a parsed trace → JSON → trace → JSON is a fixed point |
+//!
+//! Structured inputs are decoded the way `libfuzzer-sys` decodes a typed
+//! `fuzz_target!`: [`arbitrary::Arbitrary::arbitrary_take_rest`] over the
+//! whole input, so a crash file replays here byte for byte.
+//!
+//! **Duplicated checks.** [`order_violation`], [`error_path_violation`],
+//! [`deferral_violation`] and [`validation_rule`] restate the property
+//! checks of `proptests/properties.rs` (properties 1, 2, 4 and 5). That
+//! file belongs to the property suite and is not part of the library, so
+//! the fuzzer cannot call it; the copies here are kept close to it. They
+//! differ in two ways only: the error-path check takes the slice of calls
+//! of one run (a phase split runs two plans on one model), and the
+//! deferral rules are checked on every run, not only failed ones. A change
+//! to an invariant must be made in both places.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// The `arbitrary` crate these inputs derive from, re-exported so tests
+/// and fuzz targets decode with the same version.
+pub use arbitrary;
+use arbitrary::{Arbitrary, Unstructured};
+use serde::Deserialize;
+
+use crate::config::{validate, IdMapping, NsConfig, RawLinux, RawNamespace, RawTimeOffset};
+use crate::error::{Errno, ErrorCode, SyncPoint};
+use crate::kind::{Kind, KindSet};
+use crate::plan::{plan, Plan, Step};
+use crate::syscall::model::{simulate, Call, CallOp, Fault, FaultAt, FaultScript, Model, World};
+use crate::testing::{build_world, join_path, PathTarget, ERRNOS, UNKNOWN_TYPES};
+use crate::trace::{Outcome, Trace, TraceError, TraceStep};
+use crate::Applied;
+
+// ---------------------------------------------------------------------------
+// Targets and verdicts.
+// ---------------------------------------------------------------------------
+
+/// One fuzz target. Its [`Target::name`] is the cargo-fuzz target name and
+/// the directory of its corpus (`fuzz/corpus/<name>`) and of its committed
+/// crashes (`tests/fuzz-regressions/<name>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Bytes → config.json → validate → plan → simulate on the default world.
+    ConfigJson,
+    /// [`ApplyInput`] → apply on the model, with faults and phases.
+    ApplyModel,
+    /// [`PlanInput`] → engine plan against the [`naive`] planner.
+    DifferentialPlan,
+    /// Bytes → trace JSON → serde → JSON.
+    TraceRoundtrip,
+}
+
+impl Target {
+    /// Every target.
+    pub const ALL: [Target; 4] = [
+        Target::ConfigJson,
+        Target::ApplyModel,
+        Target::DifferentialPlan,
+        Target::TraceRoundtrip,
+    ];
+
+    /// The cargo-fuzz target name (`"config_json"`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Target::ConfigJson => "config_json",
+            Target::ApplyModel => "apply_model",
+            Target::DifferentialPlan => "differential_plan",
+            Target::TraceRoundtrip => "trace_roundtrip",
+        }
+    }
+
+    /// The target named `name`.
+    pub fn from_name(name: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Runs the target's oracle on the fuzzer's bytes. Inputs that do not
+    /// decode (too short for a structured input) pass.
+    ///
+    /// # Errors
+    ///
+    /// The [`Violation`] the oracle found.
+    ///
+    /// ```
+    /// use nsapply::fuzzing::Target;
+    /// assert!(Target::ConfigJson.check(br#"{"linux":{"namespaces":[{"type":"pid"}]}}"#).is_ok());
+    /// assert!(Target::TraceRoundtrip.check(b"{not json").is_ok());
+    /// ```
+    // Inlined into each fuzz target, where `self` is a constant: the other
+    // targets' oracles are then dead code, and neither linked nor given
+    // coverage counters (libFuzzer scans every counter on every run, so
+    // that is most of the speed of a small target).
+    #[inline(always)]
+    pub fn check(self, data: &[u8]) -> Result<(), Violation> {
+        let r = match self {
+            Target::ConfigJson => config_json(data),
+            Target::TraceRoundtrip => trace_roundtrip(data),
+            Target::ApplyModel => decode::<ApplyInput>(data).map_or(Ok(()), |i| apply_model(&i)),
+            Target::DifferentialPlan => {
+                decode::<PlanInput>(data).map_or(Ok(()), |i| differential_plan(&i))
+            }
+        };
+        r.map_err(|message| Violation {
+            target: self,
+            message,
+        })
+    }
+
+    /// The body of the cargo-fuzz target: [`Target::check`], panicking on a
+    /// violation so libFuzzer records the input as a crash.
+    ///
+    /// # Panics
+    ///
+    /// When the oracle finds a violation (that is the point).
+    #[inline(always)]
+    pub fn fuzz(self, data: &[u8]) {
+        if let Err(v) = self.check(data) {
+            panic!("{v}");
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An oracle failure: which target, and what broke.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The target whose oracle failed.
+    pub target: Target,
+    /// The broken invariant, with the input and what the engine did.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} oracle failed: {}", self.target, self.message)
+    }
+}
+
+impl std::error::Error for Violation {}
+
+/// Decodes a structured input exactly as a typed `fuzz_target!` of
+/// `libfuzzer-sys` 0.4 does: too short for the size hint is no input,
+/// otherwise `arbitrary_take_rest` over all the bytes.
+pub fn decode<'a, T: Arbitrary<'a>>(data: &'a [u8]) -> Option<T> {
+    if data.len() < T::size_hint(0).0 {
+        return None;
+    }
+    T::arbitrary_take_rest(Unstructured::new(data)).ok()
+}
+
+// ---------------------------------------------------------------------------
+// Structured inputs.
+// ---------------------------------------------------------------------------
+
+/// What a config does with one kind.
+#[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// Not in `linux.namespaces`.
+    Absent,
+    /// Created (no path).
+    Create,
+    /// Joined by path.
+    Join,
+}
+
+/// One id-map line, from small tables so the model's map rules are hit.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub struct MappingShape {
+    /// `containerID / 1000`, modulo 3.
+    pub container: u8,
+    /// Index into `[0, 1000, 100000, 65534]`.
+    pub host: u8,
+    /// The size (0 is replaced by 1).
+    pub size: u32,
+}
+
+impl MappingShape {
+    fn line(self) -> IdMapping {
+        const HOSTS: [u32; 4] = [0, 1000, 100_000, 65534];
+        IdMapping {
+            container_id: u32::from(self.container % 3) * 1000,
+            host_id: HOSTS[usize::from(self.host) % HOSTS.len()],
+            size: self.size.max(1),
+        }
+    }
+}
+
+/// One time offset of a valid config.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub struct OffsetShape {
+    /// `boottime` when true, else `monotonic`.
+    pub boottime: bool,
+    /// Seconds (any: the model answers ERANGE past the kernel's limit).
+    pub secs: i64,
+    /// Nanoseconds, taken modulo 10⁹ so validation accepts them.
+    pub nanosecs: u32,
+}
+
+/// A config that passes validation by construction: each kind absent,
+/// created or joined; the array in a shuffled order; mappings exactly when
+/// a user namespace is created; offsets only with a new time namespace.
+#[derive(Arbitrary, Clone, Debug)]
+pub struct ConfigShape {
+    /// Per kind, in canonical order.
+    pub picks: [Pick; 8],
+    /// Seed of the `linux.namespaces` array order (order must not matter).
+    pub order: u64,
+    /// `uidMappings` lines (one default line when empty).
+    pub uid: Vec<MappingShape>,
+    /// `gidMappings` lines (one default line when empty).
+    pub gid: Vec<MappingShape>,
+    /// `timeOffsets`, used only when time is created.
+    pub offsets: Vec<OffsetShape>,
+}
+
+/// At most this many map lines and offsets are used (more only slows runs).
+const MAX_LINES: usize = 3;
+
+impl ConfigShape {
+    /// Whether the config creates `kind`.
+    pub fn creates(&self, kind: Kind) -> bool {
+        self.picks[kind.index()] == Pick::Create
+    }
+
+    /// Whether the config joins `kind`.
+    pub fn joins(&self, kind: Kind) -> bool {
+        self.picks[kind.index()] == Pick::Join
+    }
+
+    fn lines(shapes: &[MappingShape]) -> Vec<IdMapping> {
+        let mut v: Vec<IdMapping> = shapes.iter().take(MAX_LINES).map(|s| s.line()).collect();
+        if v.is_empty() {
+            v.push(IdMapping {
+                container_id: 0,
+                host_id: 100_000,
+                size: 65536,
+            });
+        }
+        v
+    }
+
+    /// The uid map lines (empty unless user is created).
+    pub fn uid_lines(&self) -> Vec<IdMapping> {
+        if self.creates(Kind::User) {
+            Self::lines(&self.uid)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The gid map lines (empty unless user is created).
+    pub fn gid_lines(&self) -> Vec<IdMapping> {
+        if self.creates(Kind::User) {
+            Self::lines(&self.gid)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The time offsets by clock name (the last one given for a clock
+    /// wins, as in a JSON object), empty unless time is created.
+    pub fn offsets_by_clock(&self) -> BTreeMap<String, RawTimeOffset> {
+        if !self.creates(Kind::Time) {
+            return BTreeMap::new();
+        }
+        self.offsets
+            .iter()
+            .take(MAX_LINES)
+            .map(|o| {
+                let clock = if o.boottime { "boottime" } else { "monotonic" };
+                let off = RawTimeOffset {
+                    secs: o.secs,
+                    nanosecs: o.nanosecs % 1_000_000_000,
+                };
+                (clock.to_owned(), off)
+            })
+            .collect()
+    }
+
+    /// The raw `linux` section, joined kinds at `path(kind)`.
+    pub fn raw(&self, path: impl Fn(Kind) -> PathBuf) -> RawLinux {
+        let mut namespaces: Vec<RawNamespace> = Kind::ALL
+            .into_iter()
+            .filter(|k| self.picks[k.index()] != Pick::Absent)
+            .map(|k| RawNamespace {
+                type_name: k.spec_name().to_owned(),
+                path: self.joins(k).then(|| path(k)),
+            })
+            .collect();
+        shuffle(&mut namespaces, self.order);
+        let user = self.creates(Kind::User);
+        let offsets = self.offsets_by_clock();
+        RawLinux {
+            namespaces,
+            uid_mappings: user.then(|| self.uid_lines()),
+            gid_mappings: user.then(|| self.gid_lines()),
+            time_offsets: (!offsets.is_empty()).then_some(offsets),
+        }
+    }
+}
+
+/// Fisher–Yates with xorshift: the array order is part of the input.
+fn shuffle<T>(v: &mut [T], mut seed: u64) {
+    seed |= 1;
+    for i in (1..v.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let j = (seed % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
+/// The world a config runs in, as [`build_world`] makes it.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub struct WorldShape {
+    /// Root caller (uid 0) when true, uid 1000 otherwise.
+    pub root: bool,
+    /// 0 means one thread; otherwise 1 + `threads % 4` (so mostly one).
+    pub threads: u8,
+    /// Per kind: what stands at its join path (index into the eight
+    /// [`PathTarget`]s, weighted towards namespaces).
+    pub targets: [u8; 8],
+}
+
+/// [`PathTarget`]s, namespaces weighted as in the property generators.
+const TARGETS: [PathTarget; 16] = [
+    PathTarget::HostOwned,
+    PathTarget::HostOwned,
+    PathTarget::HostOwned,
+    PathTarget::ChildOwned,
+    PathTarget::ChildOwned,
+    PathTarget::JoinedUserOwned,
+    PathTarget::JoinedUserOwned,
+    PathTarget::JoinedUserOwned,
+    PathTarget::JoinedUserOwned,
+    PathTarget::CallersOwn,
+    PathTarget::Regular,
+    PathTarget::Directory,
+    PathTarget::Missing,
+    PathTarget::WrongKind,
+    PathTarget::HostOwned,
+    PathTarget::JoinedUserOwned,
+];
+
+impl WorldShape {
+    /// The model world for `cfg`.
+    pub fn build(&self, cfg: &NsConfig) -> World {
+        let uid = if self.root { 0 } else { 1000 };
+        let threads = if self.threads % 4 == 0 {
+            1
+        } else {
+            1 + usize::from(self.threads % 4)
+        };
+        let targets = self
+            .targets
+            .map(|t| TARGETS[usize::from(t) % TARGETS.len()]);
+        build_world(cfg, uid, threads, &targets)
+    }
+}
+
+/// One fault of a [`FaultScript`].
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum FaultShape {
+    /// The n-th fallible call (1 + `n % 32`).
+    Position(u8),
+    /// Every call of an op (index into the ops that can fail), of a kind
+    /// (index into [`Kind::ALL`]) or of any kind.
+    Call {
+        /// The op.
+        op: u8,
+        /// The kind.
+        kind: Option<u8>,
+    },
+}
+
+/// How the plan is split into phases.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum PhaseShape {
+    /// The whole plan in one run.
+    Full,
+    /// Only the sub-plan of the kinds in the set (bits as [`KindSet`]).
+    One(u8),
+    /// The sub-plan of the set, then (if it succeeded) the sub-plan of its
+    /// complement, in one process, as a two-process runtime does.
+    Both(u8),
+}
+
+/// The input of `apply_model`.
+#[derive(Arbitrary, Clone, Debug)]
+pub struct ApplyInput {
+    /// The config (valid by construction; joins at the generators' paths).
+    pub config: ConfigShape,
+    /// The world.
+    pub world: WorldShape,
+    /// How the plan is split.
+    pub phase: PhaseShape,
+    /// Faults, with their errno (index into [`ERRNOS`]); at most three used.
+    pub faults: Vec<(FaultShape, u8)>,
+}
+
+impl ApplyInput {
+    /// The fault script the run uses.
+    pub fn fault_script(&self) -> FaultScript {
+        let ops: Vec<CallOp> = CallOp::ALL
+            .into_iter()
+            .filter(|op| *op != CallOp::Close)
+            .collect();
+        let faults = self
+            .faults
+            .iter()
+            .take(MAX_LINES)
+            .map(|(shape, errno)| {
+                let at = match *shape {
+                    FaultShape::Position(n) => FaultAt::Position(1 + usize::from(n % 32)),
+                    FaultShape::Call { op, kind } => FaultAt::Call {
+                        op: ops[usize::from(op) % ops.len()],
+                        kind: kind.map(|k| Kind::ALL[usize::from(k) % 8]),
+                    },
+                };
+                Fault {
+                    at,
+                    errno: ERRNOS[usize::from(*errno) % ERRNOS.len()],
+                }
+            })
+            .collect();
+        FaultScript { faults }
+    }
+}
+
+/// A join path for `differential_plan`: the generators' path, an odd but
+/// absolute one, or any text made absolute.
+#[derive(Arbitrary, Clone, Debug)]
+pub enum PathShape {
+    /// `/run/nsapply/<type>`.
+    Standard,
+    /// One of a few odd absolute paths (shared between kinds, dot-dot,
+    /// trailing slash, non-ASCII).
+    Odd(u8),
+    /// Any text, with `/` put in front when it lacks one.
+    Any(String),
+}
+
+impl PathShape {
+    fn path(&self, kind: Kind) -> PathBuf {
+        const ODD: [&str; 6] = [
+            "/",
+            "/run/netns/shared",
+            "/a/../b",
+            "/proc/4242/ns/net/",
+            "//double//slash",
+            "/nämespace with space",
+        ];
+        match self {
+            PathShape::Standard => join_path(kind),
+            PathShape::Odd(i) => PathBuf::from(ODD[usize::from(*i) % ODD.len()]),
+            PathShape::Any(s) if s.starts_with('/') => PathBuf::from(s),
+            PathShape::Any(s) => PathBuf::from(format!("/{s}")),
+        }
+    }
+}
+
+/// The input of `differential_plan`.
+#[derive(Arbitrary, Clone, Debug)]
+pub struct PlanInput {
+    /// The config.
+    pub config: ConfigShape,
+    /// The phase split compared as well (bits as [`KindSet`]).
+    pub split: u8,
+    /// Per kind, its join path.
+    pub paths: [PathShape; 8],
+}
+
+/// A whole config.json document, valid or not: any type names (the eight,
+/// aliases, junk), absolute, relative or no paths, duplicates, mappings
+/// present or not, offsets with any clock and nanoseconds. For seeding
+/// `config_json` from structure rather than bytes (the random-input tests).
+///
+/// # Errors
+///
+/// Only when `u` runs out in a way `arbitrary` reports (it normally fills
+/// with defaults).
+pub fn config_document(u: &mut Unstructured<'_>) -> arbitrary::Result<String> {
+    const CLOCKS: [&str; 4] = ["monotonic", "boottime", "realtime", "MONOTONIC"];
+    let n = u.int_in_range(0..=9)?;
+    let mut namespaces = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t: u8 = u.arbitrary()?;
+        let type_name = if t % 8 == 7 {
+            UNKNOWN_TYPES[usize::from(t / 8) % UNKNOWN_TYPES.len()].to_owned()
+        } else {
+            Kind::ALL[usize::from(t / 8) % 8].spec_name().to_owned()
+        };
+        let path = match u.int_in_range(0..=5)? {
+            0..=2 => None,
+            3 | 4 => Some(PathBuf::from(format!("/run/nsapply/{type_name}"))),
+            _ => Some(PathBuf::from(format!("run/{type_name}"))),
+        };
+        namespaces.push(RawNamespace { type_name, path });
+    }
+    let maps = |u: &mut Unstructured<'_>| -> arbitrary::Result<Option<Vec<IdMapping>>> {
+        Ok(match u.int_in_range(0..=3)? {
+            0 => None,
+            1 => Some(Vec::new()),
+            _ => Some(vec![MappingShape::arbitrary(u)?.line()]),
+        })
+    };
+    let uid_mappings = maps(u)?;
+    let gid_mappings = maps(u)?;
+    let time_offsets = if u.arbitrary()? {
+        let mut m = BTreeMap::new();
+        for _ in 0..u.int_in_range(0..=2)? {
+            let clock = CLOCKS[usize::from(u.arbitrary::<u8>()?) % CLOCKS.len()];
+            let nanosecs = if u.arbitrary()? {
+                u.arbitrary::<u32>()? % 1_000_000_000
+            } else {
+                u.arbitrary()?
+            };
+            let secs = u.arbitrary()?;
+            m.insert(clock.to_owned(), RawTimeOffset { secs, nanosecs });
+        }
+        Some(m)
+    } else {
+        None
+    };
+    let raw = RawLinux {
+        namespaces,
+        uid_mappings,
+        gid_mappings,
+        time_offsets,
+    };
+    Ok(serde_json::json!({"ociVersion": "1.2.0", "linux": raw}).to_string())
+}
+
+// ---------------------------------------------------------------------------
+// The oracles.
+// ---------------------------------------------------------------------------
+
+/// The `linux` part of a document, read the way validation reads it.
+#[derive(Deserialize)]
+struct RawDocument {
+    #[serde(default)]
+    linux: Option<RawLinux>,
+}
+
+/// `config_json`: bytes as config.json → validate → plan → simulate on the
+/// default world.
+///
+/// # Errors
+///
+/// A message naming the broken invariant.
+pub fn config_json(data: &[u8]) -> Result<(), String> {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Ok(());
+    };
+    let got = NsConfig::from_json(text);
+    // The rule a correct validator must report, when the document's
+    // `linux` section can be read at all.
+    let want = serde_json::from_str::<RawDocument>(text)
+        .ok()
+        .map(|d| validation_rule(&d.linux.unwrap_or_default()));
+    let cfg = match (got, want) {
+        (Err(e), want) => {
+            let code = e.code();
+            if !code.is_input_error() || !ErrorCode::ALL.contains(&code) {
+                return Err(format!("validation gave non-input code {code}: {e}"));
+            }
+            let expected = match want {
+                None => "invalid-config",
+                Some(Some((rule, _))) => rule,
+                // The namespace rules hold; only the full OCI parse may fail.
+                Some(None) => "invalid-config",
+            };
+            if code.as_str() != expected {
+                return Err(format!(
+                    "validation gave {code} ({e}), DESIGN §3 says {expected}\ninput: {text:?}"
+                ));
+            }
+            if let Some(Some((_, Some(index)))) = want {
+                if e.index() != Some(index) {
+                    return Err(format!("{code} names index {:?}, not {index}", e.index()));
+                }
+            }
+            if Trace::rejected(&e).error.map(|t| t.code) != Some(code) {
+                return Err(format!("the rejected trace does not carry {code}"));
+            }
+            return Ok(());
+        }
+        (Ok(_), None) => {
+            return Err(format!(
+                "accepted a document whose linux section does not parse: {text:?}"
+            ))
+        }
+        (Ok(_), Some(Some((rule, _)))) => {
+            return Err(format!("accepted a config that breaks {rule}: {text:?}"))
+        }
+        (Ok(cfg), Some(None)) => cfg,
+    };
+    let p = plan(&cfg);
+    if let Some(v) = order_violation(&cfg, &p) {
+        return Err(format!("{v}\nplan:\n{p}input: {text:?}"));
+    }
+    let mut model = Model::new(&World::default()).map_err(|e| format!("default world: {e}"))?;
+    let applied = simulate(&p, &mut model);
+    check_run(&p, &applied, &model, 0).map_err(|v| format!("{v}\ninput: {text:?}"))
+}
+
+/// `apply_model`: a valid config, a world, faults and a phase split, applied
+/// on the model; every run checked by [`check_run`].
+///
+/// # Errors
+///
+/// A message naming the broken invariant, with the trace and the calls.
+pub fn apply_model(input: &ApplyInput) -> Result<(), String> {
+    let raw = input.config.raw(join_path);
+    let cfg = validate(&raw).map_err(|e| format!("generator made an invalid config: {e}"))?;
+    let full = plan(&cfg);
+    let world = input.world.build(&cfg);
+    let mut model =
+        Model::new(&world).map_err(|e| format!("generator made an impossible world: {e}"))?;
+    model.set_faults(input.fault_script());
+    let plans = match input.phase {
+        PhaseShape::Full => vec![full],
+        PhaseShape::One(bits) => vec![full.only(KindSet::from_bits(bits))],
+        PhaseShape::Both(bits) => {
+            let set = KindSet::from_bits(bits);
+            vec![full.only(set), full.only(set.complement())]
+        }
+    };
+    for p in &plans {
+        let start = model.calls().len();
+        let applied = simulate(p, &mut model);
+        check_run(p, &applied, &model, start).map_err(|v| {
+            format!(
+                "{v}\ninput: {input:?}\nplan:\n{p}trace:\n{}calls: {:#?}",
+                applied.trace,
+                &model.calls()[start..]
+            )
+        })?;
+        if applied.result.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The invariants of one run of `p` on `model`, whose calls for this run
+/// start at `start`: the trace mirrors the result, and
+/// [`error_path_violation`] and [`deferral_violation`] find nothing.
+///
+/// # Errors
+///
+/// The first broken invariant.
+pub fn check_run(p: &Plan, applied: &Applied, model: &Model, start: usize) -> Result<(), String> {
+    match (&applied.result, &applied.trace.error) {
+        (Ok(_), None) => {}
+        (Err(e), Some(t)) if *t == TraceError::from(e) => {}
+        (r, t) => return Err(format!("result {r:?} and trace error {t:?} disagree")),
+    }
+    if let Some(v) = error_path_violation(p, applied, model, &model.calls()[start..]) {
+        return Err(v);
+    }
+    if let Some(v) = deferral_violation(p, applied) {
+        return Err(v);
+    }
+    Ok(())
+}
+
+/// `differential_plan`: the engine's plan, and both phases of the input's
+/// split, equal step by step the [`naive`] planner's.
+///
+/// # Errors
+///
+/// The first differing step, with both plans.
+pub fn differential_plan(input: &PlanInput) -> Result<(), String> {
+    let paths: [PathBuf; 8] = std::array::from_fn(|i| input.paths[i].path(Kind::ALL[i]));
+    let raw = input.config.raw(|k| paths[k.index()].clone());
+    let cfg = validate(&raw).map_err(|e| format!("valid by construction, but {e}: {raw:?}"))?;
+    let engine = plan(&cfg);
+    let want = naive::plan(&input.config, &paths);
+    let split = KindSet::from_bits(input.split);
+    for (what, got, want) in [
+        ("plan", engine.clone(), want.clone()),
+        ("phase", engine.only(split), want.only(split)),
+        (
+            "complement phase",
+            engine.only(split.complement()),
+            want.only(split.complement()),
+        ),
+    ] {
+        let got_lines: Vec<String> = got.steps().iter().map(naive::render).collect();
+        let want_lines: Vec<String> = want.steps.iter().map(|s| s.text.clone()).collect();
+        if got_lines != want_lines {
+            let at = got_lines
+                .iter()
+                .zip(&want_lines)
+                .position(|(a, b)| a != b)
+                .unwrap_or(got_lines.len().min(want_lines.len()));
+            return Err(format!(
+                "{what} differs at step {at}\nengine: {got_lines:#?}\nnaive:  {want_lines:#?}\ninput: {input:?}"
+            ));
+        }
+        if got.uid_mappings() != want.uid.as_slice() || got.gid_mappings() != want.gid.as_slice() {
+            return Err(format!(
+                "{what}: id mappings differ: engine {:?}/{:?}, naive {:?}/{:?}",
+                got.uid_mappings(),
+                got.gid_mappings(),
+                want.uid,
+                want.gid
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `trace_roundtrip`: a parsed trace → JSON → trace → JSON is a fixed
+/// point (compact and pretty), and printing it does not panic; bytes that
+/// are not a trace give an error.
+///
+/// # Errors
+///
+/// What did not round-trip.
+pub fn trace_roundtrip(data: &[u8]) -> Result<(), String> {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Ok(());
+    };
+    let Ok(trace) = Trace::from_json(text) else {
+        return Ok(());
+    };
+    let json = serde_json::to_string(&trace).map_err(|e| format!("serializing: {e}"))?;
+    let back = Trace::from_json(&json)
+        .map_err(|e| format!("the serialized trace does not parse: {e}\n{json}"))?;
+    if back != trace {
+        return Err(format!(
+            "trace changed in a round trip\nfirst:  {trace:?}\nsecond: {back:?}\ninput: {text:?}"
+        ));
+    }
+    let again = serde_json::to_string(&back).map_err(|e| format!("serializing: {e}"))?;
+    if again != json {
+        return Err(format!(
+            "JSON not stable\nfirst:  {json}\nsecond: {again}\ninput: {text:?}"
+        ));
+    }
+    let pretty = trace.to_json_pretty();
+    if Trace::from_json(&pretty).ok().as_ref() != Some(&trace) {
+        return Err(format!("the pretty JSON does not round-trip: {pretty}"));
+    }
+    let _ = trace.to_string();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The naive planner.
+// ---------------------------------------------------------------------------
+
+pub mod naive {
+    //! A second planner, written only for the differential oracle, straight
+    //! from the numbered list of DESIGN §4, sharing no code with
+    //! `src/plan.rs` (nor with validation: it reads the [`ConfigShape`]).
+    //!
+    //! Where the engine walks the kinds group by group, this one lists
+    //! every step the config implies, in any order, tags it with a sort key
+    //! `(stage, kind, sub-step)` read off §4, and sorts. Steps are compared
+    //! as text, and [`render`] is the only place that reads the engine's
+    //! [`Step`].
+
+    use std::path::PathBuf;
+
+    use super::ConfigShape;
+    use crate::config::IdMapping;
+    use crate::kind::{Kind, KindSet};
+    use crate::plan::Step;
+
+    /// One planned step: its sort key, the kind it goes with for phases
+    /// (none for fork) and its text.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct NaiveStep {
+        /// `(stage of §4, kind's canonical index, sub-step)`.
+        pub key: (u8, usize, u8),
+        /// The kind it goes with (§4 "Phases").
+        pub kind: Option<Kind>,
+        /// As [`render`] writes an engine step.
+        pub text: String,
+    }
+
+    /// A naive plan.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct NaivePlan {
+        /// The steps in order.
+        pub steps: Vec<NaiveStep>,
+        /// Mappings handed over at `id-mapping` (empty without it).
+        pub uid: Vec<IdMapping>,
+        /// Same for gid.
+        pub gid: Vec<IdMapping>,
+    }
+
+    // The stages of DESIGN §4, in order.
+    const OPEN: u8 = 1;
+    const JOIN_PASS_1: u8 = 2;
+    const USER: u8 = 3;
+    const CREATE: u8 = 5;
+    const CLOSE: u8 = 6;
+    const FORK: u8 = 7;
+
+    /// The text of one engine step.
+    pub fn render(step: &Step) -> String {
+        match step {
+            Step::Open { kind, path } => format!("open {kind} {:?}", path.as_path()),
+            Step::Setns { kind, path } => format!("setns {kind} {:?}", path.as_path()),
+            Step::Unshare { kind } => format!("unshare {kind}"),
+            Step::Sync { point } => format!("sync {point}"),
+            Step::Setid => "setid".to_owned(),
+            Step::TimeOffsets { offsets } => {
+                let o: Vec<String> = offsets
+                    .iter()
+                    .map(|o| format!("{}={}.{}", o.clock.name(), o.secs, o.nanosecs))
+                    .collect();
+                format!("offsets {}", o.join(","))
+            }
+            Step::Close { kind, path } => format!("close {kind} {:?}", path.as_path()),
+            Step::Fork => "fork".to_owned(),
+        }
+    }
+
+    /// The plan for `cfg`, joined kinds at `paths[kind]`.
+    pub fn plan(cfg: &ConfigShape, paths: &[PathBuf; 8]) -> NaivePlan {
+        let mut steps = Vec::new();
+        let mut add = |stage: u8, kind: Kind, sub: u8, text: String| {
+            steps.push(NaiveStep {
+                key: (stage, kind.index(), sub),
+                kind: Some(kind),
+                text,
+            });
+        };
+        for kind in Kind::ALL {
+            let i = kind.index();
+            if cfg.joins(kind) {
+                let p = &paths[i];
+                // 1: open every path first; closed exactly once, at the end.
+                add(OPEN, kind, 0, format!("open {kind} {p:?}"));
+                add(CLOSE, kind, 0, format!("close {kind} {p:?}"));
+                if kind == Kind::User {
+                    // 3: join the user namespace, then become 0 in it.
+                    add(USER, kind, 0, format!("setns {kind} {p:?}"));
+                    add(USER, kind, 2, "setid".to_owned());
+                } else {
+                    // 2: join pass 1, every non-user join.
+                    add(JOIN_PASS_1, kind, 0, format!("setns {kind} {p:?}"));
+                }
+            }
+            if cfg.creates(kind) {
+                if kind == Kind::User {
+                    // 3: create it alone, id-mapping sync, become 0.
+                    add(USER, kind, 0, "unshare user".to_owned());
+                    add(USER, kind, 1, "sync id-mapping".to_owned());
+                    add(USER, kind, 2, "setid".to_owned());
+                } else {
+                    // 5: one unshare per kind; cgroup-placed right before
+                    // cgroup, offsets right after time.
+                    if kind == Kind::Cgroup {
+                        add(CREATE, kind, 0, "sync cgroup-placed".to_owned());
+                    }
+                    add(CREATE, kind, 1, format!("unshare {kind}"));
+                    let offsets = cfg.offsets_by_clock();
+                    if kind == Kind::Time && !offsets.is_empty() {
+                        let o: Vec<String> = offsets
+                            .iter()
+                            .map(|(c, o)| format!("{c}={}.{}", o.secs, o.nanosecs))
+                            .collect();
+                        add(CREATE, kind, 2, format!("offsets {}", o.join(",")));
+                    }
+                }
+            }
+        }
+        steps.sort_by_key(|s| s.key);
+        // 6: fork when pid or time was created or joined.
+        if [Kind::Pid, Kind::Time]
+            .iter()
+            .any(|k| cfg.creates(*k) || cfg.joins(*k))
+        {
+            steps.push(fork());
+        }
+        NaivePlan {
+            steps,
+            uid: cfg.uid_lines(),
+            gid: cfg.gid_lines(),
+        }
+    }
+
+    fn fork() -> NaiveStep {
+        NaiveStep {
+            key: (FORK, 0, 0),
+            kind: None,
+            text: "fork".to_owned(),
+        }
+    }
+
+    impl NaivePlan {
+        /// The sub-plan of a phase (§4 "Phases"): the steps of the kinds in
+        /// `kinds`, order kept, ending with fork exactly when it holds pid
+        /// or time; the mappings go with user.
+        pub fn only(&self, kinds: KindSet) -> NaivePlan {
+            let mut steps: Vec<NaiveStep> = self
+                .steps
+                .iter()
+                .filter(|s| s.kind.is_some_and(|k| kinds.contains(k)))
+                .cloned()
+                .collect();
+            let holds = |k: Kind| steps.iter().any(|s| s.kind == Some(k));
+            if holds(Kind::Pid) || holds(Kind::Time) {
+                steps.push(fork());
+            }
+            let user = steps.iter().any(|s| s.kind == Some(Kind::User));
+            NaivePlan {
+                steps,
+                uid: if user { self.uid.clone() } else { Vec::new() },
+                gid: if user { self.gid.clone() } else { Vec::new() },
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The invariant checks (copies of proptests/properties.rs; see module docs).
+// ---------------------------------------------------------------------------
+
+/// DESIGN §3 restated independently of `nsapply::config` (property 1's
+/// checker): the code of the first rule `raw` breaks, in the documented
+/// precedence, and the entry index it names; `None` for a valid section.
+pub fn validation_rule(raw: &RawLinux) -> Option<(&'static str, Option<usize>)> {
+    const TYPES: [&str; 8] = [
+        "user", "pid", "uts", "ipc", "network", "cgroup", "mount", "time",
+    ];
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, ns) in raw.namespaces.iter().enumerate() {
+        if !TYPES.contains(&ns.type_name.as_str()) {
+            return Some(("unknown-type", Some(i)));
+        }
+        if let Some(p) = &ns.path {
+            if !p.to_string_lossy().starts_with('/') {
+                return Some(("relative-path", Some(i)));
+            }
+        }
+        if seen.contains(&ns.type_name.as_str()) {
+            return Some(("duplicate-namespace", Some(i)));
+        }
+        seen.push(&ns.type_name);
+    }
+    let entry = |t: &str| raw.namespaces.iter().position(|ns| ns.type_name == t);
+    let given = |m: &Option<Vec<IdMapping>>| m.as_ref().is_some_and(|v| !v.is_empty());
+    let (uid, gid) = (given(&raw.uid_mappings), given(&raw.gid_mappings));
+    match entry("user") {
+        Some(i) if raw.namespaces[i].path.is_some() && (uid || gid) => {
+            return Some(("user-namespace-path-with-mappings", Some(i)))
+        }
+        None if uid || gid => return Some(("mappings-without-new-user-namespace", None)),
+        Some(i) if raw.namespaces[i].path.is_none() && !(uid && gid) => {
+            return Some(("missing-mappings", Some(i)))
+        }
+        _ => {}
+    }
+    let offsets = raw.time_offsets.clone().unwrap_or_default();
+    if !offsets.is_empty() {
+        match entry("time") {
+            None => return Some(("time-offsets-without-new-time-namespace", None)),
+            Some(i) if raw.namespaces[i].path.is_some() => {
+                return Some(("time-offsets-without-new-time-namespace", Some(i)))
+            }
+            _ => {}
+        }
+        let bad = offsets
+            .iter()
+            .any(|(c, o)| !(c == "monotonic" || c == "boottime") || o.nanosecs > 999_999_999);
+        if bad {
+            return Some(("invalid-time-offset", None));
+        }
+    }
+    None
+}
+
+fn position(steps: &[Step], f: impl Fn(&Step) -> bool) -> Option<usize> {
+    steps.iter().position(f)
+}
+
+fn is_sorted<T: Ord>(v: &[T]) -> bool {
+    v.windows(2).all(|w| w[0] < w[1])
+}
+
+/// Property 2: every ordering rule of DESIGN §4 on one plan, as a partial
+/// order, plus canonical order within each group; the first broken rule.
+pub fn order_violation(cfg: &NsConfig, p: &Plan) -> Option<String> {
+    let s = p.steps();
+    let kinds_of = |f: &dyn Fn(&Step) -> Option<Kind>| s.iter().filter_map(f).collect::<Vec<_>>();
+    let opens = kinds_of(&|st| match st {
+        Step::Open { kind, .. } => Some(*kind),
+        _ => None,
+    });
+    let joins = kinds_of(&|st| match st {
+        Step::Setns { kind, .. } if *kind != Kind::User => Some(*kind),
+        _ => None,
+    });
+    let unshares = kinds_of(&|st| match st {
+        Step::Unshare { kind } if *kind != Kind::User => Some(*kind),
+        _ => None,
+    });
+    let closes = kinds_of(&|st| match st {
+        Step::Close { kind, .. } => Some(*kind),
+        _ => None,
+    });
+    for (name, group) in [
+        ("opens", &opens),
+        ("joins", &joins),
+        ("unshares", &unshares),
+        ("closes", &closes),
+    ] {
+        if !is_sorted(group) {
+            return Some(format!("{name} not in canonical order: {group:?}"));
+        }
+    }
+    let joined: Vec<Kind> = Kind::ALL.into_iter().filter(|k| cfg.joins(*k)).collect();
+    if opens != joined || closes != joined {
+        return Some("every joined kind is opened and closed exactly once".into());
+    }
+    let last_open = s.iter().rposition(|st| matches!(st, Step::Open { .. }));
+    let first_setns = position(s, |st| matches!(st, Step::Setns { .. }));
+    if let (Some(o), Some(j)) = (last_open, first_setns) {
+        if o > j {
+            return Some("an open comes after the first setns".into());
+        }
+    }
+    let user_step = position(s, |st| {
+        matches!(
+            st,
+            Step::Setns {
+                kind: Kind::User,
+                ..
+            } | Step::Unshare { kind: Kind::User }
+        )
+    });
+    if let Some(u) = user_step {
+        if s[..u].iter().any(|st| matches!(st, Step::Unshare { .. })) {
+            return Some("an unshare precedes the user namespace step".into());
+        }
+        if s[u..]
+            .iter()
+            .any(|st| matches!(st, Step::Setns { kind, .. } if *kind != Kind::User))
+        {
+            return Some("a planned non-user join follows the user step".into());
+        }
+        let next = &s[u + 1..];
+        let ok = if cfg.creates(Kind::User) {
+            next.starts_with(&[
+                Step::Sync {
+                    point: SyncPoint::IdMapping,
+                },
+                Step::Setid,
+            ])
+        } else {
+            next.first() == Some(&Step::Setid)
+        };
+        if !ok {
+            return Some("user step not followed by its id-mapping sync and setid".into());
+        }
+    } else if cfg.kinds().contains(Kind::User) {
+        return Some("user namespace named but no user step".into());
+    }
+    let expected_unshares: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| *k != Kind::User && cfg.creates(*k))
+        .collect();
+    if unshares != expected_unshares {
+        return Some(format!(
+            "unshares {unshares:?}, expected {expected_unshares:?}"
+        ));
+    }
+    let cgroup = position(s, |st| *st == Step::Unshare { kind: Kind::Cgroup });
+    let cgroup_sync = position(s, |st| {
+        *st == Step::Sync {
+            point: SyncPoint::CgroupPlaced,
+        }
+    });
+    match (cgroup, cgroup_sync) {
+        (Some(c), Some(y)) if y + 1 == c => {}
+        (None, None) => {}
+        _ => return Some("cgroup-placed sync is not right before unshare(cgroup)".into()),
+    }
+    let time = position(s, |st| *st == Step::Unshare { kind: Kind::Time });
+    let offsets = position(s, |st| matches!(st, Step::TimeOffsets { .. }));
+    match (time, offsets, cfg.time_offsets().is_empty()) {
+        (Some(t), Some(o), false) if o == t + 1 => {}
+        (_, None, true) => {}
+        _ => return Some("time offsets are not right after unshare(time)".into()),
+    }
+    let forks = s.iter().filter(|st| **st == Step::Fork).count();
+    let needs_fork = cfg.kinds().contains(Kind::Pid) || cfg.kinds().contains(Kind::Time);
+    if forks != usize::from(needs_fork) || (needs_fork && s.last() != Some(&Step::Fork)) {
+        return Some("fork must be last, exactly when pid or time is involved".into());
+    }
+    let first_close = position(s, |st| matches!(st, Step::Close { .. }));
+    if let Some(c) = first_close {
+        if s[c..]
+            .iter()
+            .any(|st| !matches!(st, Step::Close { .. } | Step::Fork))
+        {
+            return Some("a step other than close/fork follows the first close".into());
+        }
+    }
+    None
+}
+
+/// The kind each path was opened as, from the trace.
+fn opened_as(trace: &[TraceStep]) -> BTreeMap<&std::path::Path, Kind> {
+    trace
+        .iter()
+        .filter_map(|s| match s {
+            TraceStep::Open { kind, path, .. } => Some((path.as_path(), *kind)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Property 4 on one run whose model calls are `calls`: the run stops at
+/// the first fatal call (a failure not deferred, a wrong namespace type, a
+/// multithreaded caller), makes no call after it but closes, names its
+/// kind, path and errno; deferral only for EPERM of a non-user join, before
+/// the user step, in a plan that joins a user namespace; every fd closed
+/// exactly once.
+pub fn error_path_violation(
+    p: &Plan,
+    applied: &Applied,
+    model: &Model,
+    calls: &[Call],
+) -> Option<String> {
+    if model.open_fd_count() != 0 {
+        return Some(format!("{} fds left open", model.open_fd_count()));
+    }
+    if model.bad_closes() != 0 {
+        return Some("an fd was closed twice".into());
+    }
+    let steps = &applied.trace.steps;
+    for (j, s) in steps.iter().enumerate() {
+        if let TraceStep::Setns {
+            deferred: true,
+            kind,
+            result,
+            ..
+        } = s
+        {
+            let user_step_before = steps[..j]
+                .iter()
+                .any(|s| matches!(s, TraceStep::Setid { .. }));
+            if *result != Outcome::Err(Errno::EPERM)
+                || *kind == Kind::User
+                || !p.joins_user()
+                || user_step_before
+            {
+                return Some(format!("deferral not allowed here: {s:?}"));
+            }
+        }
+    }
+    let opened = opened_as(steps);
+    let opened_kind = |c: &Call| c.path.as_deref().and_then(|p| opened.get(p)).copied();
+    let mut setns_seen = [0usize; 8];
+    let deferred_at = |kind: Kind, nth: usize| {
+        steps
+            .iter()
+            .filter(|s| matches!(s, TraceStep::Setns { kind: k, .. } if *k == kind))
+            .nth(nth)
+            .is_some_and(|s| matches!(s, TraceStep::Setns { deferred: true, .. }))
+    };
+    let multithreaded = model.threads() > 1;
+    let mut fatal: Option<(usize, &Call)> = None;
+    for (i, c) in calls.iter().enumerate() {
+        let is_fatal = match (c.op, c.result) {
+            (CallOp::Close, _) => false,
+            (CallOp::Threads, Outcome::Err(_)) => true,
+            (CallOp::Threads, Outcome::Ok) => multithreaded,
+            (CallOp::Setns, r) => {
+                let Some(kind) = c.kind else {
+                    return Some(format!("setns without a kind: {c:?}"));
+                };
+                let nth = setns_seen[kind.index()];
+                setns_seen[kind.index()] += 1;
+                !r.is_ok() && !deferred_at(kind, nth)
+            }
+            (CallOp::Nstype, Outcome::Ok) => opened_kind(c) != c.kind,
+            (_, Outcome::Err(_)) => true,
+            _ => false,
+        };
+        if is_fatal {
+            fatal = Some((i, c));
+            break;
+        }
+    }
+    let error = applied.trace.error.as_ref();
+    match (fatal, error) {
+        (None, None) => None,
+        (None, Some(e)) if e.code == ErrorCode::SyncFailed => None,
+        (None, Some(e)) => Some(format!("error {} without a failing call", e.code)),
+        (Some((_, c)), None) => Some(format!("call {c:?} failed but the run succeeded")),
+        (Some((i, c)), Some(e)) => {
+            if let Some(after) = calls[i + 1..].iter().find(|c| c.op != CallOp::Close) {
+                return Some(format!("call {after:?} after the fatal {c:?}"));
+            }
+            let want_kind = match c.op {
+                CallOp::Open | CallOp::Nstype => opened_kind(c),
+                CallOp::Fork => None,
+                CallOp::Setid => Some(Kind::User),
+                CallOp::TimeOffsets => Some(Kind::Time),
+                _ => c.kind.or(e.kind),
+            };
+            if c.op != CallOp::Threads && e.kind != want_kind {
+                return Some(format!(
+                    "error names {:?}, the failing call was {c:?}",
+                    e.kind
+                ));
+            }
+            if matches!(c.op, CallOp::Open | CallOp::Nstype | CallOp::Setns) && e.path != c.path {
+                return Some(format!(
+                    "error names path {:?}, the failing call was {c:?}",
+                    e.path
+                ));
+            }
+            if let Outcome::Err(errno) = c.result {
+                if c.op != CallOp::Threads && e.errno != Some(errno) {
+                    return Some(format!(
+                        "error errno {:?}, the call gave {errno:?}",
+                        e.errno
+                    ));
+                }
+            }
+            None
+        }
+    }
+}
+
+/// Property 5 on one run: a join deferred in pass 1 is retried exactly
+/// once, after the user step; a failed retry lists every namespace left
+/// unjoined; a successful run retried every deferral.
+pub fn deferral_violation(p: &Plan, applied: &Applied) -> Option<String> {
+    let steps = &applied.trace.steps;
+    let setid = steps
+        .iter()
+        .position(|s| matches!(s, TraceStep::Setid { .. }));
+    let deferred: Vec<(usize, Kind)> = steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            TraceStep::Setns {
+                deferred: true,
+                kind,
+                ..
+            } => Some((i, *kind)),
+            _ => None,
+        })
+        .collect();
+    if !deferred.is_empty() && !p.joins_user() {
+        return Some("a join was deferred although no user namespace is joined".into());
+    }
+    let mut unretried = Vec::new();
+    for (i, kind) in &deferred {
+        let retries: Vec<usize> = steps
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .filter(|(_, s)| matches!(s, TraceStep::Setns { kind: k, .. } if k == kind))
+            .map(|(j, _)| j)
+            .collect();
+        match retries.as_slice() {
+            [] => unretried.push(*kind),
+            [j] if setid.is_some_and(|u| u < *j) => {}
+            [j] => return Some(format!("{kind} retried at step {j}, before the user step")),
+            _ => return Some(format!("{kind} retried more than once")),
+        }
+    }
+    if let Some(e) = &applied.trace.error {
+        if e.code == ErrorCode::JoinFailed {
+            let failed = steps.iter().rev().find_map(|s| match s {
+                TraceStep::Setns {
+                    kind,
+                    result: Outcome::Err(_),
+                    deferred: false,
+                    ..
+                } => Some(*kind),
+                _ => None,
+            });
+            if let Some(failed) = failed.filter(|k| deferred.iter().any(|(_, d)| d == k)) {
+                let mut want: Vec<Kind> = vec![failed];
+                want.extend(unretried.iter().filter(|k| **k != failed));
+                let got: Vec<Kind> = e.unjoined.iter().map(|u| u.kind).collect();
+                if got != want {
+                    return Some(format!("unjoined lists {got:?}, expected {want:?}"));
+                }
+            }
+        }
+    } else if !unretried.is_empty() {
+        return Some(format!("run succeeded with {unretried:?} never retried"));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_target_round_trips_its_name() {
+        for t in Target::ALL {
+            assert_eq!(Target::from_name(t.name()), Some(t));
+        }
+    }
+
+    #[test]
+    fn naive_planner_matches_a_hand_written_plan() {
+        let shape = ConfigShape {
+            picks: [
+                Pick::Create,
+                Pick::Create,
+                Pick::Absent,
+                Pick::Absent,
+                Pick::Join,
+                Pick::Create,
+                Pick::Absent,
+                Pick::Absent,
+            ],
+            order: 7,
+            uid: Vec::new(),
+            gid: Vec::new(),
+            offsets: Vec::new(),
+        };
+        let paths = std::array::from_fn(|i| join_path(Kind::ALL[i]));
+        let p = naive::plan(&shape, &paths);
+        let text: Vec<&str> = p.steps.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(
+            text,
+            [
+                "open network \"/run/nsapply/network\"",
+                "setns network \"/run/nsapply/network\"",
+                "unshare user",
+                "sync id-mapping",
+                "setid",
+                "unshare pid",
+                "sync cgroup-placed",
+                "unshare cgroup",
+                "close network \"/run/nsapply/network\"",
+                "fork",
+            ]
+        );
+        assert_eq!(p.uid.len(), 1);
+    }
+}
