@@ -302,13 +302,20 @@ proptest! {
     }
 
     /// Property 7 (determinism, plan part): the same config always gives the
-    /// same plan, and plan → JSON → plan round-trips.
+    /// same plan, plan → JSON → plan round-trips, and the plan's table has
+    /// one numbered line per step.
     #[test]
     fn planning_is_deterministic_and_round_trips((cfg, p) in valid_plan()) {
         prop_assert_eq!(&plan(&cfg), &p);
         let json = serde_json::to_string(&p).unwrap();
         let back: Plan = serde_json::from_str(&json).unwrap();
-        prop_assert_eq!(back, p);
+        prop_assert_eq!(&back, &p);
+        // The table (`nsapply plan`) has one numbered line per step.
+        let table = p.to_string();
+        prop_assert_eq!(table.lines().count(), p.steps().len());
+        for (i, line) in table.lines().enumerate() {
+            prop_assert!(line.trim_start().starts_with(&format!("{}  ", i + 1)), "{}", line);
+        }
     }
 
     /// Property 8 (no panics, validation and planning): any generated input
