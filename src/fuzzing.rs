@@ -17,15 +17,10 @@
 //! `fuzz_target!`: [`arbitrary::Arbitrary::arbitrary_take_rest`] over the
 //! whole input, so a crash file replays here byte for byte.
 //!
-//! **Duplicated checks.** [`order_violation`], [`error_path_violation`],
-//! [`deferral_violation`] and [`validation_rule`] restate the property
-//! checks of `proptests/properties.rs` (properties 1, 2, 4 and 5). That
-//! file belongs to the property suite and is not part of the library, so
-//! the fuzzer cannot call it; the copies here are kept close to it. They
-//! differ in two ways only: the error-path check takes the slice of calls
-//! of one run (a phase split runs two plans on one model), and the
-//! deferral rules are checked on every run, not only failed ones. A change
-//! to an invariant must be made in both places.
+//! **Shared checks.** The invariants are [`crate::oracles`]
+//! (`order_violation`, `error_path_violation`, `deferral_violation`,
+//! `validation_rule`), the same functions the property suite uses, so a
+//! change to an invariant is made once.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,12 +33,13 @@ use arbitrary::{Arbitrary, Unstructured};
 use serde::Deserialize;
 
 use crate::config::{validate, IdMapping, NsConfig, RawLinux, RawNamespace, RawTimeOffset};
-use crate::error::{Errno, ErrorCode, SyncPoint};
+use crate::error::ErrorCode;
 use crate::kind::{Kind, KindSet};
-use crate::plan::{plan, Plan, Step};
-use crate::syscall::model::{simulate, Call, CallOp, Fault, FaultAt, FaultScript, Model, World};
+use crate::oracles::{deferral_violation, error_path_violation, order_violation, validation_rule};
+use crate::plan::{plan, Plan};
+use crate::syscall::model::{simulate, CallOp, Fault, FaultAt, FaultScript, Model, World};
 use crate::testing::{build_world, join_path, PathTarget, ERRNOS, UNKNOWN_TYPES};
-use crate::trace::{Outcome, Trace, TraceError, TraceStep};
+use crate::trace::{Trace, TraceError};
 use crate::Applied;
 
 // ---------------------------------------------------------------------------
@@ -622,7 +618,7 @@ pub fn config_json(data: &[u8]) -> Result<(), String> {
     }
     let mut model = Model::new(&World::default()).map_err(|e| format!("default world: {e}"))?;
     let applied = simulate(&p, &mut model);
-    check_run(&p, &applied, &model, 0).map_err(|v| format!("{v}\ninput: {text:?}"))
+    check_run(&p, &applied, &model, 0, 1).map_err(|v| format!("{v}\ninput: {text:?}"))
 }
 
 /// `apply_model`: a valid config, a world, faults and a phase split, applied
@@ -648,9 +644,9 @@ pub fn apply_model(input: &ApplyInput) -> Result<(), String> {
         }
     };
     for p in &plans {
-        let start = model.calls().len();
+        let (start, threads) = (model.calls().len(), model.threads());
         let applied = simulate(p, &mut model);
-        check_run(p, &applied, &model, start).map_err(|v| {
+        check_run(p, &applied, &model, start, threads).map_err(|v| {
             format!(
                 "{v}\ninput: {input:?}\nplan:\n{p}trace:\n{}calls: {:#?}",
                 applied.trace,
@@ -671,13 +667,20 @@ pub fn apply_model(input: &ApplyInput) -> Result<(), String> {
 /// # Errors
 ///
 /// The first broken invariant.
-pub fn check_run(p: &Plan, applied: &Applied, model: &Model, start: usize) -> Result<(), String> {
+pub fn check_run(
+    p: &Plan,
+    applied: &Applied,
+    model: &Model,
+    start: usize,
+    threads_at_start: usize,
+) -> Result<(), String> {
     match (&applied.result, &applied.trace.error) {
         (Ok(_), None) => {}
         (Err(e), Some(t)) if *t == TraceError::from(e) => {}
         (r, t) => return Err(format!("result {r:?} and trace error {t:?} disagree")),
     }
-    if let Some(v) = error_path_violation(p, applied, model, &model.calls()[start..]) {
+    let calls = &model.calls()[start..];
+    if let Some(v) = error_path_violation(p, threads_at_start, applied, model, calls) {
         return Err(v);
     }
     if let Some(v) = deferral_violation(p, applied) {
@@ -938,385 +941,6 @@ pub mod naive {
             }
         }
     }
-}
-
-// ---------------------------------------------------------------------------
-// The invariant checks (copies of proptests/properties.rs; see module docs).
-// ---------------------------------------------------------------------------
-
-/// DESIGN §3 restated independently of `nsapply::config` (property 1's
-/// checker): the code of the first rule `raw` breaks, in the documented
-/// precedence, and the entry index it names; `None` for a valid section.
-pub fn validation_rule(raw: &RawLinux) -> Option<(&'static str, Option<usize>)> {
-    const TYPES: [&str; 8] = [
-        "user", "pid", "uts", "ipc", "network", "cgroup", "mount", "time",
-    ];
-    let mut seen: Vec<&str> = Vec::new();
-    for (i, ns) in raw.namespaces.iter().enumerate() {
-        if !TYPES.contains(&ns.type_name.as_str()) {
-            return Some(("unknown-type", Some(i)));
-        }
-        if let Some(p) = &ns.path {
-            if !p.to_string_lossy().starts_with('/') {
-                return Some(("relative-path", Some(i)));
-            }
-        }
-        if seen.contains(&ns.type_name.as_str()) {
-            return Some(("duplicate-namespace", Some(i)));
-        }
-        seen.push(&ns.type_name);
-    }
-    let entry = |t: &str| raw.namespaces.iter().position(|ns| ns.type_name == t);
-    let given = |m: &Option<Vec<IdMapping>>| m.as_ref().is_some_and(|v| !v.is_empty());
-    let (uid, gid) = (given(&raw.uid_mappings), given(&raw.gid_mappings));
-    match entry("user") {
-        Some(i) if raw.namespaces[i].path.is_some() && (uid || gid) => {
-            return Some(("user-namespace-path-with-mappings", Some(i)))
-        }
-        None if uid || gid => return Some(("mappings-without-new-user-namespace", None)),
-        Some(i) if raw.namespaces[i].path.is_none() && !(uid && gid) => {
-            return Some(("missing-mappings", Some(i)))
-        }
-        _ => {}
-    }
-    let offsets = raw.time_offsets.clone().unwrap_or_default();
-    if !offsets.is_empty() {
-        match entry("time") {
-            None => return Some(("time-offsets-without-new-time-namespace", None)),
-            Some(i) if raw.namespaces[i].path.is_some() => {
-                return Some(("time-offsets-without-new-time-namespace", Some(i)))
-            }
-            _ => {}
-        }
-        let bad = offsets
-            .iter()
-            .any(|(c, o)| !(c == "monotonic" || c == "boottime") || o.nanosecs > 999_999_999);
-        if bad {
-            return Some(("invalid-time-offset", None));
-        }
-    }
-    None
-}
-
-fn position(steps: &[Step], f: impl Fn(&Step) -> bool) -> Option<usize> {
-    steps.iter().position(f)
-}
-
-fn is_sorted<T: Ord>(v: &[T]) -> bool {
-    v.windows(2).all(|w| w[0] < w[1])
-}
-
-/// Property 2: every ordering rule of DESIGN §4 on one plan, as a partial
-/// order, plus canonical order within each group; the first broken rule.
-pub fn order_violation(cfg: &NsConfig, p: &Plan) -> Option<String> {
-    let s = p.steps();
-    let kinds_of = |f: &dyn Fn(&Step) -> Option<Kind>| s.iter().filter_map(f).collect::<Vec<_>>();
-    let opens = kinds_of(&|st| match st {
-        Step::Open { kind, .. } => Some(*kind),
-        _ => None,
-    });
-    let joins = kinds_of(&|st| match st {
-        Step::Setns { kind, .. } if *kind != Kind::User => Some(*kind),
-        _ => None,
-    });
-    let unshares = kinds_of(&|st| match st {
-        Step::Unshare { kind } if *kind != Kind::User => Some(*kind),
-        _ => None,
-    });
-    let closes = kinds_of(&|st| match st {
-        Step::Close { kind, .. } => Some(*kind),
-        _ => None,
-    });
-    for (name, group) in [
-        ("opens", &opens),
-        ("joins", &joins),
-        ("unshares", &unshares),
-        ("closes", &closes),
-    ] {
-        if !is_sorted(group) {
-            return Some(format!("{name} not in canonical order: {group:?}"));
-        }
-    }
-    let joined: Vec<Kind> = Kind::ALL.into_iter().filter(|k| cfg.joins(*k)).collect();
-    if opens != joined || closes != joined {
-        return Some("every joined kind is opened and closed exactly once".into());
-    }
-    let last_open = s.iter().rposition(|st| matches!(st, Step::Open { .. }));
-    let first_setns = position(s, |st| matches!(st, Step::Setns { .. }));
-    if let (Some(o), Some(j)) = (last_open, first_setns) {
-        if o > j {
-            return Some("an open comes after the first setns".into());
-        }
-    }
-    let user_step = position(s, |st| {
-        matches!(
-            st,
-            Step::Setns {
-                kind: Kind::User,
-                ..
-            } | Step::Unshare { kind: Kind::User }
-        )
-    });
-    if let Some(u) = user_step {
-        if s[..u].iter().any(|st| matches!(st, Step::Unshare { .. })) {
-            return Some("an unshare precedes the user namespace step".into());
-        }
-        if s[u..]
-            .iter()
-            .any(|st| matches!(st, Step::Setns { kind, .. } if *kind != Kind::User))
-        {
-            return Some("a planned non-user join follows the user step".into());
-        }
-        let next = &s[u + 1..];
-        let ok = if cfg.creates(Kind::User) {
-            next.starts_with(&[
-                Step::Sync {
-                    point: SyncPoint::IdMapping,
-                },
-                Step::Setid,
-            ])
-        } else {
-            next.first() == Some(&Step::Setid)
-        };
-        if !ok {
-            return Some("user step not followed by its id-mapping sync and setid".into());
-        }
-    } else if cfg.kinds().contains(Kind::User) {
-        return Some("user namespace named but no user step".into());
-    }
-    let expected_unshares: Vec<Kind> = Kind::ALL
-        .into_iter()
-        .filter(|k| *k != Kind::User && cfg.creates(*k))
-        .collect();
-    if unshares != expected_unshares {
-        return Some(format!(
-            "unshares {unshares:?}, expected {expected_unshares:?}"
-        ));
-    }
-    let cgroup = position(s, |st| *st == Step::Unshare { kind: Kind::Cgroup });
-    let cgroup_sync = position(s, |st| {
-        *st == Step::Sync {
-            point: SyncPoint::CgroupPlaced,
-        }
-    });
-    match (cgroup, cgroup_sync) {
-        (Some(c), Some(y)) if y + 1 == c => {}
-        (None, None) => {}
-        _ => return Some("cgroup-placed sync is not right before unshare(cgroup)".into()),
-    }
-    let time = position(s, |st| *st == Step::Unshare { kind: Kind::Time });
-    let offsets = position(s, |st| matches!(st, Step::TimeOffsets { .. }));
-    match (time, offsets, cfg.time_offsets().is_empty()) {
-        (Some(t), Some(o), false) if o == t + 1 => {}
-        (_, None, true) => {}
-        _ => return Some("time offsets are not right after unshare(time)".into()),
-    }
-    let forks = s.iter().filter(|st| **st == Step::Fork).count();
-    let needs_fork = cfg.kinds().contains(Kind::Pid) || cfg.kinds().contains(Kind::Time);
-    if forks != usize::from(needs_fork) || (needs_fork && s.last() != Some(&Step::Fork)) {
-        return Some("fork must be last, exactly when pid or time is involved".into());
-    }
-    let first_close = position(s, |st| matches!(st, Step::Close { .. }));
-    if let Some(c) = first_close {
-        if s[c..]
-            .iter()
-            .any(|st| !matches!(st, Step::Close { .. } | Step::Fork))
-        {
-            return Some("a step other than close/fork follows the first close".into());
-        }
-    }
-    None
-}
-
-/// The kind each path was opened as, from the trace.
-fn opened_as(trace: &[TraceStep]) -> BTreeMap<&std::path::Path, Kind> {
-    trace
-        .iter()
-        .filter_map(|s| match s {
-            TraceStep::Open { kind, path, .. } => Some((path.as_path(), *kind)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Property 4 on one run whose model calls are `calls`: the run stops at
-/// the first fatal call (a failure not deferred, a wrong namespace type, a
-/// multithreaded caller), makes no call after it but closes, names its
-/// kind, path and errno; deferral only for EPERM of a non-user join, before
-/// the user step, in a plan that joins a user namespace; every fd closed
-/// exactly once.
-pub fn error_path_violation(
-    p: &Plan,
-    applied: &Applied,
-    model: &Model,
-    calls: &[Call],
-) -> Option<String> {
-    if model.open_fd_count() != 0 {
-        return Some(format!("{} fds left open", model.open_fd_count()));
-    }
-    if model.bad_closes() != 0 {
-        return Some("an fd was closed twice".into());
-    }
-    let steps = &applied.trace.steps;
-    for (j, s) in steps.iter().enumerate() {
-        if let TraceStep::Setns {
-            deferred: true,
-            kind,
-            result,
-            ..
-        } = s
-        {
-            let user_step_before = steps[..j]
-                .iter()
-                .any(|s| matches!(s, TraceStep::Setid { .. }));
-            if *result != Outcome::Err(Errno::EPERM)
-                || *kind == Kind::User
-                || !p.joins_user()
-                || user_step_before
-            {
-                return Some(format!("deferral not allowed here: {s:?}"));
-            }
-        }
-    }
-    let opened = opened_as(steps);
-    let opened_kind = |c: &Call| c.path.as_deref().and_then(|p| opened.get(p)).copied();
-    let mut setns_seen = [0usize; 8];
-    let deferred_at = |kind: Kind, nth: usize| {
-        steps
-            .iter()
-            .filter(|s| matches!(s, TraceStep::Setns { kind: k, .. } if *k == kind))
-            .nth(nth)
-            .is_some_and(|s| matches!(s, TraceStep::Setns { deferred: true, .. }))
-    };
-    let multithreaded = model.threads() > 1;
-    let mut fatal: Option<(usize, &Call)> = None;
-    for (i, c) in calls.iter().enumerate() {
-        let is_fatal = match (c.op, c.result) {
-            (CallOp::Close, _) => false,
-            (CallOp::Threads, Outcome::Err(_)) => true,
-            (CallOp::Threads, Outcome::Ok) => multithreaded,
-            (CallOp::Setns, r) => {
-                let Some(kind) = c.kind else {
-                    return Some(format!("setns without a kind: {c:?}"));
-                };
-                let nth = setns_seen[kind.index()];
-                setns_seen[kind.index()] += 1;
-                !r.is_ok() && !deferred_at(kind, nth)
-            }
-            (CallOp::Nstype, Outcome::Ok) => opened_kind(c) != c.kind,
-            (_, Outcome::Err(_)) => true,
-            _ => false,
-        };
-        if is_fatal {
-            fatal = Some((i, c));
-            break;
-        }
-    }
-    let error = applied.trace.error.as_ref();
-    match (fatal, error) {
-        (None, None) => None,
-        (None, Some(e)) if e.code == ErrorCode::SyncFailed => None,
-        (None, Some(e)) => Some(format!("error {} without a failing call", e.code)),
-        (Some((_, c)), None) => Some(format!("call {c:?} failed but the run succeeded")),
-        (Some((i, c)), Some(e)) => {
-            if let Some(after) = calls[i + 1..].iter().find(|c| c.op != CallOp::Close) {
-                return Some(format!("call {after:?} after the fatal {c:?}"));
-            }
-            let want_kind = match c.op {
-                CallOp::Open | CallOp::Nstype => opened_kind(c),
-                CallOp::Fork => None,
-                CallOp::Setid => Some(Kind::User),
-                CallOp::TimeOffsets => Some(Kind::Time),
-                _ => c.kind.or(e.kind),
-            };
-            if c.op != CallOp::Threads && e.kind != want_kind {
-                return Some(format!(
-                    "error names {:?}, the failing call was {c:?}",
-                    e.kind
-                ));
-            }
-            if matches!(c.op, CallOp::Open | CallOp::Nstype | CallOp::Setns) && e.path != c.path {
-                return Some(format!(
-                    "error names path {:?}, the failing call was {c:?}",
-                    e.path
-                ));
-            }
-            if let Outcome::Err(errno) = c.result {
-                if c.op != CallOp::Threads && e.errno != Some(errno) {
-                    return Some(format!(
-                        "error errno {:?}, the call gave {errno:?}",
-                        e.errno
-                    ));
-                }
-            }
-            None
-        }
-    }
-}
-
-/// Property 5 on one run: a join deferred in pass 1 is retried exactly
-/// once, after the user step; a failed retry lists every namespace left
-/// unjoined; a successful run retried every deferral.
-pub fn deferral_violation(p: &Plan, applied: &Applied) -> Option<String> {
-    let steps = &applied.trace.steps;
-    let setid = steps
-        .iter()
-        .position(|s| matches!(s, TraceStep::Setid { .. }));
-    let deferred: Vec<(usize, Kind)> = steps
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| match s {
-            TraceStep::Setns {
-                deferred: true,
-                kind,
-                ..
-            } => Some((i, *kind)),
-            _ => None,
-        })
-        .collect();
-    if !deferred.is_empty() && !p.joins_user() {
-        return Some("a join was deferred although no user namespace is joined".into());
-    }
-    let mut unretried = Vec::new();
-    for (i, kind) in &deferred {
-        let retries: Vec<usize> = steps
-            .iter()
-            .enumerate()
-            .skip(i + 1)
-            .filter(|(_, s)| matches!(s, TraceStep::Setns { kind: k, .. } if k == kind))
-            .map(|(j, _)| j)
-            .collect();
-        match retries.as_slice() {
-            [] => unretried.push(*kind),
-            [j] if setid.is_some_and(|u| u < *j) => {}
-            [j] => return Some(format!("{kind} retried at step {j}, before the user step")),
-            _ => return Some(format!("{kind} retried more than once")),
-        }
-    }
-    if let Some(e) = &applied.trace.error {
-        if e.code == ErrorCode::JoinFailed {
-            let failed = steps.iter().rev().find_map(|s| match s {
-                TraceStep::Setns {
-                    kind,
-                    result: Outcome::Err(_),
-                    deferred: false,
-                    ..
-                } => Some(*kind),
-                _ => None,
-            });
-            if let Some(failed) = failed.filter(|k| deferred.iter().any(|(_, d)| d == k)) {
-                let mut want: Vec<Kind> = vec![failed];
-                want.extend(unretried.iter().filter(|k| **k != failed));
-                let got: Vec<Kind> = e.unjoined.iter().map(|u| u.kind).collect();
-                if got != want {
-                    return Some(format!("unjoined lists {got:?}, expected {want:?}"));
-                }
-            }
-        }
-    } else if !unretried.is_empty() {
-        return Some(format!("run succeeded with {unretried:?} never retried"));
-    }
-    None
 }
 
 #[cfg(test)]

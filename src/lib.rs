@@ -38,6 +38,8 @@ pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod kind;
+#[cfg(feature = "testing")]
+pub mod oracles;
 pub mod plan;
 pub mod realize;
 pub mod run;

@@ -230,7 +230,7 @@ fn oracles_catch_hand_broken_plans() {
     )
     .unwrap();
     let good = plan(&cfg);
-    assert_eq!(fuzzing::order_violation(&cfg, &good), None);
+    assert_eq!(nsapply::oracles::order_violation(&cfg, &good), None);
     let edit = |f: &dyn Fn(&mut Vec<serde_json::Value>)| -> Plan {
         let mut v = serde_json::to_value(&good).unwrap();
         f(v["steps"].as_array_mut().unwrap());
@@ -238,14 +238,14 @@ fn oracles_catch_hand_broken_plans() {
     };
     // unshare(uts) moved before the open: opens must come first.
     let reordered = edit(&|s| s.rotate_right(1));
-    assert!(fuzzing::order_violation(&cfg, &reordered).is_some());
+    assert!(nsapply::oracles::order_violation(&cfg, &reordered).is_some());
     // The close dropped: the fd stays open after the run.
     let leaky = edit(&|s| s.retain(|st| st["op"] != "close"));
     let world =
         nsapply::testing::build_world(&cfg, 0, 1, &[nsapply::testing::PathTarget::HostOwned; 8]);
     let mut model = Model::new(&world).unwrap();
     let applied = simulate(&leaky, &mut model);
-    assert!(fuzzing::check_run(&leaky, &applied, &model, 0)
+    assert!(fuzzing::check_run(&leaky, &applied, &model, 0, 1)
         .unwrap_err()
         .contains("fds left open"));
     let mut model = Model::new(&World::default()).unwrap();
@@ -254,5 +254,5 @@ fn oracles_catch_hand_broken_plans() {
         applied.result.is_err(),
         "no namespace at the path by default"
     );
-    assert_eq!(fuzzing::check_run(&good, &applied, &model, 0), Ok(()));
+    assert_eq!(fuzzing::check_run(&good, &applied, &model, 0, 1), Ok(()));
 }
