@@ -38,7 +38,7 @@ use crate::kind::{Kind, KindSet};
 use crate::oracles::{deferral_violation, error_path_violation, order_violation, validation_rule};
 use crate::plan::{plan, Plan};
 use crate::syscall::model::{simulate, CallOp, Fault, FaultAt, FaultScript, Model, World};
-use crate::testing::{build_world, join_path, PathTarget, ERRNOS, UNKNOWN_TYPES};
+use crate::testing::{build_world, join_path, shuffle, PathTarget, ERRNOS, UNKNOWN_TYPES};
 use crate::trace::{Trace, TraceError};
 use crate::Applied;
 
@@ -312,18 +312,6 @@ impl ConfigShape {
             gid_mappings: user.then(|| self.gid_lines()),
             time_offsets: (!offsets.is_empty()).then_some(offsets),
         }
-    }
-}
-
-/// Fisher–Yates with xorshift: the array order is part of the input.
-fn shuffle<T>(v: &mut [T], mut seed: u64) {
-    seed |= 1;
-    for i in (1..v.len()).rev() {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let j = (seed % (i as u64 + 1)) as usize;
-        v.swap(i, j);
     }
 }
 

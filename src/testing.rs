@@ -210,9 +210,12 @@ pub fn kind_set() -> impl Strategy<Value = KindSet> {
     any::<u8>().prop_map(KindSet::from_bits)
 }
 
-/// Fisher–Yates with a small deterministic generator, so the order is part
-/// of the proptest value (and shrinks with it).
-fn shuffle<T>(v: &mut [T], mut seed: u64) {
+/// Fisher–Yates with a small deterministic generator (xorshift), so the
+/// order is part of the generated value (and shrinks with it); shared with
+/// the fuzz input decoders.
+pub(crate) fn shuffle<T>(v: &mut [T], mut seed: u64) {
+    // xorshift stays at 0 from 0.
+    seed |= 1;
     for i in (1..v.len()).rev() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
