@@ -690,36 +690,46 @@ pub fn differential_plan(input: &PlanInput) -> Result<(), String> {
     let engine = plan(&cfg);
     let want = naive::plan(&input.config, &paths);
     let split = KindSet::from_bits(input.split);
-    for (what, got, want) in [
-        ("plan", engine.clone(), want.clone()),
-        ("phase", engine.only(split), want.only(split)),
-        (
-            "complement phase",
-            engine.only(split.complement()),
-            want.only(split.complement()),
-        ),
-    ] {
-        let got_lines: Vec<String> = got.steps().iter().map(naive::render).collect();
-        let want_lines: Vec<String> = want.steps.iter().map(|s| s.text.clone()).collect();
-        if got_lines != want_lines {
-            let at = got_lines
-                .iter()
-                .zip(&want_lines)
-                .position(|(a, b)| a != b)
-                .unwrap_or(got_lines.len().min(want_lines.len()));
-            return Err(format!(
-                "{what} differs at step {at}\nengine: {got_lines:#?}\nnaive:  {want_lines:#?}\ninput: {input:?}"
-            ));
+    compare_plans("plan", &engine, &want, input)?;
+    compare_plans("phase", &engine.only(split), &want.only(split), input)?;
+    let rest = split.complement();
+    compare_plans(
+        "complement phase",
+        &engine.only(rest),
+        &want.only(rest),
+        input,
+    )
+}
+
+/// One comparison of [`differential_plan`]: step by step, then the
+/// mappings. Formats only when they differ.
+fn compare_plans(
+    what: &str,
+    got: &Plan,
+    want: &naive::NaivePlan,
+    input: &PlanInput,
+) -> Result<(), String> {
+    let (got_steps, want_steps) = (got.steps(), &want.steps);
+    if let Some(at) = (0..got_steps.len().max(want_steps.len())).find(|&i| {
+        match (got_steps.get(i), want_steps.get(i)) {
+            (Some(g), Some(w)) => !naive::same(g, &w.op),
+            _ => true,
         }
-        if got.uid_mappings() != want.uid.as_slice() || got.gid_mappings() != want.gid.as_slice() {
-            return Err(format!(
-                "{what}: id mappings differ: engine {:?}/{:?}, naive {:?}/{:?}",
-                got.uid_mappings(),
-                got.gid_mappings(),
-                want.uid,
-                want.gid
-            ));
-        }
+    }) {
+        let got_lines: Vec<String> = got_steps.iter().map(naive::render).collect();
+        let want_lines: Vec<String> = want_steps.iter().map(|s| s.op.to_string()).collect();
+        return Err(format!(
+            "{what} differs at step {at}\nengine: {got_lines:#?}\nnaive:  {want_lines:#?}\ninput: {input:?}"
+        ));
+    }
+    if got.uid_mappings() != want.uid.as_slice() || got.gid_mappings() != want.gid.as_slice() {
+        return Err(format!(
+            "{what}: id mappings differ: engine {:?}/{:?}, naive {:?}/{:?}",
+            got.uid_mappings(),
+            got.gid_mappings(),
+            want.uid,
+            want.gid
+        ));
     }
     Ok(())
 }
@@ -772,9 +782,10 @@ pub mod naive {
     //! Where the engine walks the kinds group by group, this one lists
     //! every step the config implies, in any order, tags it with a sort key
     //! `(stage, kind, sub-step)` read off §4, and sorts. Steps are compared
-    //! as text, and [`render`] is the only place that reads the engine's
-    //! [`Step`].
+    //! field by field by [`same`], the only place that reads the engine's
+    //! [`Step`] (with [`render`], which writes it for failure messages).
 
+    use std::fmt;
     use std::path::PathBuf;
 
     use super::ConfigShape;
@@ -782,16 +793,60 @@ pub mod naive {
     use crate::kind::{Kind, KindSet};
     use crate::plan::Step;
 
+    /// What a naive step does, in the naive planner's own terms: kinds,
+    /// paths, sync point and clock names as DESIGN §4 writes them.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum NaiveOp {
+        /// Open the path of a joined kind.
+        Open(Kind, PathBuf),
+        /// Join it.
+        Setns(Kind, PathBuf),
+        /// Create a kind.
+        Unshare(Kind),
+        /// Hand over at the sync point of this name.
+        Sync(&'static str),
+        /// Become 0 in the user namespace.
+        Setid,
+        /// Write offsets: (clock name, secs, nanosecs), sorted by clock.
+        Offsets(Vec<(String, i64, u32)>),
+        /// Close the path's fd.
+        Close(Kind, PathBuf),
+        /// Fork the child that enters pid and time.
+        Fork,
+    }
+
+    impl fmt::Display for NaiveOp {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                NaiveOp::Open(kind, p) => write!(f, "open {kind} {p:?}"),
+                NaiveOp::Setns(kind, p) => write!(f, "setns {kind} {p:?}"),
+                NaiveOp::Unshare(kind) => write!(f, "unshare {kind}"),
+                NaiveOp::Sync(point) => write!(f, "sync {point}"),
+                NaiveOp::Setid => f.write_str("setid"),
+                NaiveOp::Offsets(o) => {
+                    f.write_str("offsets")?;
+                    for (i, (clock, secs, nanos)) in o.iter().enumerate() {
+                        let sep = if i == 0 { ' ' } else { ',' };
+                        write!(f, "{sep}{clock}={secs}.{nanos}")?;
+                    }
+                    Ok(())
+                }
+                NaiveOp::Close(kind, p) => write!(f, "close {kind} {p:?}"),
+                NaiveOp::Fork => f.write_str("fork"),
+            }
+        }
+    }
+
     /// One planned step: its sort key, the kind it goes with for phases
-    /// (none for fork) and its text.
+    /// (none for fork) and what it does.
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub struct NaiveStep {
         /// `(stage of §4, kind's canonical index, sub-step)`.
         pub key: (u8, usize, u8),
         /// The kind it goes with (§4 "Phases").
         pub kind: Option<Kind>,
-        /// As [`render`] writes an engine step.
-        pub text: String,
+        /// What it does.
+        pub op: NaiveOp,
     }
 
     /// A naive plan.
@@ -813,7 +868,31 @@ pub mod naive {
     const CLOSE: u8 = 6;
     const FORK: u8 = 7;
 
-    /// The text of one engine step.
+    /// Whether the engine's `step` does what `op` says. The one place
+    /// that reads the engine's [`Step`]; it compares fields, so the fuzz
+    /// loop formats nothing unless a step differs.
+    pub fn same(step: &Step, op: &NaiveOp) -> bool {
+        match (step, op) {
+            (Step::Open { kind, path }, NaiveOp::Open(k, p))
+            | (Step::Setns { kind, path }, NaiveOp::Setns(k, p))
+            | (Step::Close { kind, path }, NaiveOp::Close(k, p)) => {
+                kind == k && path.as_path() == p.as_path()
+            }
+            (Step::Unshare { kind }, NaiveOp::Unshare(k)) => kind == k,
+            (Step::Sync { point }, NaiveOp::Sync(name)) => point.as_str() == *name,
+            (Step::Setid, NaiveOp::Setid) | (Step::Fork, NaiveOp::Fork) => true,
+            (Step::TimeOffsets { offsets }, NaiveOp::Offsets(want)) => {
+                offsets.len() == want.len()
+                    && offsets.iter().zip(want).all(|(o, (clock, secs, nanos))| {
+                        o.clock.name() == clock && o.secs == *secs && o.nanosecs == *nanos
+                    })
+            }
+            _ => false,
+        }
+    }
+
+    /// The text of one engine step, as [`NaiveOp`]'s `Display` writes the
+    /// naive one (for failure messages).
     pub fn render(step: &Step) -> String {
         match step {
             Step::Open { kind, path } => format!("open {kind} {:?}", path.as_path()),
@@ -836,11 +915,11 @@ pub mod naive {
     /// The plan for `cfg`, joined kinds at `paths[kind]`.
     pub fn plan(cfg: &ConfigShape, paths: &[PathBuf; 8]) -> NaivePlan {
         let mut steps = Vec::new();
-        let mut add = |stage: u8, kind: Kind, sub: u8, text: String| {
+        let mut add = |stage: u8, kind: Kind, sub: u8, op: NaiveOp| {
             steps.push(NaiveStep {
                 key: (stage, kind.index(), sub),
                 kind: Some(kind),
-                text,
+                op,
             });
         };
         for kind in Kind::ALL {
@@ -848,37 +927,37 @@ pub mod naive {
             if cfg.joins(kind) {
                 let p = &paths[i];
                 // 1: open every path first; closed exactly once, at the end.
-                add(OPEN, kind, 0, format!("open {kind} {p:?}"));
-                add(CLOSE, kind, 0, format!("close {kind} {p:?}"));
+                add(OPEN, kind, 0, NaiveOp::Open(kind, p.clone()));
+                add(CLOSE, kind, 0, NaiveOp::Close(kind, p.clone()));
                 if kind == Kind::User {
                     // 3: join the user namespace, then become 0 in it.
-                    add(USER, kind, 0, format!("setns {kind} {p:?}"));
-                    add(USER, kind, 2, "setid".to_owned());
+                    add(USER, kind, 0, NaiveOp::Setns(kind, p.clone()));
+                    add(USER, kind, 2, NaiveOp::Setid);
                 } else {
                     // 2: join pass 1, every non-user join.
-                    add(JOIN_PASS_1, kind, 0, format!("setns {kind} {p:?}"));
+                    add(JOIN_PASS_1, kind, 0, NaiveOp::Setns(kind, p.clone()));
                 }
             }
             if cfg.creates(kind) {
                 if kind == Kind::User {
                     // 3: create it alone, id-mapping sync, become 0.
-                    add(USER, kind, 0, "unshare user".to_owned());
-                    add(USER, kind, 1, "sync id-mapping".to_owned());
-                    add(USER, kind, 2, "setid".to_owned());
+                    add(USER, kind, 0, NaiveOp::Unshare(kind));
+                    add(USER, kind, 1, NaiveOp::Sync("id-mapping"));
+                    add(USER, kind, 2, NaiveOp::Setid);
                 } else {
                     // 5: one unshare per kind; cgroup-placed right before
                     // cgroup, offsets right after time.
                     if kind == Kind::Cgroup {
-                        add(CREATE, kind, 0, "sync cgroup-placed".to_owned());
+                        add(CREATE, kind, 0, NaiveOp::Sync("cgroup-placed"));
                     }
-                    add(CREATE, kind, 1, format!("unshare {kind}"));
+                    add(CREATE, kind, 1, NaiveOp::Unshare(kind));
                     let offsets = cfg.offsets_by_clock();
                     if kind == Kind::Time && !offsets.is_empty() {
-                        let o: Vec<String> = offsets
-                            .iter()
-                            .map(|(c, o)| format!("{c}={}.{}", o.secs, o.nanosecs))
+                        let o = offsets
+                            .into_iter()
+                            .map(|(c, o)| (c, o.secs, o.nanosecs))
                             .collect();
-                        add(CREATE, kind, 2, format!("offsets {}", o.join(",")));
+                        add(CREATE, kind, 2, NaiveOp::Offsets(o));
                     }
                 }
             }
@@ -902,7 +981,7 @@ pub mod naive {
         NaiveStep {
             key: (FORK, 0, 0),
             kind: None,
-            text: "fork".to_owned(),
+            op: NaiveOp::Fork,
         }
     }
 
@@ -962,7 +1041,7 @@ mod tests {
         };
         let paths = std::array::from_fn(|i| join_path(Kind::ALL[i]));
         let p = naive::plan(&shape, &paths);
-        let text: Vec<&str> = p.steps.iter().map(|s| s.text.as_str()).collect();
+        let text: Vec<String> = p.steps.iter().map(|s| s.op.to_string()).collect();
         assert_eq!(
             text,
             [
@@ -979,5 +1058,35 @@ mod tests {
             ]
         );
         assert_eq!(p.uid.len(), 1);
+        // The engine's plan for the same shape is the same, step by step,
+        // and `same` tells a different step apart.
+        let raw = shape.raw(|k| paths[k.index()].clone());
+        let engine = plan(&validate(&raw).expect("valid"));
+        assert_eq!(engine.steps().len(), p.steps.len());
+        for (e, n) in engine.steps().iter().zip(&p.steps) {
+            assert!(naive::same(e, &n.op), "{} vs {}", naive::render(e), n.op);
+            assert_eq!(naive::render(e), n.op.to_string());
+        }
+        assert!(!naive::same(&engine.steps()[0], &p.steps[1].op));
+        assert!(!naive::same(
+            &engine.steps()[2],
+            &naive::NaiveOp::Unshare(Kind::Pid)
+        ));
+    }
+
+    #[test]
+    fn offsets_compare_field_by_field() {
+        use crate::config::{Clock, TimeOffset};
+        let step = crate::plan::Step::TimeOffsets {
+            offsets: vec![TimeOffset {
+                clock: Clock::Boottime,
+                secs: -3,
+                nanosecs: 7,
+            }],
+        };
+        let op = |secs| naive::NaiveOp::Offsets(vec![("boottime".to_owned(), secs, 7)]);
+        assert!(naive::same(&step, &op(-3)));
+        assert!(!naive::same(&step, &op(3)));
+        assert_eq!(naive::render(&step), op(-3).to_string());
     }
 }
