@@ -9,16 +9,22 @@
 #
 # Run locally with OSS-Fuzz's helper:
 #   python infra/helper.py build_fuzzers --external /path/to/nsapply
-#   OUT=/tmp/out fuzz/oss-fuzz/build.sh   (outside OSS-Fuzz, with cargo-fuzz)
+# or, outside OSS-Fuzz, with cargo-fuzz on stable (no sanitizer; checked
+# by hand, see fuzz/README.md):
+#   OUT=/tmp/out fuzz/oss-fuzz/build.sh && /tmp/out/config_json -runs=1000
 if [[ -n ${SRC:-} && -d $SRC/nsapply ]]; then
   cd "$SRC/nsapply"
+  # OSS-Fuzz's image: nightly, and its cargo-fuzz picks the sanitizer.
+  build=(cargo fuzz build -O)
 else
   cd "$(dirname "$0")/../.."
+  build=(cargo fuzz build -O --sanitizer "${SANITIZER:-none}")
 fi
+: "${OUT:?set OUT to the output directory}"
 mkdir -p "$OUT"
 
-cargo fuzz build -O
-release=fuzz/target/x86_64-unknown-linux-gnu/release
+"${build[@]}"
+release=${CARGO_TARGET_DIR:-fuzz/target}/x86_64-unknown-linux-gnu/release
 for target in $(cargo fuzz list); do
   cp "$release/$target" "$OUT/"
   if [[ -f fuzz/dict/$target.dict ]]; then
