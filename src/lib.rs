@@ -34,6 +34,7 @@
 
 pub mod apply;
 pub mod config;
+pub mod conform;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

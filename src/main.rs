@@ -70,6 +70,28 @@ enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<OsString>,
     },
+    /// Run OCI runtimes (runc, crun, youki) on the conformance corpus under
+    /// strace and compare what they do with nsapply's plan (needs root).
+    Conform {
+        /// The runtime: a name on PATH or a path; repeat for several.
+        #[arg(long = "runtime", required = true, value_name = "NAME|PATH")]
+        runtime: Vec<String>,
+        /// Keep each case's bundle, trace and output in DIR/<runtime>/<case>.
+        #[arg(long, value_name = "DIR")]
+        bundle: Option<PathBuf>,
+        /// The corpus directory.
+        #[arg(long, value_name = "DIR", default_value = "conformance/cases")]
+        corpus: PathBuf,
+        /// Write the runtime × case Markdown report to FILE.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Time limit of one runtime run, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        timeout: u64,
+        /// Only these cases (file names without .json), in this order.
+        #[arg(value_name = "CASES")]
+        cases: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -161,6 +183,21 @@ fn main() -> ExitCode {
             trace,
             command,
         } => cmd_run(&config, trace, &command),
+        Command::Conform {
+            runtime,
+            bundle,
+            corpus,
+            report,
+            timeout,
+            cases,
+        } => cmd_conform(
+            &runtime,
+            bundle,
+            &corpus,
+            report.as_deref(),
+            timeout,
+            &cases,
+        ),
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -298,4 +335,88 @@ fn cmd_run(config: &Path, trace: Option<PathBuf>, command: &[OsString]) -> Resul
             },
         }),
     }
+}
+
+fn cmd_conform(
+    runtimes: &[String],
+    bundle: Option<PathBuf>,
+    corpus: &Path,
+    report: Option<&Path>,
+    timeout: u64,
+    names: &[String],
+) -> Result<u8, Failure> {
+    use nsapply::conform::{self, ConformError, Options, Runtime, Session};
+    let failed = |e: ConformError| {
+        let (code, status) = match &e {
+            ConformError::Corpus(_) => ("invalid-corpus", EXIT_INVALID),
+            ConformError::Runtime { .. } => ("invalid-runtime", EXIT_INVALID),
+            _ => ("conform-failed", EXIT_FAILED),
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+            status,
+        }
+    };
+    // The session changes mount namespace (and so the working directory's
+    // meaning): make every path absolute first.
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    // The report names itself as the command line gave it.
+    let shown_report = report.map(|p| p.display().to_string());
+    let corpus = absolute(corpus);
+    let report = report.map(absolute);
+    let bundle = bundle.map(|b| absolute(&b));
+    let cases = conform::case::load_corpus(&corpus, names).map_err(|e| failed(e.into()))?;
+    let runtimes: Vec<Runtime> = runtimes
+        .iter()
+        .map(|r| Runtime::find(r))
+        .collect::<Result<_, _>>()
+        .map_err(failed)?;
+    let session = Session::new(Options {
+        bundle,
+        timeout: std::time::Duration::from_secs(timeout.max(1)),
+    })
+    .map_err(failed)?;
+    let width = cases.iter().map(|c| c.name.len()).max().unwrap_or(4);
+    let mut runs = Vec::new();
+    for rt in &runtimes {
+        emit(&format!("== {} ({})\n", rt.name, rt.version));
+        let results = session
+            .run_all(rt, &cases, |r| {
+                emit(&format!("{}\n", conform::report::row(r, width)))
+            })
+            .map_err(failed)?;
+        runs.push(results);
+    }
+    if let Some(path) = report {
+        let command = format!(
+            "nsapply conform {}--report {}",
+            runtimes
+                .iter()
+                .map(|r| format!("--runtime {} ", r.name))
+                .collect::<String>(),
+            shown_report.unwrap_or_default()
+        );
+        let explanations = corpus
+            .parent()
+            .map(|d| d.join("explanations.json"))
+            .map(|p| conform::report::load_explanations(&p))
+            .transpose()
+            .map_err(|e| Failure::invalid("invalid-corpus", e))?
+            .unwrap_or_default();
+        let text = conform::report::markdown(
+            &cases,
+            &runs,
+            &conform::environment(),
+            &command,
+            &explanations,
+        );
+        std::fs::write(&path, text).map_err(|e| {
+            Failure::invalid(
+                "unwritable-file",
+                format!("cannot write report {path:?}: {}", nsapply::Errno::from(e)),
+            )
+        })?;
+    }
+    Ok(0)
 }
