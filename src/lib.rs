@@ -35,6 +35,8 @@
 pub mod apply;
 pub mod config;
 pub mod conform;
+#[cfg(feature = "testing")]
+pub mod differential;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

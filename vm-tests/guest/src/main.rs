@@ -1,0 +1,300 @@
+//! `/init` of the VM tests: runs nsapply's differential corpus
+//! ([`nsapply::differential`]) on the kernel it was booted with and reports
+//! over the serial console, one line per scenario:
+//!
+//! ```text
+//! NSAPPLY-VM-BEGIN {"kernel":"6.1.0-50-amd64","cases":77}
+//! NSAPPLY-VM-CASE {"kernel":"6.1.0-50-amd64","case":"creates_user","mode":"root","status":"pass","equal":true,...}
+//! NSAPPLY-VM-DONE {"kernel":"6.1.0-50-amd64","pass":77,"fail":0,"unsupported":0,"uptime":3.1}
+//! ```
+//!
+//! As pid 1 it mounts what the corpus needs (proc, devtmpfs, tmpfs on
+//! `/tmp` and `/run`), then runs each case in a fresh process forked from
+//! this single-threaded init, one per CPU at a time: a case must start
+//! single-threaded and leaves its process changed. A case that fails, panics or dies is a
+//! failing line, and the run goes on; the `DONE` line tells the host that
+//! the guest finished. Then it reboots, which QEMU's `-no-reboot` turns
+//! into an exit.
+//!
+//! Kernel command line options: `nsapply.probe` (print
+//! `NSAPPLY-VM-PROBE-OK` and stop: the host's KVM probe) and
+//! `nsapply.cases=a,b` (only these cases).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use nsapply::differential::{case_names, case_process, run_case, CaseReport, Mode, Status};
+use nsapply::linux;
+use serde_json::{json, Value};
+
+const CASE_ENV: &str = "NSAPPLY_VM_CASE";
+const MODE_ENV: &str = "NSAPPLY_VM_MODE";
+/// A case taking longer is killed and reported as failing (a case takes
+/// well under a second under TCG).
+const CASE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn main() {
+    if let Ok(name) = std::env::var(CASE_ENV) {
+        // A case process: nothing may start a thread before the case.
+        let report = case_process(&name, MODE_ENV);
+        std::process::exit(i32::from(report.status == Status::Fail));
+    }
+    if std::process::id() != 1 {
+        eprintln!("nsapply-vm-guest: run as /init of a VM (pid 1), or with {CASE_ENV}=<case>");
+        std::process::exit(2);
+    }
+    init();
+    // Keep pid 1 alive if the reboot failed: the host's timeout ends the VM.
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+/// Pid 1: mounts, runs every case, prints the summary, reboots.
+fn init() {
+    let mut problems = Vec::new();
+    for (source, target, fstype) in [
+        ("proc", "/proc", "proc"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+        ("tmpfs", "/tmp", "tmpfs"),
+        ("tmpfs", "/run", "tmpfs"),
+    ] {
+        if let Err(e) = mount(source, target, fstype) {
+            problems.push(format!("mount {fstype} on {target}: {e}"));
+        }
+    }
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let words: Vec<&str> = cmdline.split_whitespace().collect();
+    if words.contains(&"nsapply.probe") {
+        say("NSAPPLY-VM-PROBE-OK", &json!({ "kernel": kernel }));
+        reboot();
+        return;
+    }
+    let only: Option<Vec<&str>> = words
+        .iter()
+        .find_map(|w| w.strip_prefix("nsapply.cases="))
+        .map(|l| l.split(',').collect());
+    let mut plan: Vec<(String, Mode)> = Vec::new();
+    for mode in Mode::ALL {
+        for name in case_names(mode) {
+            if only.as_ref().is_none_or(|o| o.contains(&name.as_str())) {
+                plan.push((name, mode));
+            }
+        }
+    }
+    say(
+        "NSAPPLY-VM-BEGIN",
+        &json!({ "kernel": kernel, "cases": plan.len(), "problems": problems }),
+    );
+    let (mut pass, mut fail, mut unsupported) = (0, 0, 0);
+    let jobs = std::thread::available_parallelism().map_or(1, usize::from);
+    run_all(&plan, jobs, |mut report, ms| {
+        match report.status {
+            Status::Pass => {
+                pass += 1;
+                // On success the detail repeats the model trace as text.
+                report.detail.clear();
+            }
+            Status::Unsupported | Status::NotApplicable => unsupported += 1,
+            Status::Fail => fail += 1,
+        }
+        let mut line =
+            serde_json::to_value(&report).unwrap_or_else(|e| json!({ "error": e.to_string() }));
+        if let Some(o) = line.as_object_mut() {
+            o.insert("kernel".to_owned(), Value::String(kernel.clone()));
+            o.insert("ms".to_owned(), json!(ms));
+        }
+        say("NSAPPLY-VM-CASE", &line);
+    });
+    reap_orphans();
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|t| t.parse().ok()))
+        .unwrap_or(-1.0);
+    say(
+        "NSAPPLY-VM-DONE",
+        &json!({
+            "kernel": kernel, "pass": pass, "fail": fail,
+            "unsupported": unsupported, "uptime": uptime
+        }),
+    );
+    reboot();
+}
+
+/// A case running in its own process.
+struct Running {
+    name: String,
+    mode: Mode,
+    pid: i32,
+    report: File,
+    text: Vec<u8>,
+    started: Instant,
+}
+
+fn failed(name: &str, mode: Mode, detail: String) -> CaseReport {
+    CaseReport {
+        case: name.to_owned(),
+        mode,
+        status: Status::Fail,
+        equal: None,
+        checks_passed: false,
+        model_trace: None,
+        kernel_trace: None,
+        detail,
+    }
+}
+
+/// Starts one case in a fresh process: a fork of this single-threaded
+/// init (cheaper than an exec under TCG), which writes its report to a pipe.
+fn start(name: &str, mode: Mode) -> Result<Running, String> {
+    let (r, w) = linux::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let case = name.to_owned();
+    let pid = linux::fork_with(move || {
+        let report = run_case(&case, mode);
+        let line = serde_json::to_string(&report).unwrap_or_default();
+        let mut w = w;
+        i32::from(w.write_all(line.as_bytes()).is_err())
+    })
+    .map_err(|e| format!("fork: {e}"))?;
+    Ok(Running {
+        name: name.to_owned(),
+        mode,
+        pid,
+        report: r,
+        text: Vec::new(),
+        started: Instant::now(),
+    })
+}
+
+/// Runs every case of `plan`, `jobs` at a time (one per CPU), and hands
+/// each report, with its time in milliseconds, to `done` as it comes.
+/// The cases do not share paths: each has its own scratch directory and
+/// mount namespace.
+fn run_all(plan: &[(String, Mode)], jobs: usize, mut done: impl FnMut(CaseReport, u128)) {
+    let mut queue = plan.iter();
+    let mut running: Vec<Running> = Vec::new();
+    loop {
+        while running.len() < jobs.max(1) {
+            let Some((name, mode)) = queue.next() else {
+                break;
+            };
+            match start(name, *mode) {
+                Ok(r) => running.push(r),
+                Err(e) => done(failed(name, *mode, e), 0),
+            }
+        }
+        if running.is_empty() {
+            return;
+        }
+        let mut fds: Vec<libc::pollfd> = running
+            .iter()
+            .map(|r| libc::pollfd {
+                fd: r.report.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let nfds = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
+        // SAFETY: `fds` is a valid array of `nfds` pollfd structs, owned
+        // here and alive across the call; each fd is an open pipe end.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), nfds, 1000) };
+        if n < 0 {
+            continue; // EINTR
+        }
+        let mut finished = Vec::new();
+        let mut timed_out = Vec::new();
+        for (i, fd) in fds.iter().enumerate() {
+            if fd.revents == 0 {
+                if running[i].started.elapsed() > CASE_TIMEOUT {
+                    // A hung case must not hang the run: it fails alone.
+                    linux::kill_and_reap(running[i].pid);
+                    timed_out.push(i);
+                    finished.push(i);
+                }
+                continue;
+            }
+            let mut chunk = [0u8; 16384];
+            match running[i].report.read(&mut chunk) {
+                Ok(0) | Err(_) => finished.push(i),
+                Ok(k) => running[i].text.extend_from_slice(&chunk[..k]),
+            }
+        }
+        for i in finished.into_iter().rev() {
+            let r = running.remove(i);
+            let ms = r.started.elapsed().as_millis();
+            if timed_out.contains(&i) {
+                let why = format!("timed out after {}s", CASE_TIMEOUT.as_secs());
+                done(failed(&r.name, r.mode, why), ms);
+                continue;
+            }
+            let status = linux::wait_exit(r.pid);
+            let text = String::from_utf8_lossy(&r.text);
+            let report = serde_json::from_str::<CaseReport>(&text).unwrap_or_else(|e| {
+                failed(
+                    &r.name,
+                    r.mode,
+                    format!("the case process gave no report (exit {status:?}; {e}): {text:?}"),
+                )
+            });
+            done(report, ms);
+        }
+    }
+}
+
+/// One tagged line on the console, written whole.
+fn say(tag: &str, v: &Value) {
+    let line = format!("{tag} {v}\n");
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.flush();
+}
+
+fn mount(source: &str, target: &str, fstype: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(target)?;
+    let c = |s: &str| CString::new(s).map_err(std::io::Error::other);
+    let (source, target, fstype) = (c(source)?, c(target)?, c(fstype)?);
+    // SAFETY: the three strings are valid NUL-terminated C strings that
+    // live across the call; a null data pointer means no options.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Helpers of a case that outlived it are reparented to pid 1: reap them
+/// once no case runs (a case's own process is waited for by its pid).
+fn reap_orphans() {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with WNOHANG only writes the status integer we own.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return;
+        }
+    }
+}
+
+fn reboot() {
+    // SAFETY: sync and reboot take no pointers; RB_AUTOBOOT restarts the
+    // machine, which QEMU's -no-reboot turns into an exit.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_AUTOBOOT);
+    }
+}
