@@ -110,6 +110,9 @@ where
         threads_checked: false,
         trace: Trace::default(),
     };
+    // One allocation for the usual run (a step per plan step); growing
+    // the trace step by step reallocates it twice in a default run.
+    run.trace.steps.reserve(plan.steps().len());
     let result = run.walk(plan, sys, hooks);
     if let Err(e) = &result {
         run.close_all(sys);

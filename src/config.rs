@@ -160,14 +160,27 @@ impl NsConfig {
     /// assert_eq!(err.code().as_str(), "duplicate-namespace");
     /// ```
     pub fn from_json(json: &str) -> Result<NsConfig, ConfigError> {
-        // A light document first: it keeps unknown type names as strings, so
-        // `unknown-type` can name its index (oci-spec's enum would reject the
-        // whole document without saying which entry).
-        let doc: RawDocument = serde_json::from_str(json).map_err(invalid_config)?;
-        let raw = doc.linux.unwrap_or_default();
-        let cfg = validate(&raw)?;
-        // Then the whole document as the runtime-spec defines it, so a config
-        // that a runtime would refuse is refused here too.
+        NsConfig::from_parsed(&RawLinux::from_json(json)?, json)
+    }
+
+    /// The second half of [`NsConfig::from_json`], for a caller that needs
+    /// the raw section too (a fuzz oracle) and so parses it only once:
+    /// validates `raw`, which [`RawLinux::from_json`] read from `json`, then
+    /// parses `json` as the runtime-spec defines it, so a config that a
+    /// runtime would refuse is refused here too.
+    ///
+    /// # Errors
+    ///
+    /// The rule codes of DESIGN §3, then [`ConfigError::InvalidConfig`].
+    ///
+    /// ```
+    /// use nsapply::{config::RawLinux, NsConfig};
+    /// let json = r#"{"linux":{"namespaces":[{"type":"pid"}]}}"#;
+    /// let raw = RawLinux::from_json(json).unwrap();
+    /// assert_eq!(NsConfig::from_parsed(&raw, json), NsConfig::from_json(json));
+    /// ```
+    pub fn from_parsed(raw: &RawLinux, json: &str) -> Result<NsConfig, ConfigError> {
+        let cfg = validate(raw)?;
         serde_json::from_str::<oci_spec::runtime::Spec>(json).map_err(invalid_config)?;
         Ok(cfg)
     }
@@ -285,6 +298,21 @@ struct RawDocument {
 }
 
 impl RawLinux {
+    /// Reads the `linux` section of a config.json document (empty when it
+    /// has none), the first half of [`NsConfig::from_json`]. A light
+    /// document: it keeps unknown type names as strings, so `unknown-type`
+    /// can name its index (oci-spec's enum would reject the whole document
+    /// without saying which entry), and skips everything else.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidConfig`] with line and column for malformed
+    /// JSON or a `linux` section of the wrong shape.
+    pub fn from_json(json: &str) -> Result<RawLinux, ConfigError> {
+        let doc: RawDocument = serde_json::from_str(json).map_err(invalid_config)?;
+        Ok(doc.linux.unwrap_or_default())
+    }
+
     /// The raw view of a parsed oci-spec `Spec`.
     pub fn from_spec(spec: &oci_spec::runtime::Spec) -> RawLinux {
         let Some(linux) = spec.linux() else {

@@ -251,6 +251,20 @@ impl KindSet {
     }
 }
 
+/// Serialized as the list of its kinds in canonical order: `["user", "pid"]`.
+impl Serialize for KindSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+/// Read from a list of kinds, in any order; a repeated kind counts once.
+impl<'de> Deserialize<'de> for KindSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<Kind>::deserialize(d).map(|kinds| kinds.into_iter().collect())
+    }
+}
+
 impl FromIterator<Kind> for KindSet {
     fn from_iter<I: IntoIterator<Item = Kind>>(iter: I) -> Self {
         let mut set = KindSet::EMPTY;

@@ -25,7 +25,8 @@
 //! chroot, LSMs, `ENOMEM`, ptrace access checks on `/proc/<pid>/ns`, and the
 //! clocks' current values (see [`Syscall::write_time_offsets`] on [`Model`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
@@ -549,6 +550,10 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn no_kinds(kinds: &KindSet) -> bool {
+    kinds.is_empty()
+}
+
 /// One call the model answered, with its result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Call {
@@ -560,9 +565,9 @@ pub struct Call {
     /// unshare of one kind.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<Kind>,
-    /// Unshare only: every kind of the call, in canonical order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub kinds: Vec<Kind>,
+    /// Unshare only: every kind of the call (a list in canonical order).
+    #[serde(default, skip_serializing_if = "no_kinds")]
+    pub kinds: KindSet,
     /// The path opened (for fd calls: the path the fd was opened from).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
@@ -748,6 +753,11 @@ type NsId = usize;
 
 const HOST_USER: NsId = Kind::User.index();
 
+/// Whether `id` is one of the eight host namespaces (they come first).
+const fn is_host(id: NsId) -> bool {
+    id < Kind::ALL.len()
+}
+
 /// Which id map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ids {
@@ -764,11 +774,55 @@ impl Ids {
     }
 }
 
+/// The identity map of the initial user namespace ("0 0 4294967295").
+const IDENTITY_MAP: &[IdMapping] = &[IdMapping {
+    container_id: 0,
+    host_id: 0,
+    size: u32::MAX,
+}];
+
+/// The name of the host namespace of `kind`.
+const fn host_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::User => "host:user",
+        Kind::Pid => "host:pid",
+        Kind::Uts => "host:uts",
+        Kind::Ipc => "host:ipc",
+        Kind::Network => "host:network",
+        Kind::Cgroup => "host:cgroup",
+        Kind::Mount => "host:mount",
+        Kind::Time => "host:time",
+    }
+}
+
+/// The name of the `n`-th namespace of `kind` a run creates. A run
+/// usually creates one of a kind, so the first name is a constant: a
+/// default run then formats and allocates no name (benches/RESULTS.md).
+fn created_name(kind: Kind, n: u32) -> Cow<'static, str> {
+    let first = match kind {
+        Kind::User => "new:user:1",
+        Kind::Pid => "new:pid:1",
+        Kind::Uts => "new:uts:1",
+        Kind::Ipc => "new:ipc:1",
+        Kind::Network => "new:network:1",
+        Kind::Cgroup => "new:cgroup:1",
+        Kind::Mount => "new:mount:1",
+        Kind::Time => "new:time:1",
+    };
+    if n == 1 {
+        Cow::Borrowed(first)
+    } else {
+        Cow::Owned(format!("new:{}:{n}", kind.spec_name()))
+    }
+}
+
 /// One namespace object. Fields that do not apply to its kind keep their
 /// initial value and are never read.
 #[derive(Clone, Debug)]
 struct Space {
-    name: String,
+    /// Borrowed for the host namespaces and the first created ones, so a
+    /// default model allocates no names.
+    name: Cow<'static, str>,
     kind: Kind,
     /// The owning user namespace; for a user namespace its parent
     /// (`None` only for `host:user`).
@@ -779,9 +833,10 @@ struct Space {
     level: u32,
     /// User: the creator's euid (the namespace's `owner` in kernel terms).
     creator: u32,
-    /// User: the maps as written, host ids in the parent's terms.
-    uid_map: Option<Vec<IdMapping>>,
-    gid_map: Option<Vec<IdMapping>>,
+    /// User: the maps as written, host ids in the parent's terms
+    /// (borrowed for the host's identity map).
+    uid_map: Option<Cow<'static, [IdMapping]>>,
+    gid_map: Option<Cow<'static, [IdMapping]>>,
     /// User: `USERNS_SETGROUPS_ALLOWED`, inherited from the parent.
     setgroups_allowed: bool,
     /// Pid: whether a process is its init.
@@ -795,7 +850,7 @@ struct Space {
 }
 
 impl Space {
-    fn new(name: String, kind: Kind, owner: Option<NsId>) -> Space {
+    fn new(name: Cow<'static, str>, kind: Kind, owner: Option<NsId>) -> Space {
         Space {
             name,
             kind,
@@ -832,7 +887,7 @@ struct Cred {
 }
 
 /// The calling process.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Caller {
     /// Current namespace per kind (pid: the active pid namespace).
     ns: [NsId; 8],
@@ -857,8 +912,7 @@ impl Caller {
     }
 }
 
-/// Everything a namespace call can change. Cloned for unshare, which the
-/// kernel applies all or nothing.
+/// Everything a namespace call can change.
 #[derive(Clone, Debug)]
 struct Kernel {
     spaces: Vec<Space>,
@@ -902,23 +956,17 @@ fn check_map_lines(lines: &[IdMapping]) -> Result<(), &'static str> {
 }
 
 impl Kernel {
-    fn host() -> Kernel {
-        let mut spaces: Vec<Space> = Kind::ALL
-            .into_iter()
-            .map(|k| {
-                let owner = (k != Kind::User).then_some(HOST_USER);
-                Space::new(format!("host:{}", k.spec_name()), k, owner)
-            })
-            .collect();
-        // The initial user namespace maps every id to itself ("0 0 4294967295"),
-        // so its maps count as written: another write fails EPERM.
-        let identity = vec![IdMapping {
-            container_id: 0,
-            host_id: 0,
-            size: u32::MAX,
-        }];
-        spaces[HOST_USER].uid_map = Some(identity.clone());
-        spaces[HOST_USER].gid_map = Some(identity);
+    /// The host namespaces, with room for `more` namespaces besides them.
+    fn host(more: usize) -> Kernel {
+        let mut spaces = Vec::with_capacity(Kind::ALL.len() + more);
+        spaces.extend(Kind::ALL.into_iter().map(|k| {
+            let owner = (k != Kind::User).then_some(HOST_USER);
+            Space::new(Cow::Borrowed(host_name(k)), k, owner)
+        }));
+        // The initial user namespace maps every id to itself, so its maps
+        // count as written: another write fails EPERM.
+        spaces[HOST_USER].uid_map = Some(Cow::Borrowed(IDENTITY_MAP));
+        spaces[HOST_USER].gid_map = Some(Cow::Borrowed(IDENTITY_MAP));
         let host: [NsId; 8] = std::array::from_fn(|i| i);
         Kernel {
             spaces,
@@ -1023,7 +1071,7 @@ impl Kernel {
     fn add_space(&mut self, kind: Kind, owner: NsId) -> NsId {
         let n = &mut self.created[kind.index()];
         *n += 1;
-        let name = format!("new:{}:{n}", kind.spec_name());
+        let name = created_name(kind, *n);
         self.spaces.push(Space::new(name, kind, Some(owner)));
         self.spaces.len() - 1
     }
@@ -1109,10 +1157,17 @@ impl Kernel {
 
     /// unshare(2), applied all or nothing.
     fn unshare(&mut self, kinds: KindSet) -> Result<(), Errno> {
-        let mut next = self.clone();
-        next.unshare_in_place(kinds)?;
-        *self = next;
-        Ok(())
+        // unshare only appends namespaces and changes the caller, so undoing
+        // a failed one is putting those back. (Cloning the whole kernel for
+        // that was two thirds of the model's cost, and grew with the world.)
+        let (caller, created, len) = (self.caller, self.created, self.spaces.len());
+        let result = self.unshare_in_place(kinds);
+        if result.is_err() {
+            self.caller = caller;
+            self.created = created;
+            self.spaces.truncate(len);
+        }
+        result
     }
 
     fn unshare_in_place(&mut self, kinds: KindSet) -> Result<(), Errno> {
@@ -1327,7 +1382,7 @@ impl Kernel {
         {
             return Err(Errno::EPERM);
         }
-        let lines = Some(lines.to_vec());
+        let lines = Some(Cow::Owned(lines.to_vec()));
         match ids {
             Ids::Uid => self.spaces[ns].uid_map = lines,
             Ids::Gid => self.spaces[ns].gid_map = lines,
@@ -1505,10 +1560,12 @@ pub struct Model {
     kernel: Kernel,
     /// The runtime parent that writes the id maps: the caller as it started.
     parent: Cred,
-    files: BTreeMap<PathBuf, FileSpec>,
-    ns_paths: BTreeMap<PathBuf, NsId>,
-    /// Directories implied by the world's paths (their ancestors).
-    dirs: BTreeSet<PathBuf>,
+    /// What each path of the world names, by its normal form (see
+    /// [`normalize`]): its files and namespaces, and the directories their
+    /// paths imply. One hash lookup per component: ordered maps of
+    /// `PathBuf` compared component by component made `Model::new` grow
+    /// as n log n with a large constant.
+    nodes: HashMap<Box<str>, Node>,
     fds: BTreeMap<u32, OpenFile>,
     calls: Vec<Call>,
     faults: FaultScript,
@@ -1516,31 +1573,44 @@ pub struct Model {
     bad_closes: usize,
 }
 
-/// The path's components after `.` and `..` (lexically: the model has no
-/// symlinks), and whether it ends with a slash.
-fn components(path: &Path) -> (Vec<String>, bool) {
-    let mut parts: Vec<String> = Vec::new();
+/// The path after `.` and `..` (lexically: the model has no symlinks), as
+/// `/a/b` (empty for the root), and whether it ends with a slash.
+///
+/// Non-UTF-8 bytes read as U+FFFD, so two paths that differ only there name
+/// one file.
+fn normalize(path: &Path) -> (Cow<'_, str>, bool) {
+    // Paths are almost always written in normal form already: then the
+    // path is its own normal form and resolving it allocates nothing.
+    if let Some(text) = path.to_str() {
+        let normal = text.len() > 1
+            && text.starts_with('/')
+            && text[1..]
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..");
+        if normal {
+            return (Cow::Borrowed(text), false);
+        }
+    }
+    let mut norm = String::with_capacity(path.as_os_str().len());
     for c in path.components() {
         match c {
-            Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            Component::Normal(part) => {
+                norm.push('/');
+                norm.push_str(&part.to_string_lossy());
+            }
             Component::ParentDir => {
-                parts.pop();
+                let parent = norm.rfind('/').unwrap_or(0);
+                norm.truncate(parent);
             }
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
     }
-    let text = path.as_os_str().to_string_lossy();
-    (parts, text.len() > 1 && text.ends_with('/'))
-}
-
-fn join(parts: &[String]) -> PathBuf {
-    let mut p = PathBuf::from("/");
-    p.extend(parts);
-    p
+    let text = path.as_os_str().as_encoded_bytes();
+    (Cow::Owned(norm), text.len() > 1 && text.ends_with(b"/"))
 }
 
 /// The normal form of a world path, or why it is refused.
-fn world_path(path: &Path) -> Result<PathBuf, WorldError> {
+fn world_path(path: &Path) -> Result<String, WorldError> {
     let invalid = |reason: &str| WorldError::InvalidPath {
         path: path.to_owned(),
         reason: reason.to_owned(),
@@ -1548,24 +1618,27 @@ fn world_path(path: &Path) -> Result<PathBuf, WorldError> {
     if !path.is_absolute() {
         return Err(invalid("must be absolute"));
     }
-    let (parts, _) = components(path);
-    if parts.is_empty() {
-        return Err(invalid("cannot be the root directory"));
-    }
-    if parts[0] == "proc" && (parts.len() == 1 || parts[1] == "self" || parts[1] == "thread-self") {
-        return Err(invalid(
+    let (norm, _) = normalize(path);
+    let mut parts = norm.split('/').skip(1);
+    match (parts.next(), parts.next()) {
+        (None, _) => Err(invalid("cannot be the root directory")),
+        (Some("proc"), None | Some("self" | "thread-self")) => Err(invalid(
             "/proc and /proc/self belong to the model (it resolves /proc/self/ns itself)",
-        ));
+        )),
+        _ => Ok(norm.into_owned()),
     }
-    Ok(join(&parts))
 }
 
+/// The namespace named `name`: a host one, or one of the world's (`names`).
 fn lookup<'a>(
-    names: &BTreeMap<String, NsId>,
+    names: &HashMap<&str, NsId>,
     spaces: &'a [Space],
     name: &str,
 ) -> Option<(NsId, &'a Space)> {
-    names.get(name).map(|&id| (id, &spaces[id]))
+    let host = Kind::ALL.into_iter().find(|k| host_name(*k) == name);
+    host.map(Kind::index)
+        .or_else(|| names.get(name).copied())
+        .map(|id| (id, &spaces[id]))
 }
 
 impl Model {
@@ -1575,14 +1648,12 @@ impl Model {
     ///
     /// A [`WorldError`] when the world cannot exist.
     pub fn new(world: &World) -> Result<Model, WorldError> {
-        let mut kernel = Kernel::host();
-        let mut names: BTreeMap<String, NsId> = kernel
-            .spaces
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.clone(), i))
-            .collect();
-        let mut host_refs: BTreeSet<NsId> = BTreeSet::new();
+        // Room for the world's namespaces and for one run creating every kind.
+        let mut kernel = Kernel::host(world.namespaces.len() + Kind::ALL.len());
+        // The world's names (the host ones are looked up by `host_name`).
+        let mut names: HashMap<&str, NsId> = HashMap::with_capacity(world.namespaces.len());
+        // The host namespaces the world gives paths to.
+        let mut host_refs = [false; 8];
 
         // Pass 1: one object per entry (references resolved in pass 2).
         let mut ids = Vec::with_capacity(world.namespaces.len());
@@ -1616,7 +1687,7 @@ impl Model {
                         ),
                     });
                 }
-                if !host_refs.insert(id) {
+                if std::mem::replace(&mut host_refs[id], true) {
                     return Err(WorldError::DuplicateName {
                         name: name.to_owned(),
                     });
@@ -1629,18 +1700,18 @@ impl Model {
                     name: name.to_owned(),
                 });
             }
-            let mut space = Space::new(name.to_owned(), spec.kind, None);
+            let mut space = Space::new(Cow::Owned(name.to_owned()), spec.kind, None);
             space.creator = spec.creator_uid.unwrap_or(0);
             space.entered = spec.entered.unwrap_or(true);
             kernel.spaces.push(space);
             let id = kernel.spaces.len() - 1;
-            names.insert(name.to_owned(), id);
+            names.insert(name, id);
             ids.push(id);
         }
 
         // Pass 2: owners and pid parents.
         for (spec, &id) in world.namespaces.iter().zip(&ids) {
-            if host_refs.contains(&id) {
+            if is_host(id) {
                 continue;
             }
             let resolve = |field: &str, target: &str, expected: Kind| {
@@ -1696,11 +1767,11 @@ impl Model {
                 _ => continue,
             };
             let level = level.ok_or_else(|| WorldError::Cycle {
-                name: s.name.clone(),
+                name: s.name.to_string(),
             })?;
             if level > max {
                 return Err(WorldError::TooDeep {
-                    name: s.name.clone(),
+                    name: s.name.to_string(),
                     kind: s.kind,
                     level,
                     max,
@@ -1715,7 +1786,7 @@ impl Model {
             .namespaces
             .iter()
             .zip(&ids)
-            .filter(|(s, id)| s.kind == Kind::User && !host_refs.contains(id))
+            .filter(|(s, id)| s.kind == Kind::User && !is_host(**id))
             .map(|(s, id)| (*id, s))
             .collect();
         users.sort_by_key(|(id, _)| kernel.spaces[*id].level);
@@ -1737,37 +1808,55 @@ impl Model {
                         "host ids are not mapped in the parent user namespace",
                     ));
                 }
+                let lines = Some(Cow::Owned(lines.clone()));
                 match ids_kind {
-                    Ids::Uid => kernel.spaces[id].uid_map = Some(lines.clone()),
-                    Ids::Gid => kernel.spaces[id].gid_map = Some(lines.clone()),
+                    Ids::Uid => kernel.spaces[id].uid_map = lines,
+                    Ids::Gid => kernel.spaces[id].gid_map = lines,
                 }
             }
         }
 
         // The file system.
-        let mut taken: BTreeSet<PathBuf> = BTreeSet::new();
-        let mut ns_paths = BTreeMap::new();
+        let paths = world
+            .namespaces
+            .iter()
+            .map(|s| s.paths.len())
+            .sum::<usize>();
+        // Each path, and usually few directories besides.
+        let mut nodes: HashMap<Box<str>, Node> = HashMap::with_capacity(paths + world.files.len());
+        let mut add = |path: String, node: Node| match nodes.entry(path.into()) {
+            std::collections::hash_map::Entry::Occupied(e) => Err(WorldError::DuplicatePath {
+                path: PathBuf::from(&**e.key()),
+            }),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(node);
+                Ok(())
+            }
+        };
         for (spec, &id) in world.namespaces.iter().zip(&ids) {
             for p in &spec.paths {
                 let p = world_path(p)?;
-                if !taken.insert(p.clone()) {
-                    return Err(WorldError::DuplicatePath { path: p });
-                }
-                kernel.spaces[id].paths.push(p.clone());
-                ns_paths.insert(p, id);
+                kernel.spaces[id].paths.push(PathBuf::from(&p));
+                add(p, Node::Ns(id))?;
             }
         }
-        let mut files = BTreeMap::new();
         for (p, spec) in &world.files {
-            let p = world_path(p)?;
-            if !taken.insert(p.clone()) {
-                return Err(WorldError::DuplicatePath { path: p });
-            }
-            files.insert(p, *spec);
+            let node = match spec {
+                FileSpec::Regular => Node::Regular,
+                FileSpec::Directory => Node::Dir,
+                FileSpec::Unreadable => Node::Unreadable,
+            };
+            add(world_path(p)?, node)?;
         }
-        let mut dirs = BTreeSet::new();
-        for p in &taken {
-            dirs.extend(p.ancestors().skip(1).map(Path::to_path_buf));
+        // Every ancestor of a world path is a directory, unless the world
+        // says otherwise (a file there makes the path below it ENOTDIR).
+        let paths: Vec<Box<str>> = nodes.keys().cloned().collect();
+        for p in &paths {
+            for (end, _) in p.match_indices('/').skip(1) {
+                if !nodes.contains_key(&p[..end]) {
+                    nodes.insert(p[..end].into(), Node::Dir);
+                }
+            }
         }
 
         // The caller.
@@ -1817,9 +1906,7 @@ impl Model {
         Ok(Model {
             kernel,
             parent,
-            files,
-            ns_paths,
-            dirs,
+            nodes,
             fds: BTreeMap::new(),
             calls: Vec::new(),
             faults: FaultScript::default(),
@@ -1852,7 +1939,7 @@ impl Model {
                 fd,
                 path: o.path.clone(),
                 namespace: match o.target {
-                    Target::Ns(id) => Some(self.kernel.spaces[id].name.clone()),
+                    Target::Ns(id) => Some(self.kernel.spaces[id].name.to_string()),
                     Target::File => None,
                 },
                 cloexec: o.cloexec,
@@ -1940,14 +2027,14 @@ impl Model {
 
     fn view(&self, id: NsId) -> NsView {
         let s = &self.kernel.spaces[id];
-        let name_of = |id: Option<NsId>| id.map(|i| self.kernel.spaces[i].name.clone());
+        let name_of = |id: Option<NsId>| id.map(|i| self.kernel.spaces[i].name.to_string());
         let (user, pid, time) = (
             s.kind == Kind::User,
             s.kind == Kind::Pid,
             s.kind == Kind::Time,
         );
         NsView {
-            name: s.name.clone(),
+            name: s.name.to_string(),
             kind: s.kind,
             owner: name_of(s.owner),
             parent: match s.kind {
@@ -1957,8 +2044,8 @@ impl Model {
             },
             level: (user || pid).then_some(s.level),
             creator_uid: user.then_some(s.creator),
-            uid_map: if user { s.uid_map.clone() } else { None },
-            gid_map: if user { s.gid_map.clone() } else { None },
+            uid_map: s.map(Ids::Uid).filter(|_| user).map(<[_]>::to_vec),
+            gid_map: s.map(Ids::Gid).filter(|_| user).map(<[_]>::to_vec),
             setgroups_allowed: user.then_some(s.setgroups_allowed),
             has_init: pid.then_some(s.has_init),
             entered: time.then_some(s.entered),
@@ -2048,46 +2135,38 @@ impl Model {
 
     /// What `path` names now, or the errno of resolving it.
     fn resolve(&self, path: &Path) -> Result<Node, Errno> {
-        let (parts, trailing_slash) = components(path);
-        for i in 1..parts.len() {
-            match self.node(&parts[..i]) {
+        let (norm, trailing_slash) = normalize(path);
+        // Every component before the last must be a directory.
+        for (end, _) in norm.match_indices('/').skip(1) {
+            match self.node(&norm[..end]) {
                 None => return Err(Errno::ENOENT),
                 Some(Node::Dir) => {}
                 Some(_) => return Err(Errno::ENOTDIR),
             }
         }
-        match self.node(&parts) {
+        match self.node(&norm) {
             None => Err(Errno::ENOENT),
             Some(node) if trailing_slash && node != Node::Dir => Err(Errno::ENOTDIR),
             Some(node) => Ok(node),
         }
     }
 
-    /// The node at an absolute, normalized path.
-    fn node(&self, parts: &[String]) -> Option<Node> {
-        let part = |i: usize| parts.get(i).map(String::as_str);
-        match (part(0), part(1), part(2), part(3), parts.len()) {
-            (None, ..) | (Some("proc"), None, ..) => return Some(Node::Dir),
-            (Some("proc"), Some("self"), None, ..)
-            | (Some("proc"), Some("self"), Some("ns"), None, _) => return Some(Node::Dir),
-            (Some("proc"), Some("self"), Some("ns"), Some(entry), 4) => {
+    /// The node at a path in normal form (see [`normalize`]).
+    fn node(&self, path: &str) -> Option<Node> {
+        let mut parts = path.split('/').skip(1);
+        let first = (parts.next(), parts.next(), parts.next(), parts.next());
+        let more = parts.next().is_some();
+        match (first, more) {
+            ((None, ..) | (Some("proc"), None, ..), _) => return Some(Node::Dir),
+            ((Some("proc"), Some("self"), None, _), _)
+            | ((Some("proc"), Some("self"), Some("ns"), None), _) => return Some(Node::Dir),
+            ((Some("proc"), Some("self"), Some("ns"), Some(entry)), false) => {
                 return self.proc_self_ns(entry).map(Node::Ns)
             }
-            (Some("proc"), Some("self"), ..) => return None,
+            ((Some("proc"), Some("self"), ..), _) => return None,
             _ => {}
         }
-        let path = join(parts);
-        if let Some(spec) = self.files.get(&path) {
-            return Some(match spec {
-                FileSpec::Regular => Node::Regular,
-                FileSpec::Directory => Node::Dir,
-                FileSpec::Unreadable => Node::Unreadable,
-            });
-        }
-        if let Some(&id) = self.ns_paths.get(&path) {
-            return Some(Node::Ns(id));
-        }
-        self.dirs.contains(&path).then_some(Node::Dir)
+        self.nodes.get(path).copied()
     }
 
     /// `/proc/self/ns/<entry>`: the caller's namespace now (namespaces(7)).
@@ -2149,7 +2228,7 @@ impl Model {
         self.calls.push(Call {
             op,
             kind,
-            kinds: Vec::new(),
+            kinds: KindSet::EMPTY,
             path,
             fd,
             result: Outcome::of(&result),
@@ -2299,7 +2378,7 @@ impl Syscall for Model {
         self.calls.push(Call {
             op: CallOp::Close,
             kind,
-            kinds: Vec::new(),
+            kinds: KindSet::EMPTY,
             path: Some(fd.path),
             fd: Some(fd.num),
             result,
@@ -2322,7 +2401,7 @@ impl Syscall for Model {
         self.calls.push(Call {
             op: CallOp::Unshare,
             kind: one,
-            kinds: kinds.iter().collect(),
+            kinds,
             path: None,
             fd: None,
             result: Outcome::of(&result),
@@ -2363,7 +2442,7 @@ impl Syscall for Model {
         self.calls.push(Call {
             op: CallOp::Threads,
             kind: None,
-            kinds: Vec::new(),
+            kinds: KindSet::EMPTY,
             path: None,
             fd: None,
             result: Outcome::of(&result),
@@ -2411,6 +2490,9 @@ impl SyncHooks<Model> for ModelParent {
 /// assert_eq!(model.current(nsapply::Kind::Pid), "new:pid:1");
 /// ```
 pub fn simulate(plan: &Plan, model: &mut Model) -> Applied {
+    // One allocation for the calls of a usual run: a step is one call,
+    // an open two, and the thread checks a few more.
+    model.calls.reserve(2 * plan.steps().len());
     apply(plan, model, &mut ModelParent)
 }
 
