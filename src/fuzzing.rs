@@ -30,7 +30,6 @@ use std::path::PathBuf;
 /// and fuzz targets decode with the same version.
 pub use arbitrary;
 use arbitrary::{Arbitrary, Unstructured};
-use serde::Deserialize;
 
 use crate::config::{validate, IdMapping, NsConfig, RawLinux, RawNamespace, RawTimeOffset};
 use crate::error::{ApplyError, ErrorCode, Unjoined};
