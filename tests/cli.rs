@@ -785,8 +785,20 @@ fn run_as_an_unprivileged_user_denies_setgroups_and_maps_only_its_own_id() {
     let config = dir.path().join("rootless-nobody.json");
     std::fs::write(&config, doc.to_string()).unwrap();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // nobody runs the binary and reads the configs from the 0755 temporary
+    // directory: the checkout may sit where nobody cannot reach (a 0700
+    // directory from mktemp, a home directory).
+    let copy = |from: &Path, name: &str, mode: u32| {
+        let to = dir.path().join(name);
+        std::fs::copy(from, &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)).unwrap();
+        to.display().to_string()
+    };
+    let bin = copy(Path::new(env!("CARGO_BIN_EXE_nsapply")), "nsapply", 0o755);
+    let default = copy(Path::new(&example("default")), "default.json", 0o644);
+    let rootless = copy(Path::new(&example("rootless")), "rootless.json", 0o644);
     let run = |cfg: &str| {
-        Command::new(env!("CARGO_BIN_EXE_nsapply"))
+        Command::new(&bin)
             .args(["run", cfg, "--", "sh", "-c"])
             .arg("id -u; cat /proc/self/setgroups; tr -s ' ' < /proc/self/uid_map")
             .current_dir("/")
@@ -804,10 +816,10 @@ fn run_as_an_unprivileged_user_denies_setgroups_and_maps_only_its_own_id() {
         "root inside, setgroups denied, one id mapped"
     );
     // Without a user namespace, an unprivileged caller cannot create the rest.
-    let o = run(&example("default"));
+    let o = run(&default);
     assert_error(&o, 1, "unshare-failed");
     // And it may not map ids it does not own: the parent's write fails.
-    let o = run(&example("rootless"));
+    let o = run(&rootless);
     assert_error(&o, 1, "sync-failed");
     assert!(
         stderr(&o).contains("uid_map") && stderr(&o).contains("EPERM"),
