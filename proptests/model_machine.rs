@@ -379,6 +379,25 @@ struct RefNs {
     has_init: bool,
 }
 
+impl RefNs {
+    /// A namespace without id maps, entered, with an init: the host's
+    /// namespaces, and each one a run creates (the caller sets the rest).
+    fn new(name: Option<String>, kind: Kind, owner: Option<usize>) -> RefNs {
+        RefNs {
+            name,
+            kind,
+            owner,
+            pid_parent: None,
+            creator: 0,
+            uid_map: None,
+            gid_map: None,
+            setgroups_allowed: true,
+            entered: true,
+            has_init: true,
+        }
+    }
+}
+
 /// Credentials: a user namespace, the effective ids in host terms, and
 /// whether the capabilities are effective in that namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -456,17 +475,12 @@ impl RefState {
         let identity = Some(vec![map(0, 0, u32::MAX)]);
         let mut spaces: Vec<RefNs> = Kind::ALL
             .into_iter()
-            .map(|k| RefNs {
-                name: Some(host_name(k)),
-                kind: k,
-                owner: (k != Kind::User).then_some(HOST_USER),
-                pid_parent: None,
-                creator: 0,
-                uid_map: None,
-                gid_map: None,
-                setgroups_allowed: true,
-                entered: true,
-                has_init: true,
+            .map(|k| {
+                RefNs::new(
+                    Some(host_name(k)),
+                    k,
+                    (k != Kind::User).then_some(HOST_USER),
+                )
             })
             .collect();
         spaces[HOST_USER].uid_map.clone_from(&identity);
@@ -597,18 +611,7 @@ impl RefState {
     }
 
     fn add(&mut self, kind: Kind, owner: usize) -> usize {
-        self.spaces.push(RefNs {
-            name: None,
-            kind,
-            owner: Some(owner),
-            pid_parent: None,
-            creator: 0,
-            uid_map: None,
-            gid_map: None,
-            setgroups_allowed: true,
-            entered: true,
-            has_init: true,
-        });
+        self.spaces.push(RefNs::new(None, kind, Some(owner)));
         self.spaces.len() - 1
     }
 
