@@ -143,15 +143,21 @@ fn config_json_oracle_holds_on_structured_documents() {
     });
 }
 
-#[test]
-fn config_json_oracle_holds_on_mutated_seeds() {
-    let seeds = seeds(Target::ConfigJson);
-    let tokens = dictionary("config_json.dict");
+/// `n` inputs for `target`: its committed seeds, mutated with the tokens
+/// of its dictionary `dict`.
+fn test_mutated_seeds(target: Target, dict: &str, n: usize) {
+    let seeds = seeds(target);
+    let tokens = dictionary(dict);
     assert!(!seeds.is_empty() && !tokens.is_empty());
-    test_n_times(Target::ConfigJson, 2000, |rng| {
+    test_n_times(target, n, |rng| {
         let seed = &seeds[rng.below(seeds.len())];
         mutate(rng, seed, &tokens, &seeds)
     });
+}
+
+#[test]
+fn config_json_oracle_holds_on_mutated_seeds() {
+    test_mutated_seeds(Target::ConfigJson, "config_json.dict", 2000);
 }
 
 #[test]
@@ -166,13 +172,7 @@ fn differential_plan_oracle_holds_on_random_inputs() {
 
 #[test]
 fn trace_roundtrip_oracle_holds_on_mutated_seeds() {
-    let seeds = seeds(Target::TraceRoundtrip);
-    let tokens = dictionary("trace_roundtrip.dict");
-    assert!(!seeds.is_empty() && !tokens.is_empty());
-    test_n_times(Target::TraceRoundtrip, 6000, |rng| {
-        let seed = &seeds[rng.below(seeds.len())];
-        mutate(rng, seed, &tokens, &seeds)
-    });
+    test_mutated_seeds(Target::TraceRoundtrip, "trace_roundtrip.dict", 6000);
 }
 
 #[test]
