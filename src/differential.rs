@@ -605,6 +605,7 @@ fn scenario(
 /// This process's namespace inodes, and those for its children, per kind;
 /// 0 where the kernel has no such namespace (time before Linux 5.6).
 fn own_namespaces() -> Vec<u64> {
+    let me = linux::ProcSelf::open();
     Kind::ALL
         .into_iter()
         .flat_map(|k| {
@@ -612,7 +613,11 @@ fn own_namespaces() -> Vec<u64> {
             [Some(k.proc_name()), children]
         })
         .flatten()
-        .map(|entry| linux::ns_inode(None, entry).unwrap_or(0))
+        .map(|entry| {
+            me.as_ref()
+                .map_or(Ok(0), |me| me.ns_inode(entry))
+                .unwrap_or(0)
+        })
         .collect()
 }
 

@@ -205,7 +205,9 @@ pub fn thread_count() -> io::Result<usize> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/stat"))
 }
 
-fn parse_thread_count(stat: &str) -> Option<usize> {
+/// The number of threads in the text of `/proc/<pid>/stat` (field 20,
+/// proc(5)), or `None` if the text is not a stat line.
+pub fn parse_thread_count(stat: &str) -> Option<usize> {
     let rest = &stat[stat.rfind(')')? + 1..];
     // Fields after the name start at field 3 (state); field 20 is num_threads.
     rest.split_whitespace().nth(20 - 3)?.parse().ok()
@@ -251,6 +253,122 @@ pub fn ns_inodes(pid: Option<i32>, for_children: bool) -> io::Result<[u64; 8]> {
     Ok(out)
 }
 
+/// `/proc/self` of the calling process, opened once, for several looks at
+/// it: each look then walks one or two path components from this directory
+/// instead of `/proc/self/...` from the root. The walk through procfs is
+/// most of the cost of a look, and the harnesses look many times per
+/// scenario (each walk is a few hundred microseconds under QEMU's TCG).
+///
+/// The directory is that of the process that opened it: open it again after
+/// a fork. Its own fd and the fds it uses internally are left out of
+/// [`ProcSelf::fd_links`].
+///
+/// ```
+/// use nsapply::syscall::linux::{ns_inode, ProcSelf};
+/// let me = ProcSelf::open().unwrap();
+/// assert_eq!(me.ns_inode("net").unwrap(), ns_inode(None, "net").unwrap());
+/// assert!(me.fd_links().unwrap().iter().any(|(fd, _)| *fd == 2));
+/// ```
+#[derive(Debug)]
+pub struct ProcSelf {
+    dir: OwnedFd,
+}
+
+impl ProcSelf {
+    /// Opens `/proc/self` (`O_PATH`: only a starting point for lookups).
+    ///
+    /// # Errors
+    ///
+    /// open(2) failed (no procfs mounted on `/proc`).
+    pub fn open() -> io::Result<ProcSelf> {
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open("/proc/self")?;
+        Ok(ProcSelf { dir: dir.into() })
+    }
+
+    /// The text of `/proc/self/<name>`, e.g. `uid_map`.
+    ///
+    /// # Errors
+    ///
+    /// open(2) or read(2) failed.
+    pub fn read(&self, name: &str) -> io::Result<String> {
+        use std::io::Read;
+        let fd = nix::fcntl::openat(
+            &self.dir,
+            name,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(io::Error::from)?;
+        let mut text = String::new();
+        File::from(fd).read_to_string(&mut text)?;
+        Ok(text)
+    }
+
+    /// The inode of `/proc/self/ns/<name>` (see [`ns_inode`]).
+    ///
+    /// # Errors
+    ///
+    /// stat(2) failed (ENOENT for a kind this kernel lacks).
+    pub fn ns_inode(&self, name: &str) -> io::Result<u64> {
+        let st = nix::sys::stat::fstatat(
+            &self.dir,
+            format!("ns/{name}").as_str(),
+            nix::fcntl::AtFlags::empty(),
+        )
+        .map_err(io::Error::from)?;
+        Ok(st.st_ino)
+    }
+
+    /// Every open fd of the process, sorted, with the text of its
+    /// `/proc/self/fd/<n>` link (`pipe:[…]`, `net:[…]`, a path), without
+    /// the fds of this `ProcSelf` and of the directory being listed.
+    ///
+    /// # Errors
+    ///
+    /// Listing `/proc/self/fd` failed.
+    pub fn fd_links(&self) -> io::Result<Vec<(i32, String)>> {
+        let mut dir = nix::dir::Dir::openat(
+            &self.dir,
+            "fd",
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(io::Error::from)?;
+        let own = [self.dir.as_raw_fd(), dir.as_raw_fd()];
+        let mut fds = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(io::Error::from)?;
+            if let Some(fd) = entry.file_name().to_str().ok().and_then(|s| s.parse().ok()) {
+                if !own.contains(&fd) {
+                    fds.push(fd);
+                }
+            }
+        }
+        drop(dir);
+        let mut out = Vec::with_capacity(fds.len());
+        for fd in fds {
+            // An fd closed since the listing has no link any more.
+            if let Ok(target) = nix::fcntl::readlinkat(&self.dir, format!("fd/{fd}").as_str()) {
+                out.push((fd, target.to_string_lossy().into_owned()));
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+}
+
+/// Whether the text of a `/proc/self/fd/<n>` link names a namespace file
+/// (`nsfs`: `net:[4026531840]`).
+pub fn is_ns_link(link: &str) -> bool {
+    link.split_once(":[")
+        .is_some_and(|(name, _)| Kind::ALL.iter().any(|k| k.proc_name() == name))
+}
+
 /// The open file descriptors of the calling process, sorted, without the
 /// one used to read `/proc/self/fd` itself.
 ///
@@ -263,18 +381,8 @@ pub fn ns_inodes(pid: Option<i32>, for_children: bool) -> io::Result<[u64; 8]> {
 /// assert!(fds.contains(&2));
 /// ```
 pub fn open_fds() -> io::Result<Vec<i32>> {
-    let dir = fs::read_dir("/proc/self/fd")?;
-    let mut listed = Vec::new();
-    for entry in dir {
-        if let Some(fd) = entry?.file_name().to_str().and_then(|s| s.parse().ok()) {
-            listed.push(fd);
-        }
-    }
-    // The directory's own fd is closed now; it appeared in the listing but
-    // no longer exists, and a fd that exists now is not it.
-    listed.retain(|fd| fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_ok());
-    listed.sort_unstable();
-    Ok(listed)
+    let links = ProcSelf::open()?.fd_links()?;
+    Ok(links.into_iter().map(|(fd, _)| fd).collect())
 }
 
 /// The open fds that refer to namespace files (`nsfs`: their
@@ -284,19 +392,9 @@ pub fn open_fds() -> io::Result<Vec<i32>> {
 ///
 /// Reading `/proc/self/fd` failed.
 pub fn open_ns_fds() -> io::Result<Vec<(i32, String)>> {
-    let mut out = Vec::new();
-    for fd in open_fds()? {
-        if let Ok(target) = fs::read_link(format!("/proc/self/fd/{fd}")) {
-            let t = target.to_string_lossy().into_owned();
-            if Kind::ALL
-                .iter()
-                .any(|k| t.starts_with(&format!("{}:[", k.proc_name())))
-            {
-                out.push((fd, t));
-            }
-        }
-    }
-    Ok(out)
+    let mut links = ProcSelf::open()?.fd_links()?;
+    links.retain(|(_, link)| is_ns_link(link));
+    Ok(links)
 }
 
 /// `prctl(PR_SET_DUMPABLE, on)` (prctl(2)). A process must be dumpable for
