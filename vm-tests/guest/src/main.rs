@@ -100,6 +100,7 @@ fn init() {
     let (mut pass, mut fail, mut unsupported) = (0, 0, 0);
     let mut console = Duration::ZERO;
     let cases_started = Instant::now();
+    let cpu_before = cpu_times();
     let jobs = words
         .iter()
         .find_map(|w| w.strip_prefix("nsapply.jobs=")?.parse().ok())
@@ -134,7 +135,8 @@ fn init() {
         &json!({
             "kernel": kernel, "pass": pass, "fail": fail,
             "unsupported": unsupported, "uptime": uptime,
-            "cases_ms": cases_started.elapsed().as_millis(), "console_ms": console.as_millis()
+            "cases_ms": cases_started.elapsed().as_millis(), "console_ms": console.as_millis(),
+            "cpu_ms": cpu_ms(&cpu_before, &cpu_times())
         }),
     );
     reboot();
@@ -199,26 +201,22 @@ fn start(name: &str, mode: Mode, cpu: usize) -> Result<Running, String> {
 /// each report, with its time in milliseconds, to `done` as it comes.
 /// The cases do not share paths: each has its own scratch directory and
 /// mount namespace.
+///
+/// A case's slot is refilled as soon as its report is in, before the
+/// report is printed and before its process is reaped: printing a line
+/// on the serial console takes a few milliseconds, and the exit of a case
+/// process waits for its mount namespace to be torn down (an RCU grace
+/// period). Both used to delay the next case.
 fn run_all(plan: &[(String, Mode)], jobs: usize, mut done: impl FnMut(CaseReport, u128)) {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let mut queue = plan.iter();
     let mut running: Vec<Running> = Vec::new();
+    // Case processes that reported and are still exiting.
+    let mut exiting: Vec<i32> = Vec::new();
     loop {
-        while running.len() < jobs.max(1) {
-            let Some((name, mode)) = queue.next() else {
-                break;
-            };
-            // The CPU with the fewest running cases.
-            let cpu = (0..cpus)
-                .min_by_key(|c| running.iter().filter(|r| r.cpu == *c).count())
-                .unwrap_or(0);
-            match start(name, *mode, cpu) {
-                Ok(r) => running.push(r),
-                Err(e) => done(failed(name, *mode, e), 0),
-            }
-        }
+        refill(&mut running, &mut queue, jobs, cpus, &mut done);
         if running.is_empty() {
-            return;
+            break;
         }
         let mut fds: Vec<libc::pollfd> = running
             .iter()
@@ -253,26 +251,73 @@ fn run_all(plan: &[(String, Mode)], jobs: usize, mut done: impl FnMut(CaseReport
                 Ok(k) => running[i].text.extend_from_slice(&chunk[..k]),
             }
         }
+        let mut ended = Vec::new();
         for i in finished.into_iter().rev() {
-            let r = running.remove(i);
+            ended.push((running.remove(i), timed_out.contains(&i)));
+        }
+        refill(&mut running, &mut queue, jobs, cpus, &mut done);
+        for (r, timed_out) in ended.into_iter().rev() {
             let ms = r.started.elapsed().as_millis();
-            if timed_out.contains(&i) {
+            if timed_out {
                 let why = format!("timed out after {}s", CASE_TIMEOUT.as_secs());
                 done(failed(&r.name, r.mode, why), ms);
                 continue;
             }
-            let status = linux::wait_exit(r.pid);
             let text = String::from_utf8_lossy(&r.text);
-            let report = serde_json::from_str::<CaseReport>(&text).unwrap_or_else(|e| {
-                failed(
-                    &r.name,
-                    r.mode,
-                    format!("the case process gave no report (exit {status:?}; {e}): {text:?}"),
-                )
-            });
+            let report = match serde_json::from_str::<CaseReport>(&text) {
+                Ok(report) => {
+                    exiting.push(r.pid);
+                    report
+                }
+                Err(e) => {
+                    // Only a case without a report needs its exit status.
+                    let status = linux::wait_exit(r.pid);
+                    failed(
+                        &r.name,
+                        r.mode,
+                        format!("the case process gave no report (exit {status:?}; {e}): {text:?}"),
+                    )
+                }
+            };
             done(report, ms);
         }
+        exiting.retain(|&pid| !reaped(pid));
     }
+    for pid in exiting {
+        let _ = linux::wait_exit(pid);
+    }
+}
+
+/// Starts cases from `queue` until `jobs` run, each on the CPU with the
+/// fewest running cases; a case that cannot start is reported failed.
+fn refill<'a>(
+    running: &mut Vec<Running>,
+    queue: &mut impl Iterator<Item = &'a (String, Mode)>,
+    jobs: usize,
+    cpus: usize,
+    done: &mut impl FnMut(CaseReport, u128),
+) {
+    while running.len() < jobs.max(1) {
+        let Some((name, mode)) = queue.next() else {
+            return;
+        };
+        let cpu = (0..cpus)
+            .min_by_key(|c| running.iter().filter(|r| r.cpu == *c).count())
+            .unwrap_or(0);
+        match start(name, *mode, cpu) {
+            Ok(r) => running.push(r),
+            Err(e) => done(failed(name, *mode, e), 0),
+        }
+    }
+}
+
+/// Whether the child `pid` has exited, reaping it if so (never blocks).
+fn reaped(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid with WNOHANG only writes the status integer we own.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    // 0: still running; -1 (ECHILD): already gone.
+    r != 0
 }
 
 /// Pins the calling process (and so everything it forks) to `cpu`. Best
@@ -286,6 +331,37 @@ fn pin_to_cpu(cpu: usize) {
         libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
+}
+
+/// The first line of `/proc/stat`: time spent by all CPUs in user, nice,
+/// system, idle, iowait, irq and softirq, in clock ticks (proc(5)).
+fn cpu_times() -> Vec<u64> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines().next().map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .take(7)
+                    .filter_map(|t| t.parse().ok())
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// Where the CPUs' time went between two [`cpu_times`], in milliseconds
+/// (USER_HZ is 100 on x86): whether the scenarios kept both CPUs busy,
+/// and with what.
+fn cpu_ms(before: &[u64], after: &[u64]) -> Value {
+    let names = ["user", "nice", "system", "idle", "iowait", "irq", "softirq"];
+    let mut out = serde_json::Map::new();
+    for (i, name) in names.iter().enumerate() {
+        if let (Some(a), Some(b)) = (before.get(i), after.get(i)) {
+            out.insert((*name).to_owned(), json!(b.saturating_sub(*a) * 10));
+        }
+    }
+    Value::Object(out)
 }
 
 /// One tagged line on the console, written whole.
