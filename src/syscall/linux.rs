@@ -19,7 +19,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::sched::CloneFlags;
@@ -218,9 +218,11 @@ pub fn parse_thread_count(stat: &str) -> Option<usize> {
 /// (namespaces(7)). `name` is a `/proc/*/ns` entry such as `net` or
 /// `pid_for_children` ([`Kind::proc_name`], [`Kind::proc_name_for_children`]).
 ///
+/// Read from the link's text, like [`ProcSelf::ns_inode`].
+///
 /// # Errors
 ///
-/// stat(2) of the path failed (ENOENT for a dead process).
+/// readlink(2) of the path failed (ENOENT for a dead process).
 ///
 /// ```
 /// use nsapply::syscall::linux::ns_inode;
@@ -231,7 +233,14 @@ pub fn ns_inode(pid: Option<i32>, name: &str) -> io::Result<u64> {
         Some(p) => format!("/proc/{p}/ns/{name}"),
         None => format!("/proc/self/ns/{name}"),
     };
-    fs::metadata(path).map(|m| m.ino())
+    let link = fs::read_link(&path)?;
+    let link = link.to_string_lossy();
+    ns_link_inode(&link).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{path} links to {link:?}"),
+        )
+    })
 }
 
 /// The inodes of `/proc/<pid|self>/ns/` for every kind, in canonical order,
@@ -307,19 +316,26 @@ impl ProcSelf {
         Ok(text)
     }
 
-    /// The inode of `/proc/self/ns/<name>` (see [`ns_inode`]).
+    /// The inode of `/proc/self/ns/<name>` (see [`ns_inode`]), read from
+    /// the link's text (`net:[4026531840]`, namespaces(7)) rather than by
+    /// stat(2): following the link makes the kernel set up the nsfs inode,
+    /// reading it only formats the number (a third of the cost of a look
+    /// at a namespace in a profile of the VM corpus).
     ///
     /// # Errors
     ///
-    /// stat(2) failed (ENOENT for a kind this kernel lacks).
+    /// readlink(2) failed (ENOENT for a kind this kernel lacks), or the
+    /// link is not a namespace link (InvalidData).
     pub fn ns_inode(&self, name: &str) -> io::Result<u64> {
-        let st = nix::sys::stat::fstatat(
-            &self.dir,
-            format!("ns/{name}").as_str(),
-            nix::fcntl::AtFlags::empty(),
-        )
-        .map_err(io::Error::from)?;
-        Ok(st.st_ino)
+        let link = nix::fcntl::readlinkat(&self.dir, format!("ns/{name}").as_str())
+            .map_err(io::Error::from)?;
+        let link = link.to_string_lossy();
+        ns_link_inode(&link).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("/proc/self/ns/{name} links to {link:?}"),
+            )
+        })
     }
 
     /// Every open fd of the process, sorted, with the text of its
@@ -360,6 +376,13 @@ impl ProcSelf {
         out.sort_unstable();
         Ok(out)
     }
+}
+
+/// The inode number in the text of a namespace link (`net:[4026531840]`
+/// gives 4026531840), or `None` for any other text.
+pub fn ns_link_inode(link: &str) -> Option<u64> {
+    let (_, rest) = link.split_once(":[")?;
+    rest.strip_suffix(']')?.parse().ok()
 }
 
 /// Whether the text of a `/proc/self/fd/<n>` link names a namespace file
@@ -605,6 +628,7 @@ pub fn unmount(target: &Path) -> Result<(), Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn nstype_of_a_regular_file_is_enotty() {
@@ -689,6 +713,61 @@ mod tests {
             time_offsets_text(&o),
             "monotonic 86400 0\nboottime -1 500\n"
         );
+    }
+
+    #[test]
+    fn link_text_gives_the_same_inodes_as_stat() {
+        let me = ProcSelf::open().unwrap();
+        let mut compared = 0;
+        for k in Kind::ALL {
+            for name in [k.proc_name(), k.proc_name_for_children()] {
+                let path = format!("/proc/self/ns/{name}");
+                let Ok(by_stat) = fs::metadata(&path).map(|m| m.ino()) else {
+                    continue; // a kernel built without this namespace kind
+                };
+                assert_eq!(ns_inode(None, name).unwrap(), by_stat, "{name}");
+                assert_eq!(me.ns_inode(name).unwrap(), by_stat, "{name}");
+                compared += 1;
+            }
+        }
+        assert!(compared >= 7, "only {compared} namespace entries compared");
+        assert!(me.ns_inode("no-such-kind").is_err());
+    }
+
+    #[test]
+    fn ns_link_text_gives_the_inode_and_nothing_else_does() {
+        assert_eq!(ns_link_inode("net:[4026531840]"), Some(4_026_531_840));
+        assert_eq!(ns_link_inode("pid:[1]"), Some(1));
+        for text in [
+            "pipe:[12]x",
+            "net:[]",
+            "net:[-1]",
+            "/tmp/x",
+            "net:4026531840",
+        ] {
+            assert_eq!(ns_link_inode(text), None, "{text}");
+        }
+        assert!(is_ns_link("time:[4026531834]"));
+        assert!(is_ns_link("mnt:[4026531841]"));
+        assert!(!is_ns_link("pipe:[4055474]"));
+        assert!(!is_ns_link("socket:[1]"));
+        assert!(!is_ns_link("/proc/self/ns/net"));
+    }
+
+    #[test]
+    fn fd_links_leave_out_the_lookups_own_fds() {
+        let me = ProcSelf::open().unwrap();
+        let links = me.fd_links().unwrap();
+        assert!(links.iter().all(|(fd, _)| *fd != me.dir.as_raw_fd()));
+        assert!(links.iter().any(|(fd, _)| *fd == 2));
+        assert!(
+            links.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted: {links:?}"
+        );
+        let fd = Linux.open_ns(Path::new("/proc/self/ns/ipc")).unwrap();
+        let links = me.fd_links().unwrap();
+        let (_, link) = links.iter().find(|(n, _)| *n == fd.as_raw_fd()).unwrap();
+        assert_eq!(ns_link_inode(link), ns_inode(None, "ipc").ok(), "{link}");
     }
 
     #[test]
