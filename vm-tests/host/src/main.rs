@@ -576,16 +576,31 @@ impl Cpio {
 
 /// The guest's command line. Besides the serial console and `panic=-1`
 /// (a panic reboots at once, which `-no-reboot` turns into QEMU's exit),
-/// each option cuts boot time under TCG, measured with `initcall_debug`:
+/// each option cuts boot time under TCG, measured with `initcall_debug`
+/// (the guest's own clock, read from /dev/kmsg, not over the console):
 /// `cryptomgr.notests` skips the crypto self-tests (0.7 s); `mitigations=off`,
 /// `tsc=reliable` and `no_timer_check` spare work a test VM does not need.
 ///
 /// ACPI stays on: it is how the kernel finds the second CPU (the MADT).
 /// With `acpi=off` the PVH-booted kernel finds no local APIC ("smpboot:
 /// Allowing 1 CPUs") and runs every scenario on one CPU whatever `-smp`
-/// says; the ACPI boot costs about 0.3 s but the corpus then runs on two.
-const KERNEL_ARGS: &str =
-    "console=ttyS0 panic=-1 cryptomgr.notests mitigations=off tsc=reliable no_timer_check";
+/// says. The CPUs come from the tables parsed early in boot; the ACPI
+/// interpreter (`acpi_init`, 0.19 s) is not needed for that and is left
+/// out, like other initcalls nothing here uses: kprobe trace events
+/// (`init_kprobe_trace`, 0.2 s), the KDF self-test, the built-in
+/// module-signing certificates (no module is loaded), IMA, encrypted
+/// keys, the PS/2 controller, the jitter-entropy crypto RNG (the kernel's
+/// own RNG does not need it), and three of the four legacy serial ports.
+/// Unknown names are ignored, so the list holds for every pinned series.
+/// Boots to /init alternated 6 times on 6.1-cloud: 2.16 s without the
+/// list, 1.66 s with it; the whole corpus 4.9 s -> 4.5 s host time.
+/// (`nolapic_timer` would save another 0.4 s of APIC timer calibration,
+/// but a guest hung with it during the scenarios: not used.)
+const KERNEL_ARGS: &str = concat!(
+    "console=ttyS0 panic=-1 cryptomgr.notests mitigations=off tsc=reliable no_timer_check",
+    " 8250.nr_uarts=1 initcall_blacklist=acpi_init,init_kprobe_trace,crypto_kdf108_init,",
+    "load_system_certificate_list,init_ima,init_encrypted,i8042_init,jent_mod_init"
+);
 
 /// What one boot gave.
 struct Boot {
