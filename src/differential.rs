@@ -613,11 +613,7 @@ fn own_namespaces() -> Vec<u64> {
             [Some(k.proc_name()), children]
         })
         .flatten()
-        .map(|entry| {
-            me.as_ref()
-                .map_or(Ok(0), |me| me.ns_inode(entry))
-                .unwrap_or(0)
-        })
+        .map(|entry| me.as_ref().map_or(0, |me| me.ns_inode(entry).unwrap_or(0)))
         .collect()
 }
 

@@ -378,18 +378,22 @@ impl ProcSelf {
     }
 }
 
-/// The inode number in the text of a namespace link (`net:[4026531840]`
-/// gives 4026531840), or `None` for any other text.
+/// The inode number in the text of a namespace link: `<kind>:[<inode>]`
+/// with a `/proc/*/ns` kind name (`net:[4026531840]` gives 4026531840;
+/// `pid_for_children` links read `pid:[…]`). `None` for any other text,
+/// such as a pipe's `pipe:[12]`.
 pub fn ns_link_inode(link: &str) -> Option<u64> {
-    let (_, rest) = link.split_once(":[")?;
+    let (name, rest) = link.split_once(":[")?;
+    if !Kind::ALL.iter().any(|k| k.proc_name() == name) {
+        return None;
+    }
     rest.strip_suffix(']')?.parse().ok()
 }
 
 /// Whether the text of a `/proc/self/fd/<n>` link names a namespace file
 /// (`nsfs`: `net:[4026531840]`).
 pub fn is_ns_link(link: &str) -> bool {
-    link.split_once(":[")
-        .is_some_and(|(name, _)| Kind::ALL.iter().any(|k| k.proc_name() == name))
+    ns_link_inode(link).is_some()
 }
 
 /// The open file descriptors of the calling process, sorted, without the
@@ -739,7 +743,9 @@ mod tests {
         assert_eq!(ns_link_inode("net:[4026531840]"), Some(4_026_531_840));
         assert_eq!(ns_link_inode("pid:[1]"), Some(1));
         for text in [
-            "pipe:[12]x",
+            "pipe:[12]",
+            "socket:[4026531840]",
+            "net:[12]x",
             "net:[]",
             "net:[-1]",
             "/tmp/x",
