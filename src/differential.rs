@@ -743,6 +743,14 @@ fn expect_code(ran: &Ran, code: ErrorCode) -> Result<(), String> {
     })
 }
 
+/// Apply failed with `code` (on both backends: the checks run only once
+/// the two traces are equal) and the applying process's namespaces did
+/// not change.
+fn expect_failed(ran: &Ran, code: ErrorCode) -> Result<(), String> {
+    expect_code(ran, code)?;
+    expect_unchanged(ran)
+}
+
 fn expect_unchanged(ran: &Ran) -> Result<(), String> {
     let k = ran.kernel()?;
     let changed = k.before.changed(&k.after);
@@ -873,10 +881,7 @@ fn wrong_type_path() -> Result<Setup, String> {
                 json!({}),
             )
         },
-        |ran| {
-            expect_code(ran, ErrorCode::WrongNamespaceType)?;
-            expect_unchanged(ran)
-        },
+        |ran| expect_failed(ran, ErrorCode::WrongNamespaceType),
     ))
 }
 
@@ -899,10 +904,7 @@ fn bad_path_case(spec: Option<FileSpec>, code: ErrorCode) -> Result<Setup, Strin
                 root_maps(),
             )
         },
-        move |ran| {
-            expect_code(ran, code)?;
-            expect_unchanged(ran)
-        },
+        move |ran| expect_failed(ran, code),
     )
     .in_scratch(dir))
 }
@@ -1106,8 +1108,7 @@ fn multithreaded() -> Result<Setup, String> {
         world,
         |_| config(&[(Kind::Uts, None), (Kind::User, None)], root_maps()),
         |ran| {
-            expect_code(ran, ErrorCode::Multithreaded)?;
-            expect_unchanged(ran)?;
+            expect_failed(ran, ErrorCode::Multithreaded)?;
             let k = ran.kernel()?;
             ensure(k.before.threads == 2, || {
                 format!("the applier had {} threads", k.before.threads)
@@ -1121,10 +1122,7 @@ fn unprivileged_create_network() -> Result<Setup, String> {
     Ok(Setup::new(
         world,
         |_| config(&[(Kind::Network, None)], json!({})),
-        |ran| {
-            expect_code(ran, ErrorCode::UnshareFailed)?;
-            expect_unchanged(ran)
-        },
+        |ran| expect_failed(ran, ErrorCode::UnshareFailed),
     ))
 }
 
@@ -1139,10 +1137,7 @@ fn unprivileged_join_host_network() -> Result<Setup, String> {
     Ok(Setup::new(
         world,
         move |_| config(&[(Kind::Network, Some(&at))], json!({})),
-        |ran| {
-            expect_code(ran, ErrorCode::JoinFailed)?;
-            expect_unchanged(ran)
-        },
+        |ran| expect_failed(ran, ErrorCode::JoinFailed),
     )
     .in_scratch(dir))
 }
@@ -1166,10 +1161,7 @@ fn joining_own_user_namespace() -> Result<Setup, String> {
     Ok(Setup::new(
         world,
         move |_| config(&[(Kind::User, Some(&at))], json!({})),
-        |ran| {
-            expect_code(ran, ErrorCode::JoinFailed)?;
-            expect_unchanged(ran)
-        },
+        |ran| expect_failed(ran, ErrorCode::JoinFailed),
     )
     .in_scratch(dir))
 }
@@ -1275,8 +1267,7 @@ fn bad_input(code_name: &str, text: &'static str) -> Result<Setup, String> {
             if code.is_input_error() {
                 expect_rejected(ran, code)
             } else {
-                expect_code(ran, code)?;
-                expect_unchanged(ran)
+                expect_failed(ran, code)
             }
         },
     );
