@@ -233,7 +233,12 @@ pub fn ns_inode(pid: Option<i32>, name: &str) -> io::Result<u64> {
         Some(p) => format!("/proc/{p}/ns/{name}"),
         None => format!("/proc/self/ns/{name}"),
     };
-    let link = fs::read_link(&path)?;
+    ns_link_inode_of(&path, fs::read_link(&path)?.as_os_str())
+}
+
+/// [`ns_link_inode`] of the link `link` read at `path`; InvalidData, naming
+/// both, when it is not a namespace link.
+fn ns_link_inode_of(path: &str, link: &std::ffi::OsStr) -> io::Result<u64> {
     let link = link.to_string_lossy();
     ns_link_inode(&link).ok_or_else(|| {
         io::Error::new(
@@ -329,13 +334,7 @@ impl ProcSelf {
     pub fn ns_inode(&self, name: &str) -> io::Result<u64> {
         let link = nix::fcntl::readlinkat(&self.dir, format!("ns/{name}").as_str())
             .map_err(io::Error::from)?;
-        let link = link.to_string_lossy();
-        ns_link_inode(&link).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("/proc/self/ns/{name} links to {link:?}"),
-            )
-        })
+        ns_link_inode_of(&format!("/proc/self/ns/{name}"), &link)
     }
 
     /// Every open fd of the process, sorted, with the text of its
