@@ -56,7 +56,8 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use nsapply::model::{CallerSpec, FileSpec, Model, ModelFd, NsSpec, World};
-use nsapply::realize::{id_map_text, Realized, ScratchDir};
+use nsapply::realize::{Realized, ScratchDir};
+use nsapply::sync::id_map_text;
 use nsapply::syscall::linux::{self, Linux};
 use nsapply::{Clock, Errno, Forked, IdMapping, Kind, KindSet, Syscall, TimeOffset};
 use proptest::prelude::*;
@@ -639,6 +640,10 @@ impl RefState {
             }
             Op::Setns(t, kind) => match self.fds.get(*t) {
                 Some(&RefFd::Ns(n)) if self.spaces[n].kind == *kind => self.setns(n, *kind),
+                // A file that is not a namespace is held only as an O_PATH
+                // reference (it is never opened for real), and setns(2)
+                // does not take O_PATH fds (fdget refuses them).
+                Some(RefFd::File) => Err(Errno::EBADF),
                 _ => Err(Errno::EINVAL),
             },
             Op::Unshare(kinds) => {
@@ -1559,8 +1564,11 @@ fn writer_main(requests: File, mut answers: File) -> i32 {
                 WriterAnswer {
                     errno: match r {
                         Ok(n) if n == text.len() => None,
+                        // Never seen (the kernel takes a map whole or
+                        // refuses it); the model never answers EIO, so a
+                        // short write fails the comparison.
                         Ok(_) => Some(Errno::EIO),
-                        Err(e) => Some(Errno::from(e)),
+                        Err(e) => Some(Errno::of_io(&e).unwrap_or(Errno::EIO)),
                     },
                     ..WriterAnswer::default()
                 }
@@ -1727,7 +1735,9 @@ fn run_ops(
                     std::thread::sleep(Duration::from_secs(3600));
                 })
                 .map(drop)
-                .map_err(Errno::from),
+                // pthread_create's errno (EAGAIN, EINVAL); the model
+                // never answers EIO, so anything else fails the comparison.
+                .map_err(|e| Errno::of_io(&e).unwrap_or(Errno::EIO)),
         };
         // The model has no dumpable flag: a process that changed its ids is
         // kept dumpable, so its /proc files stay its own (as `realize`

@@ -8,7 +8,7 @@
 //! each exactly once, in canonical order.
 
 use crate::config::{AbsPath, IdMapping};
-use crate::error::{ApplyError, Errno, SyncPoint, Unjoined};
+use crate::error::{ApplyError, Errno, SyncError, SyncPoint, Unjoined};
 use crate::kind::{Kind, KindSet};
 use crate::plan::{Plan, Step};
 use crate::syscall::{Forked, Syscall};
@@ -50,9 +50,10 @@ pub trait SyncHooks<S: Syscall + ?Sized> {
     ///
     /// # Errors
     ///
-    /// A message saying why the hand-off failed; the run stops with
-    /// `sync-failed`.
-    fn sync(&mut self, request: SyncRequest<'_>, sys: &mut S) -> Result<(), String>;
+    /// Why the hand-off failed ([`SyncError::Caller`] for a caller's own
+    /// reason); the run stops with `sync-failed`, and the trace carries the
+    /// error's errno when a call failed.
+    fn sync(&mut self, request: SyncRequest<'_>, sys: &mut S) -> Result<(), SyncError>;
 }
 
 /// Hooks that do nothing: for plans without sync points, or callers that
@@ -61,7 +62,7 @@ pub trait SyncHooks<S: Syscall + ?Sized> {
 pub struct NoSync;
 
 impl<S: Syscall + ?Sized> SyncHooks<S> for NoSync {
-    fn sync(&mut self, _: SyncRequest<'_>, _: &mut S) -> Result<(), String> {
+    fn sync(&mut self, _: SyncRequest<'_>, _: &mut S) -> Result<(), SyncError> {
         Ok(())
     }
 }
@@ -177,9 +178,9 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
                     let r = hooks.sync(request, sys);
                     // The caller's code ran: it may have started threads.
                     self.threads_checked = false;
-                    r.map_err(|message| ApplyError::Sync {
+                    r.map_err(|source| ApplyError::Sync {
                         point: *point,
-                        message,
+                        source,
                     })?;
                 }
                 Step::Setid => {
@@ -191,6 +192,18 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
                     r.map_err(|errno| ApplyError::Setid { errno })?;
                     self.user_done = true;
                     self.pass_two(sys)?;
+                }
+                Step::Propagation { propagation } => {
+                    let r = sys.set_root_propagation(*propagation);
+                    self.trace.steps.push(TraceStep::Propagation {
+                        kind: Kind::Mount,
+                        propagation: *propagation,
+                        result: Outcome::of(&r),
+                    });
+                    r.map_err(|errno| ApplyError::Propagation {
+                        propagation: *propagation,
+                        errno,
+                    })?;
                 }
                 Step::TimeOffsets { offsets } => {
                     let r = sys.write_time_offsets(offsets);
@@ -351,20 +364,18 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
         if self.threads_checked {
             return Ok(());
         }
-        let threads = match sys.thread_count() {
+        match sys.thread_count() {
             Ok(n) if n <= 1 => {
                 self.threads_checked = true;
-                return Ok(());
+                Ok(())
             }
-            Ok(n) => (Some(n), None),
-            Err(errno) => (None, Some(errno)),
-        };
-        Err(ApplyError::Multithreaded {
-            kind,
-            op,
-            threads: threads.0,
-            errno: threads.1,
-        })
+            Ok(threads) => Err(ApplyError::Multithreaded { kind, op, threads }),
+            Err(e) => Err(ApplyError::ThreadCount {
+                kind,
+                op,
+                errno: e.errno,
+            }),
+        }
     }
 
     fn close(&mut self, sys: &mut S, kind: Kind) {
@@ -485,10 +496,13 @@ mod tests {
         fn set_root_ids(&mut self) -> Result<(), Errno> {
             self.answer("setid", Kind::User)
         }
+        fn set_root_propagation(&mut self, _: crate::config::Propagation) -> Result<(), Errno> {
+            self.answer("propagation", Kind::Mount)
+        }
         fn write_time_offsets(&mut self, _: &[crate::config::TimeOffset]) -> Result<(), Errno> {
             self.answer("offsets", Kind::Time)
         }
-        fn thread_count(&mut self) -> Result<usize, Errno> {
+        fn thread_count(&mut self) -> Result<usize, crate::syscall::ThreadCountError> {
             self.thread_queries += 1;
             Ok(self.threads.max(1))
         }
@@ -672,7 +686,7 @@ mod tests {
             ApplyError::Multithreaded {
                 kind, op, threads, ..
             } => {
-                assert_eq!((kind, op, threads), (Kind::User, "setns", Some(3)));
+                assert_eq!((kind, op, threads), (Kind::User, "setns", 3));
             }
             other => panic!("{other:?}"),
         }
@@ -722,7 +736,7 @@ mod tests {
         // the fork that follows it.
         struct StartsThread;
         impl SyncHooks<Scripted> for StartsThread {
-            fn sync(&mut self, _: SyncRequest<'_>, sys: &mut Scripted) -> Result<(), String> {
+            fn sync(&mut self, _: SyncRequest<'_>, sys: &mut Scripted) -> Result<(), SyncError> {
                 sys.threads = 2;
                 Ok(())
             }
@@ -737,7 +751,7 @@ mod tests {
             ApplyError::Multithreaded {
                 kind, op, threads, ..
             } => {
-                assert_eq!((kind, op, threads), (Kind::Pid, "fork", Some(2)));
+                assert_eq!((kind, op, threads), (Kind::Pid, "fork", 2));
             }
             other => panic!("{other:?}"),
         }
@@ -746,12 +760,67 @@ mod tests {
     }
 
     #[test]
+    fn propagation_follows_unshare_mount_and_its_failure_is_its_own_error() {
+        let mut sys = Scripted::default();
+        let run = apply(
+            &cfg(r#"{"type":"mount"},{"type":"uts"}"#),
+            &mut sys,
+            &mut NoSync,
+        );
+        assert!(run.result.is_ok());
+        assert_eq!(
+            sys.log,
+            ["unshare uts", "unshare mount", "propagation mount"],
+            "propagation right after unshare(mount)"
+        );
+        let mut sys = Scripted::default().fail("propagation", Kind::Mount, &[Errno::EPERM]);
+        let run = apply(
+            &cfg(r#"{"type":"mount"},{"type":"ipc","path":"/j/ipc"}"#),
+            &mut sys,
+            &mut NoSync,
+        );
+        assert_eq!(
+            run.result.unwrap_err(),
+            ApplyError::Propagation {
+                propagation: crate::config::Propagation::DEFAULT,
+                errno: Errno::EPERM
+            }
+        );
+        assert!(sys.open.is_empty(), "the fd is closed on the error path");
+        let err = run.trace.error.unwrap();
+        assert_eq!(err.code, crate::ErrorCode::PropagationFailed);
+        assert_eq!(err.kind, Some(Kind::Mount));
+    }
+
+    #[test]
+    fn an_unreadable_thread_count_is_its_own_error_not_multithreaded() {
+        let p = cfg(r#"{"type":"uts"},{"type":"pid"}"#);
+        let mut model = crate::model::Model::new(&crate::model::World::default()).unwrap();
+        model.set_faults("threads=EMFILE".parse().unwrap());
+        let run = apply(&p, &mut model, &mut NoSync);
+        assert_eq!(
+            run.result.unwrap_err(),
+            ApplyError::ThreadCount {
+                kind: Kind::Pid,
+                op: "fork",
+                errno: Some(Errno::EMFILE)
+            }
+        );
+        let err = run.trace.error.unwrap();
+        assert_eq!(err.code, crate::ErrorCode::ThreadCountFailed);
+        assert_eq!(err.errno, Some(Errno::EMFILE));
+    }
+
+    #[test]
     fn sync_failure_stops_the_run_with_its_point() {
         struct FailCgroup;
         impl SyncHooks<Scripted> for FailCgroup {
-            fn sync(&mut self, r: SyncRequest<'_>, _: &mut Scripted) -> Result<(), String> {
+            fn sync(&mut self, r: SyncRequest<'_>, _: &mut Scripted) -> Result<(), SyncError> {
                 match r {
-                    SyncRequest::CgroupPlaced => Err("parent gone".into()),
+                    SyncRequest::CgroupPlaced => Err(SyncError::Channel {
+                        what: "waiting for the parent".into(),
+                        errno: None,
+                    }),
                     SyncRequest::IdMapping { .. } => Ok(()),
                 }
             }
@@ -766,7 +835,10 @@ mod tests {
             run.result.unwrap_err(),
             ApplyError::Sync {
                 point: SyncPoint::CgroupPlaced,
-                message: "parent gone".into()
+                source: SyncError::Channel {
+                    what: "waiting for the parent".into(),
+                    errno: None
+                }
             }
         );
         assert!(!sys.log.iter().any(|l| l == "unshare cgroup"));

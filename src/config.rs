@@ -13,10 +13,17 @@
 //! 2. `user-namespace-path-with-mappings`, `mappings-without-new-user-namespace`,
 //!    `missing-mappings`;
 //! 3. `time-offsets-without-new-time-namespace`, then `invalid-time-offset`
-//!    (clocks in name order).
+//!    (clocks in name order);
+//! 4. `invalid-rootfs-propagation`, then
+//!    `rootfs-propagation-without-new-mount-namespace`.
+//!
+//! `invalid-path` (a NUL byte in a path) is checked with `relative-path`,
+//! right after it, for the same entry.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +85,116 @@ pub struct TimeOffset {
 /// The largest valid nanoseconds value of a time offset.
 pub const MAX_NANOSECS: u32 = 999_999_999;
 
+/// How mounts propagate between `/` of a new mount namespace and its peers
+/// (mount_namespaces(7), "Shared subtrees"): the `linux.rootfsPropagation`
+/// values of the runtime-spec, applied right after `unshare(CLONE_NEWNS)`.
+///
+/// Without `rootfsPropagation`, nsapply makes `/` recursively `slave`, as
+/// runc does (`rslave`): mounts the container makes do not reach the host,
+/// and the host's later mounts still reach the container. util-linux
+/// `unshare --mount` makes it `private` instead.
+///
+/// ```
+/// use nsapply::config::Propagation;
+/// let p: Propagation = "rslave".parse().unwrap();
+/// assert_eq!(p, Propagation::DEFAULT);
+/// assert!(p.recursive);
+/// assert_eq!(p.to_string(), "rslave");
+/// assert!("sideways".parse::<Propagation>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Propagation {
+    /// The propagation type.
+    pub mode: PropagationMode,
+    /// Whether it applies to every mount below `/` too (`MS_REC`, the
+    /// `r` forms).
+    pub recursive: bool,
+}
+
+/// A propagation type of mount(2) (`MS_SHARED`, `MS_SLAVE`, `MS_PRIVATE`,
+/// `MS_UNBINDABLE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PropagationMode {
+    /// `MS_SHARED`: mount events propagate both ways among peers.
+    Shared,
+    /// `MS_SLAVE`: events come in from the master, none go out.
+    Slave,
+    /// `MS_PRIVATE`: no propagation either way.
+    Private,
+    /// `MS_UNBINDABLE`: private, and cannot be bind-mounted.
+    Unbindable,
+}
+
+impl Propagation {
+    /// runc's default: `rslave`.
+    pub const DEFAULT: Propagation = Propagation {
+        mode: PropagationMode::Slave,
+        recursive: true,
+    };
+
+    /// The runtime-spec name (`"rslave"`).
+    pub const fn name(self) -> &'static str {
+        match (self.mode, self.recursive) {
+            (PropagationMode::Shared, false) => "shared",
+            (PropagationMode::Slave, false) => "slave",
+            (PropagationMode::Private, false) => "private",
+            (PropagationMode::Unbindable, false) => "unbindable",
+            (PropagationMode::Shared, true) => "rshared",
+            (PropagationMode::Slave, true) => "rslave",
+            (PropagationMode::Private, true) => "rprivate",
+            (PropagationMode::Unbindable, true) => "runbindable",
+        }
+    }
+
+    /// Every value, in the order of the runtime-spec's list.
+    pub const ALL: [Propagation; 8] = {
+        use PropagationMode::{Private, Shared, Slave, Unbindable};
+        const fn p(mode: PropagationMode, recursive: bool) -> Propagation {
+            Propagation { mode, recursive }
+        }
+        [
+            p(Shared, false),
+            p(Slave, false),
+            p(Private, false),
+            p(Unbindable, false),
+            p(Shared, true),
+            p(Slave, true),
+            p(Private, true),
+            p(Unbindable, true),
+        ]
+    };
+}
+
+impl fmt::Display for Propagation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Propagation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Propagation::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown propagation {s:?}"))
+    }
+}
+
+impl Serialize for Propagation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Propagation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// What the config asks for one namespace kind.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -138,6 +255,8 @@ pub struct NsConfig {
     uid_mappings: Vec<IdMapping>,
     gid_mappings: Vec<IdMapping>,
     time_offsets: Vec<TimeOffset>,
+    /// Set exactly when a mount namespace is created.
+    propagation: Option<Propagation>,
 }
 
 impl NsConfig {
@@ -248,6 +367,13 @@ impl NsConfig {
     pub fn time_offsets(&self) -> &[TimeOffset] {
         &self.time_offsets
     }
+
+    /// The propagation `/` gets in the new mount namespace:
+    /// `linux.rootfsPropagation`, or [`Propagation::DEFAULT`]; `None` when
+    /// no mount namespace is created.
+    pub fn propagation(&self) -> Option<Propagation> {
+        self.propagation
+    }
 }
 
 /// The part of `config.json` that validation reads, in its raw form: type
@@ -267,6 +393,9 @@ pub struct RawLinux {
     /// `linux.timeOffsets`, clock name → offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_offsets: Option<BTreeMap<String, RawTimeOffset>>,
+    /// `linux.rootfsPropagation` as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_propagation: Option<String>,
 }
 
 /// One raw `linux.namespaces` entry.
@@ -352,6 +481,7 @@ impl RawLinux {
                     })
                     .collect()
             }),
+            rootfs_propagation: linux.rootfs_propagation().clone(),
         }
     }
 }
@@ -407,17 +537,26 @@ pub fn validate(raw: &RawLinux) -> Result<NsConfig, ConfigError> {
                 type_name: ns.type_name.clone(),
             });
         };
-        let action =
-            match &ns.path {
-                None => Action::Create,
-                Some(p) => Action::Join(AbsPath::new(p.clone()).ok_or_else(|| {
-                    ConfigError::RelativePath {
+        let action = match &ns.path {
+            None => Action::Create,
+            Some(p) => {
+                let abs = AbsPath::new(p.clone()).ok_or_else(|| ConfigError::RelativePath {
+                    index,
+                    kind,
+                    path: p.clone(),
+                })?;
+                // The kernel reads a path up to its first NUL: this one
+                // would name another file than the config says.
+                if p.as_os_str().as_encoded_bytes().contains(&0) {
+                    return Err(ConfigError::InvalidPath {
                         index,
                         kind,
                         path: p.clone(),
-                    }
-                })?),
-            };
+                    });
+                }
+                Action::Join(abs)
+            }
+        };
         let slot = &mut entries[kind.index()];
         if let Some(first) = slot {
             return Err(ConfigError::DuplicateNamespace {
@@ -509,12 +648,59 @@ pub fn validate(raw: &RawLinux) -> Result<NsConfig, ConfigError> {
         }
     }
 
+    let propagation = validate_propagation(raw.rootfs_propagation.as_deref(), &entries)?;
     Ok(NsConfig {
         entries,
         uid_mappings: uid,
         gid_mappings: gid,
         time_offsets,
+        propagation,
     })
+}
+
+/// `linux.rootfsPropagation`: a name of [`Propagation`], and only with a
+/// mount namespace to create (changing the propagation of a joined mount
+/// namespace, or of the caller's own, would change another's mounts). An
+/// empty string means unset, as in runc.
+fn validate_propagation(
+    value: Option<&str>,
+    entries: &[Option<Entry>; 8],
+) -> Result<Option<Propagation>, ConfigError> {
+    let value = value.filter(|v| !v.is_empty());
+    let parsed = value
+        .map(|v| {
+            v.parse::<Propagation>()
+                .map_err(|_| ConfigError::InvalidRootfsPropagation {
+                    value: v.to_owned(),
+                })
+        })
+        .transpose()?;
+    match (&entries[Kind::Mount.index()], value) {
+        (
+            Some(Entry {
+                action: Action::Create,
+                ..
+            }),
+            _,
+        ) => Ok(Some(parsed.unwrap_or(Propagation::DEFAULT))),
+        (_, None) => Ok(None),
+        (
+            Some(Entry {
+                index,
+                action: Action::Join(p),
+            }),
+            Some(v),
+        ) => Err(ConfigError::RootfsPropagationWithoutNewMountNamespace {
+            value: v.to_owned(),
+            index: Some(*index),
+            path: Some(p.as_path().to_owned()),
+        }),
+        (None, Some(v)) => Err(ConfigError::RootfsPropagationWithoutNewMountNamespace {
+            value: v.to_owned(),
+            index: None,
+            path: None,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -657,8 +843,87 @@ mod tests {
     }
 
     #[test]
+    fn a_nul_byte_in_a_path_is_invalid_path_after_relative_path() {
+        let err = NsConfig::from_json(
+            r#"{"linux":{"namespaces":[{"type":"uts"},{"type":"network","path":"/run/a\u0000b"}]}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidPath);
+        assert_eq!(err.index(), Some(1));
+        assert_eq!(err.kind(), Some(Kind::Network));
+        assert_eq!(
+            code(r#"{"linux":{"namespaces":[{"type":"network","path":"run\u0000"}]}}"#),
+            ErrorCode::RelativePath
+        );
+    }
+
+    #[test]
+    fn propagation_defaults_to_rslave_only_with_a_new_mount_namespace() {
+        let cfg = NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"mount"}]}}"#).unwrap();
+        assert_eq!(cfg.propagation(), Some(Propagation::DEFAULT));
+        let cfg = NsConfig::from_json(
+            r#"{"linux":{"namespaces":[{"type":"mount"}],"rootfsPropagation":"private"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.propagation(),
+            Some(Propagation {
+                mode: PropagationMode::Private,
+                recursive: false
+            })
+        );
+        // Empty means unset, as in runc.
+        let cfg = NsConfig::from_json(
+            r#"{"linux":{"namespaces":[{"type":"uts"}],"rootfsPropagation":""}}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.propagation(), None);
+        assert_eq!(
+            code(r#"{"linux":{"namespaces":[{"type":"mount"}],"rootfsPropagation":"rsideways"}}"#),
+            ErrorCode::InvalidRootfsPropagation
+        );
+        assert_eq!(
+            code(r#"{"linux":{"namespaces":[{"type":"uts"}],"rootfsPropagation":"shared"}}"#),
+            ErrorCode::RootfsPropagationWithoutNewMountNamespace
+        );
+        let err = NsConfig::from_json(
+            r#"{"linux":{"namespaces":[{"type":"mount","path":"/m"}],"rootfsPropagation":"slave"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.code(),
+            ErrorCode::RootfsPropagationWithoutNewMountNamespace
+        );
+        assert_eq!(err.index(), Some(0));
+        assert_eq!(err.path(), Some(Path::new("/m")));
+    }
+
+    #[test]
+    fn every_propagation_name_round_trips() {
+        let names: Vec<&str> = Propagation::ALL.iter().map(|p| p.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "shared",
+                "slave",
+                "private",
+                "unbindable",
+                "rshared",
+                "rslave",
+                "rprivate",
+                "runbindable"
+            ]
+        );
+        for p in Propagation::ALL {
+            assert_eq!(p.name().parse::<Propagation>(), Ok(p));
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(serde_json::from_str::<Propagation>(&json).unwrap(), p);
+        }
+    }
+
+    #[test]
     fn spec_and_json_paths_agree() {
-        let json = r#"{"ociVersion":"1.2.0","linux":{"namespaces":[{"type":"mount"},{"type":"network","path":"/run/netns/x"},{"type":"time"}],"timeOffsets":{"boottime":{"secs":3}}}}"#;
+        let json = r#"{"ociVersion":"1.2.0","linux":{"namespaces":[{"type":"mount"},{"type":"network","path":"/run/netns/x"},{"type":"time"}],"timeOffsets":{"boottime":{"secs":3}},"rootfsPropagation":"rshared"}}"#;
         let spec: oci_spec::runtime::Spec = serde_json::from_str(json).unwrap();
         assert_eq!(
             NsConfig::from_spec(&spec).unwrap(),

@@ -52,7 +52,7 @@ const EXAMPLES: [(&str, &str); 5] = [
 ];
 
 /// The bad inputs of `tests/data/bad/`, by file stem (the code they give).
-const BAD_INPUTS: [(&str, &str); 12] = [
+const BAD_INPUTS: [(&str, &str); 15] = [
     (
         "duplicate-namespace",
         include_str!("../tests/data/bad/duplicate-namespace.json"),
@@ -60,6 +60,14 @@ const BAD_INPUTS: [(&str, &str); 12] = [
     (
         "invalid-config",
         include_str!("../tests/data/bad/invalid-config.json"),
+    ),
+    (
+        "invalid-path",
+        include_str!("../tests/data/bad/invalid-path.json"),
+    ),
+    (
+        "invalid-rootfs-propagation",
+        include_str!("../tests/data/bad/invalid-rootfs-propagation.json"),
     ),
     (
         "invalid-time-offset",
@@ -84,6 +92,10 @@ const BAD_INPUTS: [(&str, &str); 12] = [
     (
         "relative-path",
         include_str!("../tests/data/bad/relative-path.json"),
+    ),
+    (
+        "rootfs-propagation-without-new-mount-namespace",
+        include_str!("../tests/data/bad/rootfs-propagation-without-new-mount-namespace.json"),
     ),
     (
         "time-offsets-without-new-time-namespace",
@@ -272,7 +284,7 @@ fn cases() -> Vec<(String, BuildFn)> {
             Box::new(move || joins(k)),
         ));
     }
-    let fixed: [(&str, PlainBuild); 21] = [
+    let fixed: [(&str, PlainBuild); 29] = [
         (
             "unprivileged_joins_user_then_creates_network",
             unprivileged_join_user_create_network,
@@ -292,6 +304,29 @@ fn cases() -> Vec<(String, BuildFn)> {
             regular_file_path,
         ),
         ("directory_path_fails_before_any_change", directory_path),
+        ("fifo_path_fails_at_once_without_blocking", fifo_path),
+        ("socket_path_fails_before_any_change", socket_path),
+        ("device_path_fails_without_opening_the_device", device_path),
+        (
+            "unreadable_file_path_is_not_a_namespace",
+            unreadable_file_path,
+        ),
+        (
+            "new_mount_namespace_root_is_not_shared_by_default",
+            propagation_default,
+        ),
+        (
+            "rootfs_propagation_shared_makes_root_shared",
+            propagation_shared,
+        ),
+        (
+            "rootfs_propagation_runbindable_makes_root_unbindable",
+            propagation_unbindable,
+        ),
+        (
+            "rootfs_propagation_rprivate_makes_root_private",
+            propagation_private,
+        ),
         ("missing_path_fails_before_any_change", missing_path),
         (
             "relative_path_is_rejected_before_any_syscall",
@@ -915,6 +950,81 @@ fn regular_file_path() -> Result<Setup, String> {
 
 fn directory_path() -> Result<Setup, String> {
     bad_path_case(Some(FileSpec::Directory), ErrorCode::NotANamespace)
+}
+
+/// A FIFO: a plain open would block until a writer came (and hang the
+/// run forever); the O_PATH open does not, and the type check refuses it.
+fn fifo_path() -> Result<Setup, String> {
+    bad_path_case(Some(FileSpec::Fifo), ErrorCode::NotANamespace)
+}
+
+fn socket_path() -> Result<Setup, String> {
+    bad_path_case(Some(FileSpec::Socket), ErrorCode::NotANamespace)
+}
+
+/// A character device (a node of /dev/null): never opened, so its driver
+/// never runs; refused by the type check.
+fn device_path() -> Result<Setup, String> {
+    bad_path_case(Some(FileSpec::Device), ErrorCode::NotANamespace)
+}
+
+/// A file with no permission bits: the O_PATH open needs none, so even a
+/// rootless caller gets `not-a-namespace`, not EACCES.
+fn unreadable_file_path() -> Result<Setup, String> {
+    bad_path_case(Some(FileSpec::Unreadable), ErrorCode::NotANamespace)
+}
+
+/// A new mount namespace with `rootfsPropagation` (none: the default,
+/// rslave) whose `/`, seen from inside, has the optional fields `check`
+/// accepts (`shared:N`, `master:N`, `unbindable`: proc(5), mountinfo).
+fn propagation_case(
+    value: Option<&'static str>,
+    check: fn(&str) -> bool,
+    want: &'static str,
+) -> Result<Setup, String> {
+    let extra = match value {
+        Some(v) => json!({ "rootfsPropagation": v }),
+        None => json!({}),
+    };
+    Ok(Setup::new(
+        World::new(),
+        move |_| config(&[(Kind::Mount, None), (Kind::Uts, None)], extra),
+        move |ran| {
+            let k = expect_ok(ran)?;
+            ensure(check(&k.after.root_propagation), || {
+                format!(
+                    "/ in the new mount namespace has {:?}: {want}",
+                    k.after.root_propagation
+                )
+            })
+        },
+    ))
+}
+
+/// rslave: whatever `/` was on the host, it no longer shares with it (a
+/// slave of a shared mount shows `master:N`; of a private one, nothing).
+fn propagation_default() -> Result<Setup, String> {
+    propagation_case(None, |t| !t.contains("shared:"), "not shared")
+}
+
+fn propagation_shared() -> Result<Setup, String> {
+    propagation_case(Some("shared"), |t| t.contains("shared:"), "shared")
+}
+
+fn propagation_unbindable() -> Result<Setup, String> {
+    propagation_case(
+        Some("runbindable"),
+        |t| t.contains("unbindable"),
+        "unbindable",
+    )
+}
+
+fn propagation_private() -> Result<Setup, String> {
+    propagation_case(
+        Some("rprivate"),
+        |t| !t.contains("shared:") && !t.contains("master:"),
+        "private (no shared or master tag)",
+    )
 }
 
 fn missing_path() -> Result<Setup, String> {

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Propagation;
 use crate::kind::Kind;
 
 /// A Linux errno value, printed and serialized by its symbolic name (`"EPERM"`).
@@ -109,9 +110,20 @@ impl Errno {
     }
 }
 
-impl From<std::io::Error> for Errno {
-    fn from(e: std::io::Error) -> Self {
-        Errno(e.raw_os_error().unwrap_or(libc::EIO))
+impl Errno {
+    /// The errno an I/O error carries, if it came from a system call. An
+    /// error made by the standard library itself (invalid UTF-8, a write
+    /// that wrote nothing, out of memory) has none, and none is invented.
+    ///
+    /// ```
+    /// use nsapply::Errno;
+    /// let os = std::io::Error::from_raw_os_error(libc::EACCES);
+    /// assert_eq!(Errno::of_io(&os), Some(Errno::EACCES));
+    /// let own = std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8");
+    /// assert_eq!(Errno::of_io(&own), None);
+    /// ```
+    pub fn of_io(e: &std::io::Error) -> Option<Errno> {
+        e.raw_os_error().map(Errno)
     }
 }
 
@@ -183,6 +195,13 @@ pub enum ErrorCode {
     TimeOffsetsWithoutNewTimeNamespace,
     /// Clock not monotonic/boottime, or nanosecs > 999999999.
     InvalidTimeOffset,
+    /// A namespace path the kernel could never take (a NUL byte in it).
+    InvalidPath,
+    /// `linux.rootfsPropagation` is not one of the propagation names.
+    InvalidRootfsPropagation,
+    /// `linux.rootfsPropagation` without a new mount namespace (it would
+    /// change the propagation of the caller's mounts).
+    RootfsPropagationWithoutNewMountNamespace,
     /// NS_GET_NSTYPE said ENOTTY: the path is not a namespace file.
     NotANamespace,
     /// The path is a namespace of another type.
@@ -193,6 +212,8 @@ pub enum ErrorCode {
     OpenFailed,
     /// The process is not single-threaded where it must be.
     Multithreaded,
+    /// The thread count could not be read (no procfs at `/proc`, no free fd).
+    ThreadCountFailed,
     /// setns(2) failed.
     JoinFailed,
     /// unshare(2) failed.
@@ -201,6 +222,8 @@ pub enum ErrorCode {
     SetidFailed,
     /// Writing `/proc/self/timens_offsets` failed.
     TimeOffsetsFailed,
+    /// Setting the propagation of `/` in the new mount namespace failed.
+    PropagationFailed,
     /// A caller-supplied sync point failed.
     SyncFailed,
     /// fork(2) failed.
@@ -209,7 +232,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::InvalidConfig,
         ErrorCode::DuplicateNamespace,
         ErrorCode::RelativePath,
@@ -219,15 +242,20 @@ impl ErrorCode {
         ErrorCode::MissingMappings,
         ErrorCode::TimeOffsetsWithoutNewTimeNamespace,
         ErrorCode::InvalidTimeOffset,
+        ErrorCode::InvalidPath,
+        ErrorCode::InvalidRootfsPropagation,
+        ErrorCode::RootfsPropagationWithoutNewMountNamespace,
         ErrorCode::NotANamespace,
         ErrorCode::WrongNamespaceType,
         ErrorCode::PathNotFound,
         ErrorCode::OpenFailed,
         ErrorCode::Multithreaded,
+        ErrorCode::ThreadCountFailed,
         ErrorCode::JoinFailed,
         ErrorCode::UnshareFailed,
         ErrorCode::SetidFailed,
         ErrorCode::TimeOffsetsFailed,
+        ErrorCode::PropagationFailed,
         ErrorCode::SyncFailed,
         ErrorCode::ForkFailed,
     ];
@@ -246,15 +274,22 @@ impl ErrorCode {
                 "time-offsets-without-new-time-namespace"
             }
             ErrorCode::InvalidTimeOffset => "invalid-time-offset",
+            ErrorCode::InvalidPath => "invalid-path",
+            ErrorCode::InvalidRootfsPropagation => "invalid-rootfs-propagation",
+            ErrorCode::RootfsPropagationWithoutNewMountNamespace => {
+                "rootfs-propagation-without-new-mount-namespace"
+            }
             ErrorCode::NotANamespace => "not-a-namespace",
             ErrorCode::WrongNamespaceType => "wrong-namespace-type",
             ErrorCode::PathNotFound => "path-not-found",
             ErrorCode::OpenFailed => "open-failed",
             ErrorCode::Multithreaded => "multithreaded",
+            ErrorCode::ThreadCountFailed => "thread-count-failed",
             ErrorCode::JoinFailed => "join-failed",
             ErrorCode::UnshareFailed => "unshare-failed",
             ErrorCode::SetidFailed => "setid-failed",
             ErrorCode::TimeOffsetsFailed => "time-offsets-failed",
+            ErrorCode::PropagationFailed => "propagation-failed",
             ErrorCode::SyncFailed => "sync-failed",
             ErrorCode::ForkFailed => "fork-failed",
         }
@@ -274,6 +309,9 @@ impl ErrorCode {
                 | ErrorCode::MissingMappings
                 | ErrorCode::TimeOffsetsWithoutNewTimeNamespace
                 | ErrorCode::InvalidTimeOffset
+                | ErrorCode::InvalidPath
+                | ErrorCode::InvalidRootfsPropagation
+                | ErrorCode::RootfsPropagationWithoutNewMountNamespace
         )
     }
 }
@@ -393,6 +431,36 @@ pub enum ConfigError {
         /// Why it is invalid.
         reason: String,
     },
+    /// A path no system call could take: it holds a NUL byte, where the
+    /// kernel's path would end (path_resolution(7)).
+    #[error("linux.namespaces[{index}] ({kind}): path {path:?} contains a NUL byte")]
+    InvalidPath {
+        /// Index of the entry.
+        index: usize,
+        /// The entry's kind.
+        kind: Kind,
+        /// The path as written.
+        path: PathBuf,
+    },
+    /// `linux.rootfsPropagation` is not a propagation name.
+    #[error("linux.rootfsPropagation {value:?} is not one of shared, slave, private, unbindable, rshared, rslave, rprivate, runbindable")]
+    InvalidRootfsPropagation {
+        /// The value as written.
+        value: String,
+    },
+    /// `linux.rootfsPropagation` without a mount namespace to create.
+    #[error("linux.rootfsPropagation {value:?} given but {}", match (index, path) {
+        (Some(i), Some(p)) => format!("linux.namespaces[{i}] (mount) joins {p:?} by path; nsapply changes propagation only in a mount namespace it creates"),
+        _ => "linux.namespaces creates no mount namespace (it would change the propagation of the caller's own mounts)".to_owned(),
+    })]
+    RootfsPropagationWithoutNewMountNamespace {
+        /// The value as written.
+        value: String,
+        /// Index of the mount entry when it joins by path.
+        index: Option<usize>,
+        /// The joined path, if any.
+        path: Option<PathBuf>,
+    },
 }
 
 impl ConfigError {
@@ -414,6 +482,11 @@ impl ConfigError {
                 ErrorCode::TimeOffsetsWithoutNewTimeNamespace
             }
             ConfigError::InvalidTimeOffset { .. } => ErrorCode::InvalidTimeOffset,
+            ConfigError::InvalidPath { .. } => ErrorCode::InvalidPath,
+            ConfigError::InvalidRootfsPropagation { .. } => ErrorCode::InvalidRootfsPropagation,
+            ConfigError::RootfsPropagationWithoutNewMountNamespace { .. } => {
+                ErrorCode::RootfsPropagationWithoutNewMountNamespace
+            }
         }
     }
 
@@ -424,8 +497,10 @@ impl ConfigError {
             | ConfigError::RelativePath { index, .. }
             | ConfigError::UnknownType { index, .. }
             | ConfigError::UserNamespacePathWithMappings { index, .. }
-            | ConfigError::MissingMappings { index, .. } => Some(*index),
-            ConfigError::TimeOffsetsWithoutNewTimeNamespace { index, .. } => *index,
+            | ConfigError::MissingMappings { index, .. }
+            | ConfigError::InvalidPath { index, .. } => Some(*index),
+            ConfigError::TimeOffsetsWithoutNewTimeNamespace { index, .. }
+            | ConfigError::RootfsPropagationWithoutNewMountNamespace { index, .. } => *index,
             _ => None,
         }
     }
@@ -434,7 +509,10 @@ impl ConfigError {
     pub fn kind(&self) -> Option<Kind> {
         match self {
             ConfigError::DuplicateNamespace { kind, .. }
-            | ConfigError::RelativePath { kind, .. } => Some(*kind),
+            | ConfigError::RelativePath { kind, .. }
+            | ConfigError::InvalidPath { kind, .. } => Some(*kind),
+            ConfigError::InvalidRootfsPropagation { .. }
+            | ConfigError::RootfsPropagationWithoutNewMountNamespace { .. } => Some(Kind::Mount),
             ConfigError::MappingsWithoutNewUserNamespace { .. }
             | ConfigError::UserNamespacePathWithMappings { .. }
             | ConfigError::MissingMappings { .. } => Some(Kind::User),
@@ -448,8 +526,12 @@ impl ConfigError {
     pub fn path(&self) -> Option<&std::path::Path> {
         match self {
             ConfigError::RelativePath { path, .. }
-            | ConfigError::UserNamespacePathWithMappings { path, .. } => Some(path),
-            ConfigError::TimeOffsetsWithoutNewTimeNamespace { path, .. } => path.as_deref(),
+            | ConfigError::UserNamespacePathWithMappings { path, .. }
+            | ConfigError::InvalidPath { path, .. } => Some(path),
+            ConfigError::TimeOffsetsWithoutNewTimeNamespace { path, .. }
+            | ConfigError::RootfsPropagationWithoutNewMountNamespace { path, .. } => {
+                path.as_deref()
+            }
             _ => None,
         }
     }
@@ -560,19 +642,25 @@ pub enum ApplyError {
         errno: Errno,
     },
     /// The process has more than one thread where the kernel requires one.
-    #[error("{op}({kind}) needs a single-threaded process, but {}", match (threads, errno) {
-        (Some(n), _) => format!("it has {n} threads"),
-        (None, Some(e)) => format!("its thread count could not be read: {e}"),
-        (None, None) => "its thread count is unknown".to_owned(),
-    })]
+    #[error("{op}({kind}) needs a single-threaded process, but it has {threads} threads")]
     Multithreaded {
         /// The kind of the step that needs one thread.
         kind: Kind,
-        /// `"setns"` or `"unshare"`.
+        /// `"setns"`, `"unshare"` or `"fork"`.
         op: &'static str,
-        /// The thread count seen, if it could be read.
-        threads: Option<usize>,
-        /// Why the count could not be read.
+        /// The thread count seen.
+        threads: usize,
+    },
+    /// The thread count, which `op(kind)` must check first, could not be
+    /// read (`/proc/self/stat`: no procfs at `/proc`, or no free fd).
+    #[error("{op}({kind}) needs a single-threaded process, but the thread count could not be read: {}", errno.map_or_else(|| "/proc/self/stat is not a stat line (is /proc a procfs?)".to_owned(), |e| e.to_string()))]
+    ThreadCount {
+        /// The kind of the step that needs one thread.
+        kind: Kind,
+        /// `"setns"`, `"unshare"` or `"fork"`.
+        op: &'static str,
+        /// The errno of the failed read; `None` when the text read was not
+        /// a stat line.
         errno: Option<Errno>,
     },
     /// setns(2) failed (fatal in pass 1, or the retry of a deferred join).
@@ -610,13 +698,23 @@ pub enum ApplyError {
         /// The errno.
         errno: Errno,
     },
-    /// A caller-supplied sync point failed.
-    #[error("sync point {point} failed: {message}")]
+    /// `mount(NULL, "/", NULL, MS_<propagation>, NULL)` in the new mount
+    /// namespace failed (mount(2), mount_namespaces(7)).
+    #[error("making / {propagation} in the new mount namespace failed: {errno}")]
+    Propagation {
+        /// The propagation asked for.
+        propagation: Propagation,
+        /// The errno.
+        errno: Errno,
+    },
+    /// A sync point failed (the caller's side of it, or the hand-off).
+    #[error("sync point {point} failed: {source}")]
     Sync {
         /// The sync point.
         point: SyncPoint,
-        /// What the caller reported.
-        message: String,
+        /// What failed.
+        #[source]
+        source: SyncError,
     },
     /// fork(2) failed.
     #[error("fork into the new pid/time namespaces failed: {errno}")]
@@ -635,6 +733,8 @@ impl ApplyError {
             ApplyError::PathNotFound { .. } => ErrorCode::PathNotFound,
             ApplyError::OpenFailed { .. } => ErrorCode::OpenFailed,
             ApplyError::Multithreaded { .. } => ErrorCode::Multithreaded,
+            ApplyError::ThreadCount { .. } => ErrorCode::ThreadCountFailed,
+            ApplyError::Propagation { .. } => ErrorCode::PropagationFailed,
             ApplyError::Join { .. } => ErrorCode::JoinFailed,
             ApplyError::Unshare { .. } => ErrorCode::UnshareFailed,
             ApplyError::Setid { .. } => ErrorCode::SetidFailed,
@@ -652,8 +752,10 @@ impl ApplyError {
             | ApplyError::PathNotFound { kind, .. }
             | ApplyError::OpenFailed { kind, .. }
             | ApplyError::Multithreaded { kind, .. }
+            | ApplyError::ThreadCount { kind, .. }
             | ApplyError::Join { kind, .. }
             | ApplyError::Unshare { kind, .. } => Some(*kind),
+            ApplyError::Propagation { .. } => Some(Kind::Mount),
             ApplyError::Setid { .. } => Some(Kind::User),
             ApplyError::TimeOffsets { .. } => Some(Kind::Time),
             ApplyError::Sync { point, .. } => Some(point.kind()),
@@ -683,9 +785,112 @@ impl ApplyError {
             | ApplyError::Unshare { errno, .. }
             | ApplyError::Setid { errno }
             | ApplyError::TimeOffsets { errno }
-            | ApplyError::Fork { errno } => Some(*errno),
-            ApplyError::Multithreaded { errno, .. } => *errno,
-            ApplyError::WrongNamespaceType { .. } | ApplyError::Sync { .. } => None,
+            | ApplyError::Fork { errno }
+            | ApplyError::Propagation { errno, .. } => Some(*errno),
+            ApplyError::ThreadCount { errno, .. } => *errno,
+            ApplyError::Sync { source, .. } => source.errno(),
+            ApplyError::WrongNamespaceType { .. } | ApplyError::Multithreaded { .. } => None,
+        }
+    }
+}
+
+/// One of the files the parent writes at the `id-mapping` sync point
+/// (user_namespaces(7)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapFile {
+    /// `/proc/<pid>/setgroups`.
+    Setgroups,
+    /// `/proc/<pid>/uid_map`.
+    UidMap,
+    /// `/proc/<pid>/gid_map`.
+    GidMap,
+}
+
+impl MapFile {
+    /// The file's name in `/proc/<pid>/`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            MapFile::Setgroups => "setgroups",
+            MapFile::UidMap => "uid_map",
+            MapFile::GidMap => "gid_map",
+        }
+    }
+}
+
+impl fmt::Display for MapFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a sync point failed: the parent's work (writing the id maps through
+/// a checked `/proc`), the hand-off between the two processes, or a
+/// caller's own hook. Serializable, so the parent's answer reaches the
+/// child as it was, errno included.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SyncError {
+    /// Opening or writing an id-map file of the child failed.
+    #[error("writing {file} of the child failed: {errno}")]
+    MapWrite {
+        /// The file.
+        file: MapFile,
+        /// The errno of open(2) or write(2).
+        errno: Errno,
+    },
+    /// The kernel took fewer bytes than the map holds (it must take a map
+    /// in one write, or refuse it with an errno).
+    #[error("writing {file} of the child took {written} of {len} bytes")]
+    ShortWrite {
+        /// The file.
+        file: MapFile,
+        /// Bytes written.
+        written: usize,
+        /// Bytes of the map.
+        len: usize,
+    },
+    /// `/proc` cannot be trusted to name the child: it is not a procfs
+    /// mount, or it shows no pid for the child (it belongs to a pid
+    /// namespace the child is not in), or reading it failed.
+    #[error("cannot reach the child through /proc: {reason}{}", errno.map(|e| format!(": {e}")).unwrap_or_default())]
+    Proc {
+        /// What is wrong.
+        reason: String,
+        /// The errno, when a call failed.
+        errno: Option<Errno>,
+    },
+    /// The channel between the two processes failed: a call on it failed
+    /// (errno), or the other side closed it (no errno).
+    #[error("{what}: {}", errno.map_or_else(|| "the other process closed the channel".to_owned(), |e| e.to_string()))]
+    Channel {
+        /// What was being done.
+        what: String,
+        /// The errno, when a call failed.
+        errno: Option<Errno>,
+    },
+    /// A message that does not belong to the protocol at this point.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A caller's own [`SyncHooks`](crate::SyncHooks) failed.
+    #[error("{message}{}", errno.map(|e| format!(": {e}")).unwrap_or_default())]
+    Caller {
+        /// What the caller says.
+        message: String,
+        /// The errno, when a call failed.
+        errno: Option<Errno>,
+    },
+}
+
+impl SyncError {
+    /// The errno of the failed call, when a call failed.
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            SyncError::MapWrite { errno, .. } => Some(*errno),
+            SyncError::Proc { errno, .. }
+            | SyncError::Channel { errno, .. }
+            | SyncError::Caller { errno, .. } => *errno,
+            SyncError::ShortWrite { .. } | SyncError::Protocol(_) => None,
         }
     }
 }

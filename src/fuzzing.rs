@@ -226,6 +226,9 @@ pub struct ConfigShape {
     pub gid: Vec<MappingShape>,
     /// `timeOffsets`, used only when time is created.
     pub offsets: Vec<OffsetShape>,
+    /// `rootfsPropagation`, used only when mount is created: 0 (and 9 and
+    /// up) absent, else the name of `Propagation::ALL[n - 1]`.
+    pub propagation: u8,
 }
 
 /// At most this many map lines and offsets are used (more only slows runs).
@@ -292,6 +295,14 @@ impl ConfigShape {
             .collect()
     }
 
+    /// The `rootfsPropagation` name, when the config has one (only with a
+    /// new mount namespace).
+    pub fn propagation_name(&self) -> Option<&'static str> {
+        let i = usize::from(self.propagation);
+        (self.creates(Kind::Mount) && (1..=8).contains(&i))
+            .then(|| crate::config::Propagation::ALL[i - 1].name())
+    }
+
     /// The raw `linux` section, joined kinds at `path(kind)`.
     pub fn raw(&self, path: impl Fn(Kind) -> PathBuf) -> RawLinux {
         let mut namespaces: Vec<RawNamespace> = Kind::ALL
@@ -310,6 +321,7 @@ impl ConfigShape {
             uid_mappings: user.then(|| self.uid_lines()),
             gid_mappings: user.then(|| self.gid_lines()),
             time_offsets: (!offsets.is_empty()).then_some(offsets),
+            rootfs_propagation: self.propagation_name().map(str::to_owned),
         }
     }
 }
@@ -457,8 +469,10 @@ impl PathShape {
         match self {
             PathShape::Standard => join_path(kind),
             PathShape::Odd(i) => PathBuf::from(ODD[usize::from(*i) % ODD.len()]),
-            PathShape::Any(s) if s.starts_with('/') => PathBuf::from(s),
-            PathShape::Any(s) => PathBuf::from(format!("/{s}")),
+            // A NUL would make the config invalid (`invalid-path`); these
+            // configs are valid by construction.
+            PathShape::Any(s) if s.starts_with('/') => PathBuf::from(s.replace('\0', "@")),
+            PathShape::Any(s) => PathBuf::from(format!("/{}", s.replace('\0', "@"))),
         }
     }
 }
@@ -526,11 +540,22 @@ pub fn config_document(u: &mut Unstructured<'_>) -> arbitrary::Result<String> {
     } else {
         None
     };
+    let rootfs_propagation = match u.int_in_range(0..=5)? {
+        0 => Some(
+            crate::config::Propagation::ALL[usize::from(u.arbitrary::<u8>()?) % 8]
+                .name()
+                .to_owned(),
+        ),
+        1 => Some(String::new()),
+        2 => Some("rsideways".to_owned()),
+        _ => None,
+    };
     let raw = RawLinux {
         namespaces,
         uid_mappings,
         gid_mappings,
         time_offsets,
+        rootfs_propagation,
     };
     Ok(serde_json::json!({"ociVersion": "1.2.0", "linux": raw}).to_string())
 }
@@ -824,6 +849,8 @@ pub mod naive {
         Setid,
         /// Write offsets: (clock name, secs, nanosecs), sorted by clock.
         Offsets(Vec<(String, i64, u32)>),
+        /// Give `/` this propagation (its runtime-spec name).
+        Propagation(&'static str),
         /// Close the path's fd.
         Close(Kind, PathBuf),
         /// Fork the child that enters pid and time.
@@ -838,6 +865,7 @@ pub mod naive {
                 NaiveOp::Unshare(kind) => write!(f, "unshare {kind}"),
                 NaiveOp::Sync(point) => write!(f, "sync {point}"),
                 NaiveOp::Setid => f.write_str("setid"),
+                NaiveOp::Propagation(name) => write!(f, "propagation {name}"),
                 NaiveOp::Offsets(o) => {
                     f.write_str("offsets")?;
                     for (i, (clock, secs, nanos)) in o.iter().enumerate() {
@@ -896,6 +924,9 @@ pub mod naive {
             (Step::Unshare { kind }, NaiveOp::Unshare(k)) => kind == k,
             (Step::Sync { point }, NaiveOp::Sync(name)) => point.as_str() == *name,
             (Step::Setid, NaiveOp::Setid) | (Step::Fork, NaiveOp::Fork) => true,
+            (Step::Propagation { propagation }, NaiveOp::Propagation(name)) => {
+                propagation.name() == *name
+            }
             (Step::TimeOffsets { offsets }, NaiveOp::Offsets(want)) => {
                 offsets.len() == want.len()
                     && offsets.iter().zip(want).all(|(o, (clock, secs, nanos))| {
@@ -915,6 +946,7 @@ pub mod naive {
             Step::Unshare { kind } => format!("unshare {kind}"),
             Step::Sync { point } => format!("sync {point}"),
             Step::Setid => "setid".to_owned(),
+            Step::Propagation { propagation } => format!("propagation {propagation}"),
             Step::TimeOffsets { offsets } => {
                 let o: Vec<String> = offsets
                     .iter()
@@ -966,6 +998,12 @@ pub mod naive {
                         add(CREATE, kind, 0, NaiveOp::Sync("cgroup-placed"));
                     }
                     add(CREATE, kind, 1, NaiveOp::Unshare(kind));
+                    // Right after unshare(mount): `/` rslave, or what the
+                    // config names.
+                    if kind == Kind::Mount {
+                        let name = cfg.propagation_name().unwrap_or("rslave");
+                        add(CREATE, kind, 2, NaiveOp::Propagation(name));
+                    }
                     let offsets = cfg.offsets_by_clock();
                     if kind == Kind::Time && !offsets.is_empty() {
                         let o = offsets
@@ -1046,13 +1084,15 @@ mod tests {
                 Pick::Absent,
                 Pick::Join,
                 Pick::Create,
-                Pick::Absent,
+                Pick::Create,
                 Pick::Absent,
             ],
             order: 7,
             uid: Vec::new(),
             gid: Vec::new(),
             offsets: Vec::new(),
+            // Propagation::ALL[2]
+            propagation: 3,
         };
         let paths = std::array::from_fn(|i| join_path(Kind::ALL[i]));
         let p = naive::plan(&shape, &paths);
@@ -1068,6 +1108,8 @@ mod tests {
                 "unshare pid",
                 "sync cgroup-placed",
                 "unshare cgroup",
+                "unshare mount",
+                "propagation private",
                 "close network \"/run/nsapply/network\"",
                 "fork",
             ]

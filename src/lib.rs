@@ -46,6 +46,7 @@ pub mod oracles;
 pub mod plan;
 pub mod realize;
 pub mod run;
+pub mod sync;
 pub mod syscall;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -55,8 +56,10 @@ pub use apply::{apply, Applied, NoSync, SyncHooks, SyncRequest};
 pub use config::{
     validate, AbsPath, Action, Clock, Entry, IdMapping, NsConfig, RawLinux, TimeOffset,
 };
-pub use error::{ApplyError, ConfigError, Errno, ErrorCode, SyncPoint, Unjoined};
+pub use error::{
+    ApplyError, ConfigError, Errno, ErrorCode, MapFile, SyncError, SyncPoint, Unjoined,
+};
 pub use kind::{Kind, KindSet};
 pub use plan::{plan, Plan, Step};
-pub use syscall::{linux, model, Forked, Syscall};
+pub use syscall::{linux, model, Forked, Syscall, ThreadCountError};
 pub use trace::{Outcome, Trace, TraceError, TraceStep};

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use nsapply::run::{run, RunOptions};
 use nsapply::syscall::model::{FaultScript, Model, World};
-use nsapply::{plan, ConfigError, KindSet, NsConfig, Plan, Trace};
+use nsapply::{plan, ConfigError, Errno, KindSet, NsConfig, Plan, Trace};
 
 /// Exit status of a failed apply.
 const EXIT_FAILED: u8 = 1;
@@ -66,6 +66,11 @@ enum Command {
         /// Write the trace document (JSON) of the apply to FILE.
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
+        /// Run a minimal init as pid 1 of the new pid namespace (it reaps
+        /// orphans and forwards signals to CMD); the config must create a
+        /// pid namespace.
+        #[arg(long)]
+        init: bool,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<OsString>,
@@ -181,8 +186,9 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             trace,
+            init,
             command,
-        } => cmd_run(&config, trace, &command),
+        } => cmd_run(&config, RunOptions { trace, init }, &command),
         Command::Conform {
             runtime,
             bundle,
@@ -225,11 +231,45 @@ fn emit(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-fn read_file(path: &Path, what: &str) -> Result<String, Failure> {
-    std::fs::read_to_string(path).map_err(|e| {
+/// The largest config or world nsapply reads: far above any real config
+/// (a runtime-spec config is kilobytes), and a bound on the memory a file
+/// that never ends (`/dev/zero`) can take.
+const MAX_INPUT: u64 = 16 * 1024 * 1024;
+
+/// Reads a config or world: at most [`MAX_INPUT`] bytes of UTF-8. A file
+/// that cannot be read is `unreadable-file` (with the errno); one that is
+/// too large or not UTF-8 is `invalid_code` (`invalid-config`,
+/// `invalid-world`): it was read, and is not a document.
+fn read_file(path: &Path, what: &str, invalid_code: &'static str) -> Result<String, Failure> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| {
+        let why = Errno::of_io(&e).map_or_else(|| e.to_string(), |errno| errno.to_string());
         Failure::invalid(
             "unreadable-file",
-            format!("cannot read {what} {path:?}: {}", nsapply::Errno::from(e)),
+            format!("cannot read {what} {path:?}: {why}"),
+        )
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_INPUT {
+        return Err(Failure::invalid(
+            invalid_code,
+            format!(
+                "{what} {path:?} is larger than {} MiB, the most nsapply reads",
+                MAX_INPUT / (1024 * 1024)
+            ),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        Failure::invalid(
+            invalid_code,
+            format!(
+                "{what} {path:?} is not UTF-8 (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
         )
     })
 }
@@ -237,7 +277,7 @@ fn read_file(path: &Path, what: &str) -> Result<String, Failure> {
 /// Reads and validates CONFIG. With JSON output, a rejected config still
 /// prints a trace document (no steps, the error) for tools that read stdout.
 fn load_plan(path: &Path, format: Format) -> Result<Plan, Failure> {
-    let text = read_file(path, "config")?;
+    let text = read_file(path, "config", "invalid-config")?;
     match NsConfig::from_json(&text) {
         Ok(cfg) => Ok(plan(&cfg)),
         Err(e) => {
@@ -286,7 +326,7 @@ fn cmd_simulate(
     let world = match world {
         None => World::default(),
         Some(path) => {
-            let text = read_file(path, "world")?;
+            let text = read_file(path, "world", "invalid-world")?;
             World::from_json(&text)
                 .map_err(|e| Failure::invalid("invalid-world", format!("{path:?}: {e}")))?
         }
@@ -320,9 +360,9 @@ fn cmd_simulate(
     }
 }
 
-fn cmd_run(config: &Path, trace: Option<PathBuf>, command: &[OsString]) -> Result<u8, Failure> {
+fn cmd_run(config: &Path, options: RunOptions, command: &[OsString]) -> Result<u8, Failure> {
     let plan = load_plan(config, Format::Text)?;
-    match run(&plan, command, &RunOptions { trace }) {
+    match run(&plan, command, &options) {
         // Statuses are 0..=255 and 128 + signal (at most 192): they fit.
         Ok(exit) => Ok(u8::try_from(exit.status()).unwrap_or(u8::MAX)),
         Err(e) => Err(Failure {
@@ -414,7 +454,10 @@ fn cmd_conform(
         std::fs::write(&path, text).map_err(|e| {
             Failure::invalid(
                 "unwritable-file",
-                format!("cannot write report {path:?}: {}", nsapply::Errno::from(e)),
+                format!(
+                    "cannot write report {path:?}: {}",
+                    Errno::of_io(&e).map_or_else(|| e.to_string(), |errno| errno.to_string())
+                ),
             )
         })?;
     }

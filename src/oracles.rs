@@ -33,6 +33,9 @@ pub fn validation_rule(raw: &RawLinux) -> Option<(&'static str, Option<usize>)> 
             if !p.to_string_lossy().starts_with('/') {
                 return Some(("relative-path", Some(i)));
             }
+            if p.to_string_lossy().contains('\0') {
+                return Some(("invalid-path", Some(i)));
+            }
         }
         if seen.contains(&ns.type_name.as_str()) {
             return Some(("duplicate-namespace", Some(i)));
@@ -66,6 +69,29 @@ pub fn validation_rule(raw: &RawLinux) -> Option<(&'static str, Option<usize>)> 
             .any(|(c, o)| !(c == "monotonic" || c == "boottime") || o.nanosecs > 999_999_999);
         if bad {
             return Some(("invalid-time-offset", None));
+        }
+    }
+    let propagation = raw.rootfs_propagation.as_deref().unwrap_or("");
+    if !propagation.is_empty() {
+        const NAMES: [&str; 8] = [
+            "shared",
+            "slave",
+            "private",
+            "unbindable",
+            "rshared",
+            "rslave",
+            "rprivate",
+            "runbindable",
+        ];
+        if !NAMES.contains(&propagation) {
+            return Some(("invalid-rootfs-propagation", None));
+        }
+        match entry("mount") {
+            None => return Some(("rootfs-propagation-without-new-mount-namespace", None)),
+            Some(i) if raw.namespaces[i].path.is_some() => {
+                return Some(("rootfs-propagation-without-new-mount-namespace", Some(i)))
+            }
+            _ => {}
         }
     }
     None
@@ -177,6 +203,21 @@ pub fn order_violation(cfg: &NsConfig, p: &Plan) -> Option<String> {
         (None, None) => {}
         _ => return Some("cgroup-placed sync is not right before unshare(cgroup)".into()),
     }
+    let mount = position(s, |st| *st == Step::Unshare { kind: Kind::Mount });
+    let propagation = position(s, |st| matches!(st, Step::Propagation { .. }));
+    match (mount, propagation) {
+        (Some(m), Some(p)) if p == m + 1 => {}
+        (None, None) => {}
+        _ => return Some("the propagation of / is not right after unshare(mount)".into()),
+    }
+    if let Some(Step::Propagation { propagation }) = propagation.map(|i| &s[i]) {
+        if Some(*propagation) != cfg.propagation() {
+            return Some(format!(
+                "/ made {propagation}, the config says {:?}",
+                cfg.propagation()
+            ));
+        }
+    }
     let time = position(s, |st| *st == Step::Unshare { kind: Kind::Time });
     let offsets = position(s, |st| matches!(st, Step::TimeOffsets { .. }));
     match (time, offsets, cfg.time_offsets().is_empty()) {
@@ -251,8 +292,14 @@ pub fn error_path_violation(
             Step::Fork => Some(Kind::Time),
             _ => None,
         });
+        // A count that could not be read is its own error (with its errno),
+        // still before the first step.
         let refused = applied.trace.error.as_ref().is_some_and(|e| {
-            e.code == ErrorCode::Multithreaded && (e.kind == first || e.errno.is_some())
+            e.kind == first
+                && match e.errno {
+                    None => e.code == ErrorCode::Multithreaded,
+                    Some(_) => e.code == ErrorCode::ThreadCountFailed,
+                }
         });
         if !refused || !applied.trace.steps.is_empty() {
             return Some(format!(
@@ -340,7 +387,7 @@ pub fn error_path_violation(
                 ));
             }
             if let Outcome::Err(errno) = c.result {
-                if c.op != CallOp::Threads && e.errno != Some(errno) {
+                if e.errno != Some(errno) {
                     return Some(format!(
                         "error errno {:?}, the call gave {errno:?}",
                         e.errno
@@ -359,8 +406,10 @@ pub fn error_path_violation(
                 (CallOp::Unshare, _) => ErrorCode::UnshareFailed,
                 (CallOp::Setid, _) => ErrorCode::SetidFailed,
                 (CallOp::TimeOffsets, _) => ErrorCode::TimeOffsetsFailed,
+                (CallOp::Propagation, _) => ErrorCode::PropagationFailed,
                 (CallOp::Fork, _) => ErrorCode::ForkFailed,
-                (CallOp::Threads, _) => ErrorCode::Multithreaded,
+                (CallOp::Threads, Outcome::Ok) => ErrorCode::Multithreaded,
+                (CallOp::Threads, Outcome::Err(_)) => ErrorCode::ThreadCountFailed,
                 (CallOp::Close, _) => unreachable!("close is never fatal"),
             };
             if e.code != want_code {

@@ -15,13 +15,17 @@
 //!    it is not a planned step because it exists only when pass 1 failed.
 //! 4. **Create** the rest, one kind per unshare so an error names its kind;
 //!    `cgroup-placed` right before cgroup (its root is the current cgroup);
+//!    right after unshare(mount), `/` gets its propagation (`rslave` unless
+//!    `linux.rootfsPropagation` says otherwise), so nothing mounted in the
+//!    container reaches the host (a new mount namespace starts as a copy
+//!    whose shared mounts still share with the host's);
 //!    time offsets right after unshare(time), before any child exists.
 //! 5. **Close** every fd before the fork, so no child inherits one.
 //! 6. **Fork** when pid or time is involved: they apply to children only.
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AbsPath, IdMapping, NsConfig, TimeOffset};
+use crate::config::{AbsPath, IdMapping, NsConfig, Propagation, TimeOffset};
 use crate::error::SyncPoint;
 use crate::kind::{Kind, KindSet};
 use crate::trace::{Outcome, Trace, TraceStep};
@@ -59,6 +63,12 @@ pub enum Step {
     },
     /// Become uid/gid 0 in the user namespace.
     Setid,
+    /// Set the propagation of `/` (recursively or not) in the new mount
+    /// namespace: `mount(NULL, "/", NULL, MS_<type>[|MS_REC], NULL)`.
+    Propagation {
+        /// The propagation.
+        propagation: Propagation,
+    },
     /// Write the time offsets of the new time namespace.
     TimeOffsets {
         /// The offsets.
@@ -86,6 +96,7 @@ impl Step {
             | Step::Close { kind, .. } => Some(*kind),
             Step::Sync { point } => Some(point.kind()),
             Step::Setid => Some(Kind::User),
+            Step::Propagation { .. } => Some(Kind::Mount),
             Step::TimeOffsets { .. } => Some(Kind::Time),
             Step::Fork => None,
         }
@@ -114,6 +125,11 @@ impl Step {
             Step::Sync { point } => TraceStep::Sync { point: *point },
             Step::Setid => TraceStep::Setid {
                 kind: Kind::User,
+                result: ok,
+            },
+            Step::Propagation { propagation } => TraceStep::Propagation {
+                kind: Kind::Mount,
+                propagation: *propagation,
                 result: ok,
             },
             Step::TimeOffsets { offsets } => TraceStep::TimeOffsets {
@@ -195,6 +211,9 @@ pub fn plan(cfg: &NsConfig) -> Plan {
             });
         }
         steps.push(Step::Unshare { kind });
+        if let (Kind::Mount, Some(propagation)) = (kind, cfg.propagation()) {
+            steps.push(Step::Propagation { propagation });
+        }
         if kind == Kind::Time && !cfg.time_offsets().is_empty() {
             steps.push(Step::TimeOffsets {
                 offsets: cfg.time_offsets().to_vec(),
@@ -360,6 +379,9 @@ mod tests {
                 Step::Setid,
                 Step::Unshare { kind: Kind::Pid },
                 Step::Unshare { kind: Kind::Mount },
+                Step::Propagation {
+                    propagation: Propagation::DEFAULT
+                },
                 Step::Close {
                     kind: Kind::Network,
                     path: n("/run/netns/a")

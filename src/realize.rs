@@ -22,11 +22,13 @@
 //!
 //! [`apply_as_caller`] then runs a plan on the [`Linux`] backend the way
 //! the model's caller runs it: a runtime process with the caller's uid and
-//! gid forks the applying process, serves its sync points over pipes
-//! ([`PipeSync`], [`ParentSync`]: it writes `setgroups`, `uid_map` and
-//! `gid_map` like [`ModelParent`](crate::model::ModelParent)) and reports
-//! its trace and what the applying process saw in `/proc/self` before and
-//! after ([`Observation`]).
+//! gid forks the applying process, serves its sync points with the code
+//! `nsapply run` uses ([`crate::sync`]: one channel, [`ChildSync`] in the
+//! applying process, [`answer_sync`] in the parent, which writes
+//! `setgroups`, `uid_map` and `gid_map` through a pidfd, as
+//! [`ModelParent`](crate::model::ModelParent) does in the model) and
+//! reports its trace and what the applying process saw in `/proc/self`
+//! before and after ([`Observation`]).
 //!
 //! The caller of this module must be single-threaded and root: helpers are
 //! forked, and namespaces of other users are made.
@@ -37,7 +39,7 @@
 //! reads everything). Those give [`RealizeError::Unsupported`].
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -45,12 +47,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::apply::{apply, SyncHooks, SyncRequest};
+use crate::apply::apply;
 use crate::config::IdMapping;
-use crate::error::Errno;
+use crate::error::{Errno, SyncError};
 use crate::kind::{Kind, KindSet};
 use crate::plan::Plan;
-use crate::syscall::linux::{self, Linux, ProcSelf};
+use crate::sync::{answer_sync, Channel, ChildSync, ToChild, ToParent};
+use crate::syscall::linux::{self, Linux, Pidfd, ProcSelf};
 use crate::syscall::model::{CallerSpec, FileSpec, NsSpec, World};
 use crate::syscall::{Forked, Syscall};
 use crate::trace::Trace;
@@ -65,6 +68,24 @@ pub enum RealizeError {
         what: String,
         /// The errno.
         errno: Errno,
+    },
+    /// A file operation of the setup failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// A sync point of the applying process could not be served.
+    #[error("{what}: {source}")]
+    Sync {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: SyncError,
     },
     /// A helper process could not make its namespace.
     #[error("helper for namespace {name:?}: {message}")]
@@ -89,10 +110,7 @@ fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> RealizeError {
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RealizeError {
     let what = what.into();
-    move |e| RealizeError::Sys {
-        what,
-        errno: Errno::from(e),
-    }
+    move |source| RealizeError::Io { what, source }
 }
 
 /// A world built on the real kernel. Dropping it tears it down.
@@ -222,7 +240,7 @@ impl Realized {
             r.mounts.push(dst.clone());
         }
         for (path, spec) in &world.files {
-            r.make_file(path, *spec, world.caller.uid)?;
+            r.make_file(path, *spec)?;
         }
         Ok(r)
     }
@@ -342,9 +360,9 @@ impl Realized {
         self.holders.insert(spec.name.clone(), (holder, entry));
         if spec.kind == Kind::User {
             if let (Some(u), Some(g)) = (&spec.uid_map, &spec.gid_map) {
-                write_id_maps(holder, u, g, false).map_err(|m| RealizeError::Helper {
+                write_id_maps(holder, u, g, false).map_err(|e| RealizeError::Helper {
                     name: spec.name.clone(),
-                    message: m,
+                    message: e.to_string(),
                 })?;
             } else if spec.uid_map.is_some() || spec.gid_map.is_some() {
                 return unsupported("give both uid_map and gid_map, or neither");
@@ -387,12 +405,7 @@ impl Realized {
         Ok(())
     }
 
-    fn make_file(
-        &mut self,
-        path: &Path,
-        spec: FileSpec,
-        caller_uid: u32,
-    ) -> Result<(), RealizeError> {
+    fn make_file(&mut self, path: &Path, spec: FileSpec) -> Result<(), RealizeError> {
         let meta = fs::symlink_metadata(path);
         match (spec, &meta) {
             (FileSpec::Regular, Ok(m)) if m.is_file() => return Ok(()),
@@ -405,12 +418,7 @@ impl Realized {
             }
             (_, Err(_)) => {}
         }
-        if spec == FileSpec::Unreadable && caller_uid == 0 {
-            return Err(RealizeError::Unsupported(format!(
-                "{}: root can read any file",
-                path.display()
-            )));
-        }
+
         let made = create_parents(path)?;
         self.created.extend(made);
         let what = || format!("creating {}", path.display());
@@ -419,6 +427,14 @@ impl Realized {
             FileSpec::Regular | FileSpec::Unreadable => {
                 File::create(path).map_err(io_err(what()))?;
             }
+            FileSpec::Fifo => linux::make_fifo(path).map_err(sys(what()))?,
+            // The socket file stays after its listener is closed.
+            FileSpec::Socket => {
+                drop(std::os::unix::net::UnixListener::bind(path).map_err(io_err(what()))?)
+            }
+            // A node of the null device (1, 3): opening it would run a
+            // driver, which nsapply must never do for a namespace path.
+            FileSpec::Device => linux::make_char_device(path, 1, 3).map_err(sys(what()))?,
         }
         self.created.push(path.to_owned());
         if spec == FileSpec::Unreadable {
@@ -574,151 +590,30 @@ fn self_pid_in_proc() -> i32 {
         .unwrap_or(0)
 }
 
-/// The text of a `uid_map` or `gid_map` write: one
-/// `"<container> <host> <size>\n"` line per mapping (user_namespaces(7)).
-pub fn id_map_text(lines: &[IdMapping]) -> String {
-    lines
-        .iter()
-        .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
-        .collect()
-}
-
 /// Writes the id maps of the user namespace of process `pid` the way the
-/// runtime parent does and [`ModelParent`](crate::model::ModelParent)
-/// models it: `setgroups` `deny` first when `deny_setgroups` (a writer
-/// without privilege over the parent user namespace must), then `uid_map`,
-/// then `gid_map`, each in one write, stopping at the first error.
+/// runtime parent does ([`crate::sync::write_id_maps`], through a pidfd and
+/// the checked procfs) and [`ModelParent`](crate::model::ModelParent)
+/// models it: `setgroups` `deny` first when `deny_setgroups`, then
+/// `uid_map`, then `gid_map`.
+///
+/// `pid` need not be a child of the caller (a helper's holder is a
+/// grandchild): these are test processes that live until the world is
+/// dropped, so their pid is not reused meanwhile.
 ///
 /// # Errors
 ///
-/// `"writing <file>: <errno>"`, the message the model gives.
+/// pidfd_open(2) failed, or as [`crate::sync::write_id_maps`].
 pub fn write_id_maps(
     pid: i32,
     uid: &[IdMapping],
     gid: &[IdMapping],
     deny_setgroups: bool,
-) -> Result<(), String> {
-    let write = |file: &str, text: &str| -> Result<(), String> {
-        let path = format!("/proc/{pid}/{file}");
-        let r = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .and_then(|mut f| f.write(text.as_bytes()))
-            .map_err(Errno::from);
-        match r {
-            Ok(n) if n == text.len() => Ok(()),
-            Ok(_) => Err(format!("writing {file}: {}", Errno::EIO)),
-            Err(errno) => Err(format!("writing {file}: {errno}")),
-        }
-    };
-    if deny_setgroups {
-        write("setgroups", "deny")?;
-    }
-    write("uid_map", &id_map_text(uid))?;
-    write("gid_map", &id_map_text(gid))
-}
-
-/// A sync request as it travels over the pipe.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "point", rename_all = "kebab-case")]
-enum WireRequest {
-    IdMapping {
-        uid: Vec<IdMapping>,
-        gid: Vec<IdMapping>,
-    },
-    CgroupPlaced,
-}
-
-/// The applying process's side of the sync points: each request goes to
-/// the parent as one JSON line on `to_parent`, and the process blocks
-/// until the parent's answer line arrives on `from_parent`.
-#[derive(Debug)]
-pub struct PipeSync {
-    to_parent: File,
-    from_parent: BufReader<File>,
-}
-
-impl PipeSync {
-    /// Hooks over the write end of the request pipe and the read end of the
-    /// answer pipe.
-    pub fn new(to_parent: File, from_parent: File) -> PipeSync {
-        PipeSync {
-            to_parent,
-            from_parent: BufReader::new(from_parent),
-        }
-    }
-}
-
-impl<S: Syscall + ?Sized> SyncHooks<S> for PipeSync {
-    fn sync(&mut self, request: SyncRequest<'_>, _: &mut S) -> Result<(), String> {
-        let wire = match request {
-            SyncRequest::IdMapping { uid, gid } => WireRequest::IdMapping {
-                uid: uid.to_vec(),
-                gid: gid.to_vec(),
-            },
-            SyncRequest::CgroupPlaced => WireRequest::CgroupPlaced,
-        };
-        let mut line = serde_json::to_string(&wire).map_err(|e| e.to_string())?;
-        line.push('\n');
-        self.to_parent
-            .write_all(line.as_bytes())
-            .map_err(|e| format!("sending the sync request: {e}"))?;
-        let mut answer = String::new();
-        self.from_parent
-            .read_line(&mut answer)
-            .map_err(|e| format!("waiting for the parent: {e}"))?;
-        serde_json::from_str::<Result<(), String>>(&answer)
-            .map_err(|_| format!("the parent went away (answer {answer:?})"))?
-    }
-}
-
-/// The parent's side of [`PipeSync`]: answers every request of the child
-/// `child` until the request pipe is closed.
-#[derive(Debug)]
-pub struct ParentSync {
-    child: i32,
-    requests: BufReader<File>,
-    answers: File,
-}
-
-impl ParentSync {
-    /// Serves the child `child` over the read end of the request pipe and
-    /// the write end of the answer pipe.
-    pub fn new(child: i32, requests: File, answers: File) -> ParentSync {
-        ParentSync {
-            child,
-            requests: BufReader::new(requests),
-            answers,
-        }
-    }
-
-    /// Answers requests until every write end of the request pipe is
-    /// closed: `id-mapping` by [`write_id_maps`] (denying `setgroups` when
-    /// this process is not root), `cgroup-placed` at once (the child stays
-    /// in this process's cgroup).
-    ///
-    /// # Errors
-    ///
-    /// Reading a request or writing an answer failed.
-    pub fn serve(&mut self) -> io::Result<()> {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if self.requests.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            let answer: Result<(), String> = match serde_json::from_str::<WireRequest>(&line) {
-                Ok(WireRequest::IdMapping { uid, gid }) => {
-                    write_id_maps(self.child, &uid, &gid, linux::euid() != 0)
-                }
-                Ok(WireRequest::CgroupPlaced) => Ok(()),
-                Err(e) => Err(format!("bad sync request {line:?}: {e}")),
-            };
-            let mut text = serde_json::to_string(&answer).map_err(io::Error::other)?;
-            text.push('\n');
-            self.answers.write_all(text.as_bytes())?;
-        }
-    }
+) -> Result<(), SyncError> {
+    let pidfd = Pidfd::open(pid).map_err(|errno| SyncError::Proc {
+        reason: format!("pidfd_open of process {pid}"),
+        errno: Some(errno),
+    })?;
+    crate::sync::write_id_maps(&pidfd, uid, gid, deny_setgroups)
 }
 
 /// What a process sees of itself in `/proc/self`.
@@ -746,6 +641,10 @@ pub struct Observation {
     pub pid: i32,
     /// Number of threads.
     pub threads: usize,
+    /// The optional fields of `/` in `/proc/self/mountinfo` (its
+    /// propagation: `shared:N`, `master:N`, `unbindable`, or empty for a
+    /// private mount).
+    pub root_propagation: String,
 }
 
 impl Observation {
@@ -775,6 +674,7 @@ impl Observation {
             euid: linux::euid(),
             pid: self_pid_in_proc(),
             threads: linux::parse_thread_count(&read("stat")).unwrap_or(0),
+            root_propagation: root_propagation(&read("mountinfo")),
             ..Observation::default()
         };
         for k in Kind::ALL {
@@ -803,6 +703,27 @@ impl Observation {
     }
 }
 
+/// The optional fields of the topmost mount on `/` in the text of
+/// `/proc/<pid>/mountinfo`: the fields between the mount options (6th) and
+/// the `-` separator (proc(5)).
+fn root_propagation(mountinfo: &str) -> String {
+    mountinfo
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            (fields.get(4) == Some(&"/")).then(|| {
+                fields[6..]
+                    .iter()
+                    .take_while(|f| **f != "-")
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+        })
+        .unwrap_or_default()
+}
+
 /// Which process reported a [`KernelRun`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -829,8 +750,8 @@ pub struct KernelRun {
 /// Runs `plan` on the [`Linux`] backend as the model's caller would:
 ///
 /// ```text
-/// this process ─fork─▶ R: becomes caller.uid/gid, dumpable ─fork─▶ C: threads, apply(plan, Linux, PipeSync) ─fork─▶ C2
-///                      R serves C's sync points (ParentSync)        C (or C2 after the plan's fork) reports
+/// this process ─fork─▶ R: becomes caller.uid/gid, dumpable ─fork─▶ C: threads, apply(plan, Linux, ChildSync) ─fork─▶ C2
+///                      R serves C's sync points (answer_sync)       C (or C2 after the plan's fork) reports
 /// ```
 ///
 /// `caller.threads - 1` extra threads are started in C before apply.
@@ -881,23 +802,32 @@ fn run_runtime(plan: &Plan, caller: &CallerSpec) -> Result<KernelRun, RealizeErr
         // inherits that, and this process could then not write its maps.
         linux::set_dumpable(true).map_err(sys("PR_SET_DUMPABLE"))?;
     }
-    let (req_r, req_w) = linux::pipe().map_err(sys("pipe"))?;
-    let (ans_r, ans_w) = linux::pipe().map_err(sys("pipe"))?;
+    let (parent_end, child_end) = Channel::pair().map_err(sys("socketpair"))?;
+    let (mut parent_end, mut child_end) = (Some(parent_end), Some(child_end));
     let (rep_r, rep_w) = linux::pipe().map_err(sys("pipe"))?;
     let threads = caller.threads;
-    let plan = plan.clone();
+    let child_plan = plan.clone();
+    // The closure owns what only the child keeps (the report's write end,
+    // closed in this process when the closure is dropped); the channel's
+    // ends are taken from options, so this process keeps its own.
+    let (parent_slot, child_slot) = (&mut parent_end, &mut child_end);
     let applier = linux::fork_with(move || {
+        drop(parent_slot.take());
         let mut rep_w = rep_w;
+        let Some(mut channel) = child_slot.take() else {
+            return 1;
+        };
         for _ in 1..threads {
             std::thread::spawn(sleep_forever);
         }
         let before = Observation::now();
-        let mut hooks = PipeSync::new(req_w, ans_r);
-        let run = apply(&plan, &mut Linux, &mut hooks);
-        // Seen before the hooks' pipes close, so `fds` compares with `before`.
+        let mut hooks = ChildSync::new(&mut channel);
+        let run = apply(&child_plan, &mut Linux, &mut hooks);
+        // Seen before the channel closes, so `fds` compares with `before`.
         let after = Observation::now();
         // Closed before reporting, so the parent's serve loop ends.
         drop(hooks);
+        drop(channel);
         let side = match run.result {
             Ok(Some(Forked::Parent { child })) => {
                 drop(rep_w);
@@ -916,13 +846,45 @@ fn run_runtime(plan: &Plan, caller: &CallerSpec) -> Result<KernelRun, RealizeErr
         i32::from(rep_w.write_all(format!("{line}\n").as_bytes()).is_err())
     })
     .map_err(sys("fork of the applying process"))?;
-    let served = ParentSync::new(applier, req_r, ans_w).serve();
+    drop(child_end);
+    let mut parent_end = parent_end.ok_or_else(|| RealizeError::Child("no channel".to_owned()))?;
+    // The applying process is our unreaped child: its pid names it.
+    let served = Pidfd::open(applier)
+        .map_err(|errno| SyncError::Proc {
+            reason: format!("pidfd_open of the applying process {applier}"),
+            errno: Some(errno),
+        })
+        .and_then(|pidfd| serve_sync_points(&mut parent_end, plan, &pidfd));
+    drop(parent_end);
     let mut text = String::new();
     let read = BufReader::new(rep_r).read_to_string(&mut text);
     let status = linux::wait_exit(applier);
-    served.map_err(io_err("serving the sync points"))?;
+    served.map_err(|source| RealizeError::Sync {
+        what: "serving the sync points".to_owned(),
+        source,
+    })?;
     read.map_err(io_err("reading the report"))?;
     serde_json::from_str(text.trim()).map_err(|e| {
         RealizeError::Child(format!("no report (exit status {status:?}; {e}): {text:?}"))
     })
+}
+
+/// The runtime parent's loop (as `nsapply run`'s P0 answers): every sync
+/// point the child reports is answered with [`answer_sync`], until the
+/// child closes the channel.
+fn serve_sync_points(channel: &mut Channel, plan: &Plan, child: &Pidfd) -> Result<(), SyncError> {
+    while let Some(msg) = channel.recv::<ToParent>()? {
+        let ToParent::Sync { point } = msg else {
+            return Err(SyncError::Protocol(format!(
+                "the applying process sent {msg:?}, which only nsapply run's children send"
+            )));
+        };
+        let answer = match answer_sync(point, plan, child) {
+            Ok(()) => ToChild::Ack,
+            Err(error) => ToChild::Refused { error },
+        };
+        // A child that died meanwhile shows as the end of the channel.
+        let _ = channel.send(&answer);
+    }
+    Ok(())
 }

@@ -87,6 +87,21 @@ enum Breakage {
     Unknown { at: usize, name: &'static str },
 }
 
+/// `linux.rootfsPropagation`: mostly absent; a valid name, the empty
+/// string (unset), or a name that is not one.
+fn rootfs_propagation() -> impl Strategy<Value = Option<String>> {
+    let names: Vec<String> = crate::config::Propagation::ALL
+        .iter()
+        .map(|p| p.name().to_owned())
+        .collect();
+    prop_oneof![
+        6 => Just(None),
+        3 => select(names).prop_map(Some),
+        1 => Just(Some(String::new())),
+        1 => Just(Some("sideways".to_owned())),
+    ]
+}
+
 fn breakage() -> impl Strategy<Value = Breakage> {
     prop_oneof![
         6 => Just(Breakage::None),
@@ -108,51 +123,55 @@ pub fn raw_linux() -> impl Strategy<Value = RawLinux> {
         mappings(),
         mappings(),
         time_offsets(),
+        rootfs_propagation(),
     )
-        .prop_map(|(picks, shuffle_seed, breakage, uid, gid, offsets)| {
-            let mut namespaces: Vec<RawNamespace> = Kind::ALL
-                .into_iter()
-                .zip(picks)
-                .filter(|(_, p)| *p != Pick::Absent)
-                .map(|(k, p)| RawNamespace {
-                    type_name: k.spec_name().to_owned(),
-                    path: (p == Pick::Join).then(|| join_path(k)),
-                })
-                .collect();
-            shuffle(&mut namespaces, shuffle_seed);
-            let n = namespaces.len();
-            match breakage {
-                Breakage::None => {}
-                Breakage::Duplicate { from, join } if n > 0 => {
-                    let mut dup = namespaces[from % n].clone();
-                    if let Ok(k) = dup.type_name.parse::<Kind>() {
-                        dup.path = join.then(|| join_path(k));
+        .prop_map(
+            |(picks, shuffle_seed, breakage, uid, gid, offsets, propagation)| {
+                let mut namespaces: Vec<RawNamespace> = Kind::ALL
+                    .into_iter()
+                    .zip(picks)
+                    .filter(|(_, p)| *p != Pick::Absent)
+                    .map(|(k, p)| RawNamespace {
+                        type_name: k.spec_name().to_owned(),
+                        path: (p == Pick::Join).then(|| join_path(k)),
+                    })
+                    .collect();
+                shuffle(&mut namespaces, shuffle_seed);
+                let n = namespaces.len();
+                match breakage {
+                    Breakage::None => {}
+                    Breakage::Duplicate { from, join } if n > 0 => {
+                        let mut dup = namespaces[from % n].clone();
+                        if let Ok(k) = dup.type_name.parse::<Kind>() {
+                            dup.path = join.then(|| join_path(k));
+                        }
+                        let at = (from / 7) % (n + 1);
+                        namespaces.insert(at, dup);
                     }
-                    let at = (from / 7) % (n + 1);
-                    namespaces.insert(at, dup);
+                    Breakage::Relative { at } if n > 0 => {
+                        let e = &mut namespaces[at % n];
+                        e.path = Some(PathBuf::from(format!("run/nsapply/{}", e.type_name)));
+                    }
+                    Breakage::Unknown { at, name } => {
+                        namespaces.insert(
+                            at % (n + 1),
+                            RawNamespace {
+                                type_name: name.to_owned(),
+                                path: None,
+                            },
+                        );
+                    }
+                    _ => {}
                 }
-                Breakage::Relative { at } if n > 0 => {
-                    let e = &mut namespaces[at % n];
-                    e.path = Some(PathBuf::from(format!("run/nsapply/{}", e.type_name)));
+                RawLinux {
+                    namespaces,
+                    uid_mappings: uid,
+                    gid_mappings: gid,
+                    time_offsets: offsets,
+                    rootfs_propagation: propagation,
                 }
-                Breakage::Unknown { at, name } => {
-                    namespaces.insert(
-                        at % (n + 1),
-                        RawNamespace {
-                            type_name: name.to_owned(),
-                            path: None,
-                        },
-                    );
-                }
-                _ => {}
-            }
-            RawLinux {
-                namespaces,
-                uid_mappings: uid,
-                gid_mappings: gid,
-                time_offsets: offsets,
-            }
-        })
+            },
+        )
 }
 
 /// Arbitrary `linux` sections that pass validation: like [`raw_linux`], with
@@ -176,6 +195,11 @@ pub fn valid_raw_linux() -> impl Strategy<Value = RawLinux> {
         };
         let user_created = find(Kind::User).is_some_and(|ns| ns.path.is_none());
         let time_created = find(Kind::Time).is_some_and(|ns| ns.path.is_none());
+        let mount_created = find(Kind::Mount).is_some_and(|ns| ns.path.is_none());
+        raw.rootfs_propagation = raw
+            .rootfs_propagation
+            .take()
+            .filter(|p| mount_created && p.parse::<crate::config::Propagation>().is_ok());
         let line = |h| {
             vec![IdMapping {
                 container_id: 0,

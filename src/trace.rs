@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::TimeOffset;
+use crate::config::{Propagation, TimeOffset};
 use crate::error::{ApplyError, ConfigError, Errno, ErrorCode, SyncPoint, Unjoined};
 use crate::kind::Kind;
 
@@ -128,6 +128,17 @@ pub enum TraceStep {
         /// `"ok"` or the errno.
         result: Outcome,
     },
+    /// `mount(NULL, "/", NULL, MS_<propagation>, NULL)` in the new mount
+    /// namespace.
+    Propagation {
+        /// Always `mount`.
+        #[serde(rename = "type")]
+        kind: Kind,
+        /// The propagation given to `/` (`"rslave"`, ...).
+        propagation: Propagation,
+        /// `"ok"` or the errno.
+        result: Outcome,
+    },
     /// One write of all offsets to `/proc/self/timens_offsets`.
     TimeOffsets {
         /// Always `time`.
@@ -162,6 +173,7 @@ impl TraceStep {
             | TraceStep::Setns { kind, .. }
             | TraceStep::Unshare { kind, .. }
             | TraceStep::Setid { kind, .. }
+            | TraceStep::Propagation { kind, .. }
             | TraceStep::TimeOffsets { kind, .. }
             | TraceStep::Close { kind, .. } => Some(*kind),
             TraceStep::Sync { point } => Some(point.kind()),
@@ -176,6 +188,7 @@ impl TraceStep {
             | TraceStep::Setns { result, .. }
             | TraceStep::Unshare { result, .. }
             | TraceStep::Setid { result, .. }
+            | TraceStep::Propagation { result, .. }
             | TraceStep::TimeOffsets { result, .. }
             | TraceStep::Fork { result } => *result,
             TraceStep::Sync { .. } | TraceStep::Close { .. } => Outcome::Ok,
@@ -284,6 +297,35 @@ impl Trace {
     }
 }
 
+/// A path (or message) as text output shows it: control characters (a newline, the
+/// escape that starts a terminal sequence) and backslashes escaped as in a
+/// Rust string (`\n`, `\u{1b}`, `\\`), so a hostile path can neither
+/// forge a line nor drive the terminal; bytes that are not UTF-8 show as
+/// U+FFFD.
+///
+/// ```
+/// use std::path::Path;
+/// use nsapply::trace::shown;
+/// assert_eq!(shown(Path::new("/run/netns/a")).to_string(), "/run/netns/a");
+/// assert_eq!(shown(Path::new("/a\nb\u{1b}[31m")).to_string(), r"/a\nb\u{1b}[31m");
+/// ```
+pub fn shown<T: AsRef<std::ffi::OsStr> + ?Sized>(path: &T) -> impl fmt::Display + '_ {
+    struct Shown<'a>(&'a std::ffi::OsStr);
+    impl fmt::Display for Shown<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            for c in self.0.to_string_lossy().chars() {
+                if c.is_control() || c == '\\' {
+                    write!(f, "{}", c.escape_debug())?;
+                } else {
+                    fmt::Write::write_char(f, c)?;
+                }
+            }
+            Ok(())
+        }
+    }
+    Shown(path.as_ref())
+}
+
 impl fmt::Display for TraceStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -293,7 +335,7 @@ impl fmt::Display for TraceStep {
                 result,
                 found,
             } => {
-                write!(f, "open    {kind:<8} {} -> {result}", path.display())?;
+                write!(f, "open    {kind:<8} {} -> {result}", shown(path))?;
                 if let Some(t) = found {
                     write!(f, " (is {t})")?;
                 }
@@ -305,7 +347,7 @@ impl fmt::Display for TraceStep {
                 result,
                 deferred,
             } => {
-                write!(f, "setns   {kind:<8} {} -> {result}", path.display())?;
+                write!(f, "setns   {kind:<8} {} -> {result}", shown(path))?;
                 if *deferred {
                     f.write_str(" (deferred)")?;
                 }
@@ -316,6 +358,11 @@ impl fmt::Display for TraceStep {
             TraceStep::Setid { result, .. } => {
                 write!(f, "setid   user     uid=0 gid=0 -> {result}")
             }
+            TraceStep::Propagation {
+                propagation,
+                result,
+                ..
+            } => write!(f, "propagate mount  / {propagation} -> {result}"),
             TraceStep::TimeOffsets {
                 offsets, result, ..
             } => {
@@ -325,7 +372,7 @@ impl fmt::Display for TraceStep {
                 }
                 write!(f, " -> {result}")
             }
-            TraceStep::Close { kind, path } => write!(f, "close   {kind:<8} {}", path.display()),
+            TraceStep::Close { kind, path } => write!(f, "close   {kind:<8} {}", shown(path)),
             TraceStep::Fork { result } => write!(f, "fork             -> {result}"),
         }
     }
@@ -338,7 +385,7 @@ impl fmt::Display for Trace {
         }
         match &self.error {
             None => writeln!(f, "ok"),
-            Some(e) => writeln!(f, "error: {}: {}", e.code, e.message),
+            Some(e) => writeln!(f, "error: {}: {}", e.code, shown(&e.message)),
         }
     }
 }

@@ -11,7 +11,8 @@ use std::process::Command;
 
 use nsapply::model::{simulate, Model, World};
 use nsapply::{
-    plan, ApplyError, ConfigError, Errno, ErrorCode, Kind, KindSet, NsConfig, SyncPoint, Unjoined,
+    plan, ApplyError, ConfigError, Errno, ErrorCode, Kind, KindSet, MapFile, NsConfig, SyncError,
+    SyncPoint, Unjoined,
 };
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots/corpus");
@@ -176,6 +177,24 @@ fn samples() -> Vec<(ErrorCode, String)> {
             clock: "realtime".into(),
             reason: "unknown clock".into(),
         },
+        ConfigError::InvalidPath {
+            index: 1,
+            kind: Kind::Network,
+            path: p("/run/netns/a\0b"),
+        },
+        ConfigError::InvalidRootfsPropagation {
+            value: "sideways".into(),
+        },
+        ConfigError::RootfsPropagationWithoutNewMountNamespace {
+            value: "shared".into(),
+            index: None,
+            path: None,
+        },
+        ConfigError::RootfsPropagationWithoutNewMountNamespace {
+            value: "slave".into(),
+            index: Some(2),
+            path: Some(p("/proc/4242/ns/mnt")),
+        },
     ];
     let apply = [
         ApplyError::NotANamespace {
@@ -202,7 +221,16 @@ fn samples() -> Vec<(ErrorCode, String)> {
         ApplyError::Multithreaded {
             kind: Kind::User,
             op: "unshare",
-            threads: Some(4),
+            threads: 4,
+        },
+        ApplyError::ThreadCount {
+            kind: Kind::Pid,
+            op: "fork",
+            errno: Some(Errno::ENOENT),
+        },
+        ApplyError::ThreadCount {
+            kind: Kind::User,
+            op: "setns",
             errno: None,
         },
         ApplyError::Join {
@@ -230,9 +258,49 @@ fn samples() -> Vec<(ErrorCode, String)> {
         ApplyError::TimeOffsets {
             errno: Errno::EACCES,
         },
+        ApplyError::Propagation {
+            propagation: nsapply::config::Propagation::DEFAULT,
+            errno: Errno::EPERM,
+        },
         ApplyError::Sync {
             point: SyncPoint::IdMapping,
-            message: "writing uid_map: EPERM (Operation not permitted)".into(),
+            source: SyncError::MapWrite {
+                file: MapFile::UidMap,
+                errno: Errno::EPERM,
+            },
+        },
+        ApplyError::Sync {
+            point: SyncPoint::IdMapping,
+            source: SyncError::ShortWrite {
+                file: MapFile::GidMap,
+                written: 3,
+                len: 9,
+            },
+        },
+        ApplyError::Sync {
+            point: SyncPoint::IdMapping,
+            source: SyncError::Proc {
+                reason: "/proc is not a procfs mount (file system type 0x1021994)".into(),
+                errno: None,
+            },
+        },
+        ApplyError::Sync {
+            point: SyncPoint::CgroupPlaced,
+            source: SyncError::Channel {
+                what: "waiting for the parent's answer".into(),
+                errno: None,
+            },
+        },
+        ApplyError::Sync {
+            point: SyncPoint::CgroupPlaced,
+            source: SyncError::Protocol("expected value at line 1 column 1".into()),
+        },
+        ApplyError::Sync {
+            point: SyncPoint::CgroupPlaced,
+            source: SyncError::Caller {
+                message: "placing the process in its cgroup".into(),
+                errno: Some(Errno::EACCES),
+            },
         },
         ApplyError::Fork {
             errno: Errno::EAGAIN,
@@ -343,12 +411,19 @@ fn cli_error_line_for_each_code() {
         "world-rootless.json",
         r#"{"caller":{"uid":1000,"gid":1000}}"#,
     );
-    let cases: [(&str, &str, &str, &[&str]); 10] = [
+    let mount = write_temp(
+        dir.path(),
+        "mount.json",
+        r#"{"ociVersion":"1.2.0","linux":{"namespaces":[{"type":"mount"}],"rootfsPropagation":"rprivate"}}"#,
+    );
+    let cases: [(&str, &str, &str, &[&str]); 12] = [
         ("path-not-found", &net, "", &[]),
         ("not-a-namespace", &net, &world_file, &[]),
         ("wrong-namespace-type", &net, &world_ipc, &[]),
         ("open-failed", &net, &world_net, &["open:network=EACCES"]),
         ("multithreaded", &user, &world_threads, &[]),
+        ("thread-count-failed", &user, "", &["threads=EMFILE"]),
+        ("propagation-failed", &mount, "", &["propagation=EPERM"]),
         ("join-failed", &net, &world_net, &["setns:network=EINVAL"]),
         ("unshare-failed", &user, "", &["unshare:time=ENOSPC"]),
         ("setid-failed", &user, "", &["setid=EINVAL"]),

@@ -113,6 +113,7 @@ pub fn generated(kinds: usize, joins: usize, map_lines: u32) -> RawLinux {
                 })
                 .collect()
         }),
+        rootfs_propagation: None,
     }
 }
 

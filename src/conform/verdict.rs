@@ -17,7 +17,7 @@ use super::case::{Reference, Stage};
 use super::observe::{Activity, ContainerView};
 use crate::kind::{Kind, KindSet};
 use crate::plan::{Plan, Step};
-use crate::realize::id_map_text;
+use crate::sync::id_map_text;
 use crate::syscall::linux::time_offsets_text;
 
 /// What the container's namespace of one kind should be.

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use crate::config::TimeOffset;
+use crate::config::{Propagation, TimeOffset};
 use crate::error::Errno;
 use crate::kind::{Kind, KindSet};
 
@@ -27,6 +27,26 @@ pub enum Forked {
     Child,
 }
 
+/// Why [`Syscall::thread_count`] has no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadCountError {
+    /// The errno of the call that failed; `None` when the calls succeeded
+    /// but what they read is not a thread count (on Linux, a `/proc` that
+    /// is not procfs). No errno is made up for that case.
+    pub errno: Option<Errno>,
+}
+
+impl std::error::Error for ThreadCountError {}
+
+impl std::fmt::Display for ThreadCountError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.errno {
+            Some(e) => write!(f, "{e}"),
+            None => f.write_str("/proc/self/stat is not a stat line (is /proc a procfs?)"),
+        }
+    }
+}
+
 /// The calls the engine makes, each answering like the kernel: `Ok` or an
 /// [`Errno`].
 ///
@@ -38,7 +58,10 @@ pub trait Syscall {
     /// An owned namespace file descriptor.
     type Fd;
 
-    /// `open(path, O_RDONLY | O_CLOEXEC)` (open(2)).
+    /// Opens `path` as a namespace file, without side effects: the open
+    /// may not block (a FIFO) or run a driver (a device), so a file that is
+    /// not a namespace is opened only as a reference (`O_PATH`) and found
+    /// out by [`Syscall::ns_get_nstype`]. Close-on-exec.
     ///
     /// # Errors
     ///
@@ -50,7 +73,8 @@ pub trait Syscall {
     ///
     /// # Errors
     ///
-    /// ENOTTY when the fd is not a namespace file.
+    /// ENOTTY when the fd is not a namespace file (whatever kind of file it
+    /// is: regular, directory, FIFO, socket, device).
     fn ns_get_nstype(&mut self, fd: &Self::Fd) -> Result<i32, Errno>;
 
     /// `setns(fd, kind.clone_flag())` (setns(2)); the typed `nstype` makes the
@@ -79,6 +103,16 @@ pub trait Syscall {
     /// EINVAL when id 0 is not mapped, EPERM without CAP_SETUID/CAP_SETGID.
     fn set_root_ids(&mut self) -> Result<(), Errno>;
 
+    /// `mount(NULL, "/", NULL, MS_<type>[|MS_REC], NULL)`: the propagation
+    /// of `/` in the caller's mount namespace (mount(2),
+    /// mount_namespaces(7)).
+    ///
+    /// # Errors
+    ///
+    /// EPERM without CAP_SYS_ADMIN over the mount namespace's owner, EINVAL
+    /// when `/` is not a mount point (a chroot).
+    fn set_root_propagation(&mut self, propagation: Propagation) -> Result<(), Errno>;
+
     /// One write of `offsets` to `/proc/self/timens_offsets` (time_namespaces(7)).
     ///
     /// # Errors
@@ -91,8 +125,9 @@ pub trait Syscall {
     ///
     /// # Errors
     ///
-    /// The errno of reading it (`/proc/self/stat` on Linux).
-    fn thread_count(&mut self) -> Result<usize, Errno>;
+    /// Reading it failed (`/proc/self/stat` on Linux: no procfs at `/proc`,
+    /// no free fd), or what was read is not a thread count.
+    fn thread_count(&mut self) -> Result<usize, ThreadCountError>;
 
     /// fork(2).
     ///

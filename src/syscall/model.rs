@@ -21,6 +21,8 @@
 //! [`FaultScript`] forces chosen calls to fail, so every error path of the
 //! engine can be reached without privilege.
 //!
+//! * mount(2) changing the propagation of `/`: `may_mount`, `do_change_type`.
+//!
 //! What the model leaves out, on purpose: ucount limits (`max_*_namespaces`),
 //! chroot, LSMs, `ENOMEM`, ptrace access checks on `/proc/<pid>/ns`, and the
 //! clocks' current values (see [`Syscall::write_time_offsets`] on [`Model`]).
@@ -36,10 +38,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::apply::{apply, Applied, SyncHooks, SyncRequest};
 use crate::config::{IdMapping, TimeOffset, MAX_NANOSECS};
-use crate::error::Errno;
+use crate::error::{Errno, MapFile, SyncError};
 use crate::kind::{Kind, KindSet};
 use crate::plan::Plan;
-use crate::syscall::{Forked, Syscall};
+use crate::syscall::{Forked, Syscall, ThreadCountError};
 use crate::trace::Outcome;
 
 /// `create_user_ns`: a user namespace whose level is above this cannot get
@@ -264,15 +266,28 @@ impl NsSpec {
 }
 
 /// A file of the world that is not a namespace.
+///
+/// Every kind opens as nsapply opens a namespace path (a reference only,
+/// `O_PATH`: no permission on the file is needed, a FIFO does not block, a
+/// device's driver is not called) and is then refused by NS_GET_NSTYPE
+/// with ENOTTY (`not-a-namespace`). Only a directory differs: a path can
+/// go through it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileSpec {
-    /// A regular file: opens, but NS_GET_NSTYPE fails ENOTTY.
+    /// A regular file.
     Regular,
-    /// A directory: opens (O_RDONLY), NS_GET_NSTYPE fails ENOTTY.
+    /// A directory.
     Directory,
-    /// A file the caller may not open, whoever it is: open fails EACCES.
+    /// A regular file with no permission bits (mode 000): an `O_PATH` open
+    /// needs none, so it is refused like any other non-namespace file.
     Unreadable,
+    /// A FIFO (named pipe): a plain open(2) would block until a writer came.
+    Fifo,
+    /// A Unix domain socket.
+    Socket,
+    /// A character device: a plain open(2) would run its driver.
+    Device,
 }
 
 /// A world that cannot exist: malformed JSON or inconsistent references.
@@ -480,6 +495,8 @@ pub enum CallOp {
     Unshare,
     /// [`Syscall::set_root_ids`].
     Setid,
+    /// [`Syscall::set_root_propagation`].
+    Propagation,
     /// [`Syscall::write_time_offsets`].
     TimeOffsets,
     /// [`Syscall::fork`].
@@ -492,12 +509,13 @@ pub enum CallOp {
 
 impl CallOp {
     /// Every op, in the order of the enum.
-    pub const ALL: [CallOp; 9] = [
+    pub const ALL: [CallOp; 10] = [
         CallOp::Open,
         CallOp::Nstype,
         CallOp::Setns,
         CallOp::Unshare,
         CallOp::Setid,
+        CallOp::Propagation,
         CallOp::TimeOffsets,
         CallOp::Fork,
         CallOp::Close,
@@ -512,6 +530,7 @@ impl CallOp {
             CallOp::Setns => "setns",
             CallOp::Unshare => "unshare",
             CallOp::Setid => "setid",
+            CallOp::Propagation => "propagation",
             CallOp::TimeOffsets => "time-offsets",
             CallOp::Fork => "fork",
             CallOp::Close => "close",
@@ -585,7 +604,7 @@ pub struct Call {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FaultAt {
     /// The n-th (1-based) fallible call: open, nstype, setns, unshare,
-    /// setid, time-offsets, fork (not close, not threads), counted from the
+    /// setid, propagation, time-offsets, fork (not close, not threads), counted from the
     /// model's creation, faulted calls included.
     Position(usize),
     /// Every call of `op`, of `kind` when given (for unshare: every call
@@ -1195,6 +1214,18 @@ impl Kernel {
         Ok(())
     }
 
+    /// `may_mount()` before `do_change_type()`: CAP_SYS_ADMIN over the user
+    /// namespace that owns the caller's mount namespace.
+    fn set_root_propagation(&self) -> Result<(), Errno> {
+        let cred = self.caller.cred();
+        let owner = self.owner_of(self.caller.ns[Kind::Mount.index()]);
+        if self.capable(&cred, owner) {
+            Ok(())
+        } else {
+            Err(Errno::EPERM)
+        }
+    }
+
     /// `create_user_ns`.
     fn create_user_ns(&mut self) -> Result<(), Errno> {
         let parent = self.caller.ns[Kind::User.index()];
@@ -1459,8 +1490,8 @@ impl ModelFd {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Node {
     Dir,
-    Regular,
-    Unreadable,
+    /// Any other file that is not a namespace (see [`FileSpec`]).
+    File,
     Ns(NsId),
 }
 
@@ -1842,9 +1873,12 @@ impl Model {
         }
         for (p, spec) in &world.files {
             let node = match spec {
-                FileSpec::Regular => Node::Regular,
                 FileSpec::Directory => Node::Dir,
-                FileSpec::Unreadable => Node::Unreadable,
+                FileSpec::Regular
+                | FileSpec::Unreadable
+                | FileSpec::Fifo
+                | FileSpec::Socket
+                | FileSpec::Device => Node::File,
             };
             add(world_path(p)?, node)?;
         }
@@ -2077,23 +2111,23 @@ impl Model {
         &mut self,
         uid: &[IdMapping],
         gid: &[IdMapping],
-    ) -> Result<(), (&'static str, Errno)> {
+    ) -> Result<(), (MapFile, Errno)> {
         let ns = self.kernel.caller.ns[Kind::User.index()];
         let writer = self.parent;
         let Some(parent) = self.kernel.spaces[ns].owner else {
-            return Err(("uid_map", Errno::EPERM));
+            return Err((MapFile::UidMap, Errno::EPERM));
         };
         if !self.kernel.capable(&writer, parent) {
             self.kernel
                 .write_setgroups_deny(&writer, ns)
-                .map_err(|e| ("setgroups", e))?;
+                .map_err(|e| (MapFile::Setgroups, e))?;
         }
         self.kernel
             .write_map(&writer, ns, Ids::Uid, uid)
-            .map_err(|e| ("uid_map", e))?;
+            .map_err(|e| (MapFile::UidMap, e))?;
         self.kernel
             .write_map(&writer, ns, Ids::Gid, gid)
-            .map_err(|e| ("gid_map", e))
+            .map_err(|e| (MapFile::GidMap, e))
     }
 
     /// The runtime parent writes `uid_map` of the caller's current user
@@ -2300,10 +2334,11 @@ fn check_fields(spec: &NsSpec) -> Result<(), WorldError> {
 impl Syscall for Model {
     type Fd = ModelFd;
 
-    /// open(2) of `path`: ENOENT when missing, ENOTDIR when a component
-    /// before the last is not a directory, EACCES for an unreadable file.
-    /// `/proc/self/ns/<name>` names the caller's namespace at the time of
-    /// the call.
+    /// The open of a namespace path (`O_PATH` first, see
+    /// [`Syscall::open_ns`]): ENOENT when missing, ENOTDIR when a component
+    /// before the last is not a directory; any existing file opens (no
+    /// permission on it is needed, nothing blocks). `/proc/self/ns/<name>`
+    /// names the caller's namespace at the time of the call.
     fn open_ns(&mut self, path: &Path) -> Result<ModelFd, Errno> {
         let resolved = self.resolve(path);
         let kind = match resolved {
@@ -2316,9 +2351,8 @@ impl Syscall for Model {
             Some(path.to_owned()),
             None,
             |m| match resolved? {
-                Node::Unreadable => Err(Errno::EACCES),
                 Node::Ns(id) => Ok(m.allocate_fd(path, Target::Ns(id))),
-                Node::Dir | Node::Regular => Ok(m.allocate_fd(path, Target::File)),
+                Node::Dir | Node::File => Ok(m.allocate_fd(path, Target::File)),
             },
         );
         if let (Ok(fd), Some(call)) = (&r, self.calls.last_mut()) {
@@ -2345,8 +2379,9 @@ impl Syscall for Model {
         )
     }
 
-    /// setns(2): EBADF, then EINVAL for a non-namespace or a type mismatch,
-    /// then the install hook of `kind` (see the module docs).
+    /// setns(2): EBADF for an fd not open or not a namespace (an `O_PATH`
+    /// reference), EINVAL for a type mismatch, then the install hook of
+    /// `kind` (see the module docs).
     fn setns(&mut self, fd: &ModelFd, kind: Kind) -> Result<(), Errno> {
         let target = self.entry(fd).map(|o| o.target);
         self.call(
@@ -2355,8 +2390,11 @@ impl Syscall for Model {
             Some(fd.path.clone()),
             Some(fd.num),
             |m| match target {
-                None => Err(Errno::EBADF),
-                Some(Target::File) => Err(Errno::EINVAL),
+                // A file that is not a namespace is only an O_PATH
+                // reference (see open_ns), which setns(2) does not take
+                // (`fdget` refuses O_PATH files): EBADF, where an fd opened
+                // for reading would get EINVAL.
+                None | Some(Target::File) => Err(Errno::EBADF),
                 Some(Target::Ns(id)) if m.kernel.spaces[id].kind != kind => Err(Errno::EINVAL),
                 Some(Target::Ns(id)) => m.kernel.setns(id, kind),
             },
@@ -2419,6 +2457,16 @@ impl Syscall for Model {
         })
     }
 
+    /// The propagation of `/` in the caller's mount namespace
+    /// (`do_change_type` behind mount(2)): EPERM without CAP_SYS_ADMIN over
+    /// the mount namespace's owner (`may_mount`). The model's `/` is always
+    /// a mount point (it has no chroot), so EINVAL does not arise.
+    fn set_root_propagation(&mut self, _: crate::config::Propagation) -> Result<(), Errno> {
+        self.call(CallOp::Propagation, Some(Kind::Mount), None, None, |m| {
+            m.kernel.set_root_propagation()
+        })
+    }
+
     /// A write of `/proc/self/timens_offsets` into `time_for_children`:
     /// EINVAL for nanoseconds > 999999999, EPERM without CAP_SYS_TIME over
     /// the namespace's owner, ERANGE for seconds beyond `KTIME_SEC_MAX / 2`,
@@ -2436,7 +2484,7 @@ impl Syscall for Model {
     }
 
     /// The caller's thread count (fault it with the `threads` op).
-    fn thread_count(&mut self) -> Result<usize, Errno> {
+    fn thread_count(&mut self) -> Result<usize, ThreadCountError> {
         let injected = self.fault(CallOp::Threads, None, KindSet::EMPTY);
         let result = injected.map_or(Ok(self.kernel.caller.threads), Err);
         self.calls.push(Call {
@@ -2448,7 +2496,7 @@ impl Syscall for Model {
             result: Outcome::of(&result),
             injected: injected.is_some(),
         });
-        result
+        result.map_err(|errno| ThreadCountError { errno: Some(errno) })
     }
 
     /// fork(2); the model continues as the child, which is in
@@ -2468,11 +2516,11 @@ impl Syscall for Model {
 pub struct ModelParent;
 
 impl SyncHooks<Model> for ModelParent {
-    fn sync(&mut self, request: SyncRequest<'_>, sys: &mut Model) -> Result<(), String> {
+    fn sync(&mut self, request: SyncRequest<'_>, sys: &mut Model) -> Result<(), SyncError> {
         match request {
             SyncRequest::IdMapping { uid, gid } => sys
                 .write_id_maps_as_parent(uid, gid)
-                .map_err(|(file, errno)| format!("writing {file}: {errno}")),
+                .map_err(|(file, errno)| SyncError::MapWrite { file, errno }),
             SyncRequest::CgroupPlaced => Ok(()),
         }
     }
@@ -2578,10 +2626,12 @@ mod tests {
     }
 
     #[test]
-    fn setns_with_a_non_namespace_fd_is_einval() {
+    fn setns_with_a_non_namespace_fd_is_ebadf() {
+        // Not EINVAL, as for an fd opened for reading: a file that is not a
+        // namespace is held as an O_PATH reference, which setns refuses.
         let mut m = model(World::new().file("/etc/hostname", FileSpec::Regular));
         let fd = open(&mut m, "/etc/hostname");
-        assert_eq!(m.setns(&fd, Kind::Network), Err(Errno::EINVAL));
+        assert_eq!(m.setns(&fd, Kind::Network), Err(Errno::EBADF));
         m.close(fd);
     }
 
@@ -3111,7 +3161,12 @@ mod tests {
     fn a_threads_fault_fails_thread_count() {
         let mut m = model(World::new());
         m.set_faults(FaultScript::parse("threads=EIO").unwrap());
-        assert_eq!(m.thread_count(), Err(Errno::EIO));
+        assert_eq!(
+            m.thread_count(),
+            Err(ThreadCountError {
+                errno: Some(Errno::EIO)
+            })
+        );
         assert_eq!(m.calls()[0].op, CallOp::Threads);
     }
 
@@ -3187,7 +3242,34 @@ mod tests {
     }
 
     #[test]
-    fn open_through_a_file_is_enotdir_and_unreadable_is_eacces() {
+    fn every_file_that_is_not_a_namespace_opens_and_is_enotty() {
+        // Opening a namespace path takes a reference only (O_PATH): no
+        // permission is needed, a FIFO does not block, no driver runs; the
+        // type check then refuses the file.
+        let mut world = World::new();
+        let specs = [
+            FileSpec::Regular,
+            FileSpec::Directory,
+            FileSpec::Unreadable,
+            FileSpec::Fifo,
+            FileSpec::Socket,
+            FileSpec::Device,
+        ];
+        for (i, spec) in specs.iter().enumerate() {
+            world = world.file(format!("/f/{i}"), *spec);
+        }
+        let mut m = model(world);
+        for (i, spec) in specs.iter().enumerate() {
+            let fd = m.open_ns(Path::new(&format!("/f/{i}"))).unwrap();
+            assert_eq!(m.ns_get_nstype(&fd), Err(Errno::ENOTTY), "{spec:?}");
+            assert_eq!(m.setns(&fd, Kind::Network), Err(Errno::EBADF), "{spec:?}");
+            m.close(fd);
+        }
+        assert_eq!(m.open_fd_count(), 0);
+    }
+
+    #[test]
+    fn open_through_a_file_is_enotdir() {
         let world = World::new()
             .file("/etc/hostname", FileSpec::Regular)
             .file("/root/secret", FileSpec::Unreadable)
@@ -3201,9 +3283,10 @@ mod tests {
             open_err(&mut m, "/proc/self/ns/net/x"),
             Some(Errno::ENOTDIR)
         );
-        assert_eq!(open_err(&mut m, "/root/secret"), Some(Errno::EACCES));
+        assert_eq!(open_err(&mut m, "/root/secret/x"), Some(Errno::ENOTDIR));
+        assert_eq!(open_err(&mut m, "/root/secret"), None);
         assert_eq!(open_err(&mut m, "/run/netns/../netns/n"), None);
-        assert_eq!(m.open_fd_count(), 1);
+        assert_eq!(m.open_fd_count(), 2);
     }
 
     #[test]
@@ -3325,10 +3408,12 @@ mod tests {
         let run = simulate(&p, &mut m);
         let error = run.trace.error.expect("the map write fails");
         assert_eq!(error.code, ErrorCode::SyncFailed);
+        // The write's errno is the error's, not only words in the message.
+        assert_eq!(error.errno, Some(Errno::EPERM));
         assert!(
             error
                 .message
-                .contains("writing uid_map: EPERM (Operation not permitted)"),
+                .contains("writing uid_map of the child failed: EPERM (Operation not permitted)"),
             "{}",
             error.message
         );
@@ -3382,6 +3467,9 @@ mod tests {
             .file("/etc/hostname", FileSpec::Regular)
             .file("/srv", FileSpec::Directory)
             .file("/root/x", FileSpec::Unreadable)
+            .file("/run/fifo", FileSpec::Fifo)
+            .file("/run/sock", FileSpec::Socket)
+            .file("/dev/x", FileSpec::Device)
             .caller(
                 CallerSpec::unprivileged(1000, 1000)
                     .threads(2)

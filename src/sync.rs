@@ -1,0 +1,479 @@
+//! The hand-off between the process that applies a plan (the child) and
+//! the process that serves its sync points (its parent): one channel, one
+//! typed protocol, one implementation of each side. `nsapply run`
+//! ([`crate::run`]) and the real-kernel tests ([`crate::realize`]) both use
+//! it, so the tests check the path that ships.
+//!
+//! * [`Channel`]: a Unix stream socket pair (close-on-exec), one JSON
+//!   document per line, written with `MSG_NOSIGNAL` (a peer that died is
+//!   an EPIPE, never a SIGPIPE in the caller).
+//! * [`ToParent`] and [`ToChild`]: every message either side sends.
+//! * [`ChildSync`]: the child's [`SyncHooks`]: it reports the sync point
+//!   and waits for the parent's answer.
+//! * [`answer_sync`]: the parent's side of one sync point: at `id-mapping`
+//!   it writes `setgroups`, `uid_map` and `gid_map` of exactly its child,
+//!   identified by a pidfd and reached through a checked procfs
+//!   ([`write_id_maps`]); `cgroup-placed` is acknowledged (the child stays
+//!   in the parent's cgroup).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::apply::{SyncHooks, SyncRequest};
+use crate::config::IdMapping;
+use crate::error::{Errno, MapFile, SyncError, SyncPoint};
+use crate::plan::Plan;
+use crate::syscall::linux::{Pidfd, ProcRoot, WriteError};
+use crate::syscall::Syscall;
+use crate::trace::TraceError;
+
+/// How a command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// It was killed by this signal number.
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell's view of the status: the exit code, or 128 + the signal
+    /// number when the command was killed.
+    ///
+    /// ```
+    /// use nsapply::run::Exit;
+    /// assert_eq!(Exit::Code(7).status(), 7);
+    /// assert_eq!(Exit::Signal(9).status(), 137);
+    /// ```
+    pub const fn status(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Why the child side of `nsapply run` failed, as it reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Failure {
+    /// The plan failed; the trace error says which step.
+    Apply {
+        /// The error of the run.
+        error: TraceError,
+    },
+    /// Writing the trace file failed.
+    TraceFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The errno of write(2).
+        errno: Errno,
+    },
+    /// execvp(3) of the command failed.
+    Exec {
+        /// The program as given.
+        program: String,
+        /// The errno, when the failure is a system call's.
+        errno: Option<Errno>,
+        /// The error as the standard library put it.
+        message: String,
+    },
+    /// The process that runs the command could not be made or watched.
+    Supervise {
+        /// What was being done.
+        what: String,
+        /// The errno.
+        errno: Errno,
+    },
+}
+
+/// A message from the child to its parent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "kebab-case")]
+pub enum ToParent {
+    /// The child reached a sync point and waits for [`ToChild::Ack`] or
+    /// [`ToChild::Refused`].
+    Sync {
+        /// Which one.
+        point: SyncPoint,
+    },
+    /// The command ended (`nsapply run`), reported by its supervisor.
+    Exited {
+        /// How.
+        exit: Exit,
+    },
+    /// The run failed in the child (`nsapply run`); it exits right after.
+    Failed {
+        /// Why.
+        failure: Failure,
+    },
+}
+
+/// A message from the parent to its child.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "kebab-case")]
+pub enum ToChild {
+    /// The sync point's work is done: go on.
+    Ack,
+    /// The sync point's work failed: the run stops with this error.
+    Refused {
+        /// Why.
+        error: SyncError,
+    },
+    /// Forward this signal to the command (`nsapply run`); kept until the
+    /// command's process exists.
+    Signal {
+        /// The signal number.
+        signal: i32,
+    },
+}
+
+/// One end of the channel between the two processes.
+#[derive(Debug)]
+pub struct Channel {
+    reader: BufReader<File>,
+}
+
+impl Channel {
+    /// A connected pair: `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`.
+    /// Give one end to each process and drop the other there.
+    ///
+    /// # Errors
+    ///
+    /// The errno of socketpair(2).
+    pub fn pair() -> Result<(Channel, Channel), Errno> {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Errno(e as i32))?;
+        Ok((Channel::from_fd(a), Channel::from_fd(b)))
+    }
+
+    fn from_fd(fd: OwnedFd) -> Channel {
+        Channel {
+            reader: BufReader::new(File::from(fd)),
+        }
+    }
+
+    /// Sends one message: one write of one line.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Channel`] with the errno of send(2) (EPIPE: the other
+    /// side is gone).
+    pub fn send<T: Serialize>(&mut self, message: &T) -> Result<(), SyncError> {
+        use nix::sys::socket::{send, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let mut line = serde_json::to_vec(message)
+            .map_err(|e| SyncError::Protocol(format!("encoding a message: {e}")))?;
+        line.push(b'\n');
+        let fd = self.reader.get_ref().as_raw_fd();
+        let mut rest = &line[..];
+        while !rest.is_empty() {
+            match send(fd, rest, MsgFlags::MSG_NOSIGNAL) {
+                Ok(n) => rest = &rest[n..],
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    return Err(SyncError::Channel {
+                        what: "sending to the other process".to_owned(),
+                        errno: Some(Errno(e as i32)),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives one message; `None` when the other side closed its end
+    /// (it exited) and every message it sent has been read.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Channel`] with the errno of read(2), or
+    /// [`SyncError::Protocol`] for a line that is not a message.
+    pub fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, SyncError> {
+        let mut line = String::new();
+        loop {
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return Ok(None),
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(match Errno::of_io(&e) {
+                        Some(errno) => SyncError::Channel {
+                            what: "reading from the other process".to_owned(),
+                            errno: Some(errno),
+                        },
+                        None => SyncError::Protocol(format!("a message that is not UTF-8: {e}")),
+                    })
+                }
+            }
+        }
+        if !line.ends_with('\n') {
+            return Err(SyncError::Protocol(format!(
+                "a message cut short by the end of the channel: {line:?}"
+            )));
+        }
+        serde_json::from_str(&line)
+            .map(Some)
+            .map_err(|e| SyncError::Protocol(format!("{e}: {:?}", line.trim_end())))
+    }
+
+    /// Whether a whole message is already buffered, so [`Channel::recv`]
+    /// returns without reading (poll(2) on the socket would not show it).
+    pub fn has_buffered_message(&self) -> bool {
+        self.reader.buffer().contains(&b'\n')
+    }
+
+    /// The socket, for poll(2).
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.reader.get_ref().as_fd()
+    }
+}
+
+/// The child's side of the sync points: report the point, wait for the
+/// answer. Signals the parent forwards meanwhile ([`ToChild::Signal`]) are
+/// kept in [`ChildSync::signals`] for the command, which does not exist yet.
+#[derive(Debug)]
+pub struct ChildSync<'a> {
+    channel: &'a mut Channel,
+    /// Signals received while waiting, in order.
+    pub signals: Vec<i32>,
+    after_id_mapping: Option<fn() -> Result<(), Errno>>,
+}
+
+impl<'a> ChildSync<'a> {
+    /// Sync hooks over `channel`.
+    pub fn new(channel: &'a mut Channel) -> ChildSync<'a> {
+        ChildSync {
+            channel,
+            signals: Vec::new(),
+            after_id_mapping: None,
+        }
+    }
+
+    /// Runs `f` once the parent acknowledged `id-mapping` (nsapply run: the
+    /// child stops being dumpable once nobody needs its `/proc` files).
+    #[must_use]
+    pub fn after_id_mapping(mut self, f: fn() -> Result<(), Errno>) -> ChildSync<'a> {
+        self.after_id_mapping = Some(f);
+        self
+    }
+
+    /// Waits for the answer to the sync point just reported.
+    fn answer(&mut self) -> Result<(), SyncError> {
+        loop {
+            match self.channel.recv::<ToChild>()? {
+                Some(ToChild::Ack) => return Ok(()),
+                Some(ToChild::Refused { error }) => return Err(error),
+                Some(ToChild::Signal { signal }) => self.signals.push(signal),
+                None => {
+                    return Err(SyncError::Channel {
+                        what: "waiting for the parent's answer".to_owned(),
+                        errno: None,
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl<S: Syscall + ?Sized> SyncHooks<S> for ChildSync<'_> {
+    fn sync(&mut self, request: SyncRequest<'_>, _: &mut S) -> Result<(), SyncError> {
+        let point = request.point();
+        self.channel.send(&ToParent::Sync { point })?;
+        self.answer()?;
+        if let (SyncPoint::IdMapping, Some(f)) = (point, self.after_id_mapping) {
+            f().map_err(|errno| SyncError::Caller {
+                message: "making the process not dumpable after its maps were written".to_owned(),
+                errno: Some(errno),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The parent's work at one sync point of `child` (its pidfd): at
+/// `id-mapping`, [`write_id_maps`] with the plan's mappings, denying
+/// `setgroups` when this process is not root; at `cgroup-placed`, nothing
+/// (the child stays in this process's cgroup, which becomes the root of its
+/// cgroup namespace).
+///
+/// # Errors
+///
+/// As [`write_id_maps`].
+pub fn answer_sync(point: SyncPoint, plan: &Plan, child: &Pidfd) -> Result<(), SyncError> {
+    match point {
+        SyncPoint::IdMapping => write_id_maps(
+            child,
+            plan.uid_mappings(),
+            plan.gid_mappings(),
+            !nix::unistd::geteuid().is_root(),
+        ),
+        SyncPoint::CgroupPlaced => Ok(()),
+    }
+}
+
+/// The text of a `uid_map` or `gid_map` write: one
+/// `"<container> <host> <size>\n"` line per mapping (user_namespaces(7)).
+///
+/// ```
+/// use nsapply::{sync::id_map_text, IdMapping};
+/// let m = IdMapping { container_id: 0, host_id: 100000, size: 65536 };
+/// assert_eq!(id_map_text(&[m]), "0 100000 65536\n");
+/// ```
+pub fn id_map_text(lines: &[IdMapping]) -> String {
+    lines
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
+        .collect()
+}
+
+/// Writes the id maps of the user namespace of exactly the process `target`
+/// refers to: `setgroups` `deny` first when `deny_setgroups` (a writer
+/// without privilege over the parent user namespace must,
+/// user_namespaces(7)), then `uid_map`, then `gid_map`, each in one write,
+/// stopping at the first error.
+///
+/// The files are reached through the procfs at `/proc`, checked to be a
+/// procfs root ([`ProcRoot`]), in the directory of the pid that procfs
+/// gives the pidfd ([`ProcRoot::process_dir`]): never a directory chosen by
+/// a pid number alone, which in a pid namespace that still sees another's
+/// `/proc` names a different process.
+///
+/// # Errors
+///
+/// [`SyncError::Proc`] when `/proc` cannot be trusted to name the target;
+/// [`SyncError::MapWrite`] with the file and the errno of open(2) or
+/// write(2); [`SyncError::ShortWrite`].
+pub fn write_id_maps(
+    target: &Pidfd,
+    uid: &[IdMapping],
+    gid: &[IdMapping],
+    deny_setgroups: bool,
+) -> Result<(), SyncError> {
+    let dir = ProcRoot::open()?.process_dir(target)?;
+    let write = |file: MapFile, text: &str| {
+        dir.write_once(file.name(), text.as_bytes())
+            .map_err(|e| match e {
+                WriteError::Errno(errno) => SyncError::MapWrite { file, errno },
+                WriteError::Short { written } => SyncError::ShortWrite {
+                    file,
+                    written,
+                    len: text.len(),
+                },
+            })
+    };
+    if deny_setgroups {
+        write(MapFile::Setgroups, "deny")?;
+    }
+    write(MapFile::UidMap, &id_map_text(uid))?;
+    write(MapFile::GidMap, &id_map_text(gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_over_a_channel_and_eof_is_none() {
+        let (mut a, mut b) = Channel::pair().unwrap();
+        let sent = [
+            ToParent::Sync {
+                point: SyncPoint::IdMapping,
+            },
+            ToParent::Exited {
+                exit: Exit::Signal(15),
+            },
+            ToParent::Failed {
+                failure: Failure::Exec {
+                    program: "no\nsuch".into(),
+                    errno: Some(Errno::ENOENT),
+                    message: "No such file or directory (os error 2)".into(),
+                },
+            },
+        ];
+        for m in &sent {
+            a.send(m).unwrap();
+        }
+        a.send(&ToChild::Refused {
+            error: SyncError::MapWrite {
+                file: MapFile::GidMap,
+                errno: Errno::EPERM,
+            },
+        })
+        .unwrap();
+        drop(a);
+        for m in &sent {
+            assert_eq!(b.recv::<ToParent>().unwrap().as_ref(), Some(m));
+        }
+        assert_eq!(
+            b.recv::<ToChild>().unwrap(),
+            Some(ToChild::Refused {
+                error: SyncError::MapWrite {
+                    file: MapFile::GidMap,
+                    errno: Errno::EPERM
+                }
+            })
+        );
+        assert_eq!(b.recv::<ToParent>().unwrap(), None);
+        // Sending to a closed peer is an errno, not a SIGPIPE.
+        let err = b
+            .send(&ToParent::Sync {
+                point: SyncPoint::CgroupPlaced,
+            })
+            .unwrap_err();
+        assert_eq!(err.errno(), Some(Errno::EPIPE));
+    }
+
+    #[test]
+    fn child_sync_keeps_signals_and_returns_the_parents_refusal() {
+        let (mut parent, mut child) = Channel::pair().unwrap();
+        parent.send(&ToChild::Signal { signal: 15 }).unwrap();
+        parent.send(&ToChild::Signal { signal: 10 }).unwrap();
+        parent.send(&ToChild::Ack).unwrap();
+        let refusal = SyncError::Proc {
+            reason: "test".into(),
+            errno: None,
+        };
+        parent
+            .send(&ToChild::Refused {
+                error: refusal.clone(),
+            })
+            .unwrap();
+        let mut sync = ChildSync::new(&mut child);
+        let mut model = crate::model::Model::new(&crate::model::World::default()).unwrap();
+        assert_eq!(sync.sync(SyncRequest::CgroupPlaced, &mut model), Ok(()));
+        assert_eq!(sync.signals, [15, 10]);
+        assert_eq!(
+            sync.sync(SyncRequest::CgroupPlaced, &mut model),
+            Err(refusal)
+        );
+        drop(parent);
+        let err = sync
+            .sync(SyncRequest::CgroupPlaced, &mut model)
+            .unwrap_err();
+        assert!(matches!(err, SyncError::Channel { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_garbled_or_cut_line_is_a_protocol_error() {
+        use std::io::Write;
+        let (a, mut b) = Channel::pair().unwrap();
+        let mut raw = a.reader.into_inner();
+        raw.write_all(b"{\"msg\":\"nonsense\"}\n{\"msg\":\"ack\"")
+            .unwrap();
+        drop(raw);
+        assert!(matches!(b.recv::<ToChild>(), Err(SyncError::Protocol(_))));
+        assert!(matches!(b.recv::<ToChild>(), Err(SyncError::Protocol(_))));
+    }
+}
