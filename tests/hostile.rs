@@ -1,0 +1,1648 @@
+//! The process layer of `nsapply run` against a hostile caller, path,
+//! signal or race (DESIGN §8). One trial per scenario; each was written to
+//! fail on the code before the hardening (issue 12) and names what it holds.
+//!
+//! Every trial drives the `nsapply` binary as a user would and looks at the
+//! machine from outside: which process got an id map, which mounts appeared,
+//! which processes are left, what status and error line came back. The
+//! trials that make namespaces, mounts or other users' processes need root;
+//! without it they are reported as ignored with the reason printed, never
+//! as passed. CI runs as root.
+//!
+//! Like `tests/kernel.rs`, this target has no libtest harness: a case may
+//! change its own process (a private mount namespace, a child subreaper),
+//! so each trial re-executes this binary with `NSAPPLY_HOSTILE_CASE=<name>`
+//! and the case runs alone in that process. The same binary doubles as a
+//! probe that runs as `CMD` inside a container (`NSAPPLY_HOSTILE_PROBE`).
+//!
+//! Leftovers are found exactly rather than by comparing the whole machine
+//! (other work on the host starts and ends namespaces too): a case process
+//! that runs nsapply is a child subreaper, so any process nsapply leaves
+//! behind is re-parented to it and shows as its child; namespaces are
+//! found by the inodes the runs themselves printed; mounts by the case's
+//! own (private) mount table.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::unistd::Pid;
+
+const CASE_ENV: &str = "NSAPPLY_HOSTILE_CASE";
+const PROBE_ENV: &str = "NSAPPLY_HOSTILE_PROBE";
+
+type Outcome = Result<(), String>;
+
+/// A scenario: its name, whether it needs root, and the case body.
+struct Case {
+    name: &'static str,
+    root: bool,
+    body: fn() -> Outcome,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "id_maps_reach_our_child_and_no_other_process_through_a_foreign_proc",
+        root: true,
+        body: id_maps_reach_our_child_and_no_other_process_through_a_foreign_proc,
+    },
+    Case {
+        name: "a_fake_proc_is_refused_before_anything_is_written",
+        root: true,
+        body: a_fake_proc_is_refused_before_anything_is_written,
+    },
+    Case {
+        name: "mounts_made_in_the_container_do_not_propagate_to_the_host",
+        root: true,
+        body: mounts_made_in_the_container_do_not_propagate_to_the_host,
+    },
+    Case {
+        name: "a_rootless_container_cannot_open_the_memory_of_any_nsapply_process",
+        root: true,
+        body: a_rootless_container_cannot_open_the_memory_of_any_nsapply_process,
+    },
+    Case {
+        name: "sigkill_of_nsapply_ends_a_container_that_changed_its_credentials",
+        root: true,
+        body: sigkill_of_nsapply_ends_a_container_that_changed_its_credentials,
+    },
+    Case {
+        name: "sigkill_of_the_supervising_child_ends_the_container_too",
+        root: true,
+        body: sigkill_of_the_supervising_child_ends_the_container_too,
+    },
+    Case {
+        name: "a_caller_with_almost_no_free_fds_fails_cleanly",
+        root: true,
+        body: a_caller_with_almost_no_free_fds_fails_cleanly,
+    },
+    Case {
+        name: "sigkill_of_nsapply_at_any_moment_leaves_nothing_behind",
+        root: true,
+        body: sigkill_of_nsapply_at_any_moment_leaves_nothing_behind,
+    },
+    Case {
+        name: "fifo_socket_device_and_directory_paths_are_refused_at_once",
+        root: true,
+        body: fifo_socket_device_and_directory_paths_are_refused_at_once,
+    },
+    Case {
+        name: "forwarded_signals_reach_cmd_and_its_status_comes_back",
+        root: true,
+        body: forwarded_signals_reach_cmd_and_its_status_comes_back,
+    },
+    Case {
+        name: "a_caller_that_ignores_sigchld_and_blocks_signals_changes_nothing",
+        root: true,
+        body: a_caller_that_ignores_sigchld_and_blocks_signals_changes_nothing,
+    },
+    Case {
+        name: "init_reaps_orphans_and_forwards_signals",
+        root: true,
+        body: init_reaps_orphans_and_forwards_signals,
+    },
+    Case {
+        name: "an_unreadable_thread_count_has_its_own_code",
+        root: true,
+        body: an_unreadable_thread_count_has_its_own_code,
+    },
+    Case {
+        name: "two_hundred_runs_in_a_row_and_twenty_in_parallel_leave_nothing_behind",
+        root: true,
+        body: two_hundred_runs_in_a_row_and_twenty_in_parallel_leave_nothing_behind,
+    },
+    Case {
+        name: "an_endless_config_is_refused_with_bounded_memory",
+        root: false,
+        body: an_endless_config_is_refused_with_bounded_memory,
+    },
+    Case {
+        name: "a_nul_byte_in_a_path_is_refused_at_validation",
+        root: false,
+        body: a_nul_byte_in_a_path_is_refused_at_validation,
+    },
+    Case {
+        name: "a_config_that_is_not_utf8_is_invalid_config_without_an_errno",
+        root: false,
+        body: a_config_that_is_not_utf8_is_invalid_config_without_an_errno,
+    },
+    Case {
+        name: "control_characters_in_paths_are_escaped_in_text_output",
+        root: false,
+        body: control_characters_in_paths_are_escaped_in_text_output,
+    },
+];
+
+fn main() {
+    if let Ok(probe) = std::env::var(PROBE_ENV) {
+        std::process::exit(probe_main(&probe));
+    }
+    if let Ok(name) = std::env::var(CASE_ENV) {
+        let Some(case) = CASES.iter().find(|c| c.name == name) else {
+            eprintln!("no case {name:?}");
+            std::process::exit(2);
+        };
+        match (case.body)() {
+            Ok(()) => std::process::exit(0),
+            Err(why) => {
+                eprintln!("{why}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let args = Arguments::from_args();
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        eprintln!(
+            "hostile tests that need root are ignored: not root (euid {}); they make namespaces, mounts and other users' processes",
+            nix::unistd::geteuid()
+        );
+    }
+    let trials = CASES
+        .iter()
+        .map(|c| Trial::test(c.name, move || reexec(c.name)).with_ignored_flag(c.root && !root))
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// Runs one case in a fresh process; its stderr is the failure message.
+fn reexec(name: &str) -> Result<(), Failed> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut child = Command::new(exe)
+        .env(CASE_ENV, name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("re-executing the test binary: {e}"))?;
+    let out = read_all_in_background(child.stdout.take());
+    let err = read_all_in_background(child.stderr.take());
+    let status = wait_deadline(&mut child, Duration::from_secs(240));
+    let (out, err) = (
+        out.recv().unwrap_or_default(),
+        err.recv().unwrap_or_default(),
+    );
+    match status {
+        Some(s) if s.success() => Ok(()),
+        Some(s) => Err(format!("case failed ({s}):\n{err}\nstdout:\n{out}").into()),
+        None => Err(format!("case timed out after 240 s:\n{err}\nstdout:\n{out}").into()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+fn nsapply_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nsapply"))
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.json"))
+}
+
+fn nsapply(args: &[&str]) -> Command {
+    let mut c = Command::new(nsapply_bin());
+    c.args(args).stdin(Stdio::null());
+    c
+}
+
+/// A scratch directory every user can enter (the checkout may not be).
+struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let d = tempfile::Builder::new()
+            .prefix("nsapply-hostile-")
+            .tempdir()
+            .expect("a temporary directory");
+        fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        Scratch(d)
+    }
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+    fn join(&self, p: &str) -> PathBuf {
+        self.0.path().join(p)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.join(name);
+        fs::write(&p, text).expect("write scratch file");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).expect("chmod");
+        p
+    }
+}
+
+fn config(namespaces: &str, extra: &str) -> String {
+    format!(r#"{{"ociVersion":"1.2.0","linux":{{"namespaces":[{namespaces}]{extra}}}}}"#)
+}
+
+fn read_all_in_background(r: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut r) = r {
+            let _ = r.read_to_string(&mut s);
+        }
+        let _ = tx.send(s);
+    });
+    rx
+}
+
+/// Lines of a pipe, as they come.
+fn lines_in_background(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_line(rx: &mpsc::Receiver<String>, want: &str, within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.trim() == want => return Ok(()),
+            Ok(l) => seen.push(l),
+            Err(_) => return Err(format!("no line {want:?} within {within:?}; saw {seen:?}")),
+        }
+    }
+}
+
+/// Waits for `child` until `within` has passed; kills and reaps it then.
+fn wait_deadline(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+/// Runs `cmd` to completion within `within`: (status, stdout, stderr), or
+/// an error naming the command when it had to be killed.
+fn run_bounded(
+    cmd: &mut Command,
+    within: Duration,
+) -> Result<(ExitStatus, String, String), String> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawning {cmd:?}: {e}"))?;
+    let out = read_all_in_background(child.stdout.take());
+    let err = read_all_in_background(child.stderr.take());
+    let status = wait_deadline(&mut child, within);
+    let (out, err) = (
+        out.recv().unwrap_or_default(),
+        err.recv().unwrap_or_default(),
+    );
+    match status {
+        Some(s) => Ok((s, out, err)),
+        None => Err(format!(
+            "{cmd:?} did not end within {within:?} (killed)\nstdout: {out}\nstderr: {err}"
+        )),
+    }
+}
+
+fn status_code(s: ExitStatus) -> i32 {
+    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+}
+
+/// The error line's code, `nsapply: <code>: ...`.
+fn error_code(stderr: &str) -> Option<String> {
+    let line = stderr.lines().find(|l| l.starts_with("nsapply: "))?;
+    Some(line["nsapply: ".len()..].split(':').next()?.to_owned())
+}
+
+fn expect_error(what: &str, r: &(ExitStatus, String, String), status: i32, code: &str) -> Outcome {
+    let (s, out, err) = r;
+    if status_code(*s) != status || error_code(err).as_deref() != Some(code) {
+        return Err(format!(
+            "{what}: wanted exit {status} with code {code:?}, got exit {} and\nstderr: {err}\nstdout: {out}",
+            status_code(*s)
+        ));
+    }
+    if err.lines().count() != 1 {
+        return Err(format!("{what}: the error is not one line:\n{err}"));
+    }
+    Ok(())
+}
+
+/// A process identified by pid and start time, so a reused pid is not
+/// mistaken for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Proc {
+    pid: i32,
+    start: u64,
+}
+
+fn stat_fields(pid: i32) -> Option<(String, Vec<String>)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text[open + 1..close].to_owned();
+    let rest = text[close + 1..]
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    Some((comm, rest))
+}
+
+impl Proc {
+    fn of(pid: i32) -> Option<Proc> {
+        let (_, rest) = stat_fields(pid)?;
+        // Field 22 (starttime); `rest` starts at field 3.
+        Some(Proc {
+            pid,
+            start: rest.get(22 - 3)?.parse().ok()?,
+        })
+    }
+    /// Running (not gone, not a zombie), and still the same process.
+    fn alive(&self) -> bool {
+        match stat_fields(self.pid) {
+            Some((_, rest)) => {
+                rest.first().map(String::as_str) != Some("Z")
+                    && rest.get(22 - 3).and_then(|s| s.parse().ok()) == Some(self.start)
+            }
+            None => false,
+        }
+    }
+    fn comm(&self) -> String {
+        stat_fields(self.pid).map(|(c, _)| c).unwrap_or_default()
+    }
+}
+
+/// Every descendant of `pid` now (children lists of all its threads).
+fn descendants(pid: i32) -> Vec<Proc> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let children = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                if let Some(proc) = Proc::of(c) {
+                    out.push(proc);
+                    todo.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Makes this (case) process a child subreaper: whatever nsapply leaves
+/// behind is re-parented here and found by [`leftovers`].
+fn become_subreaper() -> Outcome {
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))
+}
+
+/// Reaps what has ended among this process's children, waits up to
+/// `within` for the rest to end, and returns those still running (killed
+/// then, so one failing case leaves nothing either).
+fn leftovers(within: Duration) -> Vec<(Proc, String)> {
+    let me = std::process::id() as i32;
+    let deadline = Instant::now() + within;
+    loop {
+        while let Ok(status) = nix::sys::wait::waitpid(
+            Pid::from_raw(-1),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        ) {
+            if status == nix::sys::wait::WaitStatus::StillAlive {
+                break;
+            }
+        }
+        let running: Vec<Proc> = descendants(me).into_iter().filter(Proc::alive).collect();
+        if running.is_empty() {
+            return Vec::new();
+        }
+        if Instant::now() >= deadline {
+            let out = running.iter().map(|p| (*p, p.comm())).collect();
+            for p in &running {
+                let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            while nix::sys::wait::waitpid(
+                Pid::from_raw(-1),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            )
+            .is_ok_and(|s| s != nix::sys::wait::WaitStatus::StillAlive)
+            {}
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn expect_no_leftovers(what: &str) -> Outcome {
+    let left = leftovers(Duration::from_secs(3));
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: processes left behind (killed now): {left:?}"
+        ))
+    }
+}
+
+/// A private mount namespace for this case process: mounts it makes stay
+/// here, and nothing it does reaches the host's mount table.
+fn private_mount_namespace() -> Outcome {
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making / private: {e}"))
+}
+
+fn mount_tmpfs(at: &Path) -> Outcome {
+    mount(
+        Some("tmpfs"),
+        at,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=0755"),
+    )
+    .map_err(|e| format!("mounting a tmpfs on {}: {e}", at.display()))
+}
+
+fn mount_points() -> BTreeSet<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
+        .collect()
+}
+
+/// Copies a binary where every user can run it.
+fn public_copy(from: &Path, dir: &Scratch, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    fs::copy(from, &to).expect("copy binary");
+    fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).expect("chmod");
+    to
+}
+
+// ---------------------------------------------------------------------------
+// Probes: this binary run as CMD inside a container, or as a caller that
+// changes its signal state before it execs nsapply.
+
+fn probe_main(probe: &str) -> i32 {
+    match probe {
+        "mem" => probe_mem(),
+        "exec-blocked" => probe_exec_blocked(),
+        other => {
+            eprintln!("unknown probe {other:?}");
+            2
+        }
+    }
+}
+
+/// CMD in a rootless container: walks its ancestors through the host's
+/// /proc (the container shares the host's /proc mount) and tries to open
+/// each one's memory for writing. Prints `<pid> <comm> <open result>`.
+fn probe_mem() -> i32 {
+    // /proc/self names the reader in the namespace of the /proc mount (the
+    // host's); our own entry is the parent of a process we read it from,
+    // so read our stat directly.
+    let Some(me) = fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse::<i32>().ok()))
+    else {
+        println!("no /proc/self");
+        return 1;
+    };
+    let mut pid = me;
+    for _ in 0..8 {
+        let Some((_, rest)) = stat_fields(pid) else {
+            break;
+        };
+        let Some(ppid) = rest.get(1).and_then(|p| p.parse::<i32>().ok()) else {
+            break;
+        };
+        if ppid <= 1 {
+            break;
+        }
+        pid = ppid;
+        let comm = stat_fields(pid).map(|(c, _)| c).unwrap_or_default();
+        let result = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{pid}/mem"))
+        {
+            Ok(_) => "opened".to_owned(),
+            Err(e) => format!("refused:{}", e.raw_os_error().unwrap_or(0)),
+        };
+        println!("{pid} {comm} {result}");
+        if comm != "nsapply" {
+            break;
+        }
+    }
+    0
+}
+
+/// A caller that blocks SIGUSR1 and SIGTERM, then execs the rest of its
+/// arguments (the shell that runs it has ignored SIGCHLD and SIGINT): what
+/// nsapply inherits from a careless parent.
+fn probe_exec_blocked() -> i32 {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGUSR1);
+    set.add(Signal::SIGTERM);
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None) {
+        eprintln!("sigprocmask: {e}");
+        return 1;
+    }
+    let args: Vec<CString> = std::env::args()
+        .skip(1)
+        .map(|a| CString::new(a).expect("no NUL in arguments"))
+        .collect();
+    let Some(prog) = args.first() else {
+        eprintln!("exec-blocked: nothing to exec");
+        return 2;
+    };
+    let err = nix::unistd::execv(prog, &args);
+    eprintln!("execv: {err:?}");
+    127
+}
+
+// ---------------------------------------------------------------------------
+// 1. Id maps go only to our own child.
+
+/// nsapply runs in a new pid namespace that still sees the host's /proc,
+/// and its child's pid number there is made to equal the pid (on the host)
+/// of a victim in a fresh user namespace. The map must reach nsapply's
+/// child (the run succeeds) and never the victim.
+fn id_maps_reach_our_child_and_no_other_process_through_a_foreign_proc() -> Outcome {
+    become_subreaper()?;
+    let mut victim = Command::new("unshare")
+        .args(["--user", "sleep", "60"])
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting the victim (unshare --user sleep): {e}"))?;
+    let v = victim.id() as i32;
+    let ours = fs::read_link("/proc/self/ns/user").map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fs::read_link(format!("/proc/{v}/ns/user")).ok().as_ref() == Some(&ours) {
+        if Instant::now() > deadline {
+            let _ = victim.kill();
+            return Err("the victim never entered its own user namespace".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // In the new pid namespace nsapply is pid 1; its child takes the next
+    // pid after ns_last_pid, which is set to v - 1.
+    let result = run_bounded(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "sh", "-c"])
+            .arg(r#"echo "$0" > /proc/sys/kernel/ns_last_pid && exec "$@""#)
+            .arg((v - 1).to_string())
+            .arg(nsapply_bin())
+            .arg("run")
+            .arg(example("all-kinds"))
+            .args(["--", "cat", "/proc/self/uid_map"])
+            .stdin(Stdio::null()),
+        Duration::from_secs(30),
+    );
+    let victim_map = fs::read_to_string(format!("/proc/{v}/uid_map")).unwrap_or_default();
+    let _ = victim.kill();
+    let _ = victim.wait();
+    let (status, out, err) = result?;
+    if !victim_map.trim().is_empty() {
+        return Err(format!(
+            "the victim (pid {v}, not nsapply's child) got the id map {victim_map:?}; nsapply said: {err}"
+        ));
+    }
+    if !status.success() || !out.split_whitespace().eq(["0", "100000", "65536"]) {
+        return Err(format!(
+            "the run did not map its own child: exit {}\nstdout: {out}\nstderr: {err}",
+            status_code(status)
+        ));
+    }
+    expect_no_leftovers("after the run")
+}
+
+/// A /proc that is not procfs (a tmpfs with a forged `self/stat` and forged
+/// per-pid files) must not be trusted: nothing is written there, and the
+/// run fails with a clear error (`sync-failed` at the id maps).
+fn a_fake_proc_is_refused_before_anything_is_written() -> Outcome {
+    private_mount_namespace()?;
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    // What a real /proc/self/stat of a one-threaded process says.
+    let stat = "1 (nsapply) S 0 1 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 1 0 0\n";
+    let cfg = scratch.write(
+        "user.json",
+        &config(
+            r#"{"type":"user"},{"type":"uts"}"#,
+            r#","uidMappings":[{"containerID":0,"hostID":100000,"size":1}],"gidMappings":[{"containerID":0,"hostID":100000,"size":1}]"#,
+        ),
+    );
+    // The pids the next processes will get: nsapply's child is among them.
+    let last: i32 = fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .map_err(|e| e.to_string())?
+        .trim()
+        .parse()
+        .map_err(|e| format!("ns_last_pid: {e}"))?;
+    mount_tmpfs(Path::new("/proc"))?;
+    let mut forged = Vec::new();
+    for pid in (1..=8).chain(last + 1..=last + 200) {
+        let dir = PathBuf::from(format!("/proc/{pid}"));
+        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        for f in ["uid_map", "gid_map", "setgroups"] {
+            fs::write(dir.join(f), "").map_err(|e| e.to_string())?;
+            forged.push(dir.join(f));
+        }
+        fs::write(dir.join("stat"), stat).map_err(|e| e.to_string())?;
+    }
+    fs::create_dir_all("/proc/self").map_err(|e| e.to_string())?;
+    fs::write("/proc/self/stat", stat).map_err(|e| e.to_string())?;
+    let r = run_bounded(
+        nsapply(&["run"]).arg(&cfg).args(["--", "true"]),
+        Duration::from_secs(20),
+    );
+    let written: Vec<String> = forged
+        .iter()
+        .filter(|p| fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+        .map(|p| p.display().to_string())
+        .collect();
+    let _ = nix::mount::umount2("/proc", nix::mount::MntFlags::MNT_DETACH);
+    let r = r?;
+    if !written.is_empty() {
+        return Err(format!(
+            "nsapply wrote into the forged /proc: {written:?}; stderr: {}",
+            r.2
+        ));
+    }
+    // The forged stat says one thread, which is true of nsapply; the maps
+    // are where a lie would do harm, and there /proc is checked.
+    expect_error("a run under a forged /proc", &r, 1, "sync-failed")?;
+    if !r.2.contains("/proc is not a procfs mount") {
+        return Err(format!(
+            "the error does not say what is wrong with /proc: {}",
+            r.2
+        ));
+    }
+    expect_no_leftovers("after the refused run")
+}
+
+// ---------------------------------------------------------------------------
+// 2. Mount propagation.
+
+/// A shared mount point on the "host" (this case's mount namespace); CMD
+/// mounts a tmpfs below it. With the default (rslave) and with `rprivate`
+/// nothing appears on the host; with `rshared` it does, which shows the
+/// setting is honoured. A mount made on the host while the container runs
+/// reaches an rslave container, not an rprivate one.
+fn mounts_made_in_the_container_do_not_propagate_to_the_host() -> Outcome {
+    private_mount_namespace()?;
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let shared = scratch.join("shared");
+    fs::create_dir(&shared).map_err(|e| e.to_string())?;
+    mount_tmpfs(&shared)?;
+    mount(
+        None::<&str>,
+        &shared,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make-shared: {e}"))?;
+    for d in ["from-container", "from-host"] {
+        fs::create_dir(shared.join(d)).map_err(|e| e.to_string())?;
+    }
+    let inner = shared.join("from-container");
+    let host_side = shared.join("from-host");
+    // A non-recursive value changes `/` only: the shared mount below it
+    // still shares both ways (mount_namespaces(7)), which `private` shows.
+    for (propagation, leaks_out, reaches_in) in [
+        (None, false, true),
+        (Some("rslave"), false, true),
+        (Some("rprivate"), false, false),
+        (Some("private"), true, true),
+        (Some("rshared"), true, true),
+    ] {
+        let extra = propagation
+            .map(|p| format!(r#","rootfsPropagation":"{p}""#))
+            .unwrap_or_default();
+        let cfg = scratch.write(
+            "mount.json",
+            &config(r#"{"type":"mount"},{"type":"pid"}"#, &extra),
+        );
+        // CMD mounts below the shared mount point, says so, waits for the
+        // host's mount, reports whether it sees it.
+        let script = format!(
+            "mount -t tmpfs container {inner} && echo mounted && read _ && \
+             if grep -q ' {host} ' /proc/self/mountinfo; then echo sees-host; else echo no-host; fi",
+            inner = inner.display(),
+            host = host_side.display()
+        );
+        let mut child = nsapply(&["run"])
+            .arg(&cfg)
+            .args(["--", "sh", "-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let err = read_all_in_background(child.stderr.take());
+        let what = format!("rootfsPropagation {propagation:?}");
+        let step = wait_line(&lines, "mounted", Duration::from_secs(20));
+        let leaked = mount_points().contains(&inner.display().to_string());
+        let host_mount = mount(
+            Some("tmpfs"),
+            &host_side,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        );
+        let _ = child.stdin.take().map(|mut i| i.write_all(b"go\n"));
+        let seen = if step.is_ok() {
+            let deadline = Duration::from_secs(20);
+            match (wait_line(&lines, "sees-host", deadline), reaches_in) {
+                (Ok(()), _) => Some(true),
+                (Err(_), false) => Some(false),
+                (Err(e), true) => return Err(format!("{what}: {e}")),
+            }
+        } else {
+            None
+        };
+        let status = wait_deadline(&mut child, Duration::from_secs(20));
+        let err = err.recv().unwrap_or_default();
+        let _ = nix::mount::umount2(&inner, nix::mount::MntFlags::MNT_DETACH);
+        let _ = nix::mount::umount2(&host_side, nix::mount::MntFlags::MNT_DETACH);
+        step.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
+        host_mount.map_err(|e| format!("mounting on the host side: {e}"))?;
+        if leaked != leaks_out {
+            return Err(format!(
+                "{what}: the container's mount {} on the host: wanted {leaks_out}, got {leaked}",
+                if leaked { "appeared" } else { "did not appear" },
+            ));
+        }
+        if seen != Some(reaches_in) {
+            return Err(format!(
+                "{what}: the host's later mount reached the container: wanted {reaches_in}, got {seen:?}"
+            ));
+        }
+        if status.map(|s| s.success()) != Some(true) {
+            return Err(format!("{what}: the run failed ({status:?}): {err}"));
+        }
+    }
+    // Refused: a propagation value that does not exist, and one without a
+    // new mount namespace (it would change the host's).
+    let bad = scratch.write(
+        "bad.json",
+        &config(r#"{"type":"mount"}"#, r#","rootfsPropagation":"sideways""#),
+    );
+    let r = run_bounded(nsapply(&["plan"]).arg(&bad), Duration::from_secs(10))?;
+    expect_error(
+        "an unknown rootfsPropagation",
+        &r,
+        2,
+        "invalid-rootfs-propagation",
+    )?;
+    let bad = scratch.write(
+        "bad2.json",
+        &config(r#"{"type":"uts"}"#, r#","rootfsPropagation":"shared""#),
+    );
+    let r = run_bounded(
+        nsapply(&["run"]).arg(&bad).args(["--", "true"]),
+        Duration::from_secs(10),
+    )?;
+    expect_error(
+        "rootfsPropagation without a new mount namespace",
+        &r,
+        2,
+        "rootfs-propagation-without-new-mount-namespace",
+    )?;
+    expect_no_leftovers("after the propagation runs")
+}
+
+// ---------------------------------------------------------------------------
+// 3. Not dumpable.
+
+/// Run as uid 65534 with a config that maps only that uid: CMD (the same
+/// uid on the host) walks up to every nsapply process outside the
+/// container and must not be able to open its memory.
+fn a_rootless_container_cannot_open_the_memory_of_any_nsapply_process() -> Outcome {
+    const NOBODY: u32 = 65_534;
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let bin = public_copy(&nsapply_bin(), &scratch, "nsapply");
+    let probe = public_copy(
+        &std::env::current_exe().map_err(|e| e.to_string())?,
+        &scratch,
+        "probe",
+    );
+    let map = format!(r#"[{{"containerID":0,"hostID":{NOBODY},"size":1}}]"#);
+    let cfg = scratch.write(
+        "rootless.json",
+        &config(
+            r#"{"type":"user"},{"type":"pid"},{"type":"ipc"},{"type":"uts"},{"type":"network"},{"type":"mount"},{"type":"cgroup"},{"type":"time"}"#,
+            &format!(r#","uidMappings":{map},"gidMappings":{map}"#),
+        ),
+    );
+    let r = run_bounded(
+        Command::new(&bin)
+            .arg("run")
+            .arg(&cfg)
+            .arg("--")
+            .arg(&probe)
+            .env(PROBE_ENV, "mem")
+            .current_dir(scratch.path())
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdin(Stdio::null()),
+        Duration::from_secs(30),
+    )?;
+    let (status, out, err) = &r;
+    if !status.success() {
+        return Err(format!("the rootless run failed: {err}\n{out}"));
+    }
+    let nsapply_lines: Vec<&str> = out.lines().filter(|l| l.contains(" nsapply ")).collect();
+    if nsapply_lines.is_empty() {
+        return Err(format!(
+            "the probe found no nsapply process above it:\n{out}"
+        ));
+    }
+    let opened: Vec<&&str> = nsapply_lines
+        .iter()
+        .filter(|l| l.ends_with("opened"))
+        .collect();
+    if !opened.is_empty() {
+        return Err(format!(
+            "CMD opened the memory of nsapply processes outside the container: {opened:?}"
+        ));
+    }
+    expect_no_leftovers("after the rootless run")
+}
+
+// ---------------------------------------------------------------------------
+// 4. Nothing outlives the supervisor.
+
+/// CMD changes its credentials (which clears a parent-death signal), then
+/// nsapply is killed with SIGKILL: every process of the container must end,
+/// with a pid namespace and without one.
+fn sigkill_of_nsapply_ends_a_container_that_changed_its_credentials() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = scratch.write(
+        "no-pid.json",
+        &config(r#"{"type":"uts"},{"type":"ipc"},{"type":"mount"}"#, ""),
+    );
+    for (what, cfg) in [
+        ("all eight kinds", example("all-kinds")),
+        ("no pid or time namespace", no_pid),
+    ] {
+        let mut child = nsapply(&["run"])
+            .arg(&cfg)
+            .args([
+                "--",
+                "setpriv",
+                "--reuid=1",
+                "--regid=1",
+                "--clear-groups",
+                "sh",
+                "-c",
+                "sleep 60 & echo started; wait",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let err = read_all_in_background(child.stderr.take());
+        if let Err(e) = wait_line(&lines, "started", Duration::from_secs(20)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{what}: {e}; stderr: {}",
+                err.recv().unwrap_or_default()
+            ));
+        }
+        let before = descendants(child.id() as i32);
+        let _ = child.kill();
+        let _ = child.wait();
+        let left = leftovers(Duration::from_secs(3));
+        if !left.is_empty() {
+            return Err(format!(
+                "{what}: after SIGKILL of nsapply, these container processes were still running (of {before:?}): {left:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The process between nsapply and CMD (the one that applied the plan and
+/// supervises CMD) is killed with SIGKILL after CMD changed its
+/// credentials: nsapply notices, ends what is left (it is re-parented to
+/// nsapply, a child subreaper) and reports `run-failed`.
+fn sigkill_of_the_supervising_child_ends_the_container_too() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = scratch.write(
+        "no-pid.json",
+        &config(r#"{"type":"uts"},{"type":"ipc"},{"type":"mount"}"#, ""),
+    );
+    for (what, cfg) in [
+        ("all eight kinds", example("all-kinds")),
+        ("no pid or time namespace", no_pid),
+    ] {
+        let mut child = nsapply(&["run"])
+            .arg(&cfg)
+            .args([
+                "--",
+                "setpriv",
+                "--reuid=1",
+                "--regid=1",
+                "--clear-groups",
+                "sh",
+                "-c",
+                "sleep 60 & echo started; wait",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let err = read_all_in_background(child.stderr.take());
+        let started = wait_line(&lines, "started", Duration::from_secs(20));
+        let p0 = child.id() as i32;
+        // nsapply's own child: the supervisor.
+        let supervisor = fs::read_to_string(format!("/proc/{p0}/task/{p0}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<i32>().ok());
+        if let Some(c1) = supervisor {
+            let _ = kill(Pid::from_raw(c1), Signal::SIGKILL);
+        }
+        let status = wait_deadline(&mut child, Duration::from_secs(10));
+        // Before stderr is read to its end: a leftover would hold it open.
+        let left = leftovers(Duration::from_secs(3));
+        let err = err.recv().unwrap_or_default();
+        started.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
+        if supervisor.is_none() {
+            return Err(format!("{what}: nsapply had no child to kill"));
+        }
+        if !left.is_empty() {
+            return Err(format!(
+                "{what}: after SIGKILL of the supervising child, still running: {left:?}"
+            ));
+        }
+        let r = (
+            status.ok_or_else(|| format!("{what}: nsapply did not end"))?,
+            String::new(),
+            err,
+        );
+        expect_error(what, &r, 1, "run-failed")?;
+    }
+    Ok(())
+}
+
+/// Started with room for only a few more fds (RLIMIT_NOFILE 6: stdio and
+/// three more): whatever nsapply cannot open, it says so with the errno
+/// and leaves nothing behind.
+fn a_caller_with_almost_no_free_fds_fails_cleanly() -> Outcome {
+    become_subreaper()?;
+    for limit in 4..=9 {
+        let r = run_bounded(
+            Command::new("prlimit")
+                .arg(format!("--nofile={limit}"))
+                .arg(nsapply_bin())
+                .arg("run")
+                .arg(example("all-kinds"))
+                .args(["--", "true"])
+                .stdin(Stdio::null()),
+            Duration::from_secs(20),
+        )?;
+        let (status, out, err) = &r;
+        if !status.success() {
+            let one_line = err.lines().count() == 1 && err.starts_with("nsapply: ");
+            if !one_line || !err.contains("EMFILE") || status_code(*status) != 1 {
+                return Err(format!(
+                    "RLIMIT_NOFILE {limit}: wanted success or one error line naming EMFILE with exit 1, got exit {}:\n{err}{out}",
+                    status_code(*status)
+                ));
+            }
+        }
+        expect_no_leftovers(&format!("RLIMIT_NOFILE {limit}"))?;
+    }
+    Ok(())
+}
+
+/// nsapply killed with SIGKILL at moments spread over a whole run (before
+/// the fork, during the apply, at the sync point, after CMD started): no
+/// process, namespace or mount may be left.
+fn sigkill_of_nsapply_at_any_moment_leaves_nothing_behind() -> Outcome {
+    private_mount_namespace()?;
+    become_subreaper()?;
+    let mounts = mount_points();
+    // How long one run takes here, to spread the kills over it.
+    let t = Instant::now();
+    let r = run_bounded(
+        nsapply(&["run"])
+            .arg(example("all-kinds"))
+            .args(["--", "true"]),
+        Duration::from_secs(20),
+    )?;
+    if !r.0.success() {
+        return Err(format!("a plain run failed: {}", r.2));
+    }
+    let span = t.elapsed().max(Duration::from_millis(2));
+    for i in 0..240u32 {
+        let delay = span * (i % 120) / 100;
+        let mut child = nsapply(&["run"])
+            .arg(example("all-kinds"))
+            .args(["--", "sleep", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let left = leftovers(Duration::from_secs(3));
+        if !left.is_empty() {
+            return Err(format!(
+                "SIGKILL {delay:?} into a run (run takes {span:?}) left processes: {left:?}"
+            ));
+        }
+    }
+    if mount_points() != mounts {
+        return Err("the mount table changed".into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 5. Hostile paths.
+
+/// A FIFO (which blocks an open until a writer comes), a socket, character
+/// devices (whose open runs a driver: /dev/tty without a controlling
+/// terminal answers ENXIO) and a directory, given as a namespace path: each
+/// is refused at once with `not-a-namespace`, and nothing is left behind.
+fn fifo_socket_device_and_directory_paths_are_refused_at_once() -> Outcome {
+    become_subreaper()?;
+    // No controlling terminal, so /dev/tty's driver answers an open ENXIO.
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    let scratch = Scratch::new();
+    let fifo = scratch.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666))
+        .map_err(|e| format!("mkfifo: {e}"))?;
+    let sock = scratch.join("sock");
+    let _listener = UnixListener::bind(&sock).map_err(|e| format!("bind: {e}"))?;
+    let mut paths = vec![("fifo", fifo), ("socket", sock)];
+    for (name, major, minor) in [("tty", 5, 0), ("null", 1, 3)] {
+        let p = scratch.join(name);
+        nix::sys::stat::mknod(
+            &p,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(major, minor),
+        )
+        .map_err(|e| format!("mknod {name}: {e}"))?;
+        paths.push((name, p));
+    }
+    let dir = scratch.join("dir");
+    fs::create_dir(&dir).map_err(|e| e.to_string())?;
+    paths.push(("directory", dir));
+    paths.push(("regular file", scratch.write("file", "")));
+    for (what, path) in paths {
+        let cfg = scratch.write(
+            "cfg.json",
+            &config(
+                &format!(
+                    r#"{{"type":"network","path":"{}"}},{{"type":"uts"}}"#,
+                    path.display()
+                ),
+                "",
+            ),
+        );
+        let started = Instant::now();
+        let r = run_bounded(
+            nsapply(&["run"]).arg(&cfg).args(["--", "true"]),
+            Duration::from_secs(10),
+        )
+        .map_err(|e| format!("{what}: {e}"))?;
+        expect_error(what, &r, 1, "not-a-namespace")?;
+        if started.elapsed() > Duration::from_secs(5) {
+            return Err(format!("{what}: refusing took {:?}", started.elapsed()));
+        }
+        expect_no_leftovers(what)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 6. Signals.
+
+const FORWARDED: [(Signal, &str); 7] = [
+    (Signal::SIGINT, "INT"),
+    (Signal::SIGHUP, "HUP"),
+    (Signal::SIGQUIT, "QUIT"),
+    (Signal::SIGUSR1, "USR1"),
+    (Signal::SIGUSR2, "USR2"),
+    (Signal::SIGWINCH, "WINCH"),
+    (Signal::SIGTERM, "TERM"),
+];
+
+/// Sends each forwarded signal to nsapply; CMD (a shell with a trap for
+/// each) must see every one, and its exit status (42, from the TERM trap)
+/// must be nsapply's. As pid 1 of a new pid namespace, without a pid
+/// namespace, and under `--init`.
+fn forwarded_signals_reach_cmd_and_its_status_comes_back() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = scratch.write("uts.json", &config(r#"{"type":"uts"},{"type":"ipc"}"#, ""));
+    let mut traps = String::new();
+    for (_, name) in &FORWARDED[..6] {
+        traps.push_str(&format!("trap 'echo got {name}' {name}; "));
+    }
+    let script = format!(
+        "{traps} trap 'echo got TERM; exit 42' TERM; echo ready; while :; do sleep 0.02; done"
+    );
+    for (what, args) in [
+        (
+            "CMD as pid 1",
+            vec!["run".to_owned(), example("default").display().to_string()],
+        ),
+        (
+            "no pid namespace",
+            vec!["run".to_owned(), no_pid.display().to_string()],
+        ),
+        (
+            "--init",
+            vec![
+                "run".to_owned(),
+                "--init".to_owned(),
+                example("default").display().to_string(),
+            ],
+        ),
+    ] {
+        let mut child = Command::new(nsapply_bin())
+            .args(&args)
+            .args(["--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let err = read_all_in_background(child.stderr.take());
+        let mut result = wait_line(&lines, "ready", Duration::from_secs(20));
+        for (sig, name) in FORWARDED {
+            if result.is_err() {
+                break;
+            }
+            let _ = kill(Pid::from_raw(child.id() as i32), sig);
+            result = wait_line(&lines, &format!("got {name}"), Duration::from_secs(10))
+                .map_err(|e| format!("SIG{name}: {e}"));
+        }
+        let status = wait_deadline(&mut child, Duration::from_secs(10));
+        let err = err.recv().unwrap_or_default();
+        result.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
+        match status {
+            Some(s) if s.code() == Some(42) => {}
+            other => {
+                return Err(format!(
+                    "{what}: nsapply should exit with CMD's status 42, got {other:?}; stderr: {err}"
+                ))
+            }
+        }
+        expect_no_leftovers(what)?;
+    }
+    Ok(())
+}
+
+/// The caller ignores SIGCHLD and SIGINT and blocks SIGUSR1 and SIGTERM
+/// before it execs nsapply (all inherited). The run still works, its
+/// status is CMD's, an apply error keeps its own code, and CMD starts with
+/// every signal at its default and none blocked.
+fn a_caller_that_ignores_sigchld_and_blocks_signals_changes_nothing() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let probe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let missing = scratch.write(
+        "missing.json",
+        &config(
+            r#"{"type":"network","path":"/nonexistent/nsapply/net"},{"type":"pid"}"#,
+            "",
+        ),
+    );
+    let careless = |args: &[&str]| {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(r#"trap '' CHLD INT; exec "$@""#)
+            .arg("sh")
+            .arg(&probe)
+            .arg(nsapply_bin())
+            .args(args)
+            .env(PROBE_ENV, "exec-blocked")
+            .stdin(Stdio::null());
+        c
+    };
+    let r = run_bounded(
+        &mut careless(&[
+            "run",
+            &example("default").display().to_string(),
+            "--",
+            "sh",
+            "-c",
+            "grep -E '^Sig(Blk|Ign):' /proc/self/status; exit 3",
+        ]),
+        Duration::from_secs(20),
+    )?;
+    if r.0.code() != Some(3) {
+        return Err(format!(
+            "CMD's status 3 should come back, got exit {}: {}",
+            status_code(r.0),
+            r.2
+        ));
+    }
+    for line in r.1.lines() {
+        let mask = line.split_whitespace().nth(1).unwrap_or("");
+        if mask.chars().any(|c| c != '0') {
+            return Err(format!(
+                "CMD did not start with a clean signal state: {}",
+                r.1
+            ));
+        }
+    }
+    if r.1.lines().count() != 2 {
+        return Err(format!("CMD printed no signal state: {:?}", r.1));
+    }
+    let r = run_bounded(
+        &mut careless(&["run", &missing.display().to_string(), "--", "true"]),
+        Duration::from_secs(20),
+    )?;
+    expect_error(
+        "a failed apply under an ignored SIGCHLD",
+        &r,
+        1,
+        "path-not-found",
+    )?;
+    expect_no_leftovers("after the careless caller")
+}
+
+/// `--init`: nsapply's init is pid 1 of the new pid namespace, CMD is
+/// pid 2, an orphan is reaped (no zombie stays), and a signal sent to
+/// nsapply reaches CMD through init.
+fn init_reaps_orphans_and_forwards_signals() -> Outcome {
+    private_mount_namespace()?;
+    become_subreaper()?;
+    let script = "mount -t proc proc /proc || exit 9; \
+        echo \"me $$ init $(cat /proc/1/comm)\"; \
+        (sleep 0.1 &); sleep 0.5; \
+        zombies=$(grep -l '^[0-9]* ([^)]*) Z' /proc/[0-9]*/stat | wc -l); echo \"zombies $zombies\"; \
+        trap 'exit 7' TERM; echo ready; while :; do sleep 0.02; done";
+    let mut child = nsapply(&["run", "--init"])
+        .arg(example("default"))
+        .args(["--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let lines = lines_in_background(child.stdout.take().expect("stdout"));
+    let err = read_all_in_background(child.stderr.take());
+    let result = (|| {
+        wait_line(&lines, "me 2 init nsapply", Duration::from_secs(20))?;
+        wait_line(&lines, "zombies 0", Duration::from_secs(10))?;
+        wait_line(&lines, "ready", Duration::from_secs(10))?;
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        Ok::<(), String>(())
+    })();
+    let status = wait_deadline(&mut child, Duration::from_secs(10));
+    let err = err.recv().unwrap_or_default();
+    result.map_err(|e| format!("{e}; stderr: {err}"))?;
+    if status.and_then(|s| s.code()) != Some(7) {
+        return Err(format!(
+            "nsapply should exit with CMD's 7, got {status:?}; stderr: {err}"
+        ));
+    }
+    // Without a new pid namespace there is no pid 1 to be: refused.
+    let scratch = Scratch::new();
+    let cfg = scratch.write("uts.json", &config(r#"{"type":"uts"}"#, ""));
+    let r = run_bounded(
+        nsapply(&["run", "--init"]).arg(&cfg).args(["--", "true"]),
+        Duration::from_secs(10),
+    )?;
+    expect_error(
+        "--init without a new pid namespace",
+        &r,
+        2,
+        "invalid-command",
+    )?;
+    expect_no_leftovers("after --init")
+}
+
+// ---------------------------------------------------------------------------
+// 7. Bad input and environments.
+
+/// No /proc at all (an empty tmpfs over it): the thread count cannot be
+/// read, which has its own code (not `fork-failed`).
+fn an_unreadable_thread_count_has_its_own_code() -> Outcome {
+    private_mount_namespace()?;
+    become_subreaper()?;
+    mount_tmpfs(Path::new("/proc"))?;
+    let r = run_bounded(
+        nsapply(&["run"])
+            .arg(example("default"))
+            .args(["--", "true"]),
+        Duration::from_secs(20),
+    );
+    let _ = nix::mount::umount2("/proc", nix::mount::MntFlags::MNT_DETACH);
+    expect_error("a run without /proc", &r?, 1, "thread-count-failed")?;
+    expect_no_leftovers("after the run without /proc")
+}
+
+/// The namespace files this process holds open or has mounted (nsfs),
+/// by link text (`net:[4026532301]`).
+fn namespaces_held_here() -> BTreeSet<String> {
+    let mut held: BTreeSet<String> = fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .filter(|l| l.contains(":[") && !l.starts_with("pipe:") && !l.starts_with("socket:"))
+        .collect();
+    for line in fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+    {
+        if line.contains(" - nsfs ") {
+            held.insert(line.to_owned());
+        }
+    }
+    held
+}
+
+/// 200 runs in a row and 20 at once, alternating `all-kinds` (eight new
+/// namespaces) and `default` (five, as root), each printing the namespaces
+/// it got; the `default` runs also mount a tmpfs, on a host whose `/` is
+/// shared (as systemd makes it). Then: no process left (this case is the
+/// subreaper of whatever nsapply leaves), no namespace file held open or
+/// mounted here, the mount table and this process's fds unchanged.
+///
+/// Namespaces are not compared machine-wide by inode: the kernel reuses a
+/// freed namespace's inode number, and other work on the host makes
+/// namespaces too. A namespace outlives its last process only through an
+/// open fd or a mount, which is what is checked.
+fn two_hundred_runs_in_a_row_and_twenty_in_parallel_leave_nothing_behind() -> Outcome {
+    private_mount_namespace()?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making / shared: {e}"))?;
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let target = scratch.join("mnt");
+    fs::create_dir(&target).map_err(|e| e.to_string())?;
+    let mounts = mount_points();
+    let held = namespaces_held_here();
+    let fds: Vec<_> = fs::read_dir("/proc/self/fd")
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    let own: BTreeSet<String> = fs::read_dir("/proc/self/ns")
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .collect();
+    // The namespace kinds (net, pid, ...) that are new in a run's output
+    // (pid_for_children and time_for_children repeat pid and time).
+    let new_kinds = |out: &str| -> BTreeSet<String> {
+        out.lines()
+            .filter(|l| !own.contains(*l))
+            .filter_map(|l| l.split(':').next().map(str::to_owned))
+            .collect()
+    };
+    let kinds =
+        |list: &[&str]| -> BTreeSet<String> { list.iter().map(|s| (*s).to_owned()).collect() };
+    let all = kinds(&["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"]);
+    let default = kinds(&["ipc", "mnt", "net", "pid", "uts"]);
+    let mount_cmd = format!(
+        "readlink /proc/self/ns/*; mount -t tmpfs run {}",
+        target.display()
+    );
+    let run = |i: usize| {
+        let mut c = nsapply(&["run"]);
+        if i % 2 == 0 {
+            c.arg(example("all-kinds"))
+                .args(["--", "sh", "-c", "readlink /proc/self/ns/*"]);
+        } else {
+            c.arg(example("default"))
+                .args(["--", "sh", "-c", &mount_cmd]);
+        }
+        (c, if i % 2 == 0 { &all } else { &default })
+    };
+    for i in 0..200 {
+        let (mut c, want) = run(i);
+        let r = run_bounded(&mut c, Duration::from_secs(20))?;
+        if !r.0.success() {
+            return Err(format!("run {i} failed: {}", r.2));
+        }
+        if new_kinds(&r.1) != *want {
+            return Err(format!(
+                "run {i} did not show its new namespaces {want:?}:\n{}",
+                r.1
+            ));
+        }
+    }
+    let mut children = Vec::new();
+    for i in 0..20 {
+        let (mut c, want) = run(i);
+        let child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        children.push((child, want));
+    }
+    for (i, (c, want)) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "parallel run {i} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let out = String::from_utf8_lossy(&out.stdout);
+        if new_kinds(&out) != *want {
+            return Err(format!(
+                "parallel run {i} did not show its new namespaces:\n{out}"
+            ));
+        }
+    }
+    expect_no_leftovers("after 220 runs")?;
+    if namespaces_held_here() != held {
+        return Err(format!(
+            "namespace files held here changed: {held:?} -> {:?}",
+            namespaces_held_here()
+        ));
+    }
+    let now = mount_points();
+    if now != mounts {
+        let added: Vec<_> = now.difference(&mounts).collect();
+        return Err(format!("the mount table changed: {added:?} appeared"));
+    }
+    let after: Vec<_> = fs::read_dir("/proc/self/fd")
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    if after != fds {
+        return Err(format!("this process's fds changed: {fds:?} -> {after:?}"));
+    }
+    Ok(())
+}
+
+/// `nsapply plan /dev/zero` (a config that never ends) and the same for a
+/// world: refused as too large, in bounded memory (256 MiB of address
+/// space is plenty for the limit), quickly.
+fn an_endless_config_is_refused_with_bounded_memory() -> Outcome {
+    for (what, args) in [
+        ("plan /dev/zero", vec!["plan", "/dev/zero"]),
+        ("simulate /dev/zero", vec!["simulate", "/dev/zero"]),
+        (
+            "simulate --world /dev/zero",
+            vec!["simulate", "--world", "/dev/zero", "/dev/null"],
+        ),
+    ] {
+        let r = run_bounded(
+            Command::new("prlimit")
+                .arg("--as=268435456")
+                .arg(nsapply_bin())
+                .args(&args)
+                .stdin(Stdio::null()),
+            Duration::from_secs(30),
+        )?;
+        let code = if what.contains("--world") {
+            "invalid-world"
+        } else {
+            "invalid-config"
+        };
+        expect_error(what, &r, 2, code)?;
+        if !r.2.contains("MiB") {
+            return Err(format!(
+                "{what}: the error does not state the limit: {}",
+                r.2
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A NUL byte inside a namespace path is refused by validation, naming the
+/// entry, before anything is opened (the kernel would never see that path).
+fn a_nul_byte_in_a_path_is_refused_at_validation() -> Outcome {
+    let scratch = Scratch::new();
+    let cfg = scratch.write(
+        "nul.json",
+        &config(
+            r#"{"type":"uts"},{"type":"network","path":"/run/netns/a\u0000b"}"#,
+            "",
+        ),
+    );
+    for cmd in ["plan", "simulate"] {
+        let r = run_bounded(nsapply(&[cmd]).arg(&cfg), Duration::from_secs(10))?;
+        expect_error(cmd, &r, 2, "invalid-path")?;
+        if !r.2.contains("linux.namespaces[1]") {
+            return Err(format!("{cmd}: the error does not name the entry: {}", r.2));
+        }
+    }
+    Ok(())
+}
+
+/// A config that is not UTF-8 is `invalid-config` saying so, with no errno
+/// in the message (reading it did not fail).
+fn a_config_that_is_not_utf8_is_invalid_config_without_an_errno() -> Outcome {
+    let scratch = Scratch::new();
+    let p = scratch.join("latin1.json");
+    let mut f = File::create(&p).map_err(|e| e.to_string())?;
+    f.write_all(b"{\"linux\":{\"namespaces\":[{\"type\":\"uts\",\"path\":\"/tmp/\xe9\"}]}}")
+        .map_err(|e| e.to_string())?;
+    let r = run_bounded(nsapply(&["plan"]).arg(&p), Duration::from_secs(10))?;
+    expect_error("a Latin-1 config", &r, 2, "invalid-config")?;
+    if r.2.contains("EIO") || !r.2.contains("UTF-8") {
+        return Err(format!("the error should say UTF-8 and no errno: {}", r.2));
+    }
+    Ok(())
+}
+
+/// Paths with a newline and a terminal escape sequence: `plan` and
+/// `simulate` print them escaped, never raw.
+fn control_characters_in_paths_are_escaped_in_text_output() -> Outcome {
+    let scratch = Scratch::new();
+    let cfg = scratch.write(
+        "ctl.json",
+        &config(
+            r#"{"type":"network","path":"/run/netns/a\nb\u001b[31mred"},{"type":"uts"}"#,
+            "",
+        ),
+    );
+    let world = scratch.write(
+        "world.json",
+        r#"{"namespaces":[{"name":"n","type":"network","paths":["/run/netns/a\nb\u001b[31mred"]}]}"#,
+    );
+    let mut outputs = BTreeMap::new();
+    let r = run_bounded(nsapply(&["plan"]).arg(&cfg), Duration::from_secs(10))?;
+    outputs.insert("plan", r);
+    let r = run_bounded(
+        nsapply(&["simulate"]).arg(&cfg).arg("--world").arg(&world),
+        Duration::from_secs(10),
+    )?;
+    outputs.insert("simulate", r);
+    for (cmd, (status, out, err)) in outputs {
+        if !status.success() {
+            return Err(format!("{cmd} failed: {err}"));
+        }
+        if out.contains('\u{1b}') || out.lines().any(|l| l.starts_with("b")) {
+            return Err(format!("{cmd} printed a control character raw:\n{out}"));
+        }
+        if !out.contains(r"a\nb\u{1b}[31mred") {
+            return Err(format!("{cmd} did not print the path escaped:\n{out}"));
+        }
+    }
+    Ok(())
+}
