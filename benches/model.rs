@@ -20,7 +20,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use nsapply::config::{validate, RawLinux};
-use nsapply::model::{simulate, Model, World};
+use nsapply::model::{Model, World};
+use nsapply::simulate::simulate;
 use nsapply::{plan, NsConfig};
 
 /// validate + plan + simulate on a fresh model of `world`; returns whether

@@ -21,7 +21,8 @@ use std::path::Path;
 
 use nsapply::config::validate;
 use nsapply::fuzzing::Target;
-use nsapply::model::{simulate, Model, World};
+use nsapply::model::{Model, World};
+use nsapply::simulate::simulate;
 use nsapply::{plan, NsConfig};
 
 const SMALL: &str =

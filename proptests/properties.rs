@@ -9,10 +9,11 @@
 use std::collections::BTreeMap;
 
 use nsapply::config::{RawLinux, RawNamespace};
-use nsapply::model::{simulate, FaultScript, Model, World};
+use nsapply::model::{FaultScript, Model, World};
 use nsapply::oracles::{
     deferral_violation, error_path_violation, order_violation, validation_rule,
 };
+use nsapply::simulate::simulate;
 use nsapply::testing::{
     build_world, fault_script, kind_set, raw_linux, valid_raw_linux, world_for, PathTarget,
 };

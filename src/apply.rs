@@ -91,7 +91,7 @@ pub struct Applied {
 /// codes of DESIGN §6.
 ///
 /// ```
-/// use nsapply::{apply, plan, NsConfig, model::{Model, World, ModelParent}};
+/// use nsapply::{apply, plan, NsConfig, model::{Model, World}, simulate::ModelParent};
 /// let cfg = NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"uts"},{"type":"ipc"}]}}"#).unwrap();
 /// let mut model = Model::new(&World::default()).unwrap();
 /// let run = apply(&plan(&cfg), &mut model, &mut ModelParent::default());

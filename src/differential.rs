@@ -37,8 +37,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::model::{simulate, CallerSpec, FileSpec, Model, NsSpec, World};
+use crate::model::{CallerSpec, FileSpec, Model, NsSpec, World};
 use crate::realize::{apply_as_caller, KernelRun, Realized, ScratchDir, Side};
+use crate::simulate::simulate;
 use crate::syscall::linux;
 use crate::{plan, ErrorCode, IdMapping, Kind, KindSet, NsConfig, Outcome, Trace, TraceStep};
 

@@ -15,7 +15,7 @@
 //!   the kernel's rules. Both produce the same [`Trace`] for one scenario.
 //!
 //! ```
-//! use nsapply::{apply, plan, NsConfig, model::{Model, ModelParent, World}};
+//! use nsapply::{apply, plan, NsConfig, model::{Model, World}, simulate::ModelParent};
 //!
 //! let cfg = NsConfig::from_json(r#"{"ociVersion":"1.2.0","linux":{
 //!     "namespaces":[{"type":"user"},{"type":"pid"},{"type":"network"}],
@@ -41,11 +41,13 @@ pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod kind;
+pub mod model;
 #[cfg(feature = "testing")]
 pub mod oracles;
 pub mod plan;
 pub mod realize;
 pub mod run;
+pub mod simulate;
 pub mod sync;
 pub mod syscall;
 #[cfg(feature = "testing")]
@@ -61,5 +63,5 @@ pub use error::{
 };
 pub use kind::{Kind, KindSet};
 pub use plan::{plan, Plan, Step};
-pub use syscall::{linux, model, Forked, Syscall, ThreadCountError};
+pub use syscall::{linux, Forked, Syscall, ThreadCountError};
 pub use trace::{Outcome, Trace, TraceError, TraceStep};

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use nsapply::model::{FaultScript, Model, World};
 use nsapply::run::{run, RunOptions};
-use nsapply::syscall::model::{FaultScript, Model, World};
 use nsapply::{plan, ConfigError, Errno, KindSet, NsConfig, Plan, Trace};
 
 /// Exit status of a failed apply.
@@ -341,7 +341,7 @@ fn cmd_simulate(
     let mut model =
         Model::new(&world).map_err(|e| Failure::invalid("invalid-world", format!("world: {e}")))?;
     model.set_faults(faults);
-    let applied = nsapply::syscall::model::simulate(&plan, &mut model);
+    let applied = nsapply::simulate::simulate(&plan, &mut model);
     match format {
         Format::Text => emit(&applied.trace.to_string()),
         Format::Json => emit(&format!("{}\n", applied.trace.to_json_pretty())),

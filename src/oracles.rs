@@ -13,8 +13,8 @@ use crate::apply::Applied;
 use crate::config::{NsConfig, RawLinux};
 use crate::error::{Errno, ErrorCode, SyncPoint};
 use crate::kind::Kind;
+use crate::model::{Call, CallOp, Model};
 use crate::plan::{Plan, Step};
-use crate::syscall::model::{Call, CallOp, Model};
 use crate::trace::{Outcome, TraceStep};
 
 /// The validation rules of DESIGN §3, restated from the text in the

@@ -26,7 +26,7 @@
 //! `nsapply run` uses ([`crate::sync`]: one channel, [`ChildSync`] in the
 //! applying process, [`answer_sync`] in the parent, which writes
 //! `setgroups`, `uid_map` and `gid_map` through a pidfd, as
-//! [`ModelParent`](crate::model::ModelParent) does in the model) and
+//! [`ModelParent`](crate::simulate::ModelParent) does in the model) and
 //! reports its trace and what the applying process saw in `/proc/self`
 //! before and after ([`Observation`]).
 //!
@@ -51,10 +51,10 @@ use crate::apply::apply;
 use crate::config::IdMapping;
 use crate::error::{Errno, SyncError};
 use crate::kind::{Kind, KindSet};
+use crate::model::{CallerSpec, FileSpec, NsSpec, World};
 use crate::plan::Plan;
 use crate::sync::{answer_sync, Channel, ChildSync, ToChild, ToParent};
 use crate::syscall::linux::{self, Linux, Pidfd, ProcSelf};
-use crate::syscall::model::{CallerSpec, FileSpec, NsSpec, World};
 use crate::syscall::{Forked, Syscall};
 use crate::trace::Trace;
 
@@ -592,7 +592,7 @@ fn self_pid_in_proc() -> i32 {
 
 /// Writes the id maps of the user namespace of process `pid` the way the
 /// runtime parent does ([`crate::sync::write_id_maps`], through a pidfd and
-/// the checked procfs) and [`ModelParent`](crate::model::ModelParent)
+/// the checked procfs) and [`ModelParent`](crate::simulate::ModelParent)
 /// models it: `setgroups` `deny` first when `deny_setgroups`, then
 /// `uid_map`, then `gid_map`.
 ///

@@ -13,9 +13,7 @@ use proptest::sample::select;
 use crate::config::{IdMapping, NsConfig, RawLinux, RawNamespace, RawTimeOffset};
 use crate::error::Errno;
 use crate::kind::{Kind, KindSet};
-use crate::syscall::model::{
-    CallOp, CallerSpec, Fault, FaultAt, FaultScript, FileSpec, NsSpec, World,
-};
+use crate::model::{CallOp, CallerSpec, Fault, FaultAt, FaultScript, FileSpec, NsSpec, World};
 
 /// The join path the generators use for `kind` (absolute).
 pub fn join_path(kind: Kind) -> PathBuf {

@@ -866,7 +866,8 @@ fn readme_library_example_runs() -> Result<(), Box<dyn std::error::Error>> {
     // The README's paths are relative to the repository, as under `cargo test`.
     std::env::set_current_dir(ROOT)?;
     // README-EXAMPLE-START
-    use nsapply::model::{simulate, FaultScript, Model, World};
+    use nsapply::model::{FaultScript, Model, World};
+    use nsapply::simulate::simulate;
     use nsapply::{plan, ErrorCode, Kind, NsConfig};
 
     let cfg = NsConfig::from_json(&std::fs::read_to_string("examples/all-kinds.json")?)?;

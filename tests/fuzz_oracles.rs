@@ -222,7 +222,8 @@ fn every_committed_crash_replays_clean() {
 /// break them) are caught by the order and error-path oracles.
 #[test]
 fn oracles_catch_hand_broken_plans() {
-    use nsapply::model::{simulate, Model, World};
+    use nsapply::model::{Model, World};
+    use nsapply::simulate::simulate;
     use nsapply::{plan, NsConfig, Plan};
 
     let cfg = NsConfig::from_json(

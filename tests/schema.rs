@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use jsonschema::Validator;
-use nsapply::syscall::model::{simulate, FaultScript, Model, World};
+use nsapply::model::{FaultScript, Model, World};
+use nsapply::simulate::simulate;
 use nsapply::{plan, Errno, ErrorCode, Kind, NsConfig, Trace, TraceError, Unjoined};
 use serde_json::{json, Value};
 

@@ -9,7 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nsapply::model::{simulate, Model, World};
+use nsapply::model::{Model, World};
+use nsapply::simulate::simulate;
 use nsapply::{
     plan, ApplyError, ConfigError, Errno, ErrorCode, Kind, KindSet, MapFile, NsConfig, SyncError,
     SyncPoint, Unjoined,

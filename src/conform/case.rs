@@ -31,7 +31,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::syscall::model::{simulate, Model, World};
+use crate::model::{Model, World};
+use crate::simulate::simulate;
 use crate::{plan, NsConfig, Plan};
 
 /// The placeholder replaced by the world directory.

@@ -1,8 +1,8 @@
 //! The syscall boundary: one trait, two backends.
 //!
 //! [`Syscall`] is every call the engine makes. [`linux::Linux`] performs them
-//! on the running kernel; [`model::Model`] answers them from a stateful model
-//! of the kernel's rules and records each one. The engine takes the backend
+//! on the running kernel; [`crate::model::Model`] answers them from a
+//! stateful model of the kernel's rules and records each one. The engine takes the backend
 //! as a parameter (`apply(&plan, &mut backend, ...)`); nothing picks it by
 //! build flag.
 
@@ -13,7 +13,6 @@ use crate::error::Errno;
 use crate::kind::{Kind, KindSet};
 
 pub mod linux;
-pub mod model;
 
 /// Which side of a fork the caller is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

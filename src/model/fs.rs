@@ -1,0 +1,133 @@
+//! The model's file system: what each path names (a namespace, a
+//! directory, another file), path normalization, and `/proc/self/ns`,
+//! which the model resolves from the caller's state.
+
+use std::borrow::Cow;
+use std::path::{Component, Path};
+
+use super::kernel::NsId;
+use super::world::WorldError;
+use super::Model;
+use crate::error::Errno;
+use crate::kind::Kind;
+
+/// What a path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Node {
+    Dir,
+    /// Any other file that is not a namespace (see [`FileSpec`]).
+    File,
+    Ns(NsId),
+}
+
+/// The path after `.` and `..` (lexically: the model has no symlinks), as
+/// `/a/b` (empty for the root), and whether it ends with a slash.
+///
+/// Non-UTF-8 bytes read as U+FFFD, so two paths that differ only there name
+/// one file.
+pub(super) fn normalize(path: &Path) -> (Cow<'_, str>, bool) {
+    // Paths are almost always written in normal form already: then the
+    // path is its own normal form and resolving it allocates nothing.
+    if let Some(text) = path.to_str() {
+        let normal = text.len() > 1
+            && text.starts_with('/')
+            && text[1..]
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..");
+        if normal {
+            return (Cow::Borrowed(text), false);
+        }
+    }
+    let mut norm = String::with_capacity(path.as_os_str().len());
+    for c in path.components() {
+        match c {
+            Component::Normal(part) => {
+                norm.push('/');
+                norm.push_str(&part.to_string_lossy());
+            }
+            Component::ParentDir => {
+                let parent = norm.rfind('/').unwrap_or(0);
+                norm.truncate(parent);
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    let text = path.as_os_str().as_encoded_bytes();
+    (Cow::Owned(norm), text.len() > 1 && text.ends_with(b"/"))
+}
+
+/// The normal form of a world path, or why it is refused.
+pub(super) fn world_path(path: &Path) -> Result<String, WorldError> {
+    let invalid = |reason: &str| WorldError::InvalidPath {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if !path.is_absolute() {
+        return Err(invalid("must be absolute"));
+    }
+    let (norm, _) = normalize(path);
+    let mut parts = norm.split('/').skip(1);
+    match (parts.next(), parts.next()) {
+        (None, _) => Err(invalid("cannot be the root directory")),
+        (Some("proc"), None | Some("self" | "thread-self")) => Err(invalid(
+            "/proc and /proc/self belong to the model (it resolves /proc/self/ns itself)",
+        )),
+        _ => Ok(norm.into_owned()),
+    }
+}
+
+impl Model {
+    /// What `path` names now, or the errno of resolving it.
+    pub(super) fn resolve(&self, path: &Path) -> Result<Node, Errno> {
+        let (norm, trailing_slash) = normalize(path);
+        // Every component before the last must be a directory.
+        for (end, _) in norm.match_indices('/').skip(1) {
+            match self.node(&norm[..end]) {
+                None => return Err(Errno::ENOENT),
+                Some(Node::Dir) => {}
+                Some(_) => return Err(Errno::ENOTDIR),
+            }
+        }
+        match self.node(&norm) {
+            None => Err(Errno::ENOENT),
+            Some(node) if trailing_slash && node != Node::Dir => Err(Errno::ENOTDIR),
+            Some(node) => Ok(node),
+        }
+    }
+
+    /// The node at a path in normal form (see [`normalize`]).
+    fn node(&self, path: &str) -> Option<Node> {
+        let mut parts = path.split('/').skip(1);
+        let first = (parts.next(), parts.next(), parts.next(), parts.next());
+        let more = parts.next().is_some();
+        match (first, more) {
+            ((None, ..) | (Some("proc"), None, ..), _) => return Some(Node::Dir),
+            ((Some("proc"), Some("self"), None, _), _)
+            | ((Some("proc"), Some("self"), Some("ns"), None), _) => return Some(Node::Dir),
+            ((Some("proc"), Some("self"), Some("ns"), Some(entry)), false) => {
+                return self.proc_self_ns(entry).map(Node::Ns)
+            }
+            ((Some("proc"), Some("self"), ..), _) => return None,
+            _ => {}
+        }
+        self.nodes.get(path).copied()
+    }
+
+    /// `/proc/self/ns/<entry>`: the caller's namespace now (namespaces(7)).
+    fn proc_self_ns(&self, entry: &str) -> Option<NsId> {
+        let c = &self.kernel.caller;
+        Kind::ALL.into_iter().find_map(|k| {
+            if entry == k.proc_name() {
+                Some(c.ns[k.index()])
+            } else if entry == k.proc_name_for_children() {
+                match k {
+                    Kind::Pid if !self.kernel.spaces[c.pid_for_children].has_init => None,
+                    Kind::Pid => Some(c.pid_for_children),
+                    _ => Some(c.time_for_children),
+                }
+            } else {
+                None
+            }
+        })
+    }
+}

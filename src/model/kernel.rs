@@ -1,0 +1,699 @@
+//! The kernel's state and rules: namespace objects, the caller's
+//! credentials and namespaces, and what each call does to them, in the
+//! order the kernel checks (see the [module docs](super) for the sources).
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+
+use crate::config::{IdMapping, TimeOffset, MAX_NANOSECS};
+use crate::error::Errno;
+use crate::kind::{Kind, KindSet};
+
+/// `create_user_ns`: a user namespace whose level is above this cannot get
+/// a child (ENOSPC since Linux 4.9, EUSERS before): 32 nested below the host.
+pub(super) const MAX_USER_NS_PARENT_LEVEL: u32 = 32;
+/// `MAX_PID_NS_LEVEL` of `create_pid_namespace`.
+pub(super) const MAX_PID_NS_LEVEL: u32 = 32;
+/// `UID_GID_MAP_MAX_EXTENTS`: lines an id map may hold (Linux 4.15).
+pub(super) const MAX_MAP_LINES: usize = 340;
+/// `KTIME_SEC_MAX`: the seconds range of a time offset.
+pub(super) const KTIME_SEC_MAX: i64 = i64::MAX / 1_000_000_000;
+
+/// Index of a namespace object in [`Kernel::spaces`]. The host namespace of
+/// kind `k` has index `k.index()`.
+pub(super) type NsId = usize;
+
+pub(super) const HOST_USER: NsId = Kind::User.index();
+
+/// Whether `id` is one of the eight host namespaces (they come first).
+pub(super) const fn is_host(id: NsId) -> bool {
+    id < Kind::ALL.len()
+}
+
+/// Which id map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Ids {
+    Uid,
+    Gid,
+}
+
+impl Ids {
+    pub(super) const fn file(self) -> &'static str {
+        match self {
+            Ids::Uid => "uid_map",
+            Ids::Gid => "gid_map",
+        }
+    }
+}
+
+/// The identity map of the initial user namespace ("0 0 4294967295").
+pub(super) const IDENTITY_MAP: &[IdMapping] = &[IdMapping {
+    container_id: 0,
+    host_id: 0,
+    size: u32::MAX,
+}];
+
+/// The names of the host namespaces (`host:user`, ...) and of the first
+/// namespace of each kind a run creates (`new:user:1`, ...), by
+/// [`Kind::index`], made once from [`Kind::ALL`]: borrowed for every model,
+/// so a default run formats and allocates no name.
+pub(super) static NAMES: std::sync::LazyLock<[[String; 8]; 2]> = std::sync::LazyLock::new(|| {
+    [
+        Kind::ALL.map(|k| format!("host:{}", k.spec_name())),
+        Kind::ALL.map(|k| format!("new:{}:1", k.spec_name())),
+    ]
+});
+
+/// The name of the host namespace of `kind` (`host:network`).
+pub(super) fn host_name(kind: Kind) -> &'static str {
+    &NAMES[0][kind.index()]
+}
+
+/// The name of the `n`-th namespace of `kind` a run creates
+/// (`new:network:1`).
+pub(super) fn created_name(kind: Kind, n: u32) -> Cow<'static, str> {
+    if n == 1 {
+        Cow::Borrowed(&NAMES[1][kind.index()])
+    } else {
+        Cow::Owned(format!("new:{}:{n}", kind.spec_name()))
+    }
+}
+
+/// One namespace object. Fields that do not apply to its kind keep their
+/// initial value and are never read.
+#[derive(Clone, Debug)]
+pub(super) struct Space {
+    /// Borrowed for the host namespaces and the first created ones, so a
+    /// default model allocates no names.
+    pub(super) name: Cow<'static, str>,
+    pub(super) kind: Kind,
+    /// The owning user namespace; for a user namespace its parent
+    /// (`None` only for `host:user`).
+    pub(super) owner: Option<NsId>,
+    /// Pid: the parent pid namespace (`None` only for `host:pid`).
+    pub(super) parent: Option<NsId>,
+    /// User and pid: depth below the host namespace.
+    pub(super) level: u32,
+    /// User: the creator's euid (the namespace's `owner` in kernel terms).
+    pub(super) creator: u32,
+    /// User: the maps as written, host ids in the parent's terms
+    /// (borrowed for the host's identity map).
+    pub(super) uid_map: Option<Cow<'static, [IdMapping]>>,
+    pub(super) gid_map: Option<Cow<'static, [IdMapping]>>,
+    /// User: `USERNS_SETGROUPS_ALLOWED`, inherited from the parent.
+    pub(super) setgroups_allowed: bool,
+    /// Pid: whether a process is its init.
+    pub(super) has_init: bool,
+    /// Time: a process entered it, so its offsets are frozen.
+    pub(super) entered: bool,
+    /// Time: the offsets written.
+    pub(super) offsets: Vec<TimeOffset>,
+    /// Where the world made it reachable.
+    pub(super) paths: Vec<PathBuf>,
+}
+
+impl Space {
+    pub(super) fn new(name: Cow<'static, str>, kind: Kind, owner: Option<NsId>) -> Space {
+        Space {
+            name,
+            kind,
+            owner,
+            parent: None,
+            level: 0,
+            creator: 0,
+            uid_map: None,
+            gid_map: None,
+            setgroups_allowed: true,
+            has_init: true,
+            entered: true,
+            offsets: Vec::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    pub(super) fn map(&self, ids: Ids) -> Option<&[IdMapping]> {
+        match ids {
+            Ids::Uid => self.uid_map.as_deref(),
+            Ids::Gid => self.gid_map.as_deref(),
+        }
+    }
+}
+
+/// The credentials that capability checks look at.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Cred {
+    pub(super) user_ns: NsId,
+    pub(super) euid: u32,
+    pub(super) egid: u32,
+    /// Capabilities effective in `user_ns`.
+    pub(super) caps: bool,
+}
+
+/// The calling process.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Caller {
+    /// Current namespace per kind (pid: the active pid namespace).
+    pub(super) ns: [NsId; 8],
+    pub(super) pid_for_children: NsId,
+    pub(super) time_for_children: NsId,
+    pub(super) euid: u32,
+    pub(super) egid: u32,
+    pub(super) caps: bool,
+    pub(super) threads: usize,
+    pub(super) forked: bool,
+    pub(super) fs_shared: bool,
+}
+
+impl Caller {
+    pub(super) fn cred(&self) -> Cred {
+        Cred {
+            user_ns: self.ns[Kind::User.index()],
+            euid: self.euid,
+            egid: self.egid,
+            caps: self.caps,
+        }
+    }
+}
+
+/// Everything a namespace call can change.
+#[derive(Clone, Debug)]
+pub(super) struct Kernel {
+    pub(super) spaces: Vec<Space>,
+    pub(super) caller: Caller,
+    /// Namespaces created so far per kind, for the `new:<kind>:<n>` names.
+    pub(super) created: [u32; 8],
+}
+
+pub(super) fn ranges_overlap(a: u32, a_len: u32, b: u32, b_len: u32) -> bool {
+    let (a, a_end) = (u64::from(a), u64::from(a) + u64::from(a_len));
+    let (b, b_end) = (u64::from(b), u64::from(b) + u64::from(b_len));
+    a < b_end && b < a_end
+}
+
+/// The parse checks of `map_write` (each EINVAL in the kernel).
+pub(super) fn check_map_lines(lines: &[IdMapping]) -> Result<(), &'static str> {
+    if lines.is_empty() {
+        return Err("a map needs at least one line");
+    }
+    if lines.len() > MAX_MAP_LINES {
+        return Err("a map holds at most 340 lines");
+    }
+    for (i, l) in lines.iter().enumerate() {
+        if l.container_id == u32::MAX || l.host_id == u32::MAX {
+            return Err("id 4294967295 cannot be mapped");
+        }
+        if l.container_id.wrapping_add(l.size) <= l.container_id
+            || l.host_id.wrapping_add(l.size) <= l.host_id
+        {
+            return Err("a line has size 0 or its range wraps past 4294967295");
+        }
+        let overlap = lines[..i].iter().any(|p| {
+            ranges_overlap(p.container_id, p.size, l.container_id, l.size)
+                || ranges_overlap(p.host_id, p.size, l.host_id, l.size)
+        });
+        if overlap {
+            return Err("lines overlap");
+        }
+    }
+    Ok(())
+}
+
+impl Kernel {
+    /// The host namespaces, with room for `more` namespaces besides them.
+    pub(super) fn host(more: usize) -> Kernel {
+        let mut spaces = Vec::with_capacity(Kind::ALL.len() + more);
+        spaces.extend(Kind::ALL.into_iter().map(|k| {
+            let owner = (k != Kind::User).then_some(HOST_USER);
+            Space::new(Cow::Borrowed(host_name(k)), k, owner)
+        }));
+        // The initial user namespace maps every id to itself, so its maps
+        // count as written: another write fails EPERM.
+        spaces[HOST_USER].uid_map = Some(Cow::Borrowed(IDENTITY_MAP));
+        spaces[HOST_USER].gid_map = Some(Cow::Borrowed(IDENTITY_MAP));
+        let host: [NsId; 8] = std::array::from_fn(|i| i);
+        Kernel {
+            spaces,
+            caller: Caller {
+                ns: host,
+                pid_for_children: Kind::Pid.index(),
+                time_for_children: Kind::Time.index(),
+                euid: 0,
+                egid: 0,
+                caps: true,
+                threads: 1,
+                forked: false,
+                fs_shared: false,
+            },
+            created: [0; 8],
+        }
+    }
+
+    /// The owning user namespace of a non-user namespace.
+    pub(super) fn owner_of(&self, ns: NsId) -> NsId {
+        self.spaces[ns].owner.unwrap_or(HOST_USER)
+    }
+
+    /// `cap_capable()`: whether `cred` has the capabilities of a full
+    /// member in the user namespace `target` (the model does not split
+    /// capabilities: a process has all of them in a namespace or none).
+    pub(super) fn capable(&self, cred: &Cred, target: NsId) -> bool {
+        let own_level = self.spaces[cred.user_ns].level;
+        let mut ns = target;
+        loop {
+            if ns == cred.user_ns {
+                return cred.caps;
+            }
+            // Not an ancestor of the caller's namespace and not below it.
+            if self.spaces[ns].level <= own_level {
+                return false;
+            }
+            let Some(parent) = self.spaces[ns].owner else {
+                return false;
+            };
+            // The creator of a child of the caller's namespace has every
+            // capability in it (user_namespaces(7)).
+            if parent == cred.user_ns && self.spaces[ns].creator == cred.euid {
+                return true;
+            }
+            ns = parent;
+        }
+    }
+
+    /// `in_userns(ancestor, child)`: `ancestor` is `child` or above it.
+    pub(super) fn in_userns(&self, ancestor: NsId, child: NsId) -> bool {
+        let mut ns = Some(child);
+        while let Some(n) = ns {
+            if n == ancestor {
+                return true;
+            }
+            ns = self.spaces[n].owner;
+        }
+        false
+    }
+
+    /// `make_kuid`/`make_kgid`: the kernel id of `id` in `ns`.
+    pub(super) fn id_down(&self, ns: NsId, ids: Ids, id: u32) -> Option<u32> {
+        let s = &self.spaces[ns];
+        let Some(parent) = s.owner else {
+            return (id != u32::MAX).then_some(id);
+        };
+        let line = s.map(ids)?.iter().find(|l| l.maps_container_id(id))?;
+        self.id_down(parent, ids, line.host_id + (id - line.container_id))
+    }
+
+    /// `from_kuid`: the id of kernel id `kid` in `ns`, if mapped.
+    pub(super) fn id_up(&self, ns: NsId, ids: Ids, kid: u32) -> Option<u32> {
+        let s = &self.spaces[ns];
+        let Some(parent) = s.owner else {
+            return (kid != u32::MAX).then_some(kid);
+        };
+        let id = self.id_up(parent, ids, kid)?;
+        let line = s.map(ids)?.iter().find(|l| {
+            id >= l.host_id && u64::from(id) < u64::from(l.host_id) + u64::from(l.size)
+        })?;
+        Some(line.container_id + (id - line.host_id))
+    }
+
+    /// `map_id_range_down`: whether `[first, first + count)` of `ns` lies in
+    /// one line of its map (and so maps to kernel ids).
+    pub(super) fn range_mapped(&self, ns: NsId, ids: Ids, first: u32, count: u32) -> bool {
+        let s = &self.spaces[ns];
+        if s.owner.is_none() {
+            return u64::from(first) + u64::from(count) <= u64::from(u32::MAX);
+        }
+        let end = u64::from(first) + u64::from(count);
+        s.map(ids).is_some_and(|lines| {
+            lines.iter().any(|l| {
+                first >= l.container_id
+                    && end <= u64::from(l.container_id) + u64::from(l.size)
+                    && self.id_down(ns, ids, first).is_some()
+            })
+        })
+    }
+
+    pub(super) fn add_space(&mut self, kind: Kind, owner: NsId) -> NsId {
+        let n = &mut self.created[kind.index()];
+        *n += 1;
+        let name = created_name(kind, *n);
+        self.spaces.push(Space::new(name, kind, Some(owner)));
+        self.spaces.len() - 1
+    }
+
+    /// setns(2) into `target` (already checked to be a namespace of `kind`).
+    pub(super) fn setns(&mut self, target: NsId, kind: Kind) -> Result<(), Errno> {
+        let cred = self.caller.cred();
+        let threaded = self.caller.threads > 1;
+        // Every install hook but userns_install wants CAP_SYS_ADMIN over the
+        // target's owner and over the caller's own user namespace.
+        let admin =
+            || self.capable(&cred, self.owner_of(target)) && self.capable(&cred, cred.user_ns);
+        match kind {
+            Kind::User => {
+                // userns_install: no regaining caps by re-entering, threads
+                // must share a user namespace, then the capability.
+                if target == cred.user_ns || threaded {
+                    return Err(Errno::EINVAL);
+                }
+                if !self.capable(&cred, target) {
+                    return Err(Errno::EPERM);
+                }
+                self.caller.ns[Kind::User.index()] = target;
+                self.caller.caps = true;
+            }
+            Kind::Mount => {
+                // mntns_install: capabilities first, then `fs->users != 1`.
+                // DESIGN §5 says "setns(mount) while multithreaded: EINVAL";
+                // the kernel's test is a *shared fs_struct*, which threads
+                // share until unshare(CLONE_NEWNS) gives the caller its own,
+                // so a multithreaded caller can join after unshare(mount)
+                // (checked on 6.18 by proptests/model_machine.rs). The engine
+                // still asks for one thread before setns(mount): stricter.
+                if !admin() {
+                    return Err(Errno::EPERM);
+                }
+                if self.caller.fs_shared {
+                    return Err(Errno::EINVAL);
+                }
+                self.caller.ns[Kind::Mount.index()] = target;
+            }
+            Kind::Pid => {
+                if !admin() {
+                    return Err(Errno::EPERM);
+                }
+                // pidns_install: the active pid namespace or a descendant.
+                let active = self.caller.ns[Kind::Pid.index()];
+                let active_level = self.spaces[active].level;
+                let mut ancestor = target;
+                while self.spaces[ancestor].level > active_level {
+                    match self.spaces[ancestor].parent {
+                        Some(p) => ancestor = p,
+                        None => break,
+                    }
+                }
+                if ancestor != active {
+                    return Err(Errno::EINVAL);
+                }
+                self.caller.pid_for_children = target;
+            }
+            Kind::Time => {
+                // timens_install checks threads before capabilities.
+                if threaded {
+                    return Err(Errno::EUSERS);
+                }
+                if !admin() {
+                    return Err(Errno::EPERM);
+                }
+                self.caller.ns[Kind::Time.index()] = target;
+                self.caller.time_for_children = target;
+                // timens_commit: the caller is in it now; offsets freeze.
+                self.spaces[target].entered = true;
+            }
+            Kind::Uts | Kind::Ipc | Kind::Network | Kind::Cgroup => {
+                if !admin() {
+                    return Err(Errno::EPERM);
+                }
+                self.caller.ns[kind.index()] = target;
+            }
+        }
+        Ok(())
+    }
+
+    /// unshare(2), applied all or nothing.
+    pub(super) fn unshare(&mut self, kinds: KindSet) -> Result<(), Errno> {
+        // unshare only appends namespaces and changes the caller, so undoing
+        // a failed one is putting those back. (Cloning the whole kernel for
+        // that was two thirds of the model's cost, and grew with the world.)
+        let (caller, created, len) = (self.caller, self.created, self.spaces.len());
+        let result = self.unshare_in_place(kinds);
+        if result.is_err() {
+            self.caller = caller;
+            self.created = created;
+            self.spaces.truncate(len);
+        }
+        result
+    }
+
+    pub(super) fn unshare_in_place(&mut self, kinds: KindSet) -> Result<(), Errno> {
+        if kinds.contains(Kind::User) {
+            // check_unshare_flags: CLONE_NEWUSER implies CLONE_THREAD.
+            if self.caller.threads > 1 {
+                return Err(Errno::EINVAL);
+            }
+            self.create_user_ns()?;
+        }
+        let mut others = kinds;
+        others.remove(Kind::User);
+        if others.is_empty() {
+            return Ok(());
+        }
+        // unshare_nsproxy_namespaces: CAP_SYS_ADMIN in the (possibly new)
+        // user namespace, before any namespace is made.
+        let cred = self.caller.cred();
+        if !self.capable(&cred, cred.user_ns) {
+            return Err(Errno::EPERM);
+        }
+        for kind in others.iter() {
+            self.create(kind, cred.user_ns)?;
+        }
+        Ok(())
+    }
+
+    /// `may_mount()` before `do_change_type()`: CAP_SYS_ADMIN over the user
+    /// namespace that owns the caller's mount namespace.
+    pub(super) fn set_root_propagation(&self) -> Result<(), Errno> {
+        let cred = self.caller.cred();
+        let owner = self.owner_of(self.caller.ns[Kind::Mount.index()]);
+        if self.capable(&cred, owner) {
+            Ok(())
+        } else {
+            Err(Errno::EPERM)
+        }
+    }
+
+    /// `create_user_ns`.
+    pub(super) fn create_user_ns(&mut self) -> Result<(), Errno> {
+        let parent = self.caller.ns[Kind::User.index()];
+        if self.spaces[parent].level > MAX_USER_NS_PARENT_LEVEL {
+            return Err(Errno::ENOSPC);
+        }
+        // The creator must be mapped in the parent namespace.
+        if self.id_up(parent, Ids::Uid, self.caller.euid).is_none()
+            || self.id_up(parent, Ids::Gid, self.caller.egid).is_none()
+        {
+            return Err(Errno::EPERM);
+        }
+        let id = self.add_space(Kind::User, parent);
+        let (level, setgroups) = (
+            self.spaces[parent].level + 1,
+            self.spaces[parent].setgroups_allowed,
+        );
+        let s = &mut self.spaces[id];
+        s.level = level;
+        s.creator = self.caller.euid;
+        s.setgroups_allowed = setgroups;
+        self.caller.ns[Kind::User.index()] = id;
+        self.caller.caps = true;
+        Ok(())
+    }
+
+    /// One non-user namespace of `create_new_namespaces`, owned by `owner`.
+    pub(super) fn create(&mut self, kind: Kind, owner: NsId) -> Result<(), Errno> {
+        match kind {
+            Kind::Pid => {
+                // copy_pid_ns: not after an unshare(pid) or setns(pid) whose
+                // namespace has no process of ours yet.
+                let active = self.caller.ns[Kind::Pid.index()];
+                if self.caller.pid_for_children != active {
+                    return Err(Errno::EINVAL);
+                }
+                // create_pid_namespace.
+                if !self.in_userns(self.owner_of(active), owner) {
+                    return Err(Errno::EINVAL);
+                }
+                let level = self.spaces[active].level + 1;
+                if level > MAX_PID_NS_LEVEL {
+                    return Err(Errno::ENOSPC);
+                }
+                let id = self.add_space(Kind::Pid, owner);
+                let s = &mut self.spaces[id];
+                s.parent = Some(active);
+                s.level = level;
+                s.has_init = false;
+                self.caller.pid_for_children = id;
+            }
+            Kind::Time => {
+                // clone_time_ns copies the offsets of time_for_children;
+                // the new namespace applies to children only.
+                let offsets = self.spaces[self.caller.time_for_children].offsets.clone();
+                let id = self.add_space(Kind::Time, owner);
+                self.spaces[id].entered = false;
+                self.spaces[id].offsets = offsets;
+                self.caller.time_for_children = id;
+            }
+            Kind::User => {}
+            Kind::Uts | Kind::Ipc | Kind::Network | Kind::Cgroup | Kind::Mount => {
+                let id = self.add_space(kind, owner);
+                self.caller.ns[kind.index()] = id;
+                if kind == Kind::Mount {
+                    self.caller.fs_shared = false;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `setresgid(0,0,0)` then `setresuid(0,0,0)`; a failing setresuid
+    /// leaves the new gid in place, as two syscalls do.
+    pub(super) fn set_root_ids(&mut self) -> Result<(), Errno> {
+        let ns = self.caller.ns[Kind::User.index()];
+        let kgid = self.id_down(ns, Ids::Gid, 0).ok_or(Errno::EINVAL)?;
+        // Changing to ids the process does not hold needs CAP_SETGID.
+        if kgid != self.caller.egid && !self.caller.caps {
+            return Err(Errno::EPERM);
+        }
+        self.caller.egid = kgid;
+        let kuid = self.id_down(ns, Ids::Uid, 0).ok_or(Errno::EINVAL)?;
+        if kuid != self.caller.euid && !self.caller.caps {
+            return Err(Errno::EPERM);
+        }
+        // uid 0 of the namespace is its root: capabilities stay effective
+        // (cap_emulate_setxuid).
+        self.caller.euid = kuid;
+        Ok(())
+    }
+
+    /// A write of `/proc/self/timens_offsets` (fs/proc/base.c, then
+    /// `proc_timens_set_offset`).
+    pub(super) fn write_time_offsets(&mut self, offsets: &[TimeOffset]) -> Result<(), Errno> {
+        // Parsed first: nanoseconds out of range.
+        if offsets.iter().any(|o| o.nanosecs > MAX_NANOSECS) {
+            return Err(Errno::EINVAL);
+        }
+        let target = self.caller.time_for_children;
+        let cred = self.caller.cred();
+        if !self.capable(&cred, self.owner_of(target)) {
+            return Err(Errno::EPERM);
+        }
+        // The kernel adds the clock's current value and wants the sum in
+        // [0, KTIME_SEC_MAX / 2]. The model takes that value as 0 for the
+        // upper bound and does not model the lower one (it depends on uptime).
+        if offsets
+            .iter()
+            .any(|o| o.secs > KTIME_SEC_MAX / 2 || o.secs < -KTIME_SEC_MAX)
+        {
+            return Err(Errno::ERANGE);
+        }
+        let space = &mut self.spaces[target];
+        if space.entered {
+            return Err(Errno::EACCES);
+        }
+        for o in offsets {
+            space.offsets.retain(|x| x.clock != o.clock);
+            space.offsets.push(*o);
+        }
+        space.offsets.sort_by_key(|o| o.clock);
+        Ok(())
+    }
+
+    /// fork(2), continuing as the child.
+    pub(super) fn fork(&mut self) {
+        let pid = self.caller.pid_for_children;
+        // The first process of a new pid namespace is its init.
+        self.spaces[pid].has_init = true;
+        self.caller.ns[Kind::Pid.index()] = pid;
+        // timens_on_fork: the child enters time_for_children.
+        let time = self.caller.time_for_children;
+        self.caller.ns[Kind::Time.index()] = time;
+        self.spaces[time].entered = true;
+        self.caller.threads = 1;
+        self.caller.forked = true;
+        self.caller.fs_shared = false;
+    }
+
+    /// `proc_setgroups_write("deny")` by `writer` on the user namespace `ns`.
+    pub(super) fn write_setgroups_deny(&mut self, writer: &Cred, ns: NsId) -> Result<(), Errno> {
+        // proc_setgroups_open: writing needs CAP_SYS_ADMIN in `ns`.
+        if !self.capable(writer, ns) {
+            return Err(Errno::EACCES);
+        }
+        // Too late once gid_map is written.
+        if self.spaces[ns].gid_map.is_some() {
+            return Err(Errno::EPERM);
+        }
+        self.spaces[ns].setgroups_allowed = false;
+        Ok(())
+    }
+
+    /// `map_write` of uid_map or gid_map of `ns` by `writer`.
+    pub(super) fn write_map(
+        &mut self,
+        writer: &Cred,
+        ns: NsId,
+        ids: Ids,
+        lines: &[IdMapping],
+    ) -> Result<(), Errno> {
+        // Only one successful write (the host maps count as written).
+        if self.spaces[ns].map(ids).is_some() {
+            return Err(Errno::EPERM);
+        }
+        let Some(parent) = self.spaces[ns].owner else {
+            return Err(Errno::EPERM);
+        };
+        if writer.user_ns != ns && writer.user_ns != parent {
+            return Err(Errno::EPERM);
+        }
+        // The writer needs CAP_SYS_ADMIN over the target namespace.
+        if !self.capable(writer, ns) {
+            return Err(Errno::EPERM);
+        }
+        check_map_lines(lines).map_err(|_| Errno::EINVAL)?;
+        if !self.idmap_permitted(writer, ns, parent, ids, lines) {
+            return Err(Errno::EPERM);
+        }
+        // The host ids must be mapped in the parent namespace.
+        if !lines
+            .iter()
+            .all(|l| self.range_mapped(parent, ids, l.host_id, l.size))
+        {
+            return Err(Errno::EPERM);
+        }
+        let lines = Some(Cow::Owned(lines.to_vec()));
+        match ids {
+            Ids::Uid => self.spaces[ns].uid_map = lines,
+            Ids::Gid => self.spaces[ns].gid_map = lines,
+        }
+        Ok(())
+    }
+
+    /// `new_idmap_permitted`.
+    pub(super) fn idmap_permitted(
+        &self,
+        writer: &Cred,
+        ns: NsId,
+        parent: NsId,
+        ids: Ids,
+        lines: &[IdMapping],
+    ) -> bool {
+        let privileged = self.capable(writer, parent);
+        // verify_root_map: mapping host id 0 needs CAP_SETFCAP in the parent.
+        if ids == Ids::Uid && lines.iter().any(|l| l.host_id == 0) && !privileged {
+            return false;
+        }
+        let s = &self.spaces[ns];
+        // Unprivileged: one id, the writer's own, in a namespace it owns
+        // (for gids only once setgroups is denied).
+        if let [line] = lines {
+            if line.size == 1 && s.creator == writer.euid {
+                let kid = self.id_down(parent, ids, line.host_id);
+                let own = match ids {
+                    Ids::Uid => kid == Some(writer.euid),
+                    Ids::Gid => !s.setgroups_allowed && kid == Some(writer.egid),
+                };
+                if own {
+                    return true;
+                }
+            }
+        }
+        privileged
+    }
+}

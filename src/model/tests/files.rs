@@ -1,0 +1,164 @@
+//! The file system and the fd table: what paths name, `/proc/self/ns`,
+//! fd numbers and ownership.
+
+use std::path::Path;
+
+use super::*;
+
+#[test]
+fn open_of_a_missing_path_is_enoent() {
+    let mut m = model(World::new().file("/run/a", FileSpec::Regular));
+    assert_eq!(m.open_ns(Path::new("/run/b")).err(), Some(Errno::ENOENT));
+    assert_eq!(
+        m.open_ns(Path::new("/nowhere/b")).err(),
+        Some(Errno::ENOENT)
+    );
+    assert_eq!(
+        m.open_ns(Path::new("/proc/self/ns/bogus")).err(),
+        Some(Errno::ENOENT)
+    );
+    assert_eq!(m.open_fd_count(), 0);
+}
+
+#[test]
+fn nstype_of_a_non_namespace_file_is_enotty() {
+    let mut m = model(
+        World::new()
+            .file("/etc/hostname", FileSpec::Regular)
+            .file("/srv", FileSpec::Directory),
+    );
+    for path in ["/etc/hostname", "/srv", "/etc"] {
+        let fd = open(&mut m, path);
+        assert_eq!(m.ns_get_nstype(&fd), Err(Errno::ENOTTY), "{path}");
+        m.close(fd);
+    }
+}
+
+#[test]
+fn setns_with_a_non_namespace_fd_is_ebadf() {
+    // Not EINVAL, as for an fd opened for reading: a file that is not a
+    // namespace is held as an O_PATH reference, which setns refuses.
+    let mut m = model(World::new().file("/etc/hostname", FileSpec::Regular));
+    let fd = open(&mut m, "/etc/hostname");
+    assert_eq!(m.setns(&fd, Kind::Network), Err(Errno::EBADF));
+    m.close(fd);
+}
+
+#[test]
+fn proc_self_ns_ipc_resolves_to_the_current_ipc_ns() {
+    let mut m = model(World::new());
+    let before = open(&mut m, "/proc/self/ns/ipc");
+    m.unshare(KindSet::one(Kind::Ipc)).unwrap();
+    let after = open(&mut m, "/proc/self/ns/ipc");
+    assert_eq!(m.current(Kind::Ipc), "new:ipc:1");
+    let views = m.open_fds();
+    assert_eq!(views[0].namespace.as_deref(), Some("host:ipc"));
+    assert_eq!(views[1].namespace.as_deref(), Some("new:ipc:1"));
+    // The fd keeps its namespace: joining it goes back.
+    assert_eq!(m.setns(&before, Kind::Ipc), Ok(()));
+    assert_eq!(m.current(Kind::Ipc), "host:ipc");
+    m.close(before);
+    m.close(after);
+}
+
+#[test]
+fn proc_self_ns_for_children_entries_follow_unshare() {
+    let mut m = model(World::new());
+    m.unshare(KindSet::one(Kind::Pid).with(Kind::Time)).unwrap();
+    // pidns_for_children_get: hidden until the new pid namespace has an
+    // init (found by the model-vs-kernel state machine on 6.18).
+    let hidden = m.open_ns(Path::new("/proc/self/ns/pid_for_children"));
+    assert_eq!(hidden.err(), Some(Errno::ENOENT));
+    let pid = open(&mut m, "/proc/self/ns/pid");
+    let time_children = open(&mut m, "/proc/self/ns/time_for_children");
+    let names: Vec<Option<String>> = m.open_fds().into_iter().map(|f| f.namespace).collect();
+    assert_eq!(names, [Some("host:pid".into()), Some("new:time:1".into())]);
+    for fd in [pid, time_children] {
+        m.close(fd);
+    }
+    // The child is the init of the new pid namespace: visible from there.
+    assert_eq!(m.fork(), Ok(Forked::Child));
+    let pid = open(&mut m, "/proc/self/ns/pid_for_children");
+    let names: Vec<Option<String>> = m.open_fds().into_iter().map(|f| f.namespace).collect();
+    assert_eq!(names, [Some("new:pid:1".into())]);
+    m.close(pid);
+}
+
+#[test]
+fn every_file_that_is_not_a_namespace_opens_and_is_enotty() {
+    // Opening a namespace path takes a reference only (O_PATH): no
+    // permission is needed, a FIFO does not block, no driver runs; the
+    // type check then refuses the file.
+    let mut world = World::new();
+    let specs = [
+        FileSpec::Regular,
+        FileSpec::Directory,
+        FileSpec::Unreadable,
+        FileSpec::Fifo,
+        FileSpec::Socket,
+        FileSpec::Device,
+    ];
+    for (i, spec) in specs.iter().enumerate() {
+        world = world.file(format!("/f/{i}"), *spec);
+    }
+    let mut m = model(world);
+    for (i, spec) in specs.iter().enumerate() {
+        let fd = m.open_ns(Path::new(&format!("/f/{i}"))).unwrap();
+        assert_eq!(m.ns_get_nstype(&fd), Err(Errno::ENOTTY), "{spec:?}");
+        assert_eq!(m.setns(&fd, Kind::Network), Err(Errno::EBADF), "{spec:?}");
+        m.close(fd);
+    }
+    assert_eq!(m.open_fd_count(), 0);
+}
+
+#[test]
+fn open_through_a_file_is_enotdir() {
+    let world = World::new()
+        .file("/etc/hostname", FileSpec::Regular)
+        .file("/root/secret", FileSpec::Unreadable)
+        .namespace(NsSpec::new("n", Kind::Network).at("/run/netns/n"));
+    let mut m = model(world);
+    let open_err = |m: &mut Model, p: &str| m.open_ns(Path::new(p)).err();
+    assert_eq!(open_err(&mut m, "/etc/hostname/x"), Some(Errno::ENOTDIR));
+    assert_eq!(open_err(&mut m, "/etc/hostname/"), Some(Errno::ENOTDIR));
+    assert_eq!(open_err(&mut m, "/run/netns/n/x"), Some(Errno::ENOTDIR));
+    assert_eq!(
+        open_err(&mut m, "/proc/self/ns/net/x"),
+        Some(Errno::ENOTDIR)
+    );
+    assert_eq!(open_err(&mut m, "/root/secret/x"), Some(Errno::ENOTDIR));
+    assert_eq!(open_err(&mut m, "/root/secret"), None);
+    assert_eq!(open_err(&mut m, "/run/netns/../netns/n"), None);
+    assert_eq!(m.open_fd_count(), 2);
+}
+
+#[test]
+fn fds_are_lowest_free_numbers_and_close_on_exec() {
+    let mut m = model(World::new());
+    let a = open(&mut m, "/proc/self/ns/net");
+    let b = open(&mut m, "/proc/self/ns/uts");
+    assert_eq!((a.number(), b.number()), (3, 4));
+    m.close(a);
+    let c = open(&mut m, "/proc/self/ns/ipc");
+    assert_eq!(c.number(), 3);
+    assert!(m.open_fds().iter().all(|f| f.cloexec));
+    m.close(b);
+    m.close(c);
+}
+
+#[test]
+fn an_fd_of_another_model_is_not_open_here() {
+    let mut one = model(World::new());
+    let mut two = model(World::new());
+    let theirs = open(&mut two, "/proc/self/ns/net");
+    let _ours = open(&mut one, "/proc/self/ns/uts");
+    assert_eq!(one.ns_get_nstype(&theirs), Err(Errno::EBADF));
+    assert_eq!(one.setns(&theirs, Kind::Network), Err(Errno::EBADF));
+    one.close(theirs);
+    assert_eq!((one.bad_closes(), one.open_fd_count()), (1, 1));
+    assert_eq!(
+        two.open_fd_count(),
+        1,
+        "leaked in two: it was never closed there"
+    );
+}

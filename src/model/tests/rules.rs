@@ -1,0 +1,379 @@
+//! The kernel's rules: DESIGN §5's errno table row by row, then the
+//! finer rules each call follows (capabilities, pid and time namespaces
+//! for children, threads).
+
+use super::*;
+
+#[test]
+fn setns_with_a_type_other_than_the_namespace_is_einval() {
+    let mut m = model(World::new());
+    let fd = open(&mut m, "/proc/self/ns/ipc");
+    assert_eq!(m.ns_get_nstype(&fd), Ok(Kind::Ipc.clone_flag()));
+    assert_eq!(m.setns(&fd, Kind::Network), Err(Errno::EINVAL));
+    m.close(fd);
+}
+
+#[test]
+fn setns_user_into_the_callers_own_user_namespace_is_einval() {
+    let mut m = model(World::new());
+    let fd = open(&mut m, "/proc/self/ns/user");
+    assert_eq!(m.setns(&fd, Kind::User), Err(Errno::EINVAL));
+    m.close(fd);
+}
+
+#[test]
+fn setns_user_while_multithreaded_is_einval() {
+    let mut m = model(rootless().caller(CallerSpec::root().threads(2)));
+    let fd = open(&mut m, "/run/u");
+    assert_eq!(m.setns(&fd, Kind::User), Err(Errno::EINVAL));
+    assert_eq!(m.current(Kind::User), "host:user");
+    m.close(fd);
+}
+
+#[test]
+fn setns_mount_while_multithreaded_is_einval() {
+    let world = World::new()
+        .caller(CallerSpec::root().threads(3))
+        .namespace(NsSpec::new("m", Kind::Mount).at("/run/m"));
+    let mut m = model(world);
+    let fd = open(&mut m, "/run/m");
+    assert_eq!(m.setns(&fd, Kind::Mount), Err(Errno::EINVAL));
+    m.close(fd);
+}
+
+#[test]
+fn setns_time_while_multithreaded_is_eusers() {
+    let world = World::new()
+        .caller(CallerSpec::root().threads(2))
+        .namespace(NsSpec::new("t", Kind::Time).at("/run/t"));
+    let mut m = model(world);
+    let fd = open(&mut m, "/run/t");
+    assert_eq!(m.setns(&fd, Kind::Time), Err(Errno::EUSERS));
+    m.close(fd);
+}
+
+#[test]
+fn setns_pid_into_an_ancestor_pid_namespace_is_einval() {
+    let world = World::new()
+        .namespace(NsSpec::new("outer", Kind::Pid).at("/run/outer"))
+        .namespace(NsSpec::new("inner", Kind::Pid).child_of("outer"))
+        .caller(CallerSpec::root().in_ns(Kind::Pid, "inner"));
+    let mut m = model(world);
+    let fd = open(&mut m, "/run/outer");
+    assert_eq!(m.setns(&fd, Kind::Pid), Err(Errno::EINVAL));
+    assert_eq!(m.for_children(Kind::Pid), "inner");
+    m.close(fd);
+}
+
+#[test]
+fn setns_without_cap_sys_admin_over_owner_and_own_user_ns_is_eperm() {
+    // No capabilities in its own user namespace.
+    let world = World::new()
+        .caller(CallerSpec::unprivileged(1000, 1000))
+        .namespace(NsSpec::new("n", Kind::Network).at("/run/n"));
+    let mut m = model(world.clone());
+    let fd = open(&mut m, "/run/n");
+    assert_eq!(m.setns(&fd, Kind::Network), Err(Errno::EPERM));
+    m.close(fd);
+
+    // Root inside a new user namespace has none over the host-owned target.
+    let mut m = model(world.caller(CallerSpec::root()));
+    let fd = open(&mut m, "/run/n");
+    m.unshare(KindSet::one(Kind::User)).unwrap();
+    assert_eq!(m.setns(&fd, Kind::Network), Err(Errno::EPERM));
+    m.close(fd);
+}
+
+#[test]
+fn unshare_user_while_multithreaded_is_einval() {
+    let mut m = model(World::new().caller(CallerSpec::unprivileged(1000, 1000).threads(2)));
+    assert_eq!(m.unshare(KindSet::one(Kind::User)), Err(Errno::EINVAL));
+    assert_eq!(m.current(Kind::User), "host:user");
+}
+
+#[test]
+fn unshare_pid_a_second_time_before_a_child_is_einval() {
+    let mut m = model(World::new());
+    m.unshare(KindSet::one(Kind::Pid)).unwrap();
+    assert_eq!(m.unshare(KindSet::one(Kind::Pid)), Err(Errno::EINVAL));
+    assert_eq!(m.for_children(Kind::Pid), "new:pid:1");
+    assert_eq!(m.current(Kind::Pid), "host:pid");
+}
+
+#[test]
+fn unshare_non_user_without_cap_sys_admin_is_eperm() {
+    let mut m = model(World::new().caller(CallerSpec::unprivileged(1000, 1000)));
+    for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::User) {
+        assert_eq!(m.unshare(KindSet::one(kind)), Err(Errno::EPERM), "{kind}");
+    }
+    // A user namespace created in the same call grants them.
+    assert_eq!(
+        m.unshare(KindSet::one(Kind::User).with(Kind::Network)),
+        Ok(())
+    );
+    assert_eq!(
+        m.namespace("new:network:1").unwrap().owner.as_deref(),
+        Some("new:user:1")
+    );
+}
+
+#[test]
+fn time_offsets_after_a_process_entered_is_eacces() {
+    // No unshare(time): time_for_children is the host's, which is entered.
+    let mut m = model(World::new());
+    assert_eq!(m.write_time_offsets(&[offset(10, 0)]), Err(Errno::EACCES));
+
+    // After the first child entered the new namespace.
+    m.unshare(KindSet::one(Kind::Time)).unwrap();
+    assert_eq!(m.write_time_offsets(&[offset(10, 0)]), Ok(()));
+    assert_eq!(m.fork(), Ok(Forked::Child));
+    assert_eq!(m.write_time_offsets(&[offset(20, 0)]), Err(Errno::EACCES));
+    assert_eq!(m.namespace("new:time:1").unwrap().offsets, [offset(10, 0)]);
+}
+
+#[test]
+fn time_offsets_with_nanosecs_out_of_range_is_einval() {
+    let mut m = model(World::new());
+    m.unshare(KindSet::one(Kind::Time)).unwrap();
+    assert_eq!(
+        m.write_time_offsets(&[offset(1, 1_000_000_000)]),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(m.write_time_offsets(&[offset(1, 999_999_999)]), Ok(()));
+}
+
+#[test]
+fn root_joins_anything() {
+    let mut world = World::new().namespace(
+        NsSpec::new("u", Kind::User)
+            .created_by(1000)
+            .maps(map(1000, 1), map(1000, 1)),
+    );
+    for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::User) {
+        let mut ns = NsSpec::new(format!("x-{kind}"), kind)
+            .owned_by("u")
+            .at(format!("/run/{kind}"));
+        if kind == Kind::Time {
+            ns = ns.entered(false);
+        }
+        world = world.namespace(ns);
+    }
+    let world = world.namespace(NsSpec::new("u2", Kind::User).owned_by("u").at("/run/user"));
+    let mut m = model(world);
+    let fds: Vec<(Kind, ModelFd)> = Kind::ALL
+        .into_iter()
+        .map(|k| (k, open(&mut m, &format!("/run/{k}"))))
+        .collect();
+    // Every non-user kind first (as the owner is below the host), then user.
+    for (kind, fd) in fds.iter().rev() {
+        assert_eq!(m.setns(fd, *kind), Ok(()), "{kind}");
+    }
+    assert_eq!(m.current(Kind::Network), "x-network");
+    assert_eq!(m.current(Kind::Pid), "host:pid");
+    assert_eq!(m.for_children(Kind::Pid), "x-pid");
+    assert_eq!(m.current(Kind::Time), "x-time");
+    assert!(m.namespace("x-time").unwrap().entered.unwrap());
+    assert_eq!(m.current(Kind::User), "u2");
+    for (_, fd) in fds {
+        m.close(fd);
+    }
+    assert_eq!((m.open_fd_count(), m.bad_closes()), (0, 0));
+}
+
+#[test]
+fn rootless_join_of_a_net_ns_owned_by_its_own_user_ns_needs_that_user_ns_first() {
+    let mut m = model(rootless());
+    assert!(m.capable_in("u"), "the creator's euid owns u");
+    assert!(!m.capable_in("host:user"));
+    let net = open(&mut m, "/run/n");
+    let user = open(&mut m, "/run/u");
+    assert_eq!(m.setns(&net, Kind::Network), Err(Errno::EPERM));
+    assert_eq!(m.setns(&user, Kind::User), Ok(()));
+    assert_eq!(m.euid(), 1000, "setns keeps the kuid");
+    assert_eq!(m.setns(&net, Kind::Network), Ok(()));
+    assert_eq!(m.current(Kind::Network), "n");
+    m.close(net);
+    m.close(user);
+}
+
+#[test]
+fn rootless_caller_cannot_join_a_user_ns_of_another_uid() {
+    let world = rootless().namespace(
+        NsSpec::new("other", Kind::User)
+            .created_by(2000)
+            .at("/run/o"),
+    );
+    let mut m = model(world);
+    let fd = open(&mut m, "/run/o");
+    assert_eq!(m.setns(&fd, Kind::User), Err(Errno::EPERM));
+    m.close(fd);
+}
+
+#[test]
+fn setns_mount_checks_capabilities_before_threads() {
+    let world = World::new()
+        .caller(CallerSpec::unprivileged(1000, 1000).threads(2))
+        .namespace(NsSpec::new("m", Kind::Mount).at("/run/m"));
+    let mut m = model(world);
+    let fd = open(&mut m, "/run/m");
+    assert_eq!(m.setns(&fd, Kind::Mount), Err(Errno::EPERM));
+    m.close(fd);
+}
+
+#[test]
+fn setns_time_checks_threads_before_capabilities() {
+    let world = World::new()
+        .caller(CallerSpec::unprivileged(1000, 1000).threads(2))
+        .namespace(NsSpec::new("t", Kind::Time).at("/run/t"));
+    let mut m = model(world);
+    let fd = open(&mut m, "/run/t");
+    assert_eq!(m.setns(&fd, Kind::Time), Err(Errno::EUSERS));
+    m.close(fd);
+}
+
+#[test]
+fn setns_pid_into_a_sibling_is_einval_and_into_a_descendant_is_ok() {
+    let world = World::new()
+        .namespace(NsSpec::new("a", Kind::Pid))
+        .namespace(NsSpec::new("b", Kind::Pid).at("/run/b"))
+        .namespace(NsSpec::new("b1", Kind::Pid).child_of("b").at("/run/b1"))
+        .caller(CallerSpec::root().in_ns(Kind::Pid, "a"));
+    let mut m = model(world);
+    let b = open(&mut m, "/run/b");
+    assert_eq!(m.setns(&b, Kind::Pid), Err(Errno::EINVAL));
+    m.close(b);
+
+    let mut m = model(
+        World::new()
+            .namespace(NsSpec::new("b", Kind::Pid))
+            .namespace(NsSpec::new("b1", Kind::Pid).child_of("b").at("/run/b1")),
+    );
+    let b1 = open(&mut m, "/run/b1");
+    assert_eq!(m.setns(&b1, Kind::Pid), Ok(()));
+    assert_eq!(
+        (m.current(Kind::Pid), m.for_children(Kind::Pid)),
+        ("host:pid", "b1")
+    );
+    // pid_for_children is not the active one: no new pid namespace now.
+    assert_eq!(m.unshare(KindSet::one(Kind::Pid)), Err(Errno::EINVAL));
+    m.close(b1);
+}
+
+#[test]
+fn unshare_pid_is_allowed_again_in_the_child() {
+    let mut m = model(World::new());
+    m.unshare(KindSet::one(Kind::Pid)).unwrap();
+    m.fork().unwrap();
+    assert_eq!(m.current(Kind::Pid), "new:pid:1");
+    assert_eq!(m.namespace("new:pid:1").unwrap().has_init, Some(true));
+    assert_eq!(m.unshare(KindSet::one(Kind::Pid)), Ok(()));
+    let view = m.namespace("new:pid:2").unwrap();
+    assert_eq!(
+        (view.parent.as_deref(), view.level),
+        (Some("new:pid:1"), Some(2))
+    );
+    assert_eq!(view.has_init, Some(false));
+}
+
+#[test]
+fn fork_moves_the_child_into_pid_and_time_for_children() {
+    let mut m = model(World::new().caller(CallerSpec::root().threads(4)));
+    m.unshare(KindSet::one(Kind::Pid).with(Kind::Time)).unwrap();
+    assert_eq!(m.current(Kind::Time), "host:time");
+    assert!(!m.namespace("new:time:1").unwrap().entered.unwrap());
+    assert_eq!(m.fork(), Ok(Forked::Child));
+    assert!(m.has_forked());
+    assert_eq!(m.threads(), 1);
+    assert_eq!(m.current(Kind::Pid), "new:pid:1");
+    assert_eq!(m.current(Kind::Time), "new:time:1");
+    assert!(m.namespace("new:time:1").unwrap().entered.unwrap());
+}
+
+#[test]
+fn unshare_user_past_32_nested_levels_is_enospc() {
+    // A chain of user namespaces u1..u33, each mapping root to its
+    // parent's root; the caller starts at the deepest one it is given.
+    let chain = |depth: u32| {
+        let mut world = World::new();
+        for level in 1..=depth {
+            let parent = if level == 1 {
+                "host:user".to_owned()
+            } else {
+                format!("u{}", level - 1)
+            };
+            world = world.namespace(
+                NsSpec::new(format!("u{level}"), Kind::User)
+                    .owned_by(parent)
+                    .maps(map(0, 1), map(0, 1)),
+            );
+        }
+        world.caller(CallerSpec::root().in_ns(Kind::User, format!("u{depth}")))
+    };
+    let mut m = model(chain(32));
+    assert_eq!(m.unshare(KindSet::one(Kind::User)), Ok(()));
+    assert_eq!(m.namespace(m.current(Kind::User)).unwrap().level, Some(33));
+    let mut m = model(chain(33));
+    assert_eq!(m.unshare(KindSet::one(Kind::User)), Err(Errno::ENOSPC));
+}
+
+#[test]
+fn unshare_user_with_the_callers_uid_unmapped_is_eperm() {
+    let mut m = model(World::new());
+    m.unshare(KindSet::one(Kind::User)).unwrap();
+    // Maps not written yet: kuid 0 has no id in the new namespace.
+    assert_eq!(m.unshare(KindSet::one(Kind::User)), Err(Errno::EPERM));
+    assert_eq!(m.current(Kind::User), "new:user:1");
+}
+
+#[test]
+fn unshare_of_several_kinds_is_all_or_nothing() {
+    let mut m = model(World::new());
+    m.unshare(KindSet::one(Kind::Pid)).unwrap();
+    let set: KindSet = "user,uts,pid".parse().unwrap();
+    assert_eq!(m.unshare(set), Err(Errno::EINVAL));
+    assert_eq!(m.current(Kind::User), "host:user");
+    assert_eq!(m.current(Kind::Uts), "host:uts");
+    assert!(m.namespace("new:user:1").is_none());
+    let call = m.calls().last().unwrap();
+    assert_eq!((call.kind, call.kinds.len()), (None, 3));
+}
+
+#[test]
+fn unshare_pid_past_level_32_is_enospc() {
+    let mut m = model(World::new());
+    for _ in 0..32 {
+        m.unshare(KindSet::one(Kind::Pid)).unwrap();
+        m.fork().unwrap();
+    }
+    assert_eq!(m.namespace(m.current(Kind::Pid)).unwrap().level, Some(32));
+    assert_eq!(m.unshare(KindSet::one(Kind::Pid)), Err(Errno::ENOSPC));
+}
+
+#[test]
+fn set_root_ids_without_id_0_mapped_is_einval() {
+    let mut m = model(World::new());
+    m.unshare(KindSet::one(Kind::User)).unwrap();
+    assert_eq!(m.set_root_ids(), Err(Errno::EINVAL));
+    m.write_gid_map(&map(100_000, 10)).unwrap();
+    assert_eq!(m.set_root_ids(), Err(Errno::EINVAL), "uid 0 still unmapped");
+    assert_eq!(m.egid(), 100_000, "setresgid already succeeded");
+}
+
+#[test]
+fn set_root_ids_makes_the_mapped_kuid_effective() {
+    let mut m = model(World::new());
+    m.unshare(KindSet::one(Kind::User)).unwrap();
+    m.parent_write_id_maps(&map(100_000, 65_536), &map(200_000, 65_536))
+        .unwrap();
+    assert_eq!(m.set_root_ids(), Ok(()));
+    assert_eq!((m.euid(), m.egid()), (100_000, 200_000));
+    assert!(m.capable_in("new:user:1"));
+    assert!(!m.capable_in("host:user"));
+}
+
+#[test]
+fn set_root_ids_in_the_host_as_unprivileged_is_eperm() {
+    let mut m = model(World::new().caller(CallerSpec::unprivileged(1000, 1000)));
+    assert_eq!(m.set_root_ids(), Err(Errno::EPERM));
+    assert_eq!((m.euid(), m.egid()), (1000, 1000));
+}

@@ -1,0 +1,148 @@
+//! Worlds: JSON round trips and the errors of worlds that cannot exist.
+
+use super::*;
+
+#[test]
+fn world_json_round_trips() {
+    let world = rootless()
+        .namespace(
+            NsSpec::new("p", Kind::Pid)
+                .owned_by("u")
+                .at("/proc/42/ns/pid"),
+        )
+        .namespace(NsSpec::new("t", Kind::Time).entered(false))
+        .namespace(NsSpec::new("host:network", Kind::Network).at("/run/hostnet"))
+        .file("/etc/hostname", FileSpec::Regular)
+        .file("/srv", FileSpec::Directory)
+        .file("/root/x", FileSpec::Unreadable)
+        .file("/run/fifo", FileSpec::Fifo)
+        .file("/run/sock", FileSpec::Socket)
+        .file("/dev/x", FileSpec::Device)
+        .caller(
+            CallerSpec::unprivileged(1000, 1000)
+                .threads(2)
+                .in_ns(Kind::Pid, "p"),
+        );
+    let json = world.to_json();
+    assert_eq!(World::from_json(&json).unwrap(), world);
+    assert_eq!(World::from_json("{}").unwrap(), World::default());
+    let parsed = World::from_json(
+        r#"{"caller":{"uid":1000,"gid":1000,"namespaces":{"network":"n"}},
+            "namespaces":[{"name":"n","type":"network","paths":["/run/n"]}],
+            "files":{"/etc/x":"regular"}}"#,
+    )
+    .unwrap();
+    let m = model(parsed);
+    assert_eq!(m.current(Kind::Network), "n");
+    assert!(!m.capable_in("host:user"), "caps default to uid == 0");
+}
+
+#[test]
+fn world_json_errors_name_the_problem() {
+    let err = |json: &str| World::from_json(json).unwrap_err();
+    assert!(matches!(
+        err("{\n  \"caller\": 3\n}"),
+        WorldError::Json { line: 2, .. }
+    ));
+    assert!(matches!(err(r#"{"bogus":1}"#), WorldError::Json { .. }));
+    assert!(matches!(
+        err(r#"{"namespaces":[{"name":"n","type":"network","owner":"nope"}]}"#),
+        WorldError::UnknownReference { .. }
+    ));
+    assert!(matches!(
+        err(
+            r#"{"namespaces":[{"name":"i","type":"ipc"},{"name":"n","type":"network","owner":"i"}]}"#
+        ),
+        WorldError::WrongKind {
+            expected: Kind::User,
+            found: Kind::Ipc,
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(r#"{"namespaces":[{"name":"n","type":"network"},{"name":"n","type":"uts"}]}"#),
+        WorldError::DuplicateName { .. }
+    ));
+    assert!(matches!(
+        err(
+            r#"{"namespaces":[{"name":"n","type":"network","paths":["/a"]}],"files":{"/a":"regular"}}"#
+        ),
+        WorldError::DuplicatePath { .. }
+    ));
+    assert!(matches!(
+        err(r#"{"namespaces":[{"name":"n","type":"network","parent":"host:pid"}]}"#),
+        WorldError::FieldOnWrongKind {
+            field: "parent",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(
+            r#"{"namespaces":[{"name":"a","type":"user","owner":"b"},{"name":"b","type":"user","owner":"a"}]}"#
+        ),
+        WorldError::Cycle { .. }
+    ));
+    assert!(matches!(
+        err(r#"{"namespaces":[{"name":"new:net:1","type":"network"}]}"#),
+        WorldError::InvalidName { .. }
+    ));
+    assert!(matches!(
+        err(r#"{"namespaces":[{"name":"host:network","type":"network","owner":"host:user"}]}"#),
+        WorldError::InvalidName { .. }
+    ));
+    assert!(matches!(
+        err(r#"{"files":{"etc/x":"regular"}}"#),
+        WorldError::InvalidPath { .. }
+    ));
+    assert!(matches!(
+        err(r#"{"files":{"/proc/self/ns/net":"regular"}}"#),
+        WorldError::InvalidPath { .. }
+    ));
+    assert!(matches!(
+        err(r#"{"caller":{"namespaces":{"pid":"host:uts"}}}"#),
+        WorldError::WrongKind {
+            expected: Kind::Pid,
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(r#"{"caller":{"threads":0}}"#),
+        WorldError::InvalidCaller { .. }
+    ));
+    assert!(matches!(
+        err(
+            r#"{"caller":{"namespaces":{"time":"t"}},"namespaces":[{"name":"t","type":"time","entered":false}]}"#
+        ),
+        WorldError::InvalidCaller { .. }
+    ));
+    assert!(matches!(
+        err(
+            r#"{"namespaces":[{"name":"u","type":"user","uid_map":[{"containerID":0,"hostID":0,"size":0}]}]}"#
+        ),
+        WorldError::InvalidMap {
+            which: "uid_map",
+            ..
+        }
+    ));
+    let e = err(r#"{"namespaces":[{"name":"n","type":"network","owner":"nope"}]}"#);
+    assert_eq!(e.to_string(), r#"n: owner names unknown namespace "nope""#);
+}
+
+#[test]
+fn nesting_deeper_than_the_kernel_allows_is_refused() {
+    let mut world = World::new();
+    let mut parent = "host:pid".to_owned();
+    for i in 0..33 {
+        let name = format!("p{i}");
+        world = world.namespace(NsSpec::new(name.clone(), Kind::Pid).child_of(parent));
+        parent = name;
+    }
+    assert!(matches!(
+        Model::new(&world).unwrap_err(),
+        WorldError::TooDeep {
+            level: 33,
+            max: 32,
+            ..
+        }
+    ));
+}

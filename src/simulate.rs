@@ -1,0 +1,178 @@
+//! Running a plan on the kernel model: [`simulate`], with [`ModelParent`]
+//! at the sync points. It lives above both the engine ([`apply`]) and the
+//! model, so the model (a backend) never imports the engine that drives it.
+
+use crate::apply::{apply, Applied, SyncHooks, SyncRequest};
+use crate::error::SyncError;
+use crate::model::Model;
+use crate::plan::Plan;
+
+/// The runtime parent for the model: at `id-mapping` it writes the maps
+/// with [`Model::parent_write_id_maps`]; `cgroup-placed` needs nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ModelParent;
+
+impl SyncHooks<Model> for ModelParent {
+    fn sync(&mut self, request: SyncRequest<'_>, sys: &mut Model) -> Result<(), SyncError> {
+        match request {
+            SyncRequest::IdMapping { uid, gid } => sys
+                .write_id_maps_as_parent(uid, gid)
+                .map_err(|(file, errno)| SyncError::MapWrite { file, errno }),
+            SyncRequest::CgroupPlaced => Ok(()),
+        }
+    }
+}
+
+/// Applies `plan` to `model` with [`ModelParent`] at the sync points.
+///
+/// ```
+/// use nsapply::{plan, NsConfig};
+/// use nsapply::model::{Model, World};
+/// use nsapply::simulate::simulate;
+/// let cfg = NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"pid"}]}}"#).unwrap();
+/// let mut model = Model::new(&World::default()).unwrap();
+/// let run = simulate(&plan(&cfg), &mut model);
+/// assert!(run.result.is_ok());
+/// assert_eq!(model.current(nsapply::Kind::Pid), "new:pid:1");
+/// ```
+pub fn simulate(plan: &Plan, model: &mut Model) -> Applied {
+    // One allocation for the calls of a usual run: a step is one call,
+    // an open two, and the thread checks a few more.
+    model.expect_calls(2 * plan.steps().len());
+    apply(plan, model, &mut ModelParent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NsConfig;
+    use crate::error::{Errno, ErrorCode};
+    use crate::kind::Kind;
+    use crate::model::tests::{offset, rootless};
+    use crate::model::{CallOp, CallerSpec, FaultScript, NsSpec, World};
+    use crate::plan::plan;
+    use crate::syscall::Forked;
+
+    fn model(world: World) -> Model {
+        Model::new(&world).expect("a valid world")
+    }
+
+    fn config(json: &str) -> Plan {
+        plan(&NsConfig::from_json(json).expect("a valid config"))
+    }
+
+    #[test]
+    fn simulate_closes_every_fd_on_success() {
+        let world = World::new()
+            .namespace(NsSpec::new("n", Kind::Network).at("/run/netns/a"))
+            .namespace(NsSpec::new("m", Kind::Mount).at("/run/mnt"));
+        let p = config(
+            r#"{"linux":{"namespaces":[{"type":"network","path":"/run/netns/a"},{"type":"mount","path":"/run/mnt"},{"type":"uts"},{"type":"pid"}]}}"#,
+        );
+        let mut m = model(world);
+        let run = simulate(&p, &mut m);
+        assert!(run.trace.error.is_none(), "{}", run.trace);
+        assert_eq!(run.result, Ok(Some(Forked::Child)));
+        assert_eq!((m.open_fd_count(), m.bad_closes()), (0, 0));
+        assert_eq!(m.current(Kind::Network), "n");
+        assert_eq!(m.current(Kind::Mount), "m");
+        assert_eq!(m.current(Kind::Pid), "new:pid:1");
+        assert_eq!(run.trace, p.expected_trace());
+    }
+
+    #[test]
+    fn simulate_closes_every_fd_on_a_fault() {
+        let world = World::new()
+            .namespace(NsSpec::new("n", Kind::Network).at("/run/netns/a"))
+            .namespace(NsSpec::new("i", Kind::Ipc).at("/run/ipc"));
+        let p = config(
+            r#"{"linux":{"namespaces":[{"type":"network","path":"/run/netns/a"},{"type":"ipc","path":"/run/ipc"},{"type":"uts"}]}}"#,
+        );
+        for rule in [
+            "1=EIO",
+            "2=ENOMEM",
+            "3=EIO",
+            "setns:network=EINVAL",
+            "unshare=EPERM",
+            "open:network=EACCES",
+        ] {
+            let mut m = model(world.clone());
+            m.set_faults(FaultScript::parse(rule).unwrap());
+            let run = simulate(&p, &mut m);
+            assert!(run.trace.error.is_some(), "{rule}");
+            assert_eq!((m.open_fd_count(), m.bad_closes()), (0, 0), "{rule}");
+        }
+    }
+
+    #[test]
+    fn simulate_of_a_rootless_plan_with_its_own_id_succeeds() {
+        let p = config(
+            r#"{"linux":{"namespaces":[{"type":"user"},{"type":"network"},{"type":"pid"}],
+               "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
+               "gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}}"#,
+        );
+        let mut m = model(World::new().caller(CallerSpec::unprivileged(1000, 1000)));
+        let run = simulate(&p, &mut m);
+        assert!(run.trace.error.is_none(), "{}", run.trace);
+        assert_eq!(
+            m.namespace("new:network:1").unwrap().owner.as_deref(),
+            Some("new:user:1")
+        );
+        assert_eq!(m.euid(), 1000);
+    }
+
+    #[test]
+    fn simulate_of_a_rootless_plan_mapping_a_range_fails_writing_uid_map() {
+        let p = config(
+            r#"{"linux":{"namespaces":[{"type":"user"}],
+               "uidMappings":[{"containerID":0,"hostID":100000,"size":65536}],
+               "gidMappings":[{"containerID":0,"hostID":100000,"size":65536}]}}"#,
+        );
+        let mut m = model(World::new().caller(CallerSpec::unprivileged(1000, 1000)));
+        let run = simulate(&p, &mut m);
+        let error = run.trace.error.expect("the map write fails");
+        assert_eq!(error.code, ErrorCode::SyncFailed);
+        // The write's errno is the error's, not only words in the message.
+        assert_eq!(error.errno, Some(Errno::EPERM));
+        assert!(
+            error
+                .message
+                .contains("writing uid_map of the child failed: EPERM (Operation not permitted)"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn simulate_joins_deferred_namespaces_after_the_user_namespace() {
+        let p = config(
+            r#"{"linux":{"namespaces":[{"type":"user","path":"/run/u"},{"type":"network","path":"/run/n"}]}}"#,
+        );
+        let mut m = model(rootless());
+        let run = simulate(&p, &mut m);
+        assert!(run.trace.error.is_none(), "{}", run.trace);
+        let setns: Vec<String> = m
+            .calls()
+            .iter()
+            .filter(|c| c.op == CallOp::Setns)
+            .map(|c| format!("{}:{}", c.kind.unwrap(), c.result))
+            .collect();
+        assert_eq!(setns, ["network:EPERM", "user:ok", "network:ok"]);
+        assert_eq!(m.current(Kind::Network), "n");
+        assert_eq!(m.open_fd_count(), 0);
+    }
+
+    #[test]
+    fn simulate_with_time_offsets_writes_them_before_the_child_enters() {
+        let p = config(
+            r#"{"linux":{"namespaces":[{"type":"time"}],
+               "timeOffsets":{"monotonic":{"secs":86400,"nanosecs":0}}}}"#,
+        );
+        let mut m = model(World::new());
+        let run = simulate(&p, &mut m);
+        assert!(run.trace.error.is_none(), "{}", run.trace);
+        let view = m.namespace(m.current(Kind::Time)).unwrap();
+        assert_eq!(view.offsets, [offset(86_400, 0)]);
+        assert_eq!(view.entered, Some(true));
+    }
+}
