@@ -8,11 +8,244 @@
 //! each exactly once, in canonical order.
 
 use crate::config::{AbsPath, IdMapping};
-use crate::error::{ApplyError, Errno, SyncError, SyncPoint, Unjoined};
+use std::path::PathBuf;
+
+use crate::error::{Errno, ErrorCode, SyncError};
 use crate::kind::{Kind, KindSet};
+use crate::plan::SyncPoint;
 use crate::plan::{Plan, Step};
+use crate::propagation::Propagation;
 use crate::syscall::{Forked, Syscall};
-use crate::trace::{Outcome, Trace, TraceError, TraceStep};
+use crate::trace::{Outcome, Trace, TraceError, TraceStep, Unjoined};
+
+fn list_unjoined(v: &[Unjoined]) -> String {
+    if v.len() <= 1 {
+        return String::new();
+    }
+    let items: Vec<String> = v
+        .iter()
+        .map(|u| format!("{} {:?}", u.kind, u.path))
+        .collect();
+    format!("; namespaces left unjoined: {}", items.join(", "))
+}
+
+/// A plan that failed against a backend (DESIGN §6 apply codes).
+///
+/// Every variant carries the namespace kind, the path (for joins) and the
+/// errno, so the message alone says which namespace failed and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// `ioctl(NS_GET_NSTYPE)` gave ENOTTY: the file is not a namespace.
+    #[error("{kind} namespace path {path:?} is not a namespace file (NS_GET_NSTYPE: {errno})")]
+    NotANamespace {
+        /// The kind the config asked for.
+        kind: Kind,
+        /// The path.
+        path: PathBuf,
+        /// The errno (ENOTTY).
+        errno: Errno,
+    },
+    /// The path is a namespace of another kind.
+    #[error("{kind} namespace path {path:?} is a namespace of another type ({})", found.map_or_else(|| format!("nstype {raw:#x}"), |k| k.to_string()))]
+    WrongNamespaceType {
+        /// The kind the config asked for.
+        kind: Kind,
+        /// The path.
+        path: PathBuf,
+        /// The kind the kernel reported, if it is one of the eight.
+        found: Option<Kind>,
+        /// The raw `NS_GET_NSTYPE` answer.
+        raw: i32,
+    },
+    /// The path does not exist.
+    #[error("{kind} namespace path {path:?} does not exist: {errno}")]
+    PathNotFound {
+        /// The kind the config asked for.
+        kind: Kind,
+        /// The path.
+        path: PathBuf,
+        /// The errno (ENOENT, or ENOTDIR for a missing directory component).
+        errno: Errno,
+    },
+    /// open(2) or `NS_GET_NSTYPE` failed with another errno.
+    #[error("opening {kind} namespace path {path:?} failed: {errno}")]
+    OpenFailed {
+        /// The kind the config asked for.
+        kind: Kind,
+        /// The path.
+        path: PathBuf,
+        /// The errno.
+        errno: Errno,
+    },
+    /// The process has more than one thread where the kernel requires one.
+    #[error("{op}({kind}) needs a single-threaded process, but it has {threads} threads")]
+    Multithreaded {
+        /// The kind of the step that needs one thread.
+        kind: Kind,
+        /// `"setns"`, `"unshare"` or `"fork"`.
+        op: &'static str,
+        /// The thread count seen.
+        threads: usize,
+    },
+    /// The thread count, which `op(kind)` must check first, could not be
+    /// read (`/proc/self/stat`: no procfs at `/proc`, or no free fd).
+    #[error("{op}({kind}) needs a single-threaded process, but the thread count could not be read: {}", errno.map_or_else(|| "/proc/self/stat is not a stat line (is /proc a procfs?)".to_owned(), |e| e.to_string()))]
+    ThreadCount {
+        /// The kind of the step that needs one thread.
+        kind: Kind,
+        /// `"setns"`, `"unshare"` or `"fork"`.
+        op: &'static str,
+        /// The errno of the failed read; `None` when the text read was not
+        /// a stat line.
+        errno: Option<Errno>,
+    },
+    /// setns(2) failed (fatal in pass 1, or the retry of a deferred join).
+    #[error(
+        "joining {kind} namespace {path:?} failed: {errno}{}",
+        list_unjoined(unjoined)
+    )]
+    Join {
+        /// The kind.
+        kind: Kind,
+        /// The path.
+        path: PathBuf,
+        /// The errno.
+        errno: Errno,
+        /// Every namespace left unjoined (this one first), in canonical order.
+        unjoined: Vec<Unjoined>,
+    },
+    /// unshare(2) failed.
+    #[error("creating a new {kind} namespace (unshare) failed: {errno}")]
+    Unshare {
+        /// The kind.
+        kind: Kind,
+        /// The errno.
+        errno: Errno,
+    },
+    /// setresgid/setresuid to 0 in the user namespace failed.
+    #[error("becoming uid/gid 0 in the user namespace failed: {errno}")]
+    Setid {
+        /// The errno.
+        errno: Errno,
+    },
+    /// Writing the time offsets failed.
+    #[error("writing /proc/self/timens_offsets for the new time namespace failed: {errno}")]
+    TimeOffsets {
+        /// The errno.
+        errno: Errno,
+    },
+    /// `mount(NULL, "/", NULL, MS_<propagation>, NULL)` in the new mount
+    /// namespace failed (mount(2), mount_namespaces(7)).
+    #[error("making / {propagation} in the new mount namespace failed: {errno}")]
+    Propagation {
+        /// The propagation asked for.
+        propagation: Propagation,
+        /// The errno.
+        errno: Errno,
+    },
+    /// A sync point failed (the caller's side of it, or the hand-off).
+    #[error("sync point {point} failed: {source}")]
+    Sync {
+        /// The sync point.
+        point: SyncPoint,
+        /// What failed.
+        #[source]
+        source: SyncError,
+    },
+    /// fork(2) failed.
+    #[error("fork into the new pid/time namespaces failed: {errno}")]
+    Fork {
+        /// The errno.
+        errno: Errno,
+    },
+}
+
+impl ApplyError {
+    /// The stable code.
+    pub const fn code(&self) -> ErrorCode {
+        match self {
+            ApplyError::NotANamespace { .. } => ErrorCode::NotANamespace,
+            ApplyError::WrongNamespaceType { .. } => ErrorCode::WrongNamespaceType,
+            ApplyError::PathNotFound { .. } => ErrorCode::PathNotFound,
+            ApplyError::OpenFailed { .. } => ErrorCode::OpenFailed,
+            ApplyError::Multithreaded { .. } => ErrorCode::Multithreaded,
+            ApplyError::ThreadCount { .. } => ErrorCode::ThreadCountFailed,
+            ApplyError::Propagation { .. } => ErrorCode::PropagationFailed,
+            ApplyError::Join { .. } => ErrorCode::JoinFailed,
+            ApplyError::Unshare { .. } => ErrorCode::UnshareFailed,
+            ApplyError::Setid { .. } => ErrorCode::SetidFailed,
+            ApplyError::TimeOffsets { .. } => ErrorCode::TimeOffsetsFailed,
+            ApplyError::Sync { .. } => ErrorCode::SyncFailed,
+            ApplyError::Fork { .. } => ErrorCode::ForkFailed,
+        }
+    }
+
+    /// The namespace kind of the failed step (none for fork).
+    pub fn kind(&self) -> Option<Kind> {
+        match self {
+            ApplyError::NotANamespace { kind, .. }
+            | ApplyError::WrongNamespaceType { kind, .. }
+            | ApplyError::PathNotFound { kind, .. }
+            | ApplyError::OpenFailed { kind, .. }
+            | ApplyError::Multithreaded { kind, .. }
+            | ApplyError::ThreadCount { kind, .. }
+            | ApplyError::Join { kind, .. }
+            | ApplyError::Unshare { kind, .. } => Some(*kind),
+            ApplyError::Propagation { .. } => Some(Kind::Mount),
+            ApplyError::Setid { .. } => Some(Kind::User),
+            ApplyError::TimeOffsets { .. } => Some(Kind::Time),
+            ApplyError::Sync { point, .. } => Some(point.kind()),
+            ApplyError::Fork { .. } => None,
+        }
+    }
+
+    /// The path of the failed step, for opens and joins.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            ApplyError::NotANamespace { path, .. }
+            | ApplyError::WrongNamespaceType { path, .. }
+            | ApplyError::PathNotFound { path, .. }
+            | ApplyError::OpenFailed { path, .. }
+            | ApplyError::Join { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The errno of the failed call, when a call failed.
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            ApplyError::NotANamespace { errno, .. }
+            | ApplyError::PathNotFound { errno, .. }
+            | ApplyError::OpenFailed { errno, .. }
+            | ApplyError::Join { errno, .. }
+            | ApplyError::Unshare { errno, .. }
+            | ApplyError::Setid { errno }
+            | ApplyError::TimeOffsets { errno }
+            | ApplyError::Fork { errno }
+            | ApplyError::Propagation { errno, .. } => Some(*errno),
+            ApplyError::ThreadCount { errno, .. } => *errno,
+            ApplyError::Sync { source, .. } => source.errno(),
+            ApplyError::WrongNamespaceType { .. } | ApplyError::Multithreaded { .. } => None,
+        }
+    }
+}
+
+impl From<&ApplyError> for TraceError {
+    fn from(e: &ApplyError) -> Self {
+        TraceError {
+            code: e.code(),
+            kind: e.kind(),
+            path: e.path().map(ToOwned::to_owned),
+            errno: e.errno(),
+            message: e.to_string(),
+            index: None,
+            unjoined: match e {
+                ApplyError::Join { unjoined, .. } => unjoined.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+}
 
 /// What a sync point hands to the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -23,12 +23,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ConfigError, MapKind};
+use crate::error::ErrorCode;
 use crate::kind::{Kind, KindSet};
+pub use crate::propagation::{Propagation, PropagationMode};
 
 /// One line of `uid_map`/`gid_map` (`linux.uidMappings` entries).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -84,116 +84,6 @@ pub struct TimeOffset {
 
 /// The largest valid nanoseconds value of a time offset.
 pub const MAX_NANOSECS: u32 = 999_999_999;
-
-/// How mounts propagate between `/` of a new mount namespace and its peers
-/// (mount_namespaces(7), "Shared subtrees"): the `linux.rootfsPropagation`
-/// values of the runtime-spec, applied right after `unshare(CLONE_NEWNS)`.
-///
-/// Without `rootfsPropagation`, nsapply makes `/` recursively `slave`, as
-/// runc does (`rslave`): mounts the container makes do not reach the host,
-/// and the host's later mounts still reach the container. util-linux
-/// `unshare --mount` makes it `private` instead.
-///
-/// ```
-/// use nsapply::config::Propagation;
-/// let p: Propagation = "rslave".parse().unwrap();
-/// assert_eq!(p, Propagation::DEFAULT);
-/// assert!(p.recursive);
-/// assert_eq!(p.to_string(), "rslave");
-/// assert!("sideways".parse::<Propagation>().is_err());
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Propagation {
-    /// The propagation type.
-    pub mode: PropagationMode,
-    /// Whether it applies to every mount below `/` too (`MS_REC`, the
-    /// `r` forms).
-    pub recursive: bool,
-}
-
-/// A propagation type of mount(2) (`MS_SHARED`, `MS_SLAVE`, `MS_PRIVATE`,
-/// `MS_UNBINDABLE`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PropagationMode {
-    /// `MS_SHARED`: mount events propagate both ways among peers.
-    Shared,
-    /// `MS_SLAVE`: events come in from the master, none go out.
-    Slave,
-    /// `MS_PRIVATE`: no propagation either way.
-    Private,
-    /// `MS_UNBINDABLE`: private, and cannot be bind-mounted.
-    Unbindable,
-}
-
-impl Propagation {
-    /// runc's default: `rslave`.
-    pub const DEFAULT: Propagation = Propagation {
-        mode: PropagationMode::Slave,
-        recursive: true,
-    };
-
-    /// The runtime-spec name (`"rslave"`).
-    pub const fn name(self) -> &'static str {
-        match (self.mode, self.recursive) {
-            (PropagationMode::Shared, false) => "shared",
-            (PropagationMode::Slave, false) => "slave",
-            (PropagationMode::Private, false) => "private",
-            (PropagationMode::Unbindable, false) => "unbindable",
-            (PropagationMode::Shared, true) => "rshared",
-            (PropagationMode::Slave, true) => "rslave",
-            (PropagationMode::Private, true) => "rprivate",
-            (PropagationMode::Unbindable, true) => "runbindable",
-        }
-    }
-
-    /// Every value, in the order of the runtime-spec's list.
-    pub const ALL: [Propagation; 8] = {
-        use PropagationMode::{Private, Shared, Slave, Unbindable};
-        const fn p(mode: PropagationMode, recursive: bool) -> Propagation {
-            Propagation { mode, recursive }
-        }
-        [
-            p(Shared, false),
-            p(Slave, false),
-            p(Private, false),
-            p(Unbindable, false),
-            p(Shared, true),
-            p(Slave, true),
-            p(Private, true),
-            p(Unbindable, true),
-        ]
-    };
-}
-
-impl fmt::Display for Propagation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Propagation {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Propagation::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown propagation {s:?}"))
-    }
-}
-
-impl Serialize for Propagation {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl<'de> Deserialize<'de> for Propagation {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// What the config asks for one namespace kind.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -703,6 +593,221 @@ fn validate_propagation(
     }
 }
 
+/// Which of the id maps an error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MapKind {
+    /// `uidMappings`.
+    Uid,
+    /// `gidMappings`.
+    Gid,
+    /// Both.
+    Both,
+}
+
+impl fmt::Display for MapKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MapKind::Uid => "uidMappings",
+            MapKind::Gid => "gidMappings",
+            MapKind::Both => "uidMappings and gidMappings",
+        })
+    }
+}
+
+/// A config.json that cannot be applied: malformed, or breaking a rule of
+/// the runtime-spec (DESIGN §3). Raised before any syscall.
+///
+/// `index` is the entry's position in `linux.namespaces`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The document is not valid JSON, or not a valid OCI runtime config.
+    #[error("config.json is malformed at line {line}, column {column}: {message}")]
+    InvalidConfig {
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What the parser said.
+        message: String,
+    },
+    /// A type appears twice (spec: "the runtime MUST generate an error").
+    #[error("linux.namespaces[{index}]: type {kind} appears again (first at index {first_index})")]
+    DuplicateNamespace {
+        /// Index of the second occurrence.
+        index: usize,
+        /// The repeated kind.
+        kind: Kind,
+        /// Index of the first occurrence.
+        first_index: usize,
+    },
+    /// A path that is not absolute (spec: "MUST be an absolute path").
+    #[error("linux.namespaces[{index}] ({kind}): path {path:?} is not absolute")]
+    RelativePath {
+        /// Index of the entry.
+        index: usize,
+        /// The entry's kind.
+        kind: Kind,
+        /// The path as written.
+        path: PathBuf,
+    },
+    /// A type that is not one of the eight spec names.
+    #[error("linux.namespaces[{index}]: unknown namespace type {type_name:?} (expected user, pid, uts, ipc, network, cgroup, mount or time)")]
+    UnknownType {
+        /// Index of the entry.
+        index: usize,
+        /// The type as written.
+        type_name: String,
+    },
+    /// Mappings, but the config creates no user namespace and joins none.
+    #[error("{which} given but linux.namespaces creates no user namespace to map them into")]
+    MappingsWithoutNewUserNamespace {
+        /// Which mappings were given.
+        which: MapKind,
+    },
+    /// A user namespace joined by path together with mappings.
+    #[error("linux.namespaces[{index}] (user): joins {path:?} by path, but {which} are given; a joined user namespace keeps its own mappings")]
+    UserNamespacePathWithMappings {
+        /// Index of the user entry.
+        index: usize,
+        /// The user namespace path.
+        path: PathBuf,
+        /// Which mappings were given.
+        which: MapKind,
+    },
+    /// A new user namespace without uid or gid mappings.
+    #[error("linux.namespaces[{index}] (user): a new user namespace needs {which}")]
+    MissingMappings {
+        /// Index of the user entry.
+        index: usize,
+        /// Which mappings are missing.
+        which: MapKind,
+    },
+    /// `timeOffsets` without a new time namespace.
+    #[error("linux.timeOffsets given but {}", match (index, path) {
+        (Some(i), Some(p)) => format!("linux.namespaces[{i}] (time) joins {p:?} by path; offsets can only be set on a new time namespace"),
+        _ => "linux.namespaces creates no time namespace".to_owned(),
+    })]
+    TimeOffsetsWithoutNewTimeNamespace {
+        /// Index of the time entry when it joins by path.
+        index: Option<usize>,
+        /// The joined path, if any.
+        path: Option<PathBuf>,
+    },
+    /// A bad clock name or nanoseconds out of range (time_namespaces(7)).
+    #[error("linux.timeOffsets[{clock:?}]: {reason}")]
+    InvalidTimeOffset {
+        /// The clock name as written.
+        clock: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A path no system call could take: it holds a NUL byte, where the
+    /// kernel's path would end (path_resolution(7)).
+    #[error("linux.namespaces[{index}] ({kind}): path {path:?} contains a NUL byte")]
+    InvalidPath {
+        /// Index of the entry.
+        index: usize,
+        /// The entry's kind.
+        kind: Kind,
+        /// The path as written.
+        path: PathBuf,
+    },
+    /// `linux.rootfsPropagation` is not a propagation name.
+    #[error("linux.rootfsPropagation {value:?} is not one of shared, slave, private, unbindable, rshared, rslave, rprivate, runbindable")]
+    InvalidRootfsPropagation {
+        /// The value as written.
+        value: String,
+    },
+    /// `linux.rootfsPropagation` without a mount namespace to create.
+    #[error("linux.rootfsPropagation {value:?} given but {}", match (index, path) {
+        (Some(i), Some(p)) => format!("linux.namespaces[{i}] (mount) joins {p:?} by path; nsapply changes propagation only in a mount namespace it creates"),
+        _ => "linux.namespaces creates no mount namespace (it would change the propagation of the caller's own mounts)".to_owned(),
+    })]
+    RootfsPropagationWithoutNewMountNamespace {
+        /// The value as written.
+        value: String,
+        /// Index of the mount entry when it joins by path.
+        index: Option<usize>,
+        /// The joined path, if any.
+        path: Option<PathBuf>,
+    },
+}
+
+impl ConfigError {
+    /// The stable code.
+    pub const fn code(&self) -> ErrorCode {
+        match self {
+            ConfigError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+            ConfigError::DuplicateNamespace { .. } => ErrorCode::DuplicateNamespace,
+            ConfigError::RelativePath { .. } => ErrorCode::RelativePath,
+            ConfigError::UnknownType { .. } => ErrorCode::UnknownType,
+            ConfigError::MappingsWithoutNewUserNamespace { .. } => {
+                ErrorCode::MappingsWithoutNewUserNamespace
+            }
+            ConfigError::UserNamespacePathWithMappings { .. } => {
+                ErrorCode::UserNamespacePathWithMappings
+            }
+            ConfigError::MissingMappings { .. } => ErrorCode::MissingMappings,
+            ConfigError::TimeOffsetsWithoutNewTimeNamespace { .. } => {
+                ErrorCode::TimeOffsetsWithoutNewTimeNamespace
+            }
+            ConfigError::InvalidTimeOffset { .. } => ErrorCode::InvalidTimeOffset,
+            ConfigError::InvalidPath { .. } => ErrorCode::InvalidPath,
+            ConfigError::InvalidRootfsPropagation { .. } => ErrorCode::InvalidRootfsPropagation,
+            ConfigError::RootfsPropagationWithoutNewMountNamespace { .. } => {
+                ErrorCode::RootfsPropagationWithoutNewMountNamespace
+            }
+        }
+    }
+
+    /// The index in `linux.namespaces` of the offending entry, when there is one.
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            ConfigError::DuplicateNamespace { index, .. }
+            | ConfigError::RelativePath { index, .. }
+            | ConfigError::UnknownType { index, .. }
+            | ConfigError::UserNamespacePathWithMappings { index, .. }
+            | ConfigError::MissingMappings { index, .. }
+            | ConfigError::InvalidPath { index, .. } => Some(*index),
+            ConfigError::TimeOffsetsWithoutNewTimeNamespace { index, .. }
+            | ConfigError::RootfsPropagationWithoutNewMountNamespace { index, .. } => *index,
+            _ => None,
+        }
+    }
+
+    /// The namespace kind the error is about, when there is one.
+    pub fn kind(&self) -> Option<Kind> {
+        match self {
+            ConfigError::DuplicateNamespace { kind, .. }
+            | ConfigError::RelativePath { kind, .. }
+            | ConfigError::InvalidPath { kind, .. } => Some(*kind),
+            ConfigError::InvalidRootfsPropagation { .. }
+            | ConfigError::RootfsPropagationWithoutNewMountNamespace { .. } => Some(Kind::Mount),
+            ConfigError::MappingsWithoutNewUserNamespace { .. }
+            | ConfigError::UserNamespacePathWithMappings { .. }
+            | ConfigError::MissingMappings { .. } => Some(Kind::User),
+            ConfigError::TimeOffsetsWithoutNewTimeNamespace { .. }
+            | ConfigError::InvalidTimeOffset { .. } => Some(Kind::Time),
+            ConfigError::InvalidConfig { .. } | ConfigError::UnknownType { .. } => None,
+        }
+    }
+
+    /// The path the error is about, when there is one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            ConfigError::RelativePath { path, .. }
+            | ConfigError::UserNamespacePathWithMappings { path, .. }
+            | ConfigError::InvalidPath { path, .. } => Some(path),
+            ConfigError::TimeOffsetsWithoutNewTimeNamespace { path, .. }
+            | ConfigError::RootfsPropagationWithoutNewMountNamespace { path, .. } => {
+                path.as_deref()
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -896,29 +1001,6 @@ mod tests {
         );
         assert_eq!(err.index(), Some(0));
         assert_eq!(err.path(), Some(Path::new("/m")));
-    }
-
-    #[test]
-    fn every_propagation_name_round_trips() {
-        let names: Vec<&str> = Propagation::ALL.iter().map(|p| p.name()).collect();
-        assert_eq!(
-            names,
-            [
-                "shared",
-                "slave",
-                "private",
-                "unbindable",
-                "rshared",
-                "rslave",
-                "rprivate",
-                "runbindable"
-            ]
-        );
-        for p in Propagation::ALL {
-            assert_eq!(p.name().parse::<Propagation>(), Ok(p));
-            let json = serde_json::to_string(&p).unwrap();
-            assert_eq!(serde_json::from_str::<Propagation>(&json).unwrap(), p);
-        }
     }
 
     #[test]

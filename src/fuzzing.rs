@@ -31,14 +31,16 @@ use std::path::PathBuf;
 pub use arbitrary;
 use arbitrary::{Arbitrary, Unstructured};
 
+use crate::apply::ApplyError;
 use crate::config::{validate, IdMapping, NsConfig, RawLinux, RawNamespace, RawTimeOffset};
-use crate::error::{ApplyError, ErrorCode, Unjoined};
+use crate::error::ErrorCode;
 use crate::kind::{Kind, KindSet};
 use crate::model::{CallOp, Fault, FaultAt, FaultScript, Model, World};
 use crate::oracles::{deferral_violation, error_path_violation, order_violation, validation_rule};
 use crate::plan::{plan, Plan};
 use crate::simulate::simulate;
 use crate::testing::{build_world, join_path, shuffle, PathTarget, ERRNOS, UNKNOWN_TYPES};
+use crate::trace::Unjoined;
 use crate::trace::{Trace, TraceError};
 use crate::Applied;
 

@@ -45,6 +45,7 @@ pub mod model;
 #[cfg(feature = "testing")]
 pub mod oracles;
 pub mod plan;
+pub mod propagation;
 pub mod realize;
 pub mod run;
 pub mod simulate;
@@ -54,14 +55,12 @@ pub mod syscall;
 pub mod testing;
 pub mod trace;
 
-pub use apply::{apply, Applied, NoSync, SyncHooks, SyncRequest};
+pub use apply::{apply, Applied, ApplyError, NoSync, SyncHooks, SyncRequest};
 pub use config::{
-    validate, AbsPath, Action, Clock, Entry, IdMapping, NsConfig, RawLinux, TimeOffset,
+    validate, AbsPath, Action, Clock, ConfigError, Entry, IdMapping, NsConfig, RawLinux, TimeOffset,
 };
-pub use error::{
-    ApplyError, ConfigError, Errno, ErrorCode, MapFile, SyncError, SyncPoint, Unjoined,
-};
+pub use error::{Errno, ErrorCode, MapFile, SyncError};
 pub use kind::{Kind, KindSet};
-pub use plan::{plan, Plan, Step};
+pub use plan::{plan, Plan, Step, SyncPoint};
 pub use syscall::{linux, Forked, Syscall, ThreadCountError};
-pub use trace::{Outcome, Trace, TraceError, TraceStep};
+pub use trace::{Outcome, Trace, TraceError, TraceStep, Unjoined};

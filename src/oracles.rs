@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 
 use crate::apply::Applied;
 use crate::config::{NsConfig, RawLinux};
-use crate::error::{Errno, ErrorCode, SyncPoint};
+use crate::error::{Errno, ErrorCode};
 use crate::kind::Kind;
 use crate::model::{Call, CallOp, Model};
+use crate::plan::SyncPoint;
 use crate::plan::{Plan, Step};
 use crate::trace::{Outcome, TraceStep};
 

@@ -23,12 +23,47 @@
 //! 5. **Close** every fd before the fork, so no child inherits one.
 //! 6. **Fork** when pid or time is involved: they apply to children only.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AbsPath, IdMapping, NsConfig, Propagation, TimeOffset};
-use crate::error::SyncPoint;
 use crate::kind::{Kind, KindSet};
-use crate::trace::{Outcome, Trace, TraceStep};
+
+/// The two stages of the user-namespace and cgroup hand-off that a caller
+/// (the runtime's parent process) performs (DESIGN §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncPoint {
+    /// After `unshare(CLONE_NEWUSER)`: the parent writes setgroups, uid_map, gid_map.
+    IdMapping,
+    /// Before `unshare(CLONE_NEWCGROUP)`: the parent has placed the process in its cgroup.
+    CgroupPlaced,
+}
+
+impl SyncPoint {
+    /// The stable name (`"id-mapping"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SyncPoint::IdMapping => "id-mapping",
+            SyncPoint::CgroupPlaced => "cgroup-placed",
+        }
+    }
+
+    /// The kind the sync point belongs to (for phase filtering).
+    pub const fn kind(self) -> Kind {
+        match self {
+            SyncPoint::IdMapping => Kind::User,
+            SyncPoint::CgroupPlaced => Kind::Cgroup,
+        }
+    }
+}
+
+impl fmt::Display for SyncPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One step of a plan.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -99,49 +134,6 @@ impl Step {
             Step::Propagation { .. } => Some(Kind::Mount),
             Step::TimeOffsets { .. } => Some(Kind::Time),
             Step::Fork => None,
-        }
-    }
-
-    /// The trace step this plan step produces when every call succeeds.
-    pub fn expected(&self) -> TraceStep {
-        let ok = Outcome::Ok;
-        match self {
-            Step::Open { kind, path } => TraceStep::Open {
-                kind: *kind,
-                path: path.as_path().to_owned(),
-                result: ok,
-                found: None,
-            },
-            Step::Setns { kind, path } => TraceStep::Setns {
-                kind: *kind,
-                path: path.as_path().to_owned(),
-                result: ok,
-                deferred: false,
-            },
-            Step::Unshare { kind } => TraceStep::Unshare {
-                kind: *kind,
-                result: ok,
-            },
-            Step::Sync { point } => TraceStep::Sync { point: *point },
-            Step::Setid => TraceStep::Setid {
-                kind: Kind::User,
-                result: ok,
-            },
-            Step::Propagation { propagation } => TraceStep::Propagation {
-                kind: Kind::Mount,
-                propagation: *propagation,
-                result: ok,
-            },
-            Step::TimeOffsets { offsets } => TraceStep::TimeOffsets {
-                kind: Kind::Time,
-                offsets: offsets.clone(),
-                result: ok,
-            },
-            Step::Close { kind, path } => TraceStep::Close {
-                kind: *kind,
-                path: path.as_path().to_owned(),
-            },
-            Step::Fork => TraceStep::Fork { result: ok },
         }
     }
 }
@@ -318,30 +310,6 @@ impl Plan {
                 Vec::new()
             },
         }
-    }
-
-    /// The trace apply would produce on a host where every call succeeds
-    /// (what `nsapply plan --format json` prints).
-    pub fn expected_trace(&self) -> Trace {
-        Trace {
-            steps: self.steps.iter().map(Step::expected).collect(),
-            ..Trace::default()
-        }
-    }
-}
-
-impl std::fmt::Display for Plan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.expected_trace()
-            .steps
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, s)| {
-                let text = s.to_string();
-                // The plan table shows what will be done, not results.
-                let text = text.strip_suffix(" -> ok").unwrap_or(&text).trim_end();
-                writeln!(f, "{:>3}  {text}", i + 1)
-            })
     }
 }
 

@@ -80,8 +80,9 @@ use nix::unistd::Pid;
 
 use crate::apply::apply;
 use crate::config::{Propagation, TimeOffset};
-use crate::error::{Errno, SyncError, SyncPoint};
+use crate::error::{Errno, SyncError};
 use crate::kind::{Kind, KindSet};
+use crate::plan::SyncPoint;
 use crate::plan::{Plan, Step};
 use crate::sync::{answer_sync, Channel, ChildSync, Failure, ToChild, ToParent};
 use crate::syscall::linux::{self, Linux, Pidfd};

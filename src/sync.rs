@@ -25,8 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::apply::{SyncHooks, SyncRequest};
 use crate::config::IdMapping;
-use crate::error::{Errno, MapFile, SyncError, SyncPoint};
+use crate::error::{Errno, MapFile, SyncError};
 use crate::plan::Plan;
+use crate::plan::SyncPoint;
 use crate::syscall::linux::{Pidfd, ProcRoot, WriteError};
 use crate::syscall::Syscall;
 use crate::trace::TraceError;

@@ -9,9 +9,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::ConfigError;
 use crate::config::{Propagation, TimeOffset};
-use crate::error::{ApplyError, ConfigError, Errno, ErrorCode, SyncPoint, Unjoined};
+use crate::error::{Errno, ErrorCode};
 use crate::kind::Kind;
+use crate::plan::{Plan, Step, SyncPoint};
 
 /// The trace format version written in every document.
 pub const TRACE_VERSION: u32 = 1;
@@ -196,6 +198,16 @@ impl TraceStep {
     }
 }
 
+/// A namespace left unjoined when a join failed, listed in [`ApplyError::Join`](crate::ApplyError::Join).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unjoined {
+    /// Its kind.
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    /// Its path.
+    pub path: PathBuf,
+}
+
 /// The `error` object of a failed run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -217,23 +229,6 @@ pub struct TraceError {
     /// For join failures: every namespace left unjoined.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unjoined: Vec<Unjoined>,
-}
-
-impl From<&ApplyError> for TraceError {
-    fn from(e: &ApplyError) -> Self {
-        TraceError {
-            code: e.code(),
-            kind: e.kind(),
-            path: e.path().map(ToOwned::to_owned),
-            errno: e.errno(),
-            message: e.to_string(),
-            index: None,
-            unjoined: match e {
-                ApplyError::Join { unjoined, .. } => unjoined.clone(),
-                _ => Vec::new(),
-            },
-        }
-    }
 }
 
 impl From<&ConfigError> for TraceError {
@@ -387,6 +382,78 @@ impl fmt::Display for Trace {
             None => writeln!(f, "ok"),
             Some(e) => writeln!(f, "error: {}: {}", e.code, shown(&e.message)),
         }
+    }
+}
+
+/// The trace steps of a plan: what apply records when every call succeeds.
+impl Step {
+    /// The trace step this plan step produces when every call succeeds.
+    pub fn expected(&self) -> TraceStep {
+        let ok = Outcome::Ok;
+        match self {
+            Step::Open { kind, path } => TraceStep::Open {
+                kind: *kind,
+                path: path.as_path().to_owned(),
+                result: ok,
+                found: None,
+            },
+            Step::Setns { kind, path } => TraceStep::Setns {
+                kind: *kind,
+                path: path.as_path().to_owned(),
+                result: ok,
+                deferred: false,
+            },
+            Step::Unshare { kind } => TraceStep::Unshare {
+                kind: *kind,
+                result: ok,
+            },
+            Step::Sync { point } => TraceStep::Sync { point: *point },
+            Step::Setid => TraceStep::Setid {
+                kind: Kind::User,
+                result: ok,
+            },
+            Step::Propagation { propagation } => TraceStep::Propagation {
+                kind: Kind::Mount,
+                propagation: *propagation,
+                result: ok,
+            },
+            Step::TimeOffsets { offsets } => TraceStep::TimeOffsets {
+                kind: Kind::Time,
+                offsets: offsets.clone(),
+                result: ok,
+            },
+            Step::Close { kind, path } => TraceStep::Close {
+                kind: *kind,
+                path: path.as_path().to_owned(),
+            },
+            Step::Fork => TraceStep::Fork { result: ok },
+        }
+    }
+}
+
+impl Plan {
+    /// The trace apply would produce on a host where every call succeeds
+    /// (what `nsapply plan --format json` prints).
+    pub fn expected_trace(&self) -> Trace {
+        Trace {
+            steps: self.steps().iter().map(Step::expected).collect(),
+            ..Trace::default()
+        }
+    }
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.expected_trace()
+            .steps
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, s)| {
+                let text = s.to_string();
+                // The plan table shows what will be done, not results.
+                let text = text.strip_suffix(" -> ok").unwrap_or(&text).trim_end();
+                writeln!(f, "{:>3}  {text}", i + 1)
+            })
     }
 }
 

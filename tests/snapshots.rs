@@ -155,16 +155,16 @@ fn samples() -> Vec<(ErrorCode, String)> {
             type_name: "net".into(),
         },
         ConfigError::MappingsWithoutNewUserNamespace {
-            which: nsapply::error::MapKind::Both,
+            which: nsapply::config::MapKind::Both,
         },
         ConfigError::UserNamespacePathWithMappings {
             index: 0,
             path: p("/proc/4242/ns/user"),
-            which: nsapply::error::MapKind::Uid,
+            which: nsapply::config::MapKind::Uid,
         },
         ConfigError::MissingMappings {
             index: 0,
-            which: nsapply::error::MapKind::Gid,
+            which: nsapply::config::MapKind::Gid,
         },
         ConfigError::TimeOffsetsWithoutNewTimeNamespace {
             index: Some(1),

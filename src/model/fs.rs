@@ -6,7 +6,6 @@ use std::borrow::Cow;
 use std::path::{Component, Path};
 
 use super::kernel::NsId;
-use super::world::WorldError;
 use super::Model;
 use crate::error::Errno;
 use crate::kind::Kind;
@@ -54,26 +53,6 @@ pub(super) fn normalize(path: &Path) -> (Cow<'_, str>, bool) {
     }
     let text = path.as_os_str().as_encoded_bytes();
     (Cow::Owned(norm), text.len() > 1 && text.ends_with(b"/"))
-}
-
-/// The normal form of a world path, or why it is refused.
-pub(super) fn world_path(path: &Path) -> Result<String, WorldError> {
-    let invalid = |reason: &str| WorldError::InvalidPath {
-        path: path.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if !path.is_absolute() {
-        return Err(invalid("must be absolute"));
-    }
-    let (norm, _) = normalize(path);
-    let mut parts = norm.split('/').skip(1);
-    match (parts.next(), parts.next()) {
-        (None, _) => Err(invalid("cannot be the root directory")),
-        (Some("proc"), None | Some("self" | "thread-self")) => Err(invalid(
-            "/proc and /proc/self belong to the model (it resolves /proc/self/ns itself)",
-        )),
-        _ => Ok(norm.into_owned()),
-    }
 }
 
 impl Model {

@@ -4,11 +4,11 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::fs::{world_path, Node};
+use super::fs::{normalize, Node};
 use super::kernel::{
     check_map_lines, host_name, is_host, Ids, Kernel, NsId, Space, MAX_PID_NS_LEVEL,
     MAX_USER_NS_PARENT_LEVEL,
@@ -787,4 +787,24 @@ fn check_fields(spec: &NsSpec) -> Result<(), WorldError> {
     only(spec.uid_map.is_some(), "uid_map", Kind::User)?;
     only(spec.gid_map.is_some(), "gid_map", Kind::User)?;
     only(spec.entered.is_some(), "entered", Kind::Time)
+}
+
+/// The normal form of a world path, or why it is refused.
+fn world_path(path: &Path) -> Result<String, WorldError> {
+    let invalid = |reason: &str| WorldError::InvalidPath {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if !path.is_absolute() {
+        return Err(invalid("must be absolute"));
+    }
+    let (norm, _) = normalize(path);
+    let mut parts = norm.split('/').skip(1);
+    match (parts.next(), parts.next()) {
+        (None, _) => Err(invalid("cannot be the root directory")),
+        (Some("proc"), None | Some("self" | "thread-self")) => Err(invalid(
+            "/proc and /proc/self belong to the model (it resolves /proc/self/ns itself)",
+        )),
+        _ => Ok(norm.into_owned()),
+    }
 }
