@@ -211,7 +211,7 @@ proptest! {
     fn errors_stop_the_run_and_close_every_fd((p, world, faults) in scenario()) {
         let (applied, model) = run(&p, &world, &faults);
         if let Some(v) = error_path_violation(&p, world.caller.threads, &applied, &model, model.calls()) {
-            prop_assert!(false, "{}\ntrace:\n{}\ncalls: {:#?}", v, applied.trace, model.calls());
+            prop_assert!(false, "{}\ntrace:\n{}\ncalls: {:#?}", v, applied.trace(), model.calls());
         }
     }
 
@@ -224,7 +224,7 @@ proptest! {
     ) {
         let (applied, model) = run(&p, &world, &faults);
         if let Some(v) = deferral_violation(&p, &applied) {
-            prop_assert!(false, "{}\ntrace:\n{}", v, applied.trace);
+            prop_assert!(false, "{}\ntrace:\n{}", v, applied.trace());
         }
         prop_assert!(error_path_violation(&p, world.caller.threads, &applied, &model, model.calls()).is_none());
     }
@@ -235,7 +235,7 @@ proptest! {
     fn simulation_is_deterministic((p, world, faults) in scenario()) {
         let (a, _) = run(&p, &world, &faults);
         let (b, _) = run(&p, &world, &faults);
-        prop_assert_eq!(a.trace, b.trace);
+        prop_assert_eq!(a.trace(), b.trace());
     }
 
     /// Property 8 (no panics, simulation): any generated scenario returns a
@@ -243,8 +243,8 @@ proptest! {
     #[test]
     fn simulation_never_panics((p, world, faults) in scenario()) {
         let (a, _) = run(&p, &world, &faults);
-        let back = nsapply::Trace::from_json(&serde_json::to_string(&a.trace).unwrap()).unwrap();
-        prop_assert_eq!(back, a.trace);
+        let back = nsapply::Trace::from_json(&serde_json::to_string(&a.trace()).unwrap()).unwrap();
+        prop_assert_eq!(back, a.trace());
     }
 }
 
@@ -257,9 +257,8 @@ fn rootless_deferral_scenario_defers_every_owned_namespace() {
     for _ in 0..32 {
         let (p, world, _) = deferral_scenario().new_tree(&mut runner).unwrap().current();
         let (applied, model) = run(&p, &world, &FaultScript::new());
-        assert!(applied.trace.error.is_none(), "{}", applied.trace);
+        assert!(applied.error().is_none(), "{}", applied.trace());
         let deferred = applied
-            .trace
             .steps
             .iter()
             .filter(|s| matches!(s, TraceStep::Setns { deferred: true, .. }))
@@ -269,7 +268,7 @@ fn rootless_deferral_scenario_defers_every_owned_namespace() {
             .iter()
             .filter(|s| matches!(s, Step::Setns { kind, .. } if *kind != Kind::User))
             .count();
-        assert_eq!(deferred, joins, "{}", applied.trace);
+        assert_eq!(deferred, joins, "{}", applied.trace());
         assert_eq!(model.open_fd_count(), 0);
     }
 }
@@ -318,8 +317,8 @@ proptest! {
         let p = if phase { full.only(split) } else { full.clone() };
         let world = build_world(&cfg, 0, 1, &[PathTarget::HostOwned; 8]);
         let (applied, model) = run(&p, &world, &FaultScript::new());
-        prop_assert!(applied.result.is_ok(), "{}", applied.trace);
-        prop_assert_eq!(&applied.trace, &p.expected_trace());
+        prop_assert!(applied.result.is_ok(), "{}", applied.trace());
+        prop_assert_eq!(&applied.trace(), &p.expected_trace());
         prop_assert_eq!(model.open_fd_count(), 0);
         if p.steps().contains(&Step::Unshare { kind: Kind::User }) {
             prop_assert_eq!(p.uid_mappings(), cfg.uid_mappings());

@@ -300,14 +300,43 @@ impl<S: Syscall + ?Sized> SyncHooks<S> for NoSync {
     }
 }
 
-/// The result of [`apply`]: the trace, and how the run ended.
+/// The result of [`apply`]: the steps taken, and how the run ended. The
+/// trace document of the run ([`Applied::trace`]) is made of both; the
+/// error is held once, here, as the typed [`ApplyError`].
 #[derive(Debug)]
 pub struct Applied {
-    /// Every step taken, with its result; `trace.error` mirrors `result`.
-    pub trace: Trace,
+    /// Every step taken, with its result.
+    pub steps: Vec<TraceStep>,
     /// `Ok(Some(_))` after a fork (which side we are on), `Ok(None)` when the
     /// plan has no fork, or the error that stopped the run.
     pub result: Result<Option<Forked>, ApplyError>,
+}
+
+impl Applied {
+    /// The trace document of the run (DESIGN §6): the steps, and the error
+    /// made from [`Applied::result`].
+    pub fn trace(&self) -> Trace {
+        Trace {
+            steps: self.steps.clone(),
+            error: self.error(),
+            ..Trace::default()
+        }
+    }
+
+    /// [`Applied::trace`], without copying the steps.
+    pub fn into_trace(self) -> Trace {
+        let error = self.error();
+        Trace {
+            steps: self.steps,
+            error,
+            ..Trace::default()
+        }
+    }
+
+    /// The trace's `error` object, when the run failed.
+    pub fn error(&self) -> Option<TraceError> {
+        self.result.as_ref().err().map(TraceError::from)
+    }
 }
 
 /// Applies `plan` with `sys`, calling `hooks` at the sync points.
@@ -320,8 +349,8 @@ pub struct Applied {
 ///
 /// # Errors
 ///
-/// Reported in [`Applied::result`] and in the trace's `error`: the apply
-/// codes of DESIGN §6.
+/// Reported in [`Applied::result`] (and the trace's `error`, made from it):
+/// the apply codes of DESIGN §6.
 ///
 /// ```
 /// use nsapply::{apply, plan, NsConfig, model::{Model, World}, simulate::ModelParent};
@@ -329,7 +358,7 @@ pub struct Applied {
 /// let mut model = Model::new(&World::default()).unwrap();
 /// let run = apply(&plan(&cfg), &mut model, &mut ModelParent::default());
 /// assert!(run.result.is_ok());
-/// assert_eq!(run.trace.steps.len(), 2);
+/// assert_eq!(run.steps.len(), 2);
 /// ```
 pub fn apply<S, H>(plan: &Plan, sys: &mut S, hooks: &mut H) -> Applied
 where
@@ -342,18 +371,16 @@ where
         deferral_allowed: plan.joins_user(),
         user_done: false,
         threads_checked: false,
-        trace: Trace::default(),
+        // One allocation for the usual run (a step per plan step); growing
+        // the list step by step reallocates it twice in a default run.
+        steps: Vec::with_capacity(plan.steps().len()),
     };
-    // One allocation for the usual run (a step per plan step); growing
-    // the trace step by step reallocates it twice in a default run.
-    run.trace.steps.reserve(plan.steps().len());
     let result = run.walk(plan, sys, hooks);
-    if let Err(e) = &result {
+    if result.is_err() {
         run.close_all(sys);
-        run.trace.error = Some(TraceError::from(e));
     }
     Applied {
-        trace: run.trace,
+        steps: run.steps,
         result,
     }
 }
@@ -366,7 +393,7 @@ struct Run<'p, S: Syscall + ?Sized> {
     /// The thread count was checked and no caller code (a sync hook) has
     /// run since: nothing else in a run can start a thread.
     threads_checked: bool,
-    trace: Trace,
+    steps: Vec<TraceStep>,
 }
 
 impl<'p, S: Syscall + ?Sized> Run<'p, S> {
@@ -393,7 +420,7 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
                 Step::Setns { kind, path } => self.join(sys, *kind, path)?,
                 Step::Unshare { kind } => {
                     let r = sys.unshare(KindSet::one(*kind));
-                    self.trace.steps.push(TraceStep::Unshare {
+                    self.steps.push(TraceStep::Unshare {
                         kind: *kind,
                         result: Outcome::of(&r),
                     });
@@ -407,7 +434,7 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
                         },
                         SyncPoint::CgroupPlaced => SyncRequest::CgroupPlaced,
                     };
-                    self.trace.steps.push(TraceStep::Sync { point: *point });
+                    self.steps.push(TraceStep::Sync { point: *point });
                     let r = hooks.sync(request, sys);
                     // The caller's code ran: it may have started threads.
                     self.threads_checked = false;
@@ -418,7 +445,7 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
                 }
                 Step::Setid => {
                     let r = sys.set_root_ids();
-                    self.trace.steps.push(TraceStep::Setid {
+                    self.steps.push(TraceStep::Setid {
                         kind: Kind::User,
                         result: Outcome::of(&r),
                     });
@@ -428,7 +455,7 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
                 }
                 Step::Propagation { propagation } => {
                     let r = sys.set_root_propagation(*propagation);
-                    self.trace.steps.push(TraceStep::Propagation {
+                    self.steps.push(TraceStep::Propagation {
                         kind: Kind::Mount,
                         propagation: *propagation,
                         result: Outcome::of(&r),
@@ -440,7 +467,7 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
                 }
                 Step::TimeOffsets { offsets } => {
                     let r = sys.write_time_offsets(offsets);
-                    self.trace.steps.push(TraceStep::TimeOffsets {
+                    self.steps.push(TraceStep::TimeOffsets {
                         kind: Kind::Time,
                         offsets: offsets.clone(),
                         result: Outcome::of(&r),
@@ -450,7 +477,7 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
                 Step::Close { kind, .. } => self.close(sys, *kind),
                 Step::Fork => {
                     let r = sys.fork();
-                    self.trace.steps.push(TraceStep::Fork {
+                    self.steps.push(TraceStep::Fork {
                         result: Outcome::of(&r),
                     });
                     forked = Some(r.map_err(|errno| ApplyError::Fork { errno })?);
@@ -465,7 +492,7 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
         let fd = match sys.open_ns(p) {
             Ok(fd) => fd,
             Err(errno) => {
-                self.trace.steps.push(TraceStep::Open {
+                self.steps.push(TraceStep::Open {
                     kind,
                     path: p.to_owned(),
                     result: Outcome::Err(errno),
@@ -514,7 +541,7 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
                 }),
             ),
         };
-        self.trace.steps.push(TraceStep::Open {
+        self.steps.push(TraceStep::Open {
             kind,
             path: p.to_owned(),
             result,
@@ -534,7 +561,7 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
             && kind != Kind::User
             && self.deferral_allowed
             && !self.user_done;
-        self.trace.steps.push(TraceStep::Setns {
+        self.steps.push(TraceStep::Setns {
             kind,
             path: path.as_path().to_owned(),
             result: Outcome::of(&r),
@@ -614,7 +641,7 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
     fn close(&mut self, sys: &mut S, kind: Kind) {
         if let Some((fd, path)) = self.fds[kind.index()].take() {
             sys.close(fd);
-            self.trace.steps.push(TraceStep::Close {
+            self.steps.push(TraceStep::Close {
                 kind,
                 path: path.as_path().to_owned(),
             });
@@ -778,7 +805,6 @@ mod tests {
             ]
         );
         let deferred: Vec<_> = run
-            .trace
             .steps
             .iter()
             .filter(|s| matches!(s, TraceStep::Setns { deferred: true, .. }))
@@ -800,7 +826,7 @@ mod tests {
             path: p.into(),
         };
         assert_eq!(
-            run.result.unwrap_err(),
+            run.result.as_ref().unwrap_err().clone(),
             ApplyError::Join {
                 kind: Kind::Ipc,
                 path: "/j/ipc".into(),
@@ -867,10 +893,10 @@ mod tests {
             &mut sys,
             &mut NoSync,
         );
-        let err = run.result.unwrap_err();
+        let err = run.result.as_ref().unwrap_err().clone();
         assert_eq!(err.code(), crate::ErrorCode::WrongNamespaceType);
         assert_eq!(sys.log, ["open network", "nstype network", "close network"]);
-        let t = run.trace.error.unwrap();
+        let t = run.error().unwrap();
         assert_eq!(
             (t.kind, t.path.as_deref()),
             (Some(Kind::Network), Some(Path::new("/j/network")))
@@ -1013,14 +1039,14 @@ mod tests {
             &mut NoSync,
         );
         assert_eq!(
-            run.result.unwrap_err(),
+            run.result.as_ref().unwrap_err().clone(),
             ApplyError::Propagation {
                 propagation: crate::config::Propagation::DEFAULT,
                 errno: Errno::EPERM
             }
         );
         assert!(sys.open.is_empty(), "the fd is closed on the error path");
-        let err = run.trace.error.unwrap();
+        let err = run.error().unwrap();
         assert_eq!(err.code, crate::ErrorCode::PropagationFailed);
         assert_eq!(err.kind, Some(Kind::Mount));
     }
@@ -1032,14 +1058,14 @@ mod tests {
         model.set_faults("threads=EMFILE".parse().unwrap());
         let run = apply(&p, &mut model, &mut NoSync);
         assert_eq!(
-            run.result.unwrap_err(),
+            run.result.as_ref().unwrap_err().clone(),
             ApplyError::ThreadCount {
                 kind: Kind::Pid,
                 op: "fork",
                 errno: Some(Errno::EMFILE)
             }
         );
-        let err = run.trace.error.unwrap();
+        let err = run.error().unwrap();
         assert_eq!(err.code, crate::ErrorCode::ThreadCountFailed);
         assert_eq!(err.errno, Some(Errno::EMFILE));
     }
@@ -1065,7 +1091,7 @@ mod tests {
             &mut FailCgroup,
         );
         assert_eq!(
-            run.result.unwrap_err(),
+            run.result.as_ref().unwrap_err().clone(),
             ApplyError::Sync {
                 point: SyncPoint::CgroupPlaced,
                 source: SyncError::Channel {

@@ -600,7 +600,7 @@ fn scenario(
         }
     };
     let p = plan(&cfg);
-    let model_trace = simulate(&p, &mut model).trace;
+    let model_trace = simulate(&p, &mut model).into_trace();
     report.model_trace = Some(model_trace.clone());
     let kernel = apply_as_caller(&p, &world.caller).map_err(|e| format!("kernel run: {e}"))?;
     report.kernel_trace = Some(kernel.trace.clone());

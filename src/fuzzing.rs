@@ -661,7 +661,7 @@ pub fn apply_model(input: &ApplyInput) -> Result<(), String> {
         check_run(p, &applied, &model, start, threads).map_err(|v| {
             format!(
                 "{v}\ninput: {input:?}\nplan:\n{p}trace:\n{}calls: {:#?}",
-                applied.trace,
+                applied.trace(),
                 &model.calls()[start..]
             )
         })?;
@@ -686,7 +686,7 @@ pub fn check_run(
     start: usize,
     threads_at_start: usize,
 ) -> Result<(), String> {
-    match (&applied.result, &applied.trace.error) {
+    match (&applied.result, &applied.error()) {
         (Ok(_), None) => {}
         (Err(e), Some(t)) if mirrors(t, e) => {}
         (r, t) => return Err(format!("result {r:?} and trace error {t:?} disagree")),

@@ -24,7 +24,7 @@
 //! let plan = plan(&cfg);
 //! let mut model = Model::new(&World::default())?;
 //! let run = apply(&plan, &mut model, &mut ModelParent::default());
-//! assert!(run.trace.error.is_none());
+//! assert!(run.error().is_none());
 //! assert_eq!(model.open_fd_count(), 0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

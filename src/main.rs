@@ -343,10 +343,10 @@ fn cmd_simulate(
     model.set_faults(faults);
     let applied = nsapply::simulate::simulate(&plan, &mut model);
     match format {
-        Format::Text => emit(&applied.trace.to_string()),
-        Format::Json => emit(&format!("{}\n", applied.trace.to_json_pretty())),
+        Format::Text => emit(&applied.trace().to_string()),
+        Format::Json => emit(&format!("{}\n", applied.trace().to_json_pretty())),
     }
-    match &applied.trace.error {
+    match &applied.error() {
         None => Ok(0),
         Some(e) => Err(Failure {
             code: e.code.as_str(),

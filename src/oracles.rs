@@ -295,14 +295,14 @@ pub fn error_path_violation(
         });
         // A count that could not be read is its own error (with its errno),
         // still before the first step.
-        let refused = applied.trace.error.as_ref().is_some_and(|e| {
+        let refused = applied.error().as_ref().is_some_and(|e| {
             e.kind == first
                 && match e.errno {
                     None => e.code == ErrorCode::Multithreaded,
                     Some(_) => e.code == ErrorCode::ThreadCountFailed,
                 }
         });
-        if !refused || !applied.trace.steps.is_empty() {
+        if !refused || !applied.steps.is_empty() {
             return Some(format!(
                 "a multithreaded caller was not refused before the first step, naming {first:?}"
             ));
@@ -314,7 +314,7 @@ pub fn error_path_violation(
     if model.bad_closes() != 0 {
         return Some("an fd was closed twice".into());
     }
-    let steps = &applied.trace.steps;
+    let steps = &applied.steps;
     let opened = opened_as(steps);
     let mut setns_seen: BTreeMap<Kind, usize> = BTreeMap::new();
     let deferred_at = |kind: Kind, nth: usize| {
@@ -356,8 +356,8 @@ pub fn error_path_violation(
             break;
         }
     }
-    let error = applied.trace.error.as_ref();
-    match (fatal, error) {
+    let error = applied.error();
+    match (fatal, error.as_ref()) {
         (None, None) => None,
         (None, Some(e)) if e.code == ErrorCode::SyncFailed => None,
         (None, Some(e)) => Some(format!("error {} without a failing call", e.code)),
@@ -446,7 +446,7 @@ pub fn error_path_violation(
 
 /// Checks property 5 on one run.
 pub fn deferral_violation(p: &Plan, applied: &Applied) -> Option<String> {
-    let steps = &applied.trace.steps;
+    let steps = &applied.steps;
     let setid = steps
         .iter()
         .position(|s| matches!(s, TraceStep::Setid { .. }));
@@ -481,7 +481,7 @@ pub fn deferral_violation(p: &Plan, applied: &Applied) -> Option<String> {
             _ => return Some(format!("{kind} retried more than once")),
         }
     }
-    if let Some(e) = &applied.trace.error {
+    if let Some(e) = &applied.error() {
         if e.code == ErrorCode::JoinFailed {
             let failed = steps.iter().rev().find_map(|s| match s {
                 TraceStep::Setns {

@@ -837,7 +837,7 @@ fn run_runtime(plan: &Plan, caller: &CallerSpec) -> Result<KernelRun, RealizeErr
             _ => Side::Applier,
         };
         let report = KernelRun {
-            trace: run.trace,
+            trace: run.into_trace(),
             side,
             before,
             after,

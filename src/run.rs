@@ -607,23 +607,21 @@ impl C1<'_> {
         let applied = apply(self.plan, &mut backend, &mut hooks);
         let pending = std::mem::take(&mut hooks.signals);
         drop(hooks);
+        let trace = applied.trace();
         let command = match applied.result {
             Ok(Some(Forked::Child)) => {
                 // C2: the plan's fork put us in the new pid/time namespaces.
                 drop(channel);
                 return self.command_main(&mut backend);
             }
-            Err(_) => {
+            Err(e) => {
                 // The trace is written even when the run failed: it says
                 // which step did. Its own failure is secondary here.
-                let _ = self.write_trace(&applied.trace);
-                let error = applied
-                    .trace
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| unreachable_trace_error(&applied.trace));
+                let _ = self.write_trace(&trace);
                 let _ = channel.send(&ToParent::Failed {
-                    failure: Failure::Apply { error },
+                    failure: Failure::Apply {
+                        error: TraceError::from(&e),
+                    },
                 });
                 return 1;
             }
@@ -648,7 +646,7 @@ impl C1<'_> {
                 }
             },
         };
-        if let Err(failure) = self.write_trace(&applied.trace) {
+        if let Err(failure) = self.write_trace(&trace) {
             linux::kill_and_reap(command);
             let _ = channel.send(&ToParent::Failed { failure });
             return 1;
@@ -945,23 +943,6 @@ impl Syscall for Supervised {
                 Ok(Forked::Child)
             }
         }
-    }
-}
-
-/// `apply` always fills `trace.error` when it returns an error; this keeps
-/// the child from panicking if that invariant were ever broken.
-fn unreachable_trace_error(trace: &Trace) -> TraceError {
-    TraceError {
-        code: crate::error::ErrorCode::SyncFailed,
-        kind: None,
-        path: None,
-        errno: None,
-        message: format!(
-            "the apply failed after {} steps without recording an error",
-            trace.steps.len()
-        ),
-        index: None,
-        unjoined: Vec::new(),
     }
 }
 

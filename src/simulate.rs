@@ -71,13 +71,13 @@ mod tests {
         );
         let mut m = model(world);
         let run = simulate(&p, &mut m);
-        assert!(run.trace.error.is_none(), "{}", run.trace);
+        assert!(run.error().is_none(), "{}", run.trace());
         assert_eq!(run.result, Ok(Some(Forked::Child)));
         assert_eq!((m.open_fd_count(), m.bad_closes()), (0, 0));
         assert_eq!(m.current(Kind::Network), "n");
         assert_eq!(m.current(Kind::Mount), "m");
         assert_eq!(m.current(Kind::Pid), "new:pid:1");
-        assert_eq!(run.trace, p.expected_trace());
+        assert_eq!(run.trace(), p.expected_trace());
     }
 
     #[test]
@@ -99,7 +99,7 @@ mod tests {
             let mut m = model(world.clone());
             m.set_faults(FaultScript::parse(rule).unwrap());
             let run = simulate(&p, &mut m);
-            assert!(run.trace.error.is_some(), "{rule}");
+            assert!(run.error().is_some(), "{rule}");
             assert_eq!((m.open_fd_count(), m.bad_closes()), (0, 0), "{rule}");
         }
     }
@@ -113,7 +113,7 @@ mod tests {
         );
         let mut m = model(World::new().caller(CallerSpec::unprivileged(1000, 1000)));
         let run = simulate(&p, &mut m);
-        assert!(run.trace.error.is_none(), "{}", run.trace);
+        assert!(run.error().is_none(), "{}", run.trace());
         assert_eq!(
             m.namespace("new:network:1").unwrap().owner.as_deref(),
             Some("new:user:1")
@@ -130,7 +130,7 @@ mod tests {
         );
         let mut m = model(World::new().caller(CallerSpec::unprivileged(1000, 1000)));
         let run = simulate(&p, &mut m);
-        let error = run.trace.error.expect("the map write fails");
+        let error = run.error().expect("the map write fails");
         assert_eq!(error.code, ErrorCode::SyncFailed);
         // The write's errno is the error's, not only words in the message.
         assert_eq!(error.errno, Some(Errno::EPERM));
@@ -150,7 +150,7 @@ mod tests {
         );
         let mut m = model(rootless());
         let run = simulate(&p, &mut m);
-        assert!(run.trace.error.is_none(), "{}", run.trace);
+        assert!(run.error().is_none(), "{}", run.trace());
         let setns: Vec<String> = m
             .calls()
             .iter()
@@ -170,7 +170,7 @@ mod tests {
         );
         let mut m = model(World::new());
         let run = simulate(&p, &mut m);
-        assert!(run.trace.error.is_none(), "{}", run.trace);
+        assert!(run.error().is_none(), "{}", run.trace());
         let view = m.namespace(m.current(Kind::Time)).unwrap();
         assert_eq!(view.offsets, [offset(86_400, 0)]);
         assert_eq!(view.entered, Some(true));

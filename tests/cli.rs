@@ -876,7 +876,7 @@ fn readme_library_example_runs() -> Result<(), Box<dyn std::error::Error>> {
     // The model: root in the host namespaces, every call answered by the kernel's rules.
     let mut model = Model::new(&World::default())?;
     let run = simulate(&plan, &mut model);
-    assert!(run.trace.error.is_none());
+    assert!(run.error().is_none());
     assert_eq!(model.open_fd_count(), 0);
 
     // Every error path is reachable: make unshare(CLONE_NEWNET) fail with EPERM.
@@ -885,10 +885,10 @@ fn readme_library_example_runs() -> Result<(), Box<dyn std::error::Error>> {
     faults.push(FaultScript::parse_rule("unshare:network=EPERM")?);
     model.set_faults(faults);
     let run = simulate(&plan, &mut model);
-    let error = run.trace.error.as_ref().expect("the run failed");
+    let error = run.error().expect("the run failed");
     assert_eq!(error.code, ErrorCode::UnshareFailed);
     assert_eq!(error.kind, Some(Kind::Network));
-    println!("{}", run.trace);
+    println!("{}", run.trace());
     // README-EXAMPLE-END
     Ok(())
 }

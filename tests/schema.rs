@@ -208,10 +208,10 @@ fn model_traces_under_faults_match_the_schema() {
             faults.push(FaultScript::parse_rule(&format!("{position}={errno}")).unwrap());
             model.set_faults(faults);
             let run = simulate(&p, &mut model);
-            if let Some(e) = &run.trace.error {
+            if let Some(e) = &run.error() {
                 codes.insert(e.code);
             }
-            let doc: Value = serde_json::from_str(&run.trace.to_json_pretty()).unwrap();
+            let doc: Value = serde_json::from_str(&run.trace().to_json_pretty()).unwrap();
             assert_valid(&v, &doc, &format!("{position}={errno}"));
         }
     }
@@ -224,12 +224,12 @@ fn model_traces_under_faults_match_the_schema() {
     let mut model = Model::new(&threads).unwrap();
     let run = simulate(&p, &mut model);
     assert_eq!(
-        run.trace.error.as_ref().map(|e| e.code),
+        run.error().as_ref().map(|e| e.code),
         Some(ErrorCode::Multithreaded)
     );
     assert_valid(
         &v,
-        &serde_json::to_value(&run.trace).unwrap(),
+        &serde_json::to_value(run.trace()).unwrap(),
         "multithreaded",
     );
 }

@@ -103,7 +103,7 @@ fn corpus_simulated_traces() {
             let run = simulate(&p, &mut model);
             assert_eq!(model.open_fd_count(), 0, "{variant}: fds left open");
             assert_eq!(model.bad_closes(), 0, "{variant}: fd closed twice");
-            snapshot!(format!("simulate@{variant}"), run.trace.to_json_pretty());
+            snapshot!(format!("simulate@{variant}"), run.trace().to_json_pretty());
         }
     }
 }

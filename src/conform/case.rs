@@ -227,7 +227,7 @@ pub fn reference(config: &serde_json::Value, world: &World) -> Reference {
         }
     };
     let run = simulate(&p, &mut model);
-    match run.trace.error {
+    match run.error() {
         None => Reference::Accept(p),
         Some(e) => Reference::Reject {
             code: e.code.as_str().to_owned(),
