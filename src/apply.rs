@@ -451,6 +451,12 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
                     });
                     r.map_err(|errno| ApplyError::Setid { errno })?;
                     self.user_done = true;
+                }
+                Step::DeferredJoins => {
+                    self.steps.push(TraceStep::DeferredJoins {
+                        kind: Kind::User,
+                        retried: self.deferred.iter().collect(),
+                    });
                     self.pass_two(sys)?;
                 }
                 Step::Propagation { propagation } => {

@@ -854,6 +854,8 @@ pub mod naive {
         Offsets(Vec<(String, i64, u32)>),
         /// Give `/` this propagation (its runtime-spec name).
         Propagation(&'static str),
+        /// Join pass 2: retry the joins pass 1 deferred.
+        DeferredJoins,
         /// Close the path's fd.
         Close(Kind, PathBuf),
         /// Fork the child that enters pid and time.
@@ -869,6 +871,7 @@ pub mod naive {
                 NaiveOp::Sync(point) => write!(f, "sync {point}"),
                 NaiveOp::Setid => f.write_str("setid"),
                 NaiveOp::Propagation(name) => write!(f, "propagation {name}"),
+                NaiveOp::DeferredJoins => f.write_str("deferred-joins"),
                 NaiveOp::Offsets(o) => {
                     f.write_str("offsets")?;
                     for (i, (clock, secs, nanos)) in o.iter().enumerate() {
@@ -926,7 +929,9 @@ pub mod naive {
             }
             (Step::Unshare { kind }, NaiveOp::Unshare(k)) => kind == k,
             (Step::Sync { point }, NaiveOp::Sync(name)) => point.as_str() == *name,
-            (Step::Setid, NaiveOp::Setid) | (Step::Fork, NaiveOp::Fork) => true,
+            (Step::Setid, NaiveOp::Setid)
+            | (Step::Fork, NaiveOp::Fork)
+            | (Step::DeferredJoins, NaiveOp::DeferredJoins) => true,
             (Step::Propagation { propagation }, NaiveOp::Propagation(name)) => {
                 propagation.name() == *name
             }
@@ -949,6 +954,7 @@ pub mod naive {
             Step::Unshare { kind } => format!("unshare {kind}"),
             Step::Sync { point } => format!("sync {point}"),
             Step::Setid => "setid".to_owned(),
+            Step::DeferredJoins => "deferred-joins".to_owned(),
             Step::Propagation { propagation } => format!("propagation {propagation}"),
             Step::TimeOffsets { offsets } => {
                 let o: Vec<String> = offsets
@@ -980,9 +986,11 @@ pub mod naive {
                 add(OPEN, kind, 0, NaiveOp::Open(kind, p.clone()));
                 add(CLOSE, kind, 0, NaiveOp::Close(kind, p.clone()));
                 if kind == Kind::User {
-                    // 3: join the user namespace, then become 0 in it.
+                    // 3: join the user namespace, then become 0 in it;
+                    // 4: then join pass 2.
                     add(USER, kind, 0, NaiveOp::Setns(kind, p.clone()));
                     add(USER, kind, 2, NaiveOp::Setid);
+                    add(USER, kind, 3, NaiveOp::DeferredJoins);
                 } else {
                     // 2: join pass 1, every non-user join.
                     add(JOIN_PASS_1, kind, 0, NaiveOp::Setns(kind, p.clone()));

@@ -176,13 +176,25 @@ pub fn order_violation(cfg: &NsConfig, p: &Plan) -> Option<String> {
                 Step::Setid,
             ])
         } else {
-            next.first() == Some(&Step::Setid)
+            // Joined by path: setid, then join pass 2 (what pass 1 deferred
+            // is retried from inside the user namespace).
+            next.starts_with(&[Step::Setid, Step::DeferredJoins])
         };
         if !ok {
-            return Some("user step not followed by its id-mapping sync and setid".into());
+            return Some(
+                "user step not followed by its id-mapping sync and setid (and pass 2 when joined)"
+                    .into(),
+            );
         }
     } else if cfg.kinds().contains(Kind::User) {
         return Some("user namespace named but no user step".into());
+    }
+    let pass_two = s.iter().filter(|st| **st == Step::DeferredJoins).count();
+    if pass_two != usize::from(cfg.joins(Kind::User)) {
+        return Some(format!(
+            "{pass_two} join pass 2 steps, and the user namespace is {}joined by path",
+            if cfg.joins(Kind::User) { "" } else { "not " }
+        ));
     }
     let expected_unshares: Vec<Kind> = Kind::ALL
         .into_iter()
@@ -464,6 +476,22 @@ pub fn deferral_violation(p: &Plan, applied: &Applied) -> Option<String> {
         .collect();
     if !deferred.is_empty() && !p.joins_user() {
         return Some("a join was deferred although no user namespace is joined".into());
+    }
+    // Join pass 2, once reached, names exactly the deferred kinds, in
+    // canonical order, and the retries follow it.
+    let pass_two = steps.iter().enumerate().find_map(|(i, s)| match s {
+        TraceStep::DeferredJoins { retried, .. } => Some((i, retried)),
+        _ => None,
+    });
+    if let Some((at, retried)) = pass_two {
+        let mut want: Vec<Kind> = deferred.iter().map(|(_, k)| *k).collect();
+        want.sort();
+        if *retried != want {
+            return Some(format!("pass 2 retries {retried:?}, pass 1 deferred {want:?}"));
+        }
+        if deferred.iter().any(|(i, _)| *i > at) {
+            return Some("a join was deferred after pass 2".into());
+        }
     }
     let mut unretried = Vec::new();
     for (i, kind) in &deferred {

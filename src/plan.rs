@@ -11,17 +11,19 @@
 //!    cannot be joined from inside a new user namespace).
 //! 3. **User namespace**: joined, or created *alone* so every namespace
 //!    created after it is owned by it, then the `id-mapping` sync point,
-//!    then uid/gid 0. Join pass 2 (EPERM-deferred joins) runs right after;
-//!    it is not a planned step because it exists only when pass 1 failed.
-//! 4. **Create** the rest, one kind per unshare so an error names its kind;
+//!    then uid/gid 0.
+//! 4. **Join pass 2** right after, when the user namespace is joined by
+//!    path: the joins pass 1 deferred with EPERM are retried from inside
+//!    it (a step of the plan; what it retries is decided by pass 1).
+//! 5. **Create** the rest, one kind per unshare so an error names its kind;
 //!    `cgroup-placed` right before cgroup (its root is the current cgroup);
 //!    right after unshare(mount), `/` gets its propagation (`rslave` unless
 //!    `linux.rootfsPropagation` says otherwise), so nothing mounted in the
 //!    container reaches the host (a new mount namespace starts as a copy
 //!    whose shared mounts still share with the host's);
 //!    time offsets right after unshare(time), before any child exists.
-//! 5. **Close** every fd before the fork, so no child inherits one.
-//! 6. **Fork** when pid or time is involved: they apply to children only.
+//! 6. **Close** every fd before the fork, so no child inherits one.
+//! 7. **Fork** when pid or time is involved: they apply to children only.
 
 use std::fmt;
 
@@ -98,6 +100,13 @@ pub enum Step {
     },
     /// Become uid/gid 0 in the user namespace.
     Setid,
+    /// Join pass 2: retry, now inside the user namespace, each join that
+    /// pass 1 deferred with EPERM (the namespace may be owned by the user
+    /// namespace, which the caller could not act in before). Planned right
+    /// after `setid` when the user namespace is joined by path, the only
+    /// plan in which a join is deferred; apply retries what was deferred,
+    /// which may be nothing.
+    DeferredJoins,
     /// Set the propagation of `/` (recursively or not) in the new mount
     /// namespace: `mount(NULL, "/", NULL, MS_<type>[|MS_REC], NULL)`.
     Propagation {
@@ -130,7 +139,7 @@ impl Step {
             | Step::Unshare { kind }
             | Step::Close { kind, .. } => Some(*kind),
             Step::Sync { point } => Some(point.kind()),
-            Step::Setid => Some(Kind::User),
+            Step::Setid | Step::DeferredJoins => Some(Kind::User),
             Step::Propagation { .. } => Some(Kind::Mount),
             Step::TimeOffsets { .. } => Some(Kind::Time),
             Step::Fork => None,
@@ -186,6 +195,7 @@ pub fn plan(cfg: &NsConfig) -> Plan {
             path: path.clone(),
         });
         steps.push(Step::Setid);
+        steps.push(Step::DeferredJoins);
     } else if cfg.creates(Kind::User) {
         steps.push(Step::Unshare { kind: Kind::User });
         steps.push(Step::Sync {
@@ -398,6 +408,7 @@ mod tests {
                 "setns   network  /n -> ok",
                 "setns   user     /u -> ok",
                 "setid   user     uid=0 gid=0 -> ok",
+                "pass 2  user     retry (nothing deferred)",
                 "unshare uts      -> ok",
                 "close   user     /u",
                 "close   network  /n",

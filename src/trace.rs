@@ -130,6 +130,16 @@ pub enum TraceStep {
         /// `"ok"` or the errno.
         result: Outcome,
     },
+    /// Join pass 2 (DESIGN §4): the joins deferred in pass 1, retried in
+    /// the setns steps that follow it.
+    DeferredJoins {
+        /// Always `user`: the pass belongs to the user namespace step.
+        #[serde(rename = "type")]
+        kind: Kind,
+        /// The kinds retried, in canonical order (empty when pass 1 deferred
+        /// nothing).
+        retried: Vec<Kind>,
+    },
     /// `mount(NULL, "/", NULL, MS_<propagation>, NULL)` in the new mount
     /// namespace.
     Propagation {
@@ -175,6 +185,7 @@ impl TraceStep {
             | TraceStep::Setns { kind, .. }
             | TraceStep::Unshare { kind, .. }
             | TraceStep::Setid { kind, .. }
+            | TraceStep::DeferredJoins { kind, .. }
             | TraceStep::Propagation { kind, .. }
             | TraceStep::TimeOffsets { kind, .. }
             | TraceStep::Close { kind, .. } => Some(*kind),
@@ -193,7 +204,9 @@ impl TraceStep {
             | TraceStep::Propagation { result, .. }
             | TraceStep::TimeOffsets { result, .. }
             | TraceStep::Fork { result } => *result,
-            TraceStep::Sync { .. } | TraceStep::Close { .. } => Outcome::Ok,
+            TraceStep::Sync { .. } | TraceStep::Close { .. } | TraceStep::DeferredJoins { .. } => {
+                Outcome::Ok
+            }
         }
     }
 }
@@ -353,6 +366,15 @@ impl fmt::Display for TraceStep {
             TraceStep::Setid { result, .. } => {
                 write!(f, "setid   user     uid=0 gid=0 -> {result}")
             }
+            TraceStep::DeferredJoins { retried, .. } => {
+                write!(f, "pass 2  user     retry")?;
+                if retried.is_empty() {
+                    f.write_str(" (nothing deferred)")
+                } else {
+                    let kinds: Vec<&str> = retried.iter().map(|k| k.spec_name()).collect();
+                    write!(f, " {}", kinds.join(","))
+                }
+            }
             TraceStep::Propagation {
                 propagation,
                 result,
@@ -411,6 +433,10 @@ impl Step {
             Step::Setid => TraceStep::Setid {
                 kind: Kind::User,
                 result: ok,
+            },
+            Step::DeferredJoins => TraceStep::DeferredJoins {
+                kind: Kind::User,
+                retried: Vec::new(),
             },
             Step::Propagation { propagation } => TraceStep::Propagation {
                 kind: Kind::Mount,

@@ -10,7 +10,7 @@ use std::process::Command;
 use jsonschema::Validator;
 use nsapply::model::{FaultScript, Model, World};
 use nsapply::simulate::simulate;
-use nsapply::{plan, Errno, ErrorCode, Kind, NsConfig, Trace, TraceError, Unjoined};
+use nsapply::{plan, Errno, ErrorCode, Kind, NsConfig, Trace, TraceError, TraceStep, Unjoined};
 use serde_json::{json, Value};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -101,6 +101,106 @@ fn schema_enums_match_the_crate() {
         .collect();
     let want: Vec<&str> = Kind::ALL.iter().map(|k| k.spec_name()).collect();
     assert_eq!(kinds, want, "namespace types");
+}
+
+/// One step of every kind of trace step. The exhaustive match makes a new
+/// kind of step without a sample here a compile error, so the schema is
+/// checked against every op the crate can write.
+fn one_step_of_each_op() -> Vec<TraceStep> {
+    use nsapply::config::Propagation;
+    use nsapply::{Clock, Outcome, SyncPoint, TimeOffset};
+    let p = || PathBuf::from("/run/netns/a");
+    let steps = vec![
+        TraceStep::Open {
+            kind: Kind::Network,
+            path: p(),
+            result: Outcome::Ok,
+            found: Some("ipc".into()),
+        },
+        TraceStep::Setns {
+            kind: Kind::Network,
+            path: p(),
+            result: Outcome::Err(nsapply::Errno::EPERM),
+            deferred: true,
+        },
+        TraceStep::Unshare {
+            kind: Kind::User,
+            result: Outcome::Ok,
+        },
+        TraceStep::Sync {
+            point: SyncPoint::IdMapping,
+        },
+        TraceStep::Setid {
+            kind: Kind::User,
+            result: Outcome::Ok,
+        },
+        TraceStep::DeferredJoins {
+            kind: Kind::User,
+            retried: vec![Kind::Network, Kind::Ipc],
+        },
+        TraceStep::Propagation {
+            kind: Kind::Mount,
+            propagation: Propagation::DEFAULT,
+            result: Outcome::Ok,
+        },
+        TraceStep::TimeOffsets {
+            kind: Kind::Time,
+            offsets: vec![TimeOffset {
+                clock: Clock::Boottime,
+                secs: -7,
+                nanosecs: 9,
+            }],
+            result: Outcome::Ok,
+        },
+        TraceStep::Close {
+            kind: Kind::Network,
+            path: p(),
+        },
+        TraceStep::Fork {
+            result: Outcome::Err(nsapply::Errno::EAGAIN),
+        },
+    ];
+    for s in &steps {
+        match s {
+            TraceStep::Open { .. }
+            | TraceStep::Setns { .. }
+            | TraceStep::Unshare { .. }
+            | TraceStep::Sync { .. }
+            | TraceStep::Setid { .. }
+            | TraceStep::DeferredJoins { .. }
+            | TraceStep::Propagation { .. }
+            | TraceStep::TimeOffsets { .. }
+            | TraceStep::Close { .. }
+            | TraceStep::Fork { .. } => {}
+        }
+    }
+    steps
+}
+
+#[test]
+fn every_kind_of_step_matches_the_schema_and_its_op_is_listed() {
+    let v = validator();
+    let s = schema();
+    let ops: Vec<&str> = s["$defs"]["step"]["properties"]["op"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    let steps = one_step_of_each_op();
+    let mut seen = Vec::new();
+    for step in &steps {
+        let doc = serde_json::to_value(Trace {
+            steps: vec![step.clone()],
+            ..Trace::default()
+        })
+        .unwrap();
+        let op = doc["steps"][0]["op"].as_str().unwrap().to_owned();
+        assert!(ops.contains(&op.as_str()), "op {op} is not in the schema's list");
+        assert_valid(&v, &doc, &format!("a trace with one {op} step"));
+        seen.push(op);
+    }
+    assert_eq!(seen, ops, "the schema lists exactly the crate's ops, in order");
 }
 
 #[test]
