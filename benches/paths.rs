@@ -20,7 +20,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use nsapply::config::validate;
-use nsapply::fuzzing::Target;
+use nsapply::fuzzing::FuzzTarget;
 use nsapply::model::{Model, World};
 use nsapply::simulate::simulate;
 use nsapply::{plan, NsConfig};
@@ -97,9 +97,9 @@ fn main() {
         }
         "fuzz_config_json" | "fuzz_apply_model" => {
             let (dir, target) = if args[1] == "fuzz_config_json" {
-                ("config_json", Target::ConfigJson)
+                ("config_json", FuzzTarget::ConfigJson)
             } else {
-                ("apply_model", Target::ApplyModel)
+                ("apply_model", FuzzTarget::ApplyModel)
             };
             let seeds = corpus(dir);
             for _ in 0..n {

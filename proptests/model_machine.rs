@@ -241,7 +241,7 @@ fn world(caller: Caller, with_paths: bool) -> World {
 
 /// What an open names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-enum Target {
+enum OpTarget {
     /// The namespace `WORLD[i]`.
     World(usize),
     /// A regular file.
@@ -259,11 +259,11 @@ enum Target {
 /// deletes unrelated operations from it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Op {
-    Open(Target),
+    Open(OpTarget),
     /// Close the newest open fd opened from the target.
-    Close(Target),
+    Close(OpTarget),
     /// setns(2) with the newest open fd opened from the target.
-    Setns(Target, Kind),
+    Setns(OpTarget, Kind),
     /// The kinds of one unshare(2), in canonical order.
     Unshare(Vec<Kind>),
     Fork,
@@ -279,19 +279,19 @@ enum Op {
 
 /// Open fds with the target each was opened from, oldest first.
 #[derive(Clone, Debug)]
-struct Fds<F>(Vec<(Target, F)>);
+struct Fds<F>(Vec<(OpTarget, F)>);
 
 impl<F> Fds<F> {
     fn new() -> Self {
         Fds(Vec::new())
     }
 
-    fn push(&mut self, target: Target, fd: F) {
+    fn push(&mut self, target: OpTarget, fd: F) {
         self.0.push((target, fd));
     }
 
     /// The newest fd opened from `target`.
-    fn get(&self, target: Target) -> Option<&F> {
+    fn get(&self, target: OpTarget) -> Option<&F> {
         self.0
             .iter()
             .rev()
@@ -299,7 +299,7 @@ impl<F> Fds<F> {
             .map(|(_, f)| f)
     }
 
-    fn take(&mut self, target: Target) -> Option<F> {
+    fn take(&mut self, target: OpTarget) -> Option<F> {
         let i = self.0.iter().rposition(|(t, _)| *t == target)?;
         Some(self.0.remove(i).1)
     }
@@ -620,16 +620,18 @@ impl RefState {
         match op {
             Op::Open(t) => {
                 let fd = match *t {
-                    Target::World(i) => RefFd::Ns(8 + i),
-                    Target::Regular => RefFd::File,
-                    Target::Missing => return Err(Errno::ENOENT),
-                    Target::ProcSelf(k) => RefFd::Ns(self.cur[k.index()]),
+                    OpTarget::World(i) => RefFd::Ns(8 + i),
+                    OpTarget::Regular => RefFd::File,
+                    OpTarget::Missing => return Err(Errno::ENOENT),
+                    OpTarget::ProcSelf(k) => RefFd::Ns(self.cur[k.index()]),
                     // pidns_for_children_get: hidden until the namespace has an init.
-                    Target::ForChildren(Kind::Pid) if !self.spaces[self.pid_children].has_init => {
+                    OpTarget::ForChildren(Kind::Pid)
+                        if !self.spaces[self.pid_children].has_init =>
+                    {
                         return Err(Errno::ENOENT)
                     }
-                    Target::ForChildren(Kind::Pid) => RefFd::Ns(self.pid_children),
-                    Target::ForChildren(_) => RefFd::Ns(self.time_children),
+                    OpTarget::ForChildren(Kind::Pid) => RefFd::Ns(self.pid_children),
+                    OpTarget::ForChildren(_) => RefFd::Ns(self.time_children),
                 };
                 self.fds.push(*t, fd);
                 Ok(())
@@ -937,12 +939,12 @@ impl<const KERNEL: bool> ReferenceStateMachine for RefMachine<KERNEL> {
         let open = prop_oneof![
             // User namespaces (the first three) more often: they decide
             // most of the other answers.
-            3 => (0..3usize).prop_map(Target::World),
-            6 => (0..WORLD.len()).prop_map(Target::World),
-            1 => Just(Target::Regular),
-            1 => Just(Target::Missing),
-            2 => any_kind().prop_map(Target::ProcSelf),
-            1 => prop_oneof![Just(Kind::Pid), Just(Kind::Time)].prop_map(Target::ForChildren),
+            3 => (0..3usize).prop_map(OpTarget::World),
+            6 => (0..WORLD.len()).prop_map(OpTarget::World),
+            1 => Just(OpTarget::Regular),
+            1 => Just(OpTarget::Missing),
+            2 => any_kind().prop_map(OpTarget::ProcSelf),
+            1 => prop_oneof![Just(Kind::Pid), Just(Kind::Time)].prop_map(OpTarget::ForChildren),
         ]
         .prop_map(Op::Open);
         let unshare = prop_oneof![
@@ -970,7 +972,7 @@ impl<const KERNEL: bool> ReferenceStateMachine for RefMachine<KERNEL> {
         if !state.fds.0.is_empty() {
             // The open fds' targets, with the kind of namespace each fd is
             // on: setns mostly asks for that kind, to get past the type check.
-            let open: Vec<(Target, Option<Kind>)> = state
+            let open: Vec<(OpTarget, Option<Kind>)> = state
                 .fds
                 .0
                 .iter()
@@ -979,7 +981,7 @@ impl<const KERNEL: bool> ReferenceStateMachine for RefMachine<KERNEL> {
                     RefFd::File => (*t, None),
                 })
                 .collect();
-            let targets: Vec<Target> = open.iter().map(|(t, _)| *t).collect();
+            let targets: Vec<OpTarget> = open.iter().map(|(t, _)| *t).collect();
             let setns = (proptest::sample::select(open), any_kind(), 0..4u8).prop_map(
                 |((t, own), k, coin)| Op::Setns(t, own.filter(|_| coin > 0).unwrap_or(k)),
             );
@@ -1069,11 +1071,11 @@ impl ModelRun {
         match op {
             Op::Open(t) => {
                 let path = match *t {
-                    Target::World(i) => format!("{MODEL_DIR}/{}", WORLD[i].name),
-                    Target::Regular => format!("{MODEL_DIR}/regular"),
-                    Target::Missing => format!("{MODEL_DIR}/missing"),
-                    Target::ProcSelf(k) => format!("/proc/self/ns/{}", k.proc_name()),
-                    Target::ForChildren(k) => {
+                    OpTarget::World(i) => format!("{MODEL_DIR}/{}", WORLD[i].name),
+                    OpTarget::Regular => format!("{MODEL_DIR}/regular"),
+                    OpTarget::Missing => format!("{MODEL_DIR}/missing"),
+                    OpTarget::ProcSelf(k) => format!("/proc/self/ns/{}", k.proc_name()),
+                    OpTarget::ForChildren(k) => {
                         format!("/proc/self/ns/{}", k.proc_name_for_children())
                     }
                 };
@@ -1521,7 +1523,7 @@ fn kernel_child_setup() -> Result<i32, String> {
     Ok(code)
 }
 
-/// The kernel child's paths for each [`Target`] that is not in `/proc/self/ns`.
+/// The kernel child's paths for each [`OpTarget`] that is not in `/proc/self/ns`.
 struct Paths {
     world: Vec<PathBuf>,
     regular: PathBuf,
@@ -1693,11 +1695,11 @@ fn run_ops(
         let result = match op {
             Op::Open(t) => {
                 let path = match *t {
-                    Target::World(i) => paths.world[i].clone(),
-                    Target::Regular => paths.regular.clone(),
-                    Target::Missing => paths.missing.clone(),
-                    Target::ProcSelf(k) => format!("/proc/self/ns/{}", k.proc_name()).into(),
-                    Target::ForChildren(k) => {
+                    OpTarget::World(i) => paths.world[i].clone(),
+                    OpTarget::Regular => paths.regular.clone(),
+                    OpTarget::Missing => paths.missing.clone(),
+                    OpTarget::ProcSelf(k) => format!("/proc/self/ns/{}", k.proc_name()).into(),
+                    OpTarget::ForChildren(k) => {
                         format!("/proc/self/ns/{}", k.proc_name_for_children()).into()
                     }
                 };

@@ -1,7 +1,7 @@
 //! Fuzz oracles and their structured inputs (feature `fuzzing`).
 //!
 //! The cargo-fuzz targets in `fuzz/fuzz_targets/` are one call each,
-//! `Target::ConfigJson.fuzz(data)`; the decoding of the fuzzer's bytes, the
+//! `FuzzTarget::ConfigJson.fuzz(data)`; the decoding of the fuzzer's bytes, the
 //! generators and the invariant checks all live here, so the same oracles
 //! also run as ordinary tests (`tests/fuzz_oracles.rs`: seeded random inputs
 //! and the committed crash replays) without libFuzzer.
@@ -39,7 +39,7 @@ use crate::model::{CallOp, Fault, FaultAt, FaultScript, Model, World};
 use crate::oracles::{deferral_violation, error_path_violation, order_violation, validation_rule};
 use crate::plan::{plan, Plan};
 use crate::simulate::simulate;
-use crate::testing::{build_world, join_path, shuffle, PathTarget, ERRNOS, UNKNOWN_TYPES};
+use crate::testing::{build_world, join_path, shuffle, PathTarget, Pick, ERRNOS, UNKNOWN_TYPES};
 use crate::trace::Unjoined;
 use crate::trace::{Trace, TraceError};
 use crate::Applied;
@@ -48,11 +48,11 @@ use crate::Applied;
 // Targets and verdicts.
 // ---------------------------------------------------------------------------
 
-/// One fuzz target. Its [`Target::name`] is the cargo-fuzz target name and
+/// One fuzz target. Its [`FuzzTarget::name`] is the cargo-fuzz target name and
 /// the directory of its corpus (`fuzz/corpus/<name>`) and of its committed
 /// crashes (`tests/fuzz-regressions/<name>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Target {
+pub enum FuzzTarget {
     /// Bytes → config.json → validate → plan → simulate on the default world.
     ConfigJson,
     /// [`ApplyInput`] → apply on the model, with faults and phases.
@@ -63,28 +63,28 @@ pub enum Target {
     TraceRoundtrip,
 }
 
-impl Target {
+impl FuzzTarget {
     /// Every target.
-    pub const ALL: [Target; 4] = [
-        Target::ConfigJson,
-        Target::ApplyModel,
-        Target::DifferentialPlan,
-        Target::TraceRoundtrip,
+    pub const ALL: [FuzzTarget; 4] = [
+        FuzzTarget::ConfigJson,
+        FuzzTarget::ApplyModel,
+        FuzzTarget::DifferentialPlan,
+        FuzzTarget::TraceRoundtrip,
     ];
 
     /// The cargo-fuzz target name (`"config_json"`).
     pub const fn name(self) -> &'static str {
         match self {
-            Target::ConfigJson => "config_json",
-            Target::ApplyModel => "apply_model",
-            Target::DifferentialPlan => "differential_plan",
-            Target::TraceRoundtrip => "trace_roundtrip",
+            FuzzTarget::ConfigJson => "config_json",
+            FuzzTarget::ApplyModel => "apply_model",
+            FuzzTarget::DifferentialPlan => "differential_plan",
+            FuzzTarget::TraceRoundtrip => "trace_roundtrip",
         }
     }
 
     /// The target named `name`.
-    pub fn from_name(name: &str) -> Option<Target> {
-        Target::ALL.into_iter().find(|t| t.name() == name)
+    pub fn from_name(name: &str) -> Option<FuzzTarget> {
+        FuzzTarget::ALL.into_iter().find(|t| t.name() == name)
     }
 
     /// Runs the target's oracle on the fuzzer's bytes. Inputs that do not
@@ -95,9 +95,9 @@ impl Target {
     /// The [`Violation`] the oracle found.
     ///
     /// ```
-    /// use nsapply::fuzzing::Target;
-    /// assert!(Target::ConfigJson.check(br#"{"linux":{"namespaces":[{"type":"pid"}]}}"#).is_ok());
-    /// assert!(Target::TraceRoundtrip.check(b"{not json").is_ok());
+    /// use nsapply::fuzzing::FuzzTarget;
+    /// assert!(FuzzTarget::ConfigJson.check(br#"{"linux":{"namespaces":[{"type":"pid"}]}}"#).is_ok());
+    /// assert!(FuzzTarget::TraceRoundtrip.check(b"{not json").is_ok());
     /// ```
     // Inlined into each fuzz target, where `self` is a constant: the other
     // targets' oracles are then dead code, and neither linked nor given
@@ -106,10 +106,12 @@ impl Target {
     #[inline(always)]
     pub fn check(self, data: &[u8]) -> Result<(), Violation> {
         let r = match self {
-            Target::ConfigJson => config_json(data),
-            Target::TraceRoundtrip => trace_roundtrip(data),
-            Target::ApplyModel => decode::<ApplyInput>(data).map_or(Ok(()), |i| apply_model(&i)),
-            Target::DifferentialPlan => {
+            FuzzTarget::ConfigJson => config_json(data),
+            FuzzTarget::TraceRoundtrip => trace_roundtrip(data),
+            FuzzTarget::ApplyModel => {
+                decode::<ApplyInput>(data).map_or(Ok(()), |i| apply_model(&i))
+            }
+            FuzzTarget::DifferentialPlan => {
                 decode::<PlanInput>(data).map_or(Ok(()), |i| differential_plan(&i))
             }
         };
@@ -119,7 +121,7 @@ impl Target {
         })
     }
 
-    /// The body of the cargo-fuzz target: [`Target::check`], panicking on a
+    /// The body of the cargo-fuzz target: [`FuzzTarget::check`], panicking on a
     /// violation so libFuzzer records the input as a crash.
     ///
     /// # Panics
@@ -133,7 +135,7 @@ impl Target {
     }
 }
 
-impl fmt::Display for Target {
+impl fmt::Display for FuzzTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -143,7 +145,7 @@ impl fmt::Display for Target {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     /// The target whose oracle failed.
-    pub target: Target,
+    pub target: FuzzTarget,
     /// The broken invariant, with the input and what the engine did.
     pub message: String,
 }
@@ -169,17 +171,6 @@ pub fn decode<'a, T: Arbitrary<'a>>(data: &'a [u8]) -> Option<T> {
 // ---------------------------------------------------------------------------
 // Structured inputs.
 // ---------------------------------------------------------------------------
-
-/// What a config does with one kind.
-#[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pick {
-    /// Not in `linux.namespaces`.
-    Absent,
-    /// Created (no path).
-    Create,
-    /// Joined by path.
-    Join,
-}
 
 /// One id-map line, from small tables so the model's map rules are hit.
 #[derive(Arbitrary, Clone, Copy, Debug)]
@@ -1080,8 +1071,8 @@ mod tests {
 
     #[test]
     fn every_target_round_trips_its_name() {
-        for t in Target::ALL {
-            assert_eq!(Target::from_name(t.name()), Some(t));
+        for t in FuzzTarget::ALL {
+            assert_eq!(FuzzTarget::from_name(t.name()), Some(t));
         }
     }
 

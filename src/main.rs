@@ -108,15 +108,15 @@ enum Format {
 }
 
 /// One error line and the exit status that goes with it.
-struct Failure {
+struct CliError {
     code: &'static str,
     message: String,
     status: u8,
 }
 
-impl Failure {
-    fn invalid(code: &'static str, message: impl Into<String>) -> Failure {
-        Failure {
+impl CliError {
+    fn invalid(code: &'static str, message: impl Into<String>) -> CliError {
+        CliError {
             code,
             message: message.into(),
             status: EXIT_INVALID,
@@ -124,9 +124,9 @@ impl Failure {
     }
 }
 
-impl From<&ConfigError> for Failure {
-    fn from(e: &ConfigError) -> Failure {
-        Failure::invalid(e.code().as_str(), e.to_string())
+impl From<&ConfigError> for CliError {
+    fn from(e: &ConfigError) -> CliError {
+        CliError::invalid(e.code().as_str(), e.to_string())
     }
 }
 
@@ -164,7 +164,7 @@ fn main() -> ExitCode {
                 .collect();
             let first = first.join(" ");
             let first = first.strip_prefix("error: ").unwrap_or(&first);
-            report(&Failure::invalid(
+            report(&CliError::invalid(
                 "usage",
                 format!("{} (see nsapply --help)", one_line(first)),
             ));
@@ -215,7 +215,7 @@ fn main() -> ExitCode {
 }
 
 /// Prints the one error line.
-fn report(f: &Failure) {
+fn report(f: &CliError) {
     let line = format!("nsapply: {}: {}\n", f.code, one_line(&f.message));
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
@@ -240,11 +240,11 @@ const MAX_INPUT: u64 = 16 * 1024 * 1024;
 /// that cannot be read is `unreadable-file` (with the errno); one that is
 /// too large or not UTF-8 is `invalid_code` (`invalid-config`,
 /// `invalid-world`): it was read, and is not a document.
-fn read_file(path: &Path, what: &str, invalid_code: &'static str) -> Result<String, Failure> {
+fn read_file(path: &Path, what: &str, invalid_code: &'static str) -> Result<String, CliError> {
     use std::io::Read;
     let unreadable = |e: std::io::Error| {
         let why = Errno::of_io(&e).map_or_else(|| e.to_string(), |errno| errno.to_string());
-        Failure::invalid(
+        CliError::invalid(
             "unreadable-file",
             format!("cannot read {what} {path:?}: {why}"),
         )
@@ -255,7 +255,7 @@ fn read_file(path: &Path, what: &str, invalid_code: &'static str) -> Result<Stri
         .read_to_end(&mut bytes)
         .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_INPUT {
-        return Err(Failure::invalid(
+        return Err(CliError::invalid(
             invalid_code,
             format!(
                 "{what} {path:?} is larger than {} MiB, the most nsapply reads",
@@ -264,7 +264,7 @@ fn read_file(path: &Path, what: &str, invalid_code: &'static str) -> Result<Stri
         ));
     }
     String::from_utf8(bytes).map_err(|e| {
-        Failure::invalid(
+        CliError::invalid(
             invalid_code,
             format!(
                 "{what} {path:?} is not UTF-8 (invalid byte at offset {})",
@@ -276,7 +276,7 @@ fn read_file(path: &Path, what: &str, invalid_code: &'static str) -> Result<Stri
 
 /// Reads and validates CONFIG. With JSON output, a rejected config still
 /// prints a trace document (no steps, the error) for tools that read stdout.
-fn load_plan(path: &Path, format: Format) -> Result<Plan, Failure> {
+fn load_plan(path: &Path, format: Format) -> Result<Plan, CliError> {
     let text = read_file(path, "config", "invalid-config")?;
     match NsConfig::from_json(&text) {
         Ok(cfg) => Ok(plan(&cfg)),
@@ -284,12 +284,12 @@ fn load_plan(path: &Path, format: Format) -> Result<Plan, Failure> {
             if format == Format::Json {
                 emit(&format!("{}\n", Trace::rejected(&e).to_json_pretty()));
             }
-            Err(Failure::from(&e))
+            Err(CliError::from(&e))
         }
     }
 }
 
-fn cmd_plan(config: &Path, format: Format, only: Option<&str>) -> Result<u8, Failure> {
+fn cmd_plan(config: &Path, format: Format, only: Option<&str>) -> Result<u8, CliError> {
     // Arguments first: nothing is printed for a bad --only.
     let kinds = only.map(parse_kinds).transpose()?;
     let mut plan = load_plan(config, format)?;
@@ -304,12 +304,12 @@ fn cmd_plan(config: &Path, format: Format, only: Option<&str>) -> Result<u8, Fai
     Ok(0)
 }
 
-fn parse_kinds(s: &str) -> Result<KindSet, Failure> {
+fn parse_kinds(s: &str) -> Result<KindSet, CliError> {
     let kinds: KindSet = s.parse().map_err(|e: nsapply::kind::UnknownKind| {
-        Failure::invalid("invalid-kinds", e.to_string())
+        CliError::invalid("invalid-kinds", e.to_string())
     })?;
     if kinds.is_empty() {
-        return Err(Failure::invalid(
+        return Err(CliError::invalid(
             "invalid-kinds",
             "--only needs at least one namespace type (user, pid, uts, ipc, network, cgroup, mount, time)",
         ));
@@ -322,24 +322,24 @@ fn cmd_simulate(
     world: Option<&Path>,
     fail: &[String],
     format: Format,
-) -> Result<u8, Failure> {
+) -> Result<u8, CliError> {
     let world = match world {
         None => World::default(),
         Some(path) => {
             let text = read_file(path, "world", "invalid-world")?;
             World::from_json(&text)
-                .map_err(|e| Failure::invalid("invalid-world", format!("{path:?}: {e}")))?
+                .map_err(|e| CliError::invalid("invalid-world", format!("{path:?}: {e}")))?
         }
     };
     let mut faults = FaultScript::new();
     for rule in fail {
         let fault = FaultScript::parse_rule(rule)
-            .map_err(|e| Failure::invalid("invalid-fault", format!("--fail {rule:?}: {e}")))?;
+            .map_err(|e| CliError::invalid("invalid-fault", format!("--fail {rule:?}: {e}")))?;
         faults.push(fault);
     }
     let plan = load_plan(config, format)?;
-    let mut model =
-        Model::new(&world).map_err(|e| Failure::invalid("invalid-world", format!("world: {e}")))?;
+    let mut model = Model::new(&world)
+        .map_err(|e| CliError::invalid("invalid-world", format!("world: {e}")))?;
     model.set_faults(faults);
     let applied = nsapply::simulate::simulate(&plan, &mut model);
     match format {
@@ -348,7 +348,7 @@ fn cmd_simulate(
     }
     match &applied.error() {
         None => Ok(0),
-        Some(e) => Err(Failure {
+        Some(e) => Err(CliError {
             code: e.code.as_str(),
             message: e.message.clone(),
             status: if e.code.is_input_error() {
@@ -360,12 +360,12 @@ fn cmd_simulate(
     }
 }
 
-fn cmd_run(config: &Path, options: RunOptions, command: &[OsString]) -> Result<u8, Failure> {
+fn cmd_run(config: &Path, options: RunOptions, command: &[OsString]) -> Result<u8, CliError> {
     let plan = load_plan(config, Format::Text)?;
     match run(&plan, command, &options) {
         // Statuses are 0..=255 and 128 + signal (at most 192): they fit.
         Ok(exit) => Ok(u8::try_from(exit.status()).unwrap_or(u8::MAX)),
-        Err(e) => Err(Failure {
+        Err(e) => Err(CliError {
             code: e.code(),
             message: e.to_string(),
             status: if e.is_input_error() {
@@ -384,7 +384,7 @@ fn cmd_conform(
     report: Option<&Path>,
     timeout: u64,
     names: &[String],
-) -> Result<u8, Failure> {
+) -> Result<u8, CliError> {
     use nsapply::conform::{self, ConformError, Options, Runtime, Session};
     let failed = |e: ConformError| {
         let (code, status) = match &e {
@@ -392,7 +392,7 @@ fn cmd_conform(
             ConformError::Runtime { .. } => ("invalid-runtime", EXIT_INVALID),
             _ => ("conform-failed", EXIT_FAILED),
         };
-        Failure {
+        CliError {
             code,
             message: e.to_string(),
             status,
@@ -442,7 +442,7 @@ fn cmd_conform(
             .map(|d| d.join("explanations.json"))
             .map(|p| conform::report::load_explanations(&p))
             .transpose()
-            .map_err(|e| Failure::invalid("invalid-corpus", e))?
+            .map_err(|e| CliError::invalid("invalid-corpus", e))?
             .unwrap_or_default();
         let text = conform::report::markdown(
             &cases,
@@ -452,7 +452,7 @@ fn cmd_conform(
             &explanations,
         );
         std::fs::write(&path, text).map_err(|e| {
-            Failure::invalid(
+            CliError::invalid(
                 "unwritable-file",
                 format!(
                     "cannot write report {path:?}: {}",

@@ -487,7 +487,9 @@ pub fn deferral_violation(p: &Plan, applied: &Applied) -> Option<String> {
         let mut want: Vec<Kind> = deferred.iter().map(|(_, k)| *k).collect();
         want.sort();
         if *retried != want {
-            return Some(format!("pass 2 retries {retried:?}, pass 1 deferred {want:?}"));
+            return Some(format!(
+                "pass 2 retries {retried:?}, pass 1 deferred {want:?}"
+            ));
         }
         if deferred.iter().any(|(i, _)| *i > at) {
             return Some("a join was deferred after pass 2".into());

@@ -469,7 +469,7 @@ impl P0<'_> {
     /// Answers C1's sync points, forwards signals, collects C1's reports
     /// until C1 has ended, then ends whatever is left.
     fn supervise(mut self) -> Result<Exit, RunError> {
-        let mut report = Report::default();
+        let mut report = Reported::default();
         let mut channel_open = true;
         loop {
             let c1_ended = self.c1.has_exited();
@@ -538,7 +538,7 @@ impl P0<'_> {
         }
     }
 
-    fn handle(&mut self, msg: ToParent, report: &mut Report) {
+    fn handle(&mut self, msg: ToParent, report: &mut Reported) {
         match msg {
             ToParent::Sync { point } => {
                 let answer = match answer_sync(point, self.plan, &self.c1) {
@@ -562,7 +562,7 @@ fn readable_now(channel: &Channel) -> bool {
 
 /// What P0 learned from C1.
 #[derive(Default)]
-struct Report {
+struct Reported {
     exit: Option<Exit>,
     failure: Option<Failure>,
     broken: Option<SyncError>,

@@ -20,11 +20,16 @@ pub fn join_path(kind: Kind) -> PathBuf {
     PathBuf::from(format!("/run/nsapply/{}", kind.spec_name()))
 }
 
-/// What a generated entry does with its kind.
+/// What a config does with one kind: the generators' and the fuzz inputs'
+/// ([`crate::fuzzing`]) choice per kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pick {
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+pub enum Pick {
+    /// Not in `linux.namespaces`.
     Absent,
+    /// Created (no path).
     Create,
+    /// Joined by path.
     Join,
 }
 

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use nsapply::fuzzing::arbitrary::Unstructured;
-use nsapply::fuzzing::{self, Target};
+use nsapply::fuzzing::{self, FuzzTarget};
 
 /// xorshift64*: a fixed seed, so every run tests the same inputs.
 struct Rng(u64);
@@ -64,7 +64,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn seeds(target: Target) -> Vec<Vec<u8>> {
+fn seeds(target: FuzzTarget) -> Vec<Vec<u8>> {
     files(&root().join("fuzz/corpus").join(target.name()))
         .iter()
         .map(|p| std::fs::read(p).unwrap())
@@ -87,7 +87,7 @@ fn hex(data: &[u8]) -> String {
 }
 
 /// Runs `target`'s oracle on `n` inputs made by `input`.
-fn test_n_times(target: Target, n: usize, mut input: impl FnMut(&mut Rng) -> Vec<u8>) {
+fn test_n_times(target: FuzzTarget, n: usize, mut input: impl FnMut(&mut Rng) -> Vec<u8>) {
     let mut rng = Rng::new(0x6e73_6170_706c_7900 ^ target.name().len() as u64);
     for i in 0..cases(n) {
         let data = input(&mut rng);
@@ -134,7 +134,7 @@ fn mutate(rng: &mut Rng, seed: &[u8], tokens: &[Vec<u8>], others: &[Vec<u8>]) ->
 
 #[test]
 fn config_json_oracle_holds_on_structured_documents() {
-    test_n_times(Target::ConfigJson, 3000, |rng| {
+    test_n_times(FuzzTarget::ConfigJson, 3000, |rng| {
         let bytes = rng.bytes(256);
         let mut u = Unstructured::new(&bytes);
         fuzzing::config_document(&mut u)
@@ -145,7 +145,7 @@ fn config_json_oracle_holds_on_structured_documents() {
 
 /// `n` inputs for `target`: its committed seeds, mutated with the tokens
 /// of its dictionary `dict`.
-fn test_mutated_seeds(target: Target, dict: &str, n: usize) {
+fn test_mutated_seeds(target: FuzzTarget, dict: &str, n: usize) {
     let seeds = seeds(target);
     let tokens = dictionary(dict);
     assert!(!seeds.is_empty() && !tokens.is_empty());
@@ -157,32 +157,32 @@ fn test_mutated_seeds(target: Target, dict: &str, n: usize) {
 
 #[test]
 fn config_json_oracle_holds_on_mutated_seeds() {
-    test_mutated_seeds(Target::ConfigJson, "config_json.dict", 2000);
+    test_mutated_seeds(FuzzTarget::ConfigJson, "config_json.dict", 2000);
 }
 
 #[test]
 fn apply_model_oracle_holds_on_random_inputs() {
-    test_n_times(Target::ApplyModel, 10_000, |rng| rng.bytes(160));
+    test_n_times(FuzzTarget::ApplyModel, 10_000, |rng| rng.bytes(160));
 }
 
 #[test]
 fn differential_plan_oracle_holds_on_random_inputs() {
-    test_n_times(Target::DifferentialPlan, 10_000, |rng| rng.bytes(200));
+    test_n_times(FuzzTarget::DifferentialPlan, 10_000, |rng| rng.bytes(200));
 }
 
 #[test]
 fn trace_roundtrip_oracle_holds_on_mutated_seeds() {
-    test_mutated_seeds(Target::TraceRoundtrip, "trace_roundtrip.dict", 6000);
+    test_mutated_seeds(FuzzTarget::TraceRoundtrip, "trace_roundtrip.dict", 6000);
 }
 
 #[test]
 fn trace_roundtrip_oracle_holds_on_random_bytes() {
-    test_n_times(Target::TraceRoundtrip, 4000, |rng| rng.bytes(64));
+    test_n_times(FuzzTarget::TraceRoundtrip, 4000, |rng| rng.bytes(64));
 }
 
 #[test]
 fn every_committed_seed_passes_its_oracle() {
-    for target in Target::ALL {
+    for target in FuzzTarget::ALL {
         let seeds = seeds(target);
         assert!(!seeds.is_empty(), "fuzz/corpus/{target} has no seeds");
         for data in seeds {
@@ -194,7 +194,7 @@ fn every_committed_seed_passes_its_oracle() {
 }
 
 /// The committed crash of `target` named `name`, run through its oracle.
-fn replay(target: Target, name: &str) {
+fn replay(target: FuzzTarget, name: &str) {
     let path = root()
         .join("tests/fuzz-regressions")
         .join(target.name())
@@ -209,7 +209,7 @@ fn replay(target: Target, name: &str) {
 /// (so a crash file dropped in is replayed before its test is written).
 #[test]
 fn every_committed_crash_replays_clean() {
-    for target in Target::ALL {
+    for target in FuzzTarget::ALL {
         let dir = root().join("tests/fuzz-regressions").join(target.name());
         for path in files(&dir) {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();

@@ -196,11 +196,17 @@ fn every_kind_of_step_matches_the_schema_and_its_op_is_listed() {
         })
         .unwrap();
         let op = doc["steps"][0]["op"].as_str().unwrap().to_owned();
-        assert!(ops.contains(&op.as_str()), "op {op} is not in the schema's list");
+        assert!(
+            ops.contains(&op.as_str()),
+            "op {op} is not in the schema's list"
+        );
         assert_valid(&v, &doc, &format!("a trace with one {op} step"));
         seen.push(op);
     }
-    assert_eq!(seen, ops, "the schema lists exactly the crate's ops, in order");
+    assert_eq!(
+        seen, ops,
+        "the schema lists exactly the crate's ops, in order"
+    );
 }
 
 #[test]

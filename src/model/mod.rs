@@ -59,7 +59,7 @@ pub use world::{CallerSpec, FileSpec, NsSpec, World, WorldError};
 
 use fs::Node;
 use kernel::{Cred, Ids, Kernel};
-use views::{OpenFile, Target, NEXT_SERIAL};
+use views::{FdTarget, OpenFile, NEXT_SERIAL};
 
 /// The first fd the model hands out (0, 1, 2 are stdio).
 const FIRST_FD: u32 = 3;
@@ -296,10 +296,10 @@ impl Model {
         self.fds.get(&fd.num).filter(|o| o.serial == fd.serial)
     }
 
-    fn target_kind(&self, target: Target) -> Option<Kind> {
+    fn target_kind(&self, target: FdTarget) -> Option<Kind> {
         match target {
-            Target::Ns(id) => Some(self.kernel.spaces[id].kind),
-            Target::File => None,
+            FdTarget::Ns(id) => Some(self.kernel.spaces[id].kind),
+            FdTarget::File => None,
         }
     }
 
@@ -342,7 +342,7 @@ impl Model {
         result
     }
 
-    fn allocate_fd(&mut self, path: &Path, target: Target) -> ModelFd {
+    fn allocate_fd(&mut self, path: &Path, target: FdTarget) -> ModelFd {
         // open(2) returns the lowest free number.
         let num = (FIRST_FD..)
             .find(|n| !self.fds.contains_key(n))
@@ -386,8 +386,8 @@ impl Syscall for Model {
             Some(path.to_owned()),
             None,
             |m| match resolved? {
-                Node::Ns(id) => Ok(m.allocate_fd(path, Target::Ns(id))),
-                Node::Dir | Node::File => Ok(m.allocate_fd(path, Target::File)),
+                Node::Ns(id) => Ok(m.allocate_fd(path, FdTarget::Ns(id))),
+                Node::Dir | Node::File => Ok(m.allocate_fd(path, FdTarget::File)),
             },
         );
         if let (Ok(fd), Some(call)) = (&r, self.calls.last_mut()) {
@@ -429,9 +429,9 @@ impl Syscall for Model {
                 // reference (see open_ns), which setns(2) does not take
                 // (`fdget` refuses O_PATH files): EBADF, where an fd opened
                 // for reading would get EINVAL.
-                None | Some(Target::File) => Err(Errno::EBADF),
-                Some(Target::Ns(id)) if m.kernel.spaces[id].kind != kind => Err(Errno::EINVAL),
-                Some(Target::Ns(id)) => m.kernel.setns(id, kind),
+                None | Some(FdTarget::File) => Err(Errno::EBADF),
+                Some(FdTarget::Ns(id)) if m.kernel.spaces[id].kind != kind => Err(Errno::EINVAL),
+                Some(FdTarget::Ns(id)) => m.kernel.setns(id, kind),
             },
         )
     }

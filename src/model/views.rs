@@ -42,7 +42,7 @@ impl ModelFd {
 
 /// What an open fd refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Target {
+pub(super) enum FdTarget {
     Ns(NsId),
     /// A regular file or directory.
     File,
@@ -52,7 +52,7 @@ pub(super) enum Target {
 pub(super) struct OpenFile {
     pub(super) serial: u64,
     pub(super) path: PathBuf,
-    pub(super) target: Target,
+    pub(super) target: FdTarget,
     pub(super) cloexec: bool,
 }
 
@@ -111,8 +111,8 @@ impl Model {
                 fd,
                 path: o.path.clone(),
                 namespace: match o.target {
-                    Target::Ns(id) => Some(self.kernel.spaces[id].name.to_string()),
-                    Target::File => None,
+                    FdTarget::Ns(id) => Some(self.kernel.spaces[id].name.to_string()),
+                    FdTarget::File => None,
                 },
                 cloexec: o.cloexec,
             })
