@@ -761,7 +761,8 @@ pub struct KernelRun {
 /// R's part (fork C, write C's maps, read C's report, reap it) leaves R as
 /// it was, and R only needs a process of its own to change credentials.
 /// That is one fork and one report round trip fewer per run, which the VM
-/// tests feel: under TCG a fork and exit costs about 5 ms.
+/// tests feel (a fork and exit is slow under TCG; vm-tests/README.md has
+/// the figures).
 ///
 /// # Errors
 ///

@@ -452,8 +452,8 @@ impl ProcSelf {
     /// The inode of `/proc/self/ns/<name>` (see [`ns_inode`]), read from
     /// the link's text (`net:[4026531840]`, namespaces(7)) rather than by
     /// stat(2): following the link makes the kernel set up the nsfs inode,
-    /// reading it only formats the number (a third of the cost of a look
-    /// at a namespace in a profile of the VM corpus).
+    /// reading it only formats the number (the cheaper look, which the VM
+    /// corpus does many times; vm-tests/README.md has the profile).
     ///
     /// # Errors
     ///
