@@ -1516,7 +1516,9 @@ fn kernel_child_setup() -> Result<i32, String> {
         }
     })
     .map_err(|e| format!("fork of the caller: {e}"))?;
-    let code = linux::wait_exit(caller).map_err(|e| format!("waiting for the caller: {e}"))?;
+    let code = linux::wait(caller)
+        .map(linux::Exit::status)
+        .map_err(|e| format!("waiting for the caller: {e}"))?;
     drop(held);
     drop(real);
     drop(scratch);
@@ -1631,7 +1633,7 @@ impl Writer {
     fn finish(&mut self) {
         let text = serde_json::to_string(&WriterRequest::Quit).unwrap_or_default();
         let _ = writeln!(self.to, "{text}");
-        let _ = linux::wait_exit(self.pid);
+        let _ = linux::wait(self.pid).map(linux::Exit::status);
     }
 
     fn write(&mut self, file: &str, text: String) -> Result<(), Errno> {
@@ -1718,7 +1720,7 @@ fn run_ops(
             Op::Unshare(kinds) => Linux.unshare(kinds.iter().copied().collect::<KindSet>()),
             Op::Fork => match Linux.fork() {
                 Ok(Forked::Parent { child }) => {
-                    let code = linux::wait_exit(child).unwrap_or(1);
+                    let code = linux::wait(child).map(linux::Exit::status).unwrap_or(1);
                     if host_pid() == first {
                         writer.finish();
                     }

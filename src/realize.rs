@@ -783,7 +783,7 @@ pub fn apply_as_caller(plan: &Plan, caller: &CallerSpec) -> Result<KernelRun, Re
     .map_err(sys("fork of the runtime process"))?;
     let mut text = String::new();
     let read = BufReader::new(result_r).read_to_string(&mut text);
-    let status = linux::wait_exit(runtime);
+    let status = linux::wait(runtime).map(linux::Exit::status);
     read.map_err(io_err("reading the runtime's report"))?;
     let r: Result<KernelRun, String> = serde_json::from_str(text.trim()).map_err(|e| {
         RealizeError::Child(format!(
@@ -832,7 +832,7 @@ fn run_runtime(plan: &Plan, caller: &CallerSpec) -> Result<KernelRun, RealizeErr
         let side = match run.result {
             Ok(Some(Forked::Parent { child })) => {
                 drop(rep_w);
-                return linux::wait_exit(child).unwrap_or(1);
+                return linux::wait(child).map(linux::Exit::status).unwrap_or(1);
             }
             Ok(Some(Forked::Child)) => Side::Child,
             _ => Side::Applier,
@@ -859,7 +859,7 @@ fn run_runtime(plan: &Plan, caller: &CallerSpec) -> Result<KernelRun, RealizeErr
     drop(parent_end);
     let mut text = String::new();
     let read = BufReader::new(rep_r).read_to_string(&mut text);
-    let status = linux::wait_exit(applier);
+    let status = linux::wait(applier).map(linux::Exit::status);
     served.map_err(|source| RealizeError::Sync {
         what: "serving the sync points".to_owned(),
         source,

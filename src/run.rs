@@ -75,7 +75,6 @@ use std::path::{Path, PathBuf};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::apply::apply;
@@ -89,7 +88,7 @@ use crate::syscall::linux::{self, Linux, Pidfd};
 use crate::syscall::{Forked, Syscall, ThreadCountError};
 use crate::trace::{Trace, TraceError};
 
-pub use crate::sync::Exit;
+pub use crate::syscall::linux::Exit;
 
 /// The signals P0 forwards to the command.
 pub const FORWARDED_SIGNALS: [Signal; 7] = [
@@ -514,7 +513,7 @@ impl P0<'_> {
                 });
             }
         }
-        let c1_exit = wait_exit(self.c1.pid());
+        let c1_exit = linux::wait(self.c1.pid());
         // Whatever the command left behind (re-parented to us, a child
         // subreaper) ends with the run.
         self.orphans.end(None);
@@ -755,7 +754,7 @@ fn supervise_command(
             }
         }
         if cmd_done {
-            let exit = wait_exit(command);
+            let exit = linux::wait(command);
             // The command's run is over: so is that of what it left behind.
             end_children(&[]);
             if let Some(mut r) = exec_report.take() {
@@ -840,14 +839,9 @@ fn init_main(program: &OsString, command: &[OsString], exec_report: Option<File>
             let _ = nix::sys::signal::kill(Pid::from_raw(child), sig);
             continue;
         }
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == child => return code,
-                Ok(WaitStatus::Signaled(pid, s, _)) if pid.as_raw() == child => {
-                    return 128 + s as i32
-                }
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => {}
+        while let Some((pid, exit)) = linux::reap_any() {
+            if pid == child {
+                return exit.status();
             }
         }
     }
@@ -942,17 +936,6 @@ impl Syscall for Supervised {
                 self.exec_report = Some(report_w);
                 Ok(Forked::Child)
             }
-        }
-    }
-}
-
-fn wait_exit(pid: i32) -> Result<Exit, Errno> {
-    loop {
-        match waitpid(Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code)),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Exit::Signal(sig as i32)),
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Errno(e as i32)),
         }
     }
 }

@@ -28,36 +28,9 @@ use crate::config::IdMapping;
 use crate::error::{Errno, MapFile, SyncError};
 use crate::plan::Plan;
 use crate::plan::SyncPoint;
-use crate::syscall::linux::{Pidfd, ProcRoot, WriteError};
+use crate::syscall::linux::{Exit, Pidfd, ProcRoot, WriteError};
 use crate::syscall::Syscall;
 use crate::trace::TraceError;
-
-/// How a command ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Exit {
-    /// It exited with this status.
-    Code(i32),
-    /// It was killed by this signal number.
-    Signal(i32),
-}
-
-impl Exit {
-    /// The shell's view of the status: the exit code, or 128 + the signal
-    /// number when the command was killed.
-    ///
-    /// ```
-    /// use nsapply::run::Exit;
-    /// assert_eq!(Exit::Code(7).status(), 7);
-    /// assert_eq!(Exit::Signal(9).status(), 137);
-    /// ```
-    pub const fn status(self) -> i32 {
-        match self {
-            Exit::Code(c) => c,
-            Exit::Signal(s) => 128 + s,
-        }
-    }
-}
 
 /// Why the child side of `nsapply run` failed, as it reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1104,21 +1104,90 @@ pub fn kill_and_reap(pid: i32) {
     while let Err(nix::errno::Errno::EINTR) = waitpid(p, None) {}
 }
 
-/// Waits for the child `pid` and returns its exit code (128 + signal when
-/// it was killed).
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// It was killed by this signal number.
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell's view of the status: the exit code, or 128 + the signal
+    /// number when the process was killed.
+    ///
+    /// ```
+    /// use nsapply::run::Exit;
+    /// assert_eq!(Exit::Code(7).status(), 7);
+    /// assert_eq!(Exit::Signal(9).status(), 137);
+    /// ```
+    pub const fn status(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+
+    fn of(status: nix::sys::wait::WaitStatus) -> Option<(i32, Exit)> {
+        use nix::sys::wait::WaitStatus;
+        match status {
+            WaitStatus::Exited(pid, code) => Some((pid.as_raw(), Exit::Code(code))),
+            WaitStatus::Signaled(pid, sig, _) => Some((pid.as_raw(), Exit::Signal(sig as i32))),
+            _ => None,
+        }
+    }
+}
+
+/// Waits for the child `pid` to end (waitpid(2)) and reaps it.
 ///
 /// # Errors
 ///
 /// The errno of waitpid(2) (ECHILD when `pid` is not a child).
-pub fn wait_exit(pid: i32) -> Result<i32, Errno> {
-    use nix::sys::wait::WaitStatus;
+pub fn wait(pid: i32) -> Result<Exit, Errno> {
     loop {
         match waitpid(Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(status) => {
+                if let Some((_, exit)) = Exit::of(status) {
+                    return Ok(exit);
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(nix_errno(e)),
+        }
+    }
+}
+
+/// Reaps the child `pid` if it has ended (waitpid(2) with `WNOHANG`).
+///
+/// # Errors
+///
+/// The errno of waitpid(2) (ECHILD when `pid` is not a child, or was
+/// reaped already).
+pub fn try_wait(pid: i32) -> Result<Option<Exit>, Errno> {
+    use nix::sys::wait::WaitPidFlag;
+    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(status) => Ok(Exit::of(status).map(|(_, e)| e)),
+        Err(e) => Err(nix_errno(e)),
+    }
+}
+
+/// Reaps one child that has ended, whichever it is (`waitpid(-1,
+/// WNOHANG)`): its pid and how it ended, or `None` when no child has ended
+/// (or there is none).
+pub fn reap_any() -> Option<(i32, Exit)> {
+    use nix::sys::wait::WaitPidFlag;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(status) => match Exit::of(status) {
+                Some(ended) => return Some(ended),
+                // Stopped or continued: not an end; nothing else is waiting.
+                None if status != nix::sys::wait::WaitStatus::StillAlive => {}
+                None => return None,
+            },
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return None,
         }
     }
 }

@@ -272,7 +272,7 @@ fn run_all(plan: &[(String, Mode)], jobs: usize, mut done: impl FnMut(CaseReport
                 }
                 Err(e) => {
                     // Only a case without a report needs its exit status.
-                    let status = linux::wait_exit(r.pid);
+                    let status = linux::wait(r.pid).map(linux::Exit::status);
                     failed(
                         &r.name,
                         r.mode,
@@ -285,7 +285,7 @@ fn run_all(plan: &[(String, Mode)], jobs: usize, mut done: impl FnMut(CaseReport
         exiting.retain(|&pid| !reaped(pid));
     }
     for pid in exiting {
-        let _ = linux::wait_exit(pid);
+        let _ = linux::wait(pid).map(linux::Exit::status);
     }
 }
 
@@ -312,13 +312,10 @@ fn refill<'a>(
     }
 }
 
-/// Whether the child `pid` has exited, reaping it if so (never blocks).
+/// Whether the child `pid` has exited, reaping it if so (never blocks). A
+/// pid that is no child (already reaped) counts as exited.
 fn reaped(pid: i32) -> bool {
-    let mut status = 0;
-    // SAFETY: waitpid with WNOHANG only writes the status integer we own.
-    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    // 0: still running; -1 (ECHILD): already gone.
-    r != 0
+    !matches!(linux::try_wait(pid), Ok(None))
 }
 
 /// Pins the calling process (and so everything it forks) to `cpu`. Best
@@ -399,14 +396,7 @@ fn mount(source: &str, target: &str, fstype: &str) -> std::io::Result<()> {
 /// Helpers of a case that outlived it are reparented to pid 1: reap them
 /// once no case runs (a case's own process is waited for by its pid).
 fn reap_orphans() {
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid with WNOHANG only writes the status integer we own.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return;
-        }
-    }
+    while linux::reap_any().is_some() {}
 }
 
 fn reboot() {
