@@ -55,9 +55,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use nsapply::config::id_map_text;
 use nsapply::model::{CallerSpec, FileSpec, Model, ModelFd, NsSpec, World};
 use nsapply::realize::{Realized, ScratchDir};
-use nsapply::sync::id_map_text;
 use nsapply::syscall::linux::{self, Linux};
 use nsapply::{Clock, Errno, Forked, IdMapping, Kind, KindSet, Syscall, TimeOffset};
 use proptest::prelude::*;

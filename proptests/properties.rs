@@ -305,9 +305,11 @@ proptest! {
 
     /// Property 9 (success): a valid plan (full or a phase), applied by root
     /// in a world where every joined path is a namespace of the right kind
-    /// owned by the host (the joined user namespace maps root), with no
-    /// fault, succeeds, hands the config's id mappings to the id-mapping
-    /// sync point, and its trace is exactly the plan's expected trace.
+    /// owned by the host (the joined user namespace maps root), whose clocks
+    /// read what every time offset fits (the kernel wants each clock plus
+    /// its offset within [0, KTIME_SEC_MAX / 2]), with no fault, succeeds,
+    /// hands the config's id mappings to the id-mapping sync point, and its
+    /// trace is exactly the plan's expected trace.
     #[test]
     fn benign_runs_succeed_with_the_expected_trace(
         (cfg, full) in benign_plan(),
@@ -315,7 +317,17 @@ proptest! {
         phase in any::<bool>(),
     ) {
         let p = if phase { full.only(split) } else { full.clone() };
-        let world = build_world(&cfg, 0, 1, &[PathTarget::HostOwned; 8]);
+        let mut world = build_world(&cfg, 0, 1, &[PathTarget::HostOwned; 8]);
+        // A clock that reads what its offset needs: minus the offset when it
+        // is negative (so the sum is 0), else 0 (the offset alone is within
+        // KTIME_SEC_MAX / 2, which validation holds).
+        for o in cfg.time_offsets() {
+            let clock = match o.clock {
+                nsapply::Clock::Monotonic => &mut world.clocks.monotonic,
+                nsapply::Clock::Boottime => &mut world.clocks.boottime,
+            };
+            *clock = nsapply::model::ClockValue { secs: o.secs.saturating_neg().max(0), nanosecs: 0 };
+        }
         let (applied, model) = run(&p, &world, &FaultScript::new());
         prop_assert!(applied.result.is_ok(), "{}", applied.trace());
         prop_assert_eq!(&applied.trace(), &p.expected_trace());

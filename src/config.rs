@@ -51,6 +51,21 @@ impl IdMapping {
     }
 }
 
+/// The text of a `uid_map` or `gid_map` write: one
+/// `"<container> <host> <size>\n"` line per mapping (user_namespaces(7)).
+///
+/// ```
+/// use nsapply::{config::id_map_text, IdMapping};
+/// let m = IdMapping { container_id: 0, host_id: 100000, size: 65536 };
+/// assert_eq!(id_map_text(&[m]), "0 100000 65536\n");
+/// ```
+pub fn id_map_text(lines: &[IdMapping]) -> String {
+    lines
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
+        .collect()
+}
+
 /// A clock a time namespace can offset (time_namespaces(7)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -84,6 +99,10 @@ pub struct TimeOffset {
 
 /// The largest valid nanoseconds value of a time offset.
 pub const MAX_NANOSECS: u32 = 999_999_999;
+
+/// The largest time offset, in seconds, that some clock value can take
+/// (`KTIME_SEC_MAX / 2`, the most a clock plus its offset may read).
+pub const MAX_OFFSET_SECS: i64 = i64::MAX / 1_000_000_000 / 2;
 
 /// What the config asks for one namespace kind.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -530,6 +549,20 @@ pub fn validate(raw: &RawLinux) -> Result<NsConfig, ConfigError> {
                     reason: format!("nanosecs {} is larger than {MAX_NANOSECS}", off.nanosecs),
                 });
             }
+            // The kernel wants the clock's value plus the offset within
+            // [0, KTIME_SEC_MAX / 2] seconds (proc_timens_set_offset); past
+            // half of KTIME_SEC_MAX either way, no clock value makes it so.
+            // Within it, whether it fits depends on the clock now: the
+            // kernel's (and the model's) ERANGE.
+            if off.secs.unsigned_abs() > MAX_OFFSET_SECS.unsigned_abs() {
+                return Err(ConfigError::InvalidTimeOffset {
+                    clock: name.clone(),
+                    reason: format!(
+                        "secs {} is beyond ±{MAX_OFFSET_SECS} (KTIME_SEC_MAX / 2): no clock value makes the clock and its offset valid",
+                        off.secs
+                    ),
+                });
+            }
             time_offsets.push(TimeOffset {
                 clock,
                 secs: off.secs,
@@ -934,6 +967,26 @@ mod tests {
             ),
             ErrorCode::InvalidTimeOffset
         );
+        // LTP timens01's -9223372036 (-KTIME_SEC_MAX), and one past half
+        // of it either way: no clock value makes them valid.
+        for secs in ["-9223372036", "4611686019", "-4611686019"] {
+            assert_eq!(
+                code(&format!(
+                    r#"{{"linux":{{"namespaces":[{{"type":"time"}}],"timeOffsets":{{"monotonic":{{"secs":{secs}}}}}}}}}"#
+                )),
+                ErrorCode::InvalidTimeOffset,
+                "{secs}"
+            );
+        }
+        for secs in ["4611686018", "-4611686018"] {
+            assert!(
+                NsConfig::from_json(&format!(
+                    r#"{{"linux":{{"namespaces":[{{"type":"time"}}],"timeOffsets":{{"monotonic":{{"secs":{secs}}}}}}}}}"#
+                ))
+                .is_ok(),
+                "{secs} can fit a clock value"
+            );
+        }
         let ok = NsConfig::from_json(
             r#"{"linux":{"namespaces":[{"type":"time"}],"timeOffsets":{"monotonic":{"secs":1},"boottime":{"secs":2,"nanosecs":999999999}}}}"#,
         )

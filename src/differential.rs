@@ -285,7 +285,7 @@ fn cases() -> Vec<(String, BuildFn)> {
             Box::new(move || joins(k)),
         ));
     }
-    let fixed: [(&str, PlainBuild); 29] = [
+    let fixed: [(&str, PlainBuild); 31] = [
         (
             "unprivileged_joins_user_then_creates_network",
             unprivileged_join_user_create_network,
@@ -340,6 +340,14 @@ fn cases() -> Vec<(String, BuildFn)> {
         (
             "time_offsets_are_visible_in_the_child",
             time_offsets_visible,
+        ),
+        (
+            "time_offset_below_the_clocks_start_is_erange",
+            time_offset_below_zero,
+        ),
+        (
+            "time_offset_past_half_of_ktime_sec_max_is_erange",
+            time_offset_past_the_top,
         ),
         (
             "id_maps_are_visible_in_the_new_user_namespace",
@@ -1026,6 +1034,50 @@ fn propagation_private() -> Result<Setup, String> {
         |t| !t.contains("shared:") && !t.contains("master:"),
         "private (no shared or master tag)",
     )
+}
+
+/// A boottime offset of minus the host's uptime and one day more: the
+/// clock would read below 0, which the kernel refuses (ERANGE) and the
+/// model, given the host's clocks, refuses too.
+fn time_offset_below_zero() -> Result<Setup, String> {
+    time_offset_case(|now| -(now + 86_400))
+}
+
+/// `KTIME_SEC_MAX / 2` seconds of monotonic offset: valid on its own, but
+/// the clock already reads more than 0 (ERANGE).
+fn time_offset_past_the_top() -> Result<Setup, String> {
+    time_offset_case(|_| crate::config::MAX_OFFSET_SECS)
+}
+
+/// A new time namespace (and pid) whose boottime offset is
+/// `offset(boottime now)`, refused with ERANGE on both backends.
+fn time_offset_case(offset: fn(i64) -> i64) -> Result<Setup, String> {
+    if !time_namespaces_supported() {
+        return Err("no time namespaces on this kernel".to_owned());
+    }
+    let now = crate::simulate::host_clocks()
+        .map_err(|e| format!("reading the clocks: {e}"))?
+        .boottime
+        .secs;
+    let secs = offset(now);
+    Ok(Setup::new(
+        World::new(),
+        move |_| {
+            config(
+                &[(Kind::Time, None), (Kind::Pid, None)],
+                json!({"timeOffsets": {"boottime": {"secs": secs, "nanosecs": 0}}}),
+            )
+        },
+        |ran| {
+            // After unshare(pid) and unshare(time): those did change.
+            expect_code(ran, ErrorCode::TimeOffsetsFailed)?;
+            let k = ran.kernel()?;
+            let errno = k.trace.error.as_ref().and_then(|e| e.errno);
+            ensure(errno == Some(crate::Errno::ERANGE), || {
+                format!("expected ERANGE, got {errno:?}")
+            })
+        },
+    ))
 }
 
 fn missing_path() -> Result<Setup, String> {

@@ -199,7 +199,8 @@ impl MappingShape {
 pub struct OffsetShape {
     /// `boottime` when true, else `monotonic`.
     pub boottime: bool,
-    /// Seconds (any: the model answers ERANGE past the kernel's limit).
+    /// Seconds, taken modulo `MAX_OFFSET_SECS + 1` so validation accepts
+    /// them (the model answers ERANGE where the clock makes them too much).
     pub secs: i64,
     /// Nanoseconds, taken modulo 10⁹ so validation accepts them.
     pub nanosecs: u32,
@@ -281,7 +282,10 @@ impl ConfigShape {
             .map(|o| {
                 let clock = if o.boottime { "boottime" } else { "monotonic" };
                 let off = RawTimeOffset {
-                    secs: o.secs,
+                    // Any value a clock could take with it (validation
+                    // refuses the rest; the model answers ERANGE where the
+                    // world's clock makes it out of range).
+                    secs: o.secs % (crate::config::MAX_OFFSET_SECS + 1),
                     nanosecs: o.nanosecs % 1_000_000_000,
                 };
                 (clock.to_owned(), off)

@@ -47,8 +47,10 @@ enum Command {
     Simulate {
         /// The OCI config.json.
         config: PathBuf,
-        /// The world the model starts from (JSON); default: a root caller
-        /// in the initial namespaces, no namespace files.
+        /// The world the model starts from (JSON), or `host`: this machine's
+        /// caller, clocks and namespace limits, read now. Default: a root
+        /// caller in the initial namespaces, no namespace files, one day of
+        /// uptime, no limits.
         #[arg(long, value_name = "WORLD.json")]
         world: Option<PathBuf>,
         /// Make a call fail: STEP is a call position (3) or a call kind
@@ -325,6 +327,15 @@ fn cmd_simulate(
 ) -> Result<u8, CliError> {
     let world = match world {
         None => World::default(),
+        // This machine as a run here meets it: clocks and limits read now.
+        Some(path) if path == Path::new("host") => {
+            nsapply::simulate::host_world().map_err(|e| {
+                CliError::invalid(
+                    "invalid-world",
+                    format!("reading this machine's world: {e}"),
+                )
+            })?
+        }
         Some(path) => {
             let text = read_file(path, "world", "invalid-world")?;
             World::from_json(&text)

@@ -65,9 +65,14 @@ pub fn validation_rule(raw: &RawLinux) -> Option<(&'static str, Option<usize>)> 
             }
             _ => {}
         }
-        let bad = offsets
-            .iter()
-            .any(|(c, o)| !(c == "monotonic" || c == "boottime") || o.nanosecs > 999_999_999);
+        // A clock plus its offset must read within [0, KTIME_SEC_MAX / 2]
+        // seconds (time_namespaces(7), proc_timens_set_offset): an offset
+        // beyond half of KTIME_SEC_MAX (9223372036) either way never fits.
+        let bad = offsets.iter().any(|(c, o)| {
+            !(c == "monotonic" || c == "boottime")
+                || o.nanosecs > 999_999_999
+                || o.secs.unsigned_abs() > 9_223_372_036 / 2
+        });
         if bad {
             return Some(("invalid-time-offset", None));
         }

@@ -203,6 +203,13 @@ impl Realized {
             created: Vec::new(),
         };
         check_caller(&world.caller)?;
+        // The host's limits and clocks are what they are: a world that
+        // sets them describes another host.
+        if !world.limits.is_empty() || world.namespaces.iter().any(|n| !n.limits.is_empty()) {
+            return Err(RealizeError::Unsupported(
+                "namespace limits (the host's are read, never changed)".to_owned(),
+            ));
+        }
         for spec in &world.namespaces {
             if spec.name.starts_with("host:") {
                 r.holders
@@ -247,8 +254,18 @@ impl Realized {
 
     /// The world as the model must see it: the input world with each
     /// namespace's `/proc/<helper>/ns/<name>` path added in front of its paths.
+    ///
+    /// Its clocks and limits are this host's, read now
+    /// ([`crate::simulate::host_clocks`], [`crate::simulate::host_limits`]):
+    /// the kernel judges time offsets and namespace counts by them.
     pub fn world(&self) -> World {
         let mut w = self.world.clone();
+        if let Ok(clocks) = crate::simulate::host_clocks() {
+            w.clocks = clocks;
+        }
+        if let Ok(limits) = crate::simulate::host_limits() {
+            w.limits = limits;
+        }
         for ns in &mut w.namespaces {
             if ns.name.starts_with("host:") {
                 continue;
@@ -488,6 +505,11 @@ fn host_holder() -> i32 {
 }
 
 fn check_caller(c: &CallerSpec) -> Result<(), RealizeError> {
+    if c.fs_shared || c.chroot {
+        return Err(RealizeError::Unsupported(
+            "a caller that shares its file-system state or is chrooted".to_owned(),
+        ));
+    }
     if !c.namespaces.is_empty() {
         return Err(RealizeError::Unsupported(
             "a caller that starts outside the host namespaces".to_owned(),

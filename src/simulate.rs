@@ -4,7 +4,8 @@
 
 use crate::apply::{apply, Applied, SyncHooks, SyncRequest};
 use crate::error::SyncError;
-use crate::model::Model;
+use crate::kind::Kind;
+use crate::model::{CallerSpec, ClockValue, Clocks, Limits, Model, World};
 use crate::plan::Plan;
 
 /// The runtime parent for the model: at `id-mapping` it writes the maps
@@ -40,6 +41,78 @@ pub fn simulate(plan: &Plan, model: &mut Model) -> Applied {
     // an open two, and the thread checks a few more.
     model.expect_calls(2 * plan.steps().len());
     apply(plan, model, &mut ModelParent)
+}
+
+/// The world of this machine, as `nsapply run` would meet it: the calling
+/// process (its uid and gid; capabilities when it is root), the clocks'
+/// current values and the namespace limits of its user namespace
+/// (`/proc/sys/user/max_<kind>_namespaces`), so a plan simulated in it
+/// ends as a run here would (`nsapply simulate --world host`).
+///
+/// What it does not observe: namespaces reachable by path (joins need a
+/// world file naming them), the namespaces that already count against the
+/// limits (the kernel does not show them), a chroot, and other threads (the
+/// CLI has one).
+///
+/// # Errors
+///
+/// A clock or a limit could not be read.
+pub fn host_world() -> std::io::Result<World> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    let caller = if uid == 0 {
+        CallerSpec::root()
+    } else {
+        CallerSpec::unprivileged(uid, gid)
+    };
+    let mut world = World::new().caller(caller);
+    world.clocks = host_clocks()?;
+    world.limits = host_limits()?;
+    Ok(world)
+}
+
+/// `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` now (clock_gettime(2)).
+///
+/// # Errors
+///
+/// clock_gettime(2) failed.
+pub fn host_clocks() -> std::io::Result<Clocks> {
+    use nix::time::{clock_gettime, ClockId};
+    let read = |id: ClockId| -> std::io::Result<ClockValue> {
+        let t = clock_gettime(id).map_err(std::io::Error::from)?;
+        Ok(ClockValue {
+            secs: t.tv_sec(),
+            nanosecs: u32::try_from(t.tv_nsec()).unwrap_or(0),
+        })
+    };
+    Ok(Clocks {
+        monotonic: read(ClockId::CLOCK_MONOTONIC)?,
+        boottime: read(ClockId::CLOCK_BOOTTIME)?,
+    })
+}
+
+/// The `user.max_<kind>_namespaces` sysctls of the caller's user namespace
+/// (`/proc/sys/user/max_mnt_namespaces`, ...): a kind whose file is missing
+/// (a kernel without that kind) is left unlimited.
+///
+/// # Errors
+///
+/// A file exists but cannot be read, or does not hold a number.
+pub fn host_limits() -> std::io::Result<Limits> {
+    let mut limits = Limits::new();
+    for kind in Kind::ALL {
+        let path = format!("/proc/sys/user/max_{}_namespaces", kind.proc_name());
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let max = text.trim().parse::<u64>().map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{path}: {e}"))
+        })?;
+        limits.insert(kind, max);
+    }
+    Ok(limits)
 }
 
 #[cfg(test)]

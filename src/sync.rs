@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::apply::{SyncHooks, SyncRequest};
-use crate::config::IdMapping;
+use crate::config::{id_map_text, IdMapping};
 use crate::error::{Errno, MapFile, SyncError};
 use crate::plan::Plan;
 use crate::plan::SyncPoint;
@@ -295,21 +295,6 @@ pub fn answer_sync(point: SyncPoint, plan: &Plan, child: &Pidfd) -> Result<(), S
         ),
         SyncPoint::CgroupPlaced => Ok(()),
     }
-}
-
-/// The text of a `uid_map` or `gid_map` write: one
-/// `"<container> <host> <size>\n"` line per mapping (user_namespaces(7)).
-///
-/// ```
-/// use nsapply::{sync::id_map_text, IdMapping};
-/// let m = IdMapping { container_id: 0, host_id: 100000, size: 65536 };
-/// assert_eq!(id_map_text(&[m]), "0 100000 65536\n");
-/// ```
-pub fn id_map_text(lines: &[IdMapping]) -> String {
-    lines
-        .iter()
-        .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
-        .collect()
 }
 
 /// Writes the id maps of the user namespace of exactly the process `target`

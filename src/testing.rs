@@ -72,7 +72,17 @@ fn time_offsets() -> impl Strategy<Value = Option<BTreeMap<String, RawTimeOffset
         1 => Just(1_000_000_000u32),
         1 => Just(u32::MAX),
     ];
-    let secs = prop_oneof![Just(0i64), -86_400i64..86_400, Just(i64::MAX)];
+    // Within a day either way (fits the default world's clocks or not),
+    // the edge of what any clock can take (±KTIME_SEC_MAX / 2), and past it.
+    let edge = crate::config::MAX_OFFSET_SECS;
+    let secs = prop_oneof![
+        Just(0i64),
+        -86_400i64..86_400,
+        Just(edge),
+        Just(-edge),
+        Just(edge + 1),
+        Just(i64::MAX)
+    ];
     let offset = (secs, nanos).prop_map(|(secs, nanosecs)| RawTimeOffset { secs, nanosecs });
     prop_oneof![
         3 => Just(None),
@@ -225,7 +235,11 @@ pub fn valid_raw_linux() -> impl Strategy<Value = RawLinux> {
         }
         raw.time_offsets = raw.time_offsets.filter(|_| time_created).map(|m| {
             m.into_iter()
-                .filter(|(c, o)| (c == "monotonic" || c == "boottime") && o.nanosecs <= 999_999_999)
+                .filter(|(c, o)| {
+                    (c == "monotonic" || c == "boottime")
+                        && o.nanosecs <= 999_999_999
+                        && o.secs.unsigned_abs() <= crate::config::MAX_OFFSET_SECS.unsigned_abs()
+                })
                 .collect()
         });
         raw

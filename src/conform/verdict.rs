@@ -15,9 +15,9 @@ use std::fmt;
 
 use super::case::{Reference, Stage};
 use super::observe::{Activity, ContainerView};
+use crate::config::id_map_text;
 use crate::kind::{Kind, KindSet};
 use crate::plan::{Plan, Step};
-use crate::sync::id_map_text;
 use crate::syscall::linux::time_offsets_text;
 
 /// What the container's namespace of one kind should be.

@@ -6,6 +6,12 @@ use std::borrow::Cow;
 use std::path::{Component, Path};
 
 use super::kernel::NsId;
+
+/// `PATH_MAX`: a path of this many bytes or more (with its NUL, the
+/// kernel's buffer) is ENAMETOOLONG.
+const PATH_MAX: usize = 4096;
+/// `NAME_MAX`: the longest component a file system takes.
+const NAME_MAX: usize = 255;
 use super::Model;
 use crate::error::Errno;
 use crate::kind::Kind;
@@ -57,15 +63,35 @@ pub(super) fn normalize(path: &Path) -> (Cow<'_, str>, bool) {
 
 impl Model {
     /// What `path` names now, or the errno of resolving it.
+    ///
+    /// As the kernel walks: a path of `PATH_MAX` bytes or more is refused
+    /// before the walk (`getname`: ENAMETOOLONG); then each component in
+    /// turn is looked up in the directory the walk reached, and a
+    /// component over `NAME_MAX` bytes is refused there (ENAMETOOLONG), so
+    /// a missing directory before it answers ENOENT first. (The model
+    /// walks the path after `.` and `..`; a long component that a later
+    /// `..` cancels is one the kernel would still refuse.)
     pub(super) fn resolve(&self, path: &Path) -> Result<Node, Errno> {
+        if path.as_os_str().len() >= PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
         let (norm, trailing_slash) = normalize(path);
+        let component_too_long = |start: usize, end: usize| end - start - 1 > NAME_MAX;
         // Every component before the last must be a directory.
+        let mut start = 0;
         for (end, _) in norm.match_indices('/').skip(1) {
+            if component_too_long(start, end) {
+                return Err(Errno::ENAMETOOLONG);
+            }
             match self.node(&norm[..end]) {
                 None => return Err(Errno::ENOENT),
                 Some(Node::Dir) => {}
                 Some(_) => return Err(Errno::ENOTDIR),
             }
+            start = end;
+        }
+        if component_too_long(start, norm.len()) {
+            return Err(Errno::ENAMETOOLONG);
         }
         match self.node(&norm) {
             None => Err(Errno::ENOENT),

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 
-use crate::config::{IdMapping, TimeOffset, MAX_NANOSECS};
+use crate::config::{id_map_text, Clock, IdMapping, TimeOffset, MAX_NANOSECS};
 use crate::error::Errno;
 use crate::kind::{Kind, KindSet};
 
@@ -18,6 +18,8 @@ pub(super) const MAX_PID_NS_LEVEL: u32 = 32;
 pub(super) const MAX_MAP_LINES: usize = 340;
 /// `KTIME_SEC_MAX`: the seconds range of a time offset.
 pub(super) const KTIME_SEC_MAX: i64 = i64::MAX / 1_000_000_000;
+/// `PAGE_SIZE` on x86-64: an id map's text must be shorter (`map_write`).
+pub(super) const PAGE_SIZE: usize = 4096;
 
 /// Index of a namespace object in [`Kernel::spaces`]. The host namespace of
 /// kind `k` has index `k.index()`.
@@ -110,6 +112,12 @@ pub(super) struct Space {
     pub(super) offsets: Vec<TimeOffset>,
     /// Where the world made it reachable.
     pub(super) paths: Vec<PathBuf>,
+    /// User: `max_<kind>_namespaces`, by [`Kind::index`].
+    pub(super) limits: [u64; 8],
+    /// User: the namespaces of each kind that exist in it and below it
+    /// (its ucounts; the kernel keeps them per user namespace *and* uid,
+    /// the model per user namespace: a world has one caller).
+    pub(super) counts: [u64; 8],
 }
 
 impl Space {
@@ -128,6 +136,8 @@ impl Space {
             entered: true,
             offsets: Vec::new(),
             paths: Vec::new(),
+            limits: [u64::MAX; 8],
+            counts: [0; 8],
         }
     }
 
@@ -162,6 +172,7 @@ pub(super) struct Caller {
     pub(super) threads: usize,
     pub(super) forked: bool,
     pub(super) fs_shared: bool,
+    pub(super) chroot: bool,
 }
 
 impl Caller {
@@ -182,6 +193,11 @@ pub(super) struct Kernel {
     pub(super) caller: Caller,
     /// Namespaces created so far per kind, for the `new:<kind>:<n>` names.
     pub(super) created: [u32; 8],
+    /// `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` now, as (secs, nanosecs).
+    pub(super) clocks: [(i64, u32); 2],
+    /// Every ucount charge made, in order (user namespace, kind), so an
+    /// unshare that fails takes back exactly its own.
+    pub(super) charges: Vec<(NsId, Kind)>,
 }
 
 pub(super) fn ranges_overlap(a: u32, a_len: u32, b: u32, b_len: u32) -> bool {
@@ -242,9 +258,12 @@ impl Kernel {
                 caps: true,
                 threads: 1,
                 forked: false,
+                chroot: false,
                 fs_shared: false,
             },
             created: [0; 8],
+            clocks: [(86_400, 0); 2],
+            charges: Vec::new(),
         }
     }
 
@@ -350,8 +369,9 @@ impl Kernel {
         match kind {
             Kind::User => {
                 // userns_install: no regaining caps by re-entering, threads
-                // must share a user namespace, then the capability.
-                if target == cred.user_ns || threaded {
+                // must share a user namespace, the fs_struct must be the
+                // caller's own, then the capability.
+                if target == cred.user_ns || threaded || self.caller.fs_shared {
                     return Err(Errno::EINVAL);
                 }
                 if !self.capable(&cred, target) {
@@ -424,10 +444,14 @@ impl Kernel {
         // a failed one is putting those back. (Cloning the whole kernel for
         // that was two thirds of the model's cost, and grew with the world.)
         let (caller, created, len) = (self.caller, self.created, self.spaces.len());
+        let charged = self.charges.len();
         let result = self.unshare_in_place(kinds);
         if result.is_err() {
             self.caller = caller;
             self.created = created;
+            for (ns, kind) in self.charges.drain(charged..) {
+                self.spaces[ns].counts[kind.index()] -= 1;
+            }
             self.spaces.truncate(len);
         }
         result
@@ -463,11 +487,36 @@ impl Kernel {
     pub(super) fn set_root_propagation(&self) -> Result<(), Errno> {
         let cred = self.caller.cred();
         let owner = self.owner_of(self.caller.ns[Kind::Mount.index()]);
-        if self.capable(&cred, owner) {
-            Ok(())
-        } else {
-            Err(Errno::EPERM)
+        if !self.capable(&cred, owner) {
+            return Err(Errno::EPERM);
         }
+        // do_change_type: the path must be the root of a mount, which a
+        // chroot's `/` is not.
+        if self.caller.chroot {
+            return Err(Errno::EINVAL);
+        }
+        Ok(())
+    }
+
+    /// `inc_ucount`: one more namespace of `kind` in the user namespace
+    /// `ns`, which must stay within `max_<kind>_namespaces` there and in
+    /// every ancestor (ENOSPC), all or nothing.
+    pub(super) fn charge(&mut self, ns: NsId, kind: Kind) -> Result<(), Errno> {
+        let k = kind.index();
+        let mut at = Some(ns);
+        while let Some(n) = at {
+            if self.spaces[n].counts[k] >= self.spaces[n].limits[k] {
+                return Err(Errno::ENOSPC);
+            }
+            at = self.spaces[n].owner;
+        }
+        let mut at = Some(ns);
+        while let Some(n) = at {
+            self.spaces[n].counts[k] += 1;
+            self.charges.push((n, kind));
+            at = self.spaces[n].owner;
+        }
+        Ok(())
     }
 
     /// `create_user_ns`.
@@ -475,6 +524,12 @@ impl Kernel {
         let parent = self.caller.ns[Kind::User.index()];
         if self.spaces[parent].level > MAX_USER_NS_PARENT_LEVEL {
             return Err(Errno::ENOSPC);
+        }
+        self.charge(parent, Kind::User)?;
+        // The root directory must be the mount namespace's root, so a new
+        // user namespace cannot widen what a chroot hides.
+        if self.caller.chroot {
+            return Err(Errno::EPERM);
         }
         // The creator must be mapped in the parent namespace.
         if self.id_up(parent, Ids::Uid, self.caller.euid).is_none()
@@ -514,6 +569,7 @@ impl Kernel {
                 if level > MAX_PID_NS_LEVEL {
                     return Err(Errno::ENOSPC);
                 }
+                self.charge(owner, Kind::Pid)?;
                 let id = self.add_space(Kind::Pid, owner);
                 let s = &mut self.spaces[id];
                 s.parent = Some(active);
@@ -522,6 +578,7 @@ impl Kernel {
                 self.caller.pid_for_children = id;
             }
             Kind::Time => {
+                self.charge(owner, Kind::Time)?;
                 // clone_time_ns copies the offsets of time_for_children;
                 // the new namespace applies to children only.
                 let offsets = self.spaces[self.caller.time_for_children].offsets.clone();
@@ -532,6 +589,7 @@ impl Kernel {
             }
             Kind::User => {}
             Kind::Uts | Kind::Ipc | Kind::Network | Kind::Cgroup | Kind::Mount => {
+                self.charge(owner, kind)?;
                 let id = self.add_space(kind, owner);
                 self.caller.ns[kind.index()] = id;
                 if kind == Kind::Mount {
@@ -574,14 +632,22 @@ impl Kernel {
         if !self.capable(&cred, self.owner_of(target)) {
             return Err(Errno::EPERM);
         }
-        // The kernel adds the clock's current value and wants the sum in
-        // [0, KTIME_SEC_MAX / 2]. The model takes that value as 0 for the
-        // upper bound and does not model the lower one (it depends on uptime).
-        if offsets
-            .iter()
-            .any(|o| o.secs > KTIME_SEC_MAX / 2 || o.secs < -KTIME_SEC_MAX)
-        {
-            return Err(Errno::ERANGE);
+        // Per offset: its seconds within ±KTIME_SEC_MAX, then the clock's
+        // current value plus the offset (timespec64_add: nanoseconds carry
+        // into seconds) within [0, KTIME_SEC_MAX / 2] seconds.
+        for o in offsets {
+            if o.secs > KTIME_SEC_MAX || o.secs < -KTIME_SEC_MAX {
+                return Err(Errno::ERANGE);
+            }
+            let (now, now_ns) = self.clocks[match o.clock {
+                Clock::Monotonic => 0,
+                Clock::Boottime => 1,
+            }];
+            let nanos = i64::from(now_ns) + i64::from(o.nanosecs);
+            let secs = now + o.secs + nanos / 1_000_000_000;
+            if !(0..=KTIME_SEC_MAX / 2).contains(&secs) {
+                return Err(Errno::ERANGE);
+            }
         }
         let space = &mut self.spaces[target];
         if space.entered {
@@ -632,16 +698,23 @@ impl Kernel {
         ids: Ids,
         lines: &[IdMapping],
     ) -> Result<(), Errno> {
+        // proc_*_map_write: the writer is in the namespace or its parent
+        // (the host user namespace, which has no parent, only in itself).
+        let parent = self.spaces[ns].owner;
+        if writer.user_ns != ns && Some(writer.user_ns) != parent {
+            return Err(Errno::EPERM);
+        }
+        // map_write: the text must be less than a page, checked first.
+        if id_map_text(lines).len() >= PAGE_SIZE {
+            return Err(Errno::EINVAL);
+        }
         // Only one successful write (the host maps count as written).
         if self.spaces[ns].map(ids).is_some() {
             return Err(Errno::EPERM);
         }
-        let Some(parent) = self.spaces[ns].owner else {
+        let Some(parent) = parent else {
             return Err(Errno::EPERM);
         };
-        if writer.user_ns != ns && writer.user_ns != parent {
-            return Err(Errno::EPERM);
-        }
         // The writer needs CAP_SYS_ADMIN over the target namespace.
         if !self.capable(writer, ns) {
             return Err(Errno::EPERM);

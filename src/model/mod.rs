@@ -55,7 +55,7 @@ mod world;
 
 pub use faults::{Call, CallOp, Fault, FaultAt, FaultScript};
 pub use views::{ModelFd, NsView, OpenFdView};
-pub use world::{CallerSpec, FileSpec, NsSpec, World, WorldError};
+pub use world::{CallerSpec, ClockValue, Clocks, FileSpec, Limits, NsSpec, World, WorldError};
 
 use fs::Node;
 use kernel::{Cred, Ids, Kernel};

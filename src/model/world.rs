@@ -51,6 +51,72 @@ pub struct World {
     /// path (nor an ancestor directory of one) is missing (ENOENT).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<PathBuf, FileSpec>,
+    /// The current values of the clocks a time namespace offsets
+    /// ([`Clocks::default`]: one day since boot, a day of which was awake).
+    #[serde(skip_serializing_if = "Clocks::is_default")]
+    pub clocks: Clocks,
+    /// The namespace limits of the host user namespace,
+    /// `/proc/sys/user/max_<kind>_namespaces` (a kind not named has no
+    /// limit the model reaches).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: Limits,
+}
+
+/// `max_<kind>_namespaces` per kind (the `user.max_*_namespaces` sysctls of
+/// one user namespace): how many namespaces of that kind may exist in it
+/// and below it. JSON: `{"network": 0}`.
+pub type Limits = BTreeMap<Kind, u64>;
+
+/// The value of a clock: seconds and nanoseconds since its start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockValue {
+    /// Seconds.
+    pub secs: i64,
+    /// Nanoseconds (below 10⁹).
+    #[serde(default)]
+    pub nanosecs: u32,
+}
+
+/// The clocks a time namespace can offset, at the start of a run: the
+/// kernel refuses (ERANGE) an offset that would take `now + offset` below 0
+/// or above `KTIME_SEC_MAX / 2` seconds (`proc_timens_set_offset`), so
+/// whether a negative offset works depends on the host's uptime.
+///
+/// The default world has been up for one day (86400 s on both clocks);
+/// `nsapply simulate --world host` reads this machine's clocks instead
+/// ([`crate::simulate::host_world`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clocks {
+    /// `CLOCK_MONOTONIC` (does not count suspend).
+    pub monotonic: ClockValue,
+    /// `CLOCK_BOOTTIME` (counts suspend).
+    pub boottime: ClockValue,
+}
+
+impl Clocks {
+    /// One day of uptime on both clocks.
+    pub const DEFAULT: Clocks = Clocks {
+        monotonic: ClockValue {
+            secs: 86_400,
+            nanosecs: 0,
+        },
+        boottime: ClockValue {
+            secs: 86_400,
+            nanosecs: 0,
+        },
+    };
+
+    fn is_default(&self) -> bool {
+        *self == Clocks::DEFAULT
+    }
+}
+
+impl Default for Clocks {
+    fn default() -> Self {
+        Clocks::DEFAULT
+    }
 }
 
 /// The calling process at the start of a run.
@@ -72,6 +138,21 @@ pub struct CallerSpec {
     /// `pid_for_children`; for time also `time_for_children`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub namespaces: BTreeMap<Kind, String>,
+    /// Whether the caller shares its file-system state (root, cwd, umask)
+    /// with another process: it was made with `CLONE_FS`. Its threads
+    /// share it too, so more than one thread implies it. setns(user) and
+    /// setns(mount) then fail EINVAL.
+    #[serde(skip_serializing_if = "is_false")]
+    pub fs_shared: bool,
+    /// Whether the caller is chrooted (its root is not the root of its
+    /// mount namespace): unshare(user) then fails EPERM, and `/` is no
+    /// mount point whose propagation could change (EINVAL).
+    #[serde(skip_serializing_if = "is_false")]
+    pub chroot: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for CallerSpec {
@@ -89,6 +170,8 @@ impl CallerSpec {
             threads: 1,
             caps: None,
             namespaces: BTreeMap::new(),
+            fs_shared: false,
+            chroot: false,
         }
     }
 
@@ -121,6 +204,21 @@ impl CallerSpec {
     #[must_use]
     pub fn in_ns(mut self, kind: Kind, name: impl Into<String>) -> Self {
         self.namespaces.insert(kind, name.into());
+        self
+    }
+
+    /// The same caller sharing its file-system state with another process
+    /// (`CLONE_FS`).
+    #[must_use]
+    pub fn sharing_fs(mut self) -> Self {
+        self.fs_shared = true;
+        self
+    }
+
+    /// The same caller in a chroot.
+    #[must_use]
+    pub fn chrooted(mut self) -> Self {
+        self.chroot = true;
         self
     }
 }
@@ -158,6 +256,10 @@ pub struct NsSpec {
     /// Where it is reachable: bind mounts, or `/proc/<pid>/ns/*` of a helper.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<PathBuf>,
+    /// User namespaces only: its `max_<kind>_namespaces` limits (a kind
+    /// not named has no limit the model reaches).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: Limits,
 }
 
 impl NsSpec {
@@ -173,6 +275,7 @@ impl NsSpec {
             gid_map: None,
             entered: None,
             paths: Vec::new(),
+            limits: Limits::new(),
         }
     }
 
@@ -362,6 +465,14 @@ pub enum WorldError {
         /// Why it is refused.
         reason: String,
     },
+    /// A clock value that cannot be.
+    #[error("clocks.{clock}: {reason}")]
+    InvalidClock {
+        /// `monotonic` or `boottime`.
+        clock: &'static str,
+        /// Why it is refused.
+        reason: String,
+    },
 }
 
 impl World {
@@ -441,9 +552,13 @@ impl Model {
     pub fn new(world: &World) -> Result<Model, WorldError> {
         // Room for the world's namespaces and for one run creating every kind.
         let mut kernel = Kernel::host(world.namespaces.len() + Kind::ALL.len());
+        kernel.spaces[Kind::User.index()].limits = limits_of(&world.limits);
+        kernel.clocks =
+            [world.clocks.monotonic, world.clocks.boottime].map(|c| (c.secs, c.nanosecs));
         let (names, ids) = add_objects(&mut kernel, world)?;
         link(&mut kernel, world, &names, &ids)?;
         set_levels(&mut kernel)?;
+        count_existing(&mut kernel);
         write_maps(&mut kernel, world, &ids)?;
         let nodes = file_system(&mut kernel, world, &ids)?;
         place_caller(&mut kernel, &world.caller, &names)?;
@@ -509,6 +624,7 @@ fn add_objects<'w>(
         let mut space = Space::new(Cow::Owned(name.to_owned()), spec.kind, None);
         space.creator = spec.creator_uid.unwrap_or(0);
         space.entered = spec.entered.unwrap_or(true);
+        space.limits = limits_of(&spec.limits);
         kernel.spaces.push(space);
         let id = kernel.spaces.len() - 1;
         names.insert(name, id);
@@ -706,6 +822,20 @@ fn place_caller(
             reason: "a process has at least one thread".to_owned(),
         });
     }
+    for (name, clock) in [
+        ("monotonic", kernel.clocks[0]),
+        ("boottime", kernel.clocks[1]),
+    ] {
+        if clock.0 < 0 || clock.1 > 999_999_999 {
+            return Err(WorldError::InvalidClock {
+                clock: name,
+                reason: format!(
+                    "it reads {}.{:09} s: a clock is at least 0, with nanoseconds below 10^9",
+                    clock.0, clock.1
+                ),
+            });
+        }
+    }
     for (&kind, name) in &c.namespaces {
         let field = format!("namespaces.{}", kind.spec_name());
         let (id, s) =
@@ -737,8 +867,33 @@ fn place_caller(
     caller.egid = c.gid;
     caller.caps = c.caps.unwrap_or(c.uid == 0);
     caller.threads = c.threads;
-    caller.fs_shared = c.threads > 1;
+    // Threads share the fs_struct of their process.
+    caller.fs_shared = c.fs_shared || c.threads > 1;
+    caller.chroot = c.chroot;
     Ok(())
+}
+
+/// A world's limits as the kernel keeps them: one per kind, no limit where
+/// none is named.
+fn limits_of(limits: &Limits) -> [u64; 8] {
+    let mut out = [u64::MAX; 8];
+    for (kind, max) in limits {
+        out[kind.index()] = *max;
+    }
+    out
+}
+
+/// The namespaces that exist count in the ucounts of the user namespace
+/// that owns each (and of its ancestors), as they did when they were made.
+fn count_existing(kernel: &mut Kernel) {
+    for id in Kind::ALL.len()..kernel.spaces.len() {
+        let kind = kernel.spaces[id].kind.index();
+        let mut at = kernel.spaces[id].owner;
+        while let Some(n) = at {
+            kernel.spaces[n].counts[kind] += 1;
+            at = kernel.spaces[n].owner;
+        }
+    }
 }
 
 /// The namespace named `name`: a host one, or one of the world's (`names`).
@@ -786,7 +941,8 @@ fn check_fields(spec: &NsSpec) -> Result<(), WorldError> {
     only(spec.creator_uid.is_some(), "creator_uid", Kind::User)?;
     only(spec.uid_map.is_some(), "uid_map", Kind::User)?;
     only(spec.gid_map.is_some(), "gid_map", Kind::User)?;
-    only(spec.entered.is_some(), "entered", Kind::Time)
+    only(spec.entered.is_some(), "entered", Kind::Time)?;
+    only(!spec.limits.is_empty(), "limits", Kind::User)
 }
 
 /// The normal form of a world path, or why it is refused.

@@ -162,3 +162,34 @@ fn an_fd_of_another_model_is_not_open_here() {
         "leaked in two: it was never closed there"
     );
 }
+
+#[test]
+fn paths_of_path_max_bytes_or_with_a_component_past_name_max_are_enametoolong() {
+    let world = World::new().file("/srv/f", FileSpec::Regular);
+    let mut m = model(world);
+    let err = |m: &mut Model, p: &str| m.open_ns(Path::new(p)).err();
+    // 4096 bytes in all: too long before any lookup; 4095: looked up.
+    let long = format!("/{}", "a/".repeat(2047));
+    assert_eq!(long.len(), 4095);
+    assert_eq!(err(&mut m, &long), Some(Errno::ENOENT));
+    assert_eq!(err(&mut m, &format!("{long}b")), Some(Errno::ENAMETOOLONG));
+    // A 256-byte component where the walk reaches it; 255 is fine.
+    let name = |n: usize| "x".repeat(n);
+    assert_eq!(
+        err(&mut m, &format!("/srv/{}", name(256))),
+        Some(Errno::ENAMETOOLONG)
+    );
+    assert_eq!(
+        err(&mut m, &format!("/srv/{}", name(255))),
+        Some(Errno::ENOENT)
+    );
+    // A missing directory before it answers first.
+    assert_eq!(
+        err(&mut m, &format!("/gone/{}", name(300))),
+        Some(Errno::ENOENT)
+    );
+    assert_eq!(
+        err(&mut m, &format!("/{}/f", name(300))),
+        Some(Errno::ENAMETOOLONG)
+    );
+}

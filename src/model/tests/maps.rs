@@ -88,3 +88,35 @@ fn nested_maps_need_a_writer_in_the_namespace_or_its_parent() {
     assert_eq!(m.write_uid_map(&map(0, 1000)), Err(Errno::EPERM));
     assert_eq!(m.write_uid_map(&map(500, 1000)), Err(Errno::EPERM));
 }
+
+#[test]
+fn a_map_text_of_a_page_or_more_is_einval_before_any_other_check() {
+    // 340 lines, each "N N 1\n", make a text of about 4.5 KiB.
+    let lines: Vec<IdMapping> = (0..340)
+        .map(|i| IdMapping {
+            container_id: 100_000 + i,
+            host_id: 100_000 + i,
+            size: 1,
+        })
+        .collect();
+    assert!(crate::config::id_map_text(&lines).len() >= 4096);
+    let mut m = model(World::new());
+    m.unshare(KindSet::one(Kind::User)).unwrap();
+    assert_eq!(m.write_uid_map(&lines), Err(Errno::EINVAL));
+    // The size check comes before "written twice" (EPERM).
+    m.write_uid_map(&map(100_000, 65_536)).unwrap();
+    assert_eq!(m.write_uid_map(&lines), Err(Errno::EINVAL));
+    // Under a page, 340 short lines are taken; 341 are not.
+    let short: Vec<IdMapping> = (0..341)
+        .map(|i| IdMapping {
+            container_id: i,
+            host_id: i,
+            size: 1,
+        })
+        .collect();
+    assert!(crate::config::id_map_text(&short).len() < 4096);
+    let mut m = model(World::new());
+    m.unshare(KindSet::one(Kind::User)).unwrap();
+    assert_eq!(m.write_gid_map(&short), Err(Errno::EINVAL));
+    assert_eq!(m.write_gid_map(&short[..340]), Ok(()));
+}

@@ -377,3 +377,189 @@ fn set_root_ids_in_the_host_as_unprivileged_is_eperm() {
     assert_eq!(m.set_root_ids(), Err(Errno::EPERM));
     assert_eq!((m.euid(), m.egid()), (1000, 1000));
 }
+
+// The clocks, limits, chroot and shared file-system state (issue 14).
+
+fn clocks(monotonic: i64, boottime: i64) -> Clocks {
+    Clocks {
+        monotonic: ClockValue {
+            secs: monotonic,
+            nanosecs: 0,
+        },
+        boottime: ClockValue {
+            secs: boottime,
+            nanosecs: 0,
+        },
+    }
+}
+
+fn boottime(secs: i64, nanosecs: u32) -> TimeOffset {
+    TimeOffset {
+        clock: Clock::Boottime,
+        secs,
+        nanosecs,
+    }
+}
+
+#[test]
+fn time_offsets_that_take_the_clock_below_0_or_past_half_of_ktime_sec_max_are_erange() {
+    // A host up for an hour: minus one day is below 0 (the issue's example).
+    let fresh = || {
+        let mut world = World::new();
+        world.clocks = clocks(3600, 3600);
+        let mut m = model(world);
+        m.unshare(KindSet::one(Kind::Time)).unwrap();
+        m
+    };
+    assert_eq!(
+        fresh().write_time_offsets(&[boottime(-86_400, 0)]),
+        Err(Errno::ERANGE)
+    );
+    // Exactly to 0 is allowed; one nanosecond less is not (the carry).
+    assert_eq!(fresh().write_time_offsets(&[boottime(-3600, 0)]), Ok(()));
+    assert_eq!(
+        fresh().write_time_offsets(&[boottime(-3601, 999_999_999)]),
+        Err(Errno::ERANGE)
+    );
+    // Up to KTIME_SEC_MAX / 2 in all: 4611686018 - 3600 fits, one more not.
+    assert_eq!(
+        fresh().write_time_offsets(&[offset(4_611_686_018 - 3600, 0)]),
+        Ok(())
+    );
+    assert_eq!(
+        fresh().write_time_offsets(&[offset(4_611_686_018 - 3599, 0)]),
+        Err(Errno::ERANGE)
+    );
+    // Beyond KTIME_SEC_MAX itself (LTP timens01), whatever the clock.
+    assert_eq!(
+        fresh().write_time_offsets(&[offset(-9_223_372_037, 0)]),
+        Err(Errno::ERANGE)
+    );
+    // Each clock is checked against its own value.
+    let mut world = World::new();
+    world.clocks = clocks(100, 100_000);
+    let mut m = model(world);
+    m.unshare(KindSet::one(Kind::Time)).unwrap();
+    assert_eq!(
+        m.write_time_offsets(&[offset(-1000, 0)]),
+        Err(Errno::ERANGE)
+    );
+    assert_eq!(m.write_time_offsets(&[boottime(-1000, 0)]), Ok(()));
+}
+
+#[test]
+fn the_offset_checks_run_in_the_kernels_order() {
+    // nanoseconds (parsing), then CAP_SYS_TIME, then ERANGE, then EACCES.
+    let mut world = World::new();
+    world.clocks = clocks(10, 10);
+    let mut m = model(world.clone());
+    m.unshare(KindSet::one(Kind::Time)).unwrap();
+    m.fork().unwrap();
+    assert_eq!(
+        m.write_time_offsets(&[offset(-100, 0)]),
+        Err(Errno::ERANGE),
+        "ERANGE before EACCES, though a process entered"
+    );
+    assert_eq!(m.write_time_offsets(&[offset(5, 0)]), Err(Errno::EACCES));
+    let mut m = model(world.caller(CallerSpec::unprivileged(1000, 1000)));
+    assert_eq!(
+        m.write_time_offsets(&[offset(-100, 1_000_000_000)]),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(m.write_time_offsets(&[offset(-100, 0)]), Err(Errno::EPERM));
+}
+
+#[test]
+fn unshare_past_max_namespaces_of_the_kind_is_enospc_in_any_ancestor() {
+    let mut world = World::new();
+    world.limits.insert(Kind::Network, 1);
+    let mut m = model(world.clone());
+    assert_eq!(m.unshare(KindSet::one(Kind::Network)), Ok(()));
+    assert_eq!(m.unshare(KindSet::one(Kind::Network)), Err(Errno::ENOSPC));
+    // The host's limit holds below it too: from a new user namespace.
+    let mut m = model(world.clone());
+    m.unshare(KindSet::one(Kind::Network)).unwrap();
+    m.unshare(KindSet::one(Kind::User)).unwrap();
+    m.parent_write_id_maps(&map(100_000, 10), &map(100_000, 10))
+        .unwrap();
+    assert_eq!(m.unshare(KindSet::one(Kind::Network)), Err(Errno::ENOSPC));
+    // Other kinds are not limited by it.
+    assert_eq!(m.unshare(KindSet::one(Kind::Uts)), Ok(()));
+    // A limit of 0 set in a user namespace (as a hardened host sets it).
+    let world = World::new()
+        .namespace(NsSpec {
+            limits: [(Kind::User, 0)].into_iter().collect(),
+            ..NsSpec::new("u", Kind::User).maps(map(0, 65_536), map(0, 65_536))
+        })
+        .caller(CallerSpec::root().in_ns(Kind::User, "u"));
+    let mut m = model(world);
+    assert_eq!(m.unshare(KindSet::one(Kind::User)), Err(Errno::ENOSPC));
+    assert_eq!(m.unshare(KindSet::one(Kind::Pid)), Ok(()));
+}
+
+#[test]
+fn existing_namespaces_count_and_a_failed_unshare_charges_nothing() {
+    // n exists: of a limit of 2 network namespaces, one is left.
+    let mut world = World::new().namespace(NsSpec::new("n", Kind::Network));
+    world.limits.insert(Kind::Network, 2);
+    world.limits.insert(Kind::Mount, 0);
+    let mut m = model(world);
+    // network is made (and charged) before mount fails: all or nothing,
+    // the charge is taken back, so the last network namespace still fits.
+    let both: KindSet = [Kind::Network, Kind::Mount].into_iter().collect();
+    assert_eq!(m.unshare(both), Err(Errno::ENOSPC));
+    assert_eq!(m.current(Kind::Network), "host:network");
+    assert_eq!(m.unshare(KindSet::one(Kind::Network)), Ok(()));
+    assert_eq!(m.unshare(KindSet::one(Kind::Network)), Err(Errno::ENOSPC));
+}
+
+#[test]
+fn unshare_user_in_a_chroot_is_eperm_after_the_limits() {
+    let mut m = model(World::new().caller(CallerSpec::root().chrooted()));
+    assert_eq!(m.unshare(KindSet::one(Kind::User)), Err(Errno::EPERM));
+    // Other kinds do not care.
+    assert_eq!(m.unshare(KindSet::one(Kind::Network)), Ok(()));
+    let mut world = World::new().caller(CallerSpec::root().chrooted());
+    world.limits.insert(Kind::User, 0);
+    assert_eq!(
+        model(world).unshare(KindSet::one(Kind::User)),
+        Err(Errno::ENOSPC)
+    );
+}
+
+#[test]
+fn propagation_of_a_chroots_root_is_einval_after_eperm() {
+    let mut m = model(World::new().caller(CallerSpec::root().chrooted()));
+    m.unshare(KindSet::one(Kind::Mount)).unwrap();
+    assert_eq!(
+        m.set_root_propagation(crate::config::Propagation::DEFAULT),
+        Err(Errno::EINVAL)
+    );
+    let mut m = model(World::new().caller(CallerSpec::unprivileged(1000, 1000).chrooted()));
+    assert_eq!(
+        m.set_root_propagation(crate::config::Propagation::DEFAULT),
+        Err(Errno::EPERM)
+    );
+}
+
+#[test]
+fn a_shared_fs_struct_refuses_setns_user_and_mount_but_not_unshare_user() {
+    let world = World::new()
+        .namespace(
+            NsSpec::new("u", Kind::User)
+                .maps(map(0, 65_536), map(0, 65_536))
+                .at("/run/u"),
+        )
+        .namespace(NsSpec::new("m", Kind::Mount).at("/run/m"))
+        .caller(CallerSpec::root().sharing_fs());
+    let mut m = model(world.clone());
+    let u = open(&mut m, "/run/u");
+    let mnt = open(&mut m, "/run/m");
+    assert_eq!(m.setns(&u, Kind::User), Err(Errno::EINVAL));
+    assert_eq!(m.setns(&mnt, Kind::Mount), Err(Errno::EINVAL));
+    m.close(u);
+    m.close(mnt);
+    // unshare(user) implies CLONE_FS: the caller gets its own copy.
+    let mut m = model(world);
+    assert_eq!(m.unshare(KindSet::one(Kind::User)), Ok(()));
+}
