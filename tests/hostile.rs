@@ -143,6 +143,16 @@ const CASES: &[Case] = &[
         root: false,
         body: control_characters_in_paths_are_escaped_in_text_output,
     },
+    Case {
+        name: "a_signal_to_nsapplys_process_group_reaches_cmd_and_its_status_comes_back",
+        root: true,
+        body: a_signal_to_nsapplys_process_group_reaches_cmd_and_its_status_comes_back,
+    },
+    Case {
+        name: "sigkill_of_nsapplys_process_group_leaves_no_daemon_behind",
+        root: true,
+        body: sigkill_of_nsapplys_process_group_leaves_no_daemon_behind,
+    },
 ];
 
 fn main() {
@@ -1643,6 +1653,118 @@ fn control_characters_in_paths_are_escaped_in_text_output() -> Outcome {
         if !out.contains(r"a\nb\u{1b}[31mred") {
             return Err(format!("{cmd} did not print the path escaped:\n{out}"));
         }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 8. Attacks on the hardened process layer (branch attack-12): each case
+// failed on c397d0c.
+
+/// A configuration without a pid namespace (CMD is not a pid 1, and what it
+/// leaves behind is found through the supervisors).
+fn no_pid_namespace(scratch: &Scratch) -> PathBuf {
+    scratch.write(
+        "no-pid.json",
+        &config(r#"{"type":"uts"},{"type":"ipc"},{"type":"mount"}"#, ""),
+    )
+}
+
+/// Ctrl-C, Ctrl-\ and a terminal hangup send their signal to the whole
+/// foreground process group, and so does `timeout` (it signals its own
+/// group unless `--foreground`): nsapply, the child that applied the plan
+/// and CMD are all in that group (nothing calls setsid or setpgid). The
+/// signal must reach CMD (its trap runs) and nsapply must exit with CMD's
+/// status; on c397d0c it kills the supervising child (default action),
+/// which turns every such run into `run-failed` and, with a pid namespace,
+/// takes CMD down with SIGKILL.
+fn a_signal_to_nsapplys_process_group_reaches_cmd_and_its_status_comes_back() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let default = example("default");
+    for (what, init, cfg) in [
+        ("CMD as pid 1", false, &default),
+        ("no pid namespace", false, &no_pid),
+        ("--init", true, &default),
+    ] {
+        for (sig, name) in [
+            (Signal::SIGINT, "INT"),
+            (Signal::SIGTERM, "TERM"),
+            (Signal::SIGHUP, "HUP"),
+        ] {
+            let script = format!(
+                "trap 'echo got {name}; exit 42' {name}; echo ready; while :; do sleep 0.02; done"
+            );
+            let mut c = nsapply(&["run"]);
+            if init {
+                c.arg("--init");
+            }
+            let mut child = c
+                .arg(cfg)
+                .args(["--", "sh", "-c", &script])
+                .process_group(0)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            let lines = lines_in_background(child.stdout.take().expect("stdout"));
+            let err = read_all_in_background(child.stderr.take());
+            let ready = wait_line(&lines, "ready", Duration::from_secs(20));
+            if ready.is_ok() {
+                // The group nsapply leads (process_group(0)): kill(-pgid).
+                let _ = kill(Pid::from_raw(-(child.id() as i32)), sig);
+            }
+            let status = wait_deadline(&mut child, Duration::from_secs(10));
+            let left = leftovers(Duration::from_secs(3));
+            let err = err.recv().unwrap_or_default();
+            ready.map_err(|e| format!("{what}, SIG{name}: {e}; stderr: {err}"))?;
+            if status.and_then(|s| s.code()) != Some(42) {
+                return Err(format!(
+                    "{what}: SIG{name} sent to nsapply's process group (Ctrl-C, a hangup, timeout): \
+                     nsapply should exit with CMD's status 42 (its trap ran), got {status:?}; stderr: {err}"
+                ));
+            }
+            if !left.is_empty() {
+                return Err(format!("{what}, SIG{name}: left behind: {left:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `kill -KILL -<pgid>` (`kill -9 %1` in a shell, `timeout -s KILL`) kills
+/// nsapply and its supervising child at the same moment. Without a pid
+/// namespace, a daemon CMD started (setsid: it is not in the group) must
+/// not survive them; on c397d0c nobody is left to end it.
+fn sigkill_of_nsapplys_process_group_leaves_no_daemon_behind() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let mut child = nsapply(&["run"])
+        .arg(&no_pid)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "setsid sleep 60 & sleep 0.2; echo started; wait",
+        ])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let lines = lines_in_background(child.stdout.take().expect("stdout"));
+    let err = read_all_in_background(child.stderr.take());
+    let started = wait_line(&lines, "started", Duration::from_secs(20));
+    let _ = kill(Pid::from_raw(-(child.id() as i32)), Signal::SIGKILL);
+    let _ = child.wait();
+    let left = leftovers(Duration::from_secs(3));
+    started.map_err(|e| format!("{e}; stderr: {}", err.recv().unwrap_or_default()))?;
+    if !left.is_empty() {
+        return Err(format!(
+            "after SIGKILL of nsapply's process group, the container's daemon survived: {left:?}"
+        ));
     }
     Ok(())
 }
