@@ -153,6 +153,11 @@ const CASES: &[Case] = &[
         root: true,
         body: sigkill_of_nsapplys_process_group_leaves_no_daemon_behind,
     },
+    Case {
+        name: "a_cmd_traced_by_its_own_child_neither_hangs_nsapply_nor_outlives_it",
+        root: true,
+        body: a_cmd_traced_by_its_own_child_neither_hangs_nsapply_nor_outlives_it,
+    },
 ];
 
 fn main() {
@@ -533,6 +538,7 @@ fn probe_main(probe: &str) -> i32 {
     match probe {
         "mem" => probe_mem(),
         "exec-blocked" => probe_exec_blocked(),
+        "seize" => probe_seize(),
         other => {
             eprintln!("unknown probe {other:?}");
             2
@@ -605,6 +611,52 @@ fn probe_exec_blocked() -> i32 {
     let err = nix::unistd::execv(prog, &args);
     eprintln!("execv: {err:?}");
     127
+}
+
+/// CMD's helper that traces the process given as its first argument
+/// (PTRACE_SEIZE) and keeps it running (each stop is continued with its
+/// signal) but never collects its exit (it waits for stops only): the zombie
+/// of a traced process can be reaped by its parent only once its tracer
+/// has waited for it or is gone (ptrace(2)). Writes `seized` to the file
+/// given as second argument once attached.
+fn probe_seize() -> i32 {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(pid), Some(report)) = (
+        args.get(1).and_then(|p| p.parse::<libc::pid_t>().ok()),
+        args.get(2),
+    ) else {
+        eprintln!("seize: usage: PID REPORT-FILE");
+        return 2;
+    };
+    let zero: libc::c_long = 0;
+    // SAFETY: PTRACE_SEIZE takes a pid and no memory (addr and data are 0).
+    if unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, zero, zero) } != 0 {
+        let e = std::io::Error::last_os_error();
+        let _ = fs::write(report, format!("failed: {e}"));
+        return 1;
+    }
+    let _ = fs::write(report, "seized");
+    loop {
+        // SAFETY: siginfo_t is plain old data; all zeroes is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid writes into `info`, a live local of the right type.
+        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WSTOPPED) };
+        if r != 0 {
+            // Not ours to wait for any more: stay, without reaping.
+            std::thread::sleep(Duration::from_secs(3600));
+            return 0;
+        }
+        // SAFETY: waitid filled `info` for a child event (CLD_TRAPPED),
+        // for which si_status is the stop signal.
+        let sig = unsafe { info.si_status() };
+        let deliver: libc::c_long = if sig == libc::SIGTRAP || sig == libc::SIGSTOP {
+            0
+        } else {
+            libc::c_long::from(sig)
+        };
+        // SAFETY: PTRACE_CONT takes a pid and a signal number; no memory.
+        unsafe { libc::ptrace(libc::PTRACE_CONT, pid, zero, deliver) };
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1767,4 +1819,61 @@ fn sigkill_of_nsapplys_process_group_leaves_no_daemon_behind() -> Outcome {
         ));
     }
     Ok(())
+}
+
+/// CMD (no pid namespace) starts a helper that traces CMD's own process
+/// (PTRACE_SEIZE, allowed to root, and to container root over its own
+/// processes) and never collects its exit, then exits 3. The supervising
+/// child's `waitpid` for CMD cannot return while the tracer lives: on
+/// c397d0c nsapply hangs for ever after CMD ended, and a SIGKILL of nsapply
+/// then leaves the supervising child and the tracer running (the child is
+/// stuck in that wait and never ends the rest). nsapply must exit with 3
+/// and leave nothing.
+fn a_cmd_traced_by_its_own_child_neither_hangs_nsapply_nor_outlives_it() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let probe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let report = scratch.join("seized");
+    let errfile = scratch.join("stderr");
+    let mut child = nsapply(&["run"])
+        .arg(&no_pid)
+        .args(["--", "sh", "-c", r#""$0" $$ "$1" & sleep 1; exit 3"#])
+        .arg(&probe)
+        .arg(&report)
+        .env(PROBE_ENV, "seize")
+        .stdout(Stdio::null())
+        .stderr(File::create(&errfile).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    // Killed with SIGKILL when it does not end in time.
+    let status = wait_deadline(&mut child, Duration::from_secs(15));
+    let left = leftovers(Duration::from_secs(3));
+    let err = fs::read_to_string(&errfile).unwrap_or_default();
+    let seized = fs::read_to_string(&report).unwrap_or_default();
+    if seized != "seized" {
+        return Err(format!(
+            "setup: the tracer did not attach ({seized:?}); stderr: {err}"
+        ));
+    }
+    let mut problems = Vec::new();
+    match status {
+        Some(s) if s.code() == Some(3) => {}
+        Some(s) => problems.push(format!(
+            "nsapply should exit with CMD's status 3, got {}; stderr: {err}",
+            status_code(s)
+        )),
+        None => problems.push(
+            "nsapply did not end within 15 s of a CMD that exits after 1 s (then killed with SIGKILL)"
+                .to_owned(),
+        ),
+    }
+    if !left.is_empty() {
+        problems.push(format!("left behind: {left:?}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
 }
