@@ -158,6 +158,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_cmd_traced_by_its_own_child_neither_hangs_nsapply_nor_outlives_it,
     },
+    Case {
+        name: "a_deep_chain_of_orphans_does_not_outlive_nsapply",
+        root: true,
+        body: a_deep_chain_of_orphans_does_not_outlive_nsapply,
+    },
 ];
 
 fn main() {
@@ -539,6 +544,7 @@ fn probe_main(probe: &str) -> i32 {
         "mem" => probe_mem(),
         "exec-blocked" => probe_exec_blocked(),
         "seize" => probe_seize(),
+        "chain" => probe_chain(),
         other => {
             eprintln!("unknown probe {other:?}");
             2
@@ -656,6 +662,64 @@ fn probe_seize() -> i32 {
         };
         // SAFETY: PTRACE_CONT takes a pid and a signal number; no memory.
         unsafe { libc::ptrace(libc::PTRACE_CONT, pid, zero, deliver) };
+    }
+}
+
+/// CMD that leaves behind a chain of N processes (its first argument), each
+/// the parent of the next and waiting for it, the last one sleeping; it
+/// prints `started` once the whole chain exists, then exits 0. When a
+/// process of the chain is killed, its child comes to the nearest child
+/// subreaper: the supervisors meet the chain one level at a time.
+fn probe_chain() -> i32 {
+    let Some(depth) = std::env::args().nth(1).and_then(|d| d.parse::<u32>().ok()) else {
+        eprintln!("chain: usage: DEPTH");
+        return 2;
+    };
+    let Ok((ready_r, ready_w)) = nix::unistd::pipe() else {
+        eprintln!("chain: pipe");
+        return 1;
+    };
+    let mut level = 0;
+    loop {
+        if level == depth {
+            let _ = nix::unistd::write(&ready_w, b"r");
+            std::thread::sleep(Duration::from_secs(120));
+            return 0;
+        }
+        // SAFETY: a probe runs alone in a freshly executed process (CMD),
+        // with one thread, so the child may run any code.
+        match unsafe { nix::unistd::fork() } {
+            Err(e) => {
+                eprintln!("chain: fork at level {level}: {e}");
+                return 1;
+            }
+            Ok(nix::unistd::ForkResult::Child) => {
+                level += 1;
+                // Not nsapply's stdout and stderr: whoever reads them would
+                // wait for the chain's end.
+                if let Ok(null) = File::options().write(true).open("/dev/null") {
+                    let null = std::os::fd::AsRawFd::as_raw_fd(&null);
+                    // SAFETY: dup2 only changes this process's fd table;
+                    // `null` is open for the call, 1 and 2 are not owned
+                    // by any Rust value that would close them.
+                    unsafe {
+                        libc::dup2(null, 1);
+                        libc::dup2(null, 2);
+                    }
+                }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                if level == 0 {
+                    drop(ready_w);
+                    let mut b = [0u8; 1];
+                    let _ = File::from(ready_r).read(&mut b);
+                    println!("started");
+                    return 0;
+                }
+                let _ = nix::sys::wait::waitpid(child, None);
+                return 0;
+            }
+        }
     }
 }
 
@@ -1876,4 +1940,68 @@ fn a_cmd_traced_by_its_own_child_neither_hangs_nsapply_nor_outlives_it() -> Outc
     } else {
         Err(problems.join("\n"))
     }
+}
+
+/// CMD (no pid namespace) leaves a chain of orphans behind, each the parent
+/// of the next, and exits. Each one killed hands its child to the nearest
+/// subreaper, so the supervisors meet the chain one level per round, and on
+/// c397d0c each gives up after 64 rounds: a chain of 200 outlives a run
+/// that ended normally (73 processes left), and one of 100 outlives a
+/// SIGKILL of nsapply. Nothing may be left.
+fn a_deep_chain_of_orphans_does_not_outlive_nsapply() -> Outcome {
+    private_mount_namespace()?;
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let probe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // CMD exits by itself (status 0) once the chain exists.
+    let r = run_bounded(
+        nsapply(&["run"])
+            .arg(&no_pid)
+            .arg("--")
+            .arg(&probe)
+            .arg("200")
+            .env(PROBE_ENV, "chain"),
+        Duration::from_secs(60),
+    )?;
+    let left = leftovers(Duration::from_secs(3));
+    if !r.0.success() || r.1.trim() != "started" {
+        return Err(format!(
+            "the run with a chain of 200 failed: exit {}\nstdout: {}\nstderr: {}",
+            status_code(r.0),
+            r.1,
+            r.2
+        ));
+    }
+    if !left.is_empty() {
+        return Err(format!(
+            "after a normal run, {} processes of a chain of 200 orphans were left, e.g. {:?}",
+            left.len(),
+            &left[..left.len().min(3)]
+        ));
+    }
+    // nsapply killed with SIGKILL while CMD (which keeps the chain) runs.
+    let mut child = nsapply(&["run"])
+        .arg(&no_pid)
+        .args(["--", "sh", "-c", r#""$0" 100; echo chained; sleep 60"#])
+        .arg(&probe)
+        .env(PROBE_ENV, "chain")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let lines = lines_in_background(child.stdout.take().expect("stdout"));
+    let started = wait_line(&lines, "chained", Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    let left = leftovers(Duration::from_secs(3));
+    started?;
+    if !left.is_empty() {
+        return Err(format!(
+            "after SIGKILL of nsapply, {} processes of a chain of 100 orphans were left, e.g. {:?}",
+            left.len(),
+            &left[..left.len().min(3)]
+        ));
+    }
+    Ok(())
 }
