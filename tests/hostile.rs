@@ -163,6 +163,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_deep_chain_of_orphans_does_not_outlive_nsapply,
     },
+    Case {
+        name: "orphans_hidden_by_a_mount_over_proc_do_not_outlive_nsapply",
+        root: true,
+        body: orphans_hidden_by_a_mount_over_proc_do_not_outlive_nsapply,
+    },
 ];
 
 fn main() {
@@ -2001,6 +2006,44 @@ fn a_deep_chain_of_orphans_does_not_outlive_nsapply() -> Outcome {
             "after SIGKILL of nsapply, {} processes of a chain of 100 orphans were left, e.g. {:?}",
             left.len(),
             &left[..left.len().min(3)]
+        ));
+    }
+    Ok(())
+}
+
+/// The supervising child finds what CMD left behind through `/proc` of the
+/// container's mount namespace, which CMD (root in it) may cover: here CMD
+/// mounts a tmpfs over `/proc` (as a container mounts its own `/proc`),
+/// starts a background process, and nsapply is killed with SIGKILL. On
+/// c397d0c the supervising child kills CMD, lists no other child (its
+/// `/proc` shows nothing), and the background process survives.
+fn orphans_hidden_by_a_mount_over_proc_do_not_outlive_nsapply() -> Outcome {
+    private_mount_namespace()?;
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let mut child = nsapply(&["run"])
+        .arg(&no_pid)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "mount -t tmpfs hidden /proc || exit 9; sleep 60 & echo started; wait",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let lines = lines_in_background(child.stdout.take().expect("stdout"));
+    let err = read_all_in_background(child.stderr.take());
+    let started = wait_line(&lines, "started", Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    let left = leftovers(Duration::from_secs(3));
+    started.map_err(|e| format!("{e}; stderr: {}", err.recv().unwrap_or_default()))?;
+    if !left.is_empty() {
+        return Err(format!(
+            "after SIGKILL of nsapply, what CMD started after covering /proc survived: {left:?}"
         ));
     }
     Ok(())
