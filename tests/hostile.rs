@@ -168,6 +168,11 @@ const CASES: &[Case] = &[
         root: true,
         body: orphans_hidden_by_a_mount_over_proc_do_not_outlive_nsapply,
     },
+    Case {
+        name: "under_a_foreign_proc_orphans_end_and_no_other_process_is_killed",
+        root: true,
+        body: under_a_foreign_proc_orphans_end_and_no_other_process_is_killed,
+    },
 ];
 
 fn main() {
@@ -2045,6 +2050,112 @@ fn orphans_hidden_by_a_mount_over_proc_do_not_outlive_nsapply() -> Outcome {
         return Err(format!(
             "after SIGKILL of nsapply, what CMD started after covering /proc survived: {left:?}"
         ));
+    }
+    Ok(())
+}
+
+/// nsapply runs in a new pid namespace that still sees the host's `/proc`
+/// (as in the id-map case above, which README says is handled). The
+/// supervisors read their children from `/proc/thread-self/children`,
+/// which numbers them as that procfs's pid namespace (the host's) does,
+/// and then kill and wait for those numbers in their own pid namespace.
+/// CMD (no pid namespace of its own) leaves a process behind whose host
+/// pid is H; a process outside nsapply (a "victim", started by the shell
+/// that runs nsapply) is given the number H in nsapply's pid namespace.
+/// On c397d0c the victim is killed and the orphan survives nsapply.
+fn under_a_foreign_proc_orphans_end_and_no_other_process_is_killed() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let script = scratch.write(
+        "foreign.sh",
+        r#"# pid 1 of a new pid namespace that sees the host's /proc
+d=$1; nsapply=$2; cfg=$3
+# CMD: a background process that writes its host pid (the procfs at /proc
+# numbers it as the host does), then waits for "go" and exits 0.
+"$nsapply" run "$cfg" -- sh -c '(exec sh -c "read p rest < /proc/self/stat; echo \$p > $0/orphan; exec sleep 60") & while [ ! -e "$0/go" ]; do sleep 0.02; done' "$d" &
+nsa=$!
+while [ ! -s "$d/orphan" ]; do
+    kill -0 $nsa 2>/dev/null || { wait $nsa; echo "nsapply ended early: status $?"; exit 0; }
+    sleep 0.02
+done
+h=$(cat "$d/orphan")
+# The victim: not nsapply's, numbered h here.
+echo $((h - 1)) > /proc/sys/kernel/ns_last_pid
+sh -c 'read p rest < /proc/self/stat; echo $p > "$0/victim"; exec sleep 60' "$d" & victim=$!
+while [ ! -s "$d/victim" ]; do sleep 0.02; done
+v=$(cat "$d/victim")
+echo "orphan host $h victim here $victim victim host $v"
+touch "$d/go"
+wait $nsa; echo "nsapply status $?"
+sleep 0.3
+echo "state of victim $(cut -d' ' -f3 /proc/$v/stat 2>/dev/null || echo gone)"
+echo "state of orphan $(cut -d' ' -f3 /proc/$h/stat 2>/dev/null || echo gone)"
+"#,
+    );
+    for attempt in 1..=3 {
+        for f in ["orphan", "victim", "go"] {
+            let _ = fs::remove_file(scratch.join(f));
+        }
+        let r = run_bounded(
+            Command::new("unshare")
+                .args(["--pid", "--fork", "sh"])
+                .arg(&script)
+                .arg(scratch.path())
+                .arg(nsapply_bin())
+                .arg(&no_pid)
+                .stdin(Stdio::null()),
+            Duration::from_secs(30),
+        )?;
+        let (_, out, err) = &r;
+        let field = |key: &str| -> Option<String> {
+            out.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().to_owned())
+        };
+        if out.contains("nsapply ended early") {
+            return Err(format!(
+                "nsapply did not run CMD under a foreign /proc: {out}{err}"
+            ));
+        }
+        let Some(setup) = field("orphan host ") else {
+            return Err(format!("the scenario did not run:\n{out}{err}"));
+        };
+        let nums: Vec<&str> = setup.split_whitespace().collect();
+        // "H victim here N victim host V": the victim must have got H.
+        // (Another process may take H first, rarely: then try again.)
+        if nums.len() != 7 || nums[0] != nums[3] {
+            if attempt == 3 {
+                return Err(format!(
+                    "setup: the victim never got the orphan's number: {setup}"
+                ));
+            }
+            continue;
+        }
+        let victim = field("state of victim ").unwrap_or_default();
+        let orphan = field("state of orphan ").unwrap_or_default();
+        let status = field("nsapply status ").unwrap_or_default();
+        let mut problems = Vec::new();
+        if status != "0" {
+            problems.push(format!("the run failed (status {status}): {err}"));
+        }
+        if victim != "S" {
+            problems.push(format!(
+                "a process that is not nsapply's (pid {} in nsapply's pid namespace) was killed: state {victim:?}",
+                nums[0]
+            ));
+        }
+        if orphan != "gone" && orphan != "Z" {
+            problems.push(format!(
+                "the process CMD left behind (host pid {}) outlived nsapply: state {orphan:?}",
+                nums[0]
+            ));
+        }
+        return if problems.is_empty() {
+            expect_no_leftovers("after the foreign-/proc run")
+        } else {
+            Err(problems.join("\n"))
+        };
     }
     Ok(())
 }
