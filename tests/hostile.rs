@@ -173,6 +173,11 @@ const CASES: &[Case] = &[
         root: true,
         body: under_a_foreign_proc_orphans_end_and_no_other_process_is_killed,
     },
+    Case {
+        name: "a_trace_file_that_blocks_leaves_no_cmd_unsupervised",
+        root: true,
+        body: a_trace_file_that_blocks_leaves_no_cmd_unsupervised,
+    },
 ];
 
 fn main() {
@@ -2158,4 +2163,66 @@ echo "state of orphan $(cut -d' ' -f3 /proc/$h/stat 2>/dev/null || echo gone)"
         };
     }
     Ok(())
+}
+
+/// `--trace` names a pipe whose reader does not read (a FIFO here, full;
+/// `--trace /dev/stdout | slow-reader` or a terminal stopped with Ctrl-S
+/// are the same). On c397d0c the trace is written by the supervising child
+/// after CMD's process was forked and before it supervises anything: it
+/// blocks in write(2) while CMD runs, SIGTERM sent to nsapply is not
+/// forwarded, and after SIGKILL of nsapply CMD and the supervising child
+/// keep running. Whatever the trace does, no signal may be held back from a
+/// running CMD and nothing may outlive nsapply.
+fn a_trace_file_that_blocks_leaves_no_cmd_unsupervised() -> Outcome {
+    use std::os::unix::fs::OpenOptionsExt;
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let fifo = scratch.join("trace.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("mkfifo: {e}"))?;
+    // A reader that never reads (O_RDWR does not wait for a writer), its
+    // pipe made as small as the kernel allows and filled.
+    let mut keep = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .map_err(|e| format!("opening the FIFO: {e}"))?;
+    nix::fcntl::fcntl(&keep, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096))
+        .map_err(|e| format!("F_SETPIPE_SZ: {e}"))?;
+    while keep.write(&[b'x'; 512]).is_ok() {}
+    let mut child = nsapply(&["run", "--trace"])
+        .arg(&fifo)
+        .arg(&no_pid)
+        .args(["--", "sh", "-c", "echo started; exec sleep 60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let lines = lines_in_background(child.stdout.take().expect("stdout"));
+    // Whether CMD runs at all while the trace cannot be written is
+    // nsapply's choice; a CMD that runs must be supervised.
+    let cmd_runs = wait_line(&lines, "started", Duration::from_secs(5)).is_ok();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    // SIGKILL when it does not end in time.
+    let status = wait_deadline(&mut child, Duration::from_secs(5));
+    let left = leftovers(Duration::from_secs(3));
+    drop(keep);
+    let mut problems = Vec::new();
+    let ended = status.map(status_code);
+    if cmd_runs && ended != Some(143) {
+        problems.push(format!(
+            "CMD (sleep) ran, but SIGTERM sent to nsapply did not end it with status 143 within 5 s (nsapply: {ended:?}; None: killed with SIGKILL)"
+        ));
+    }
+    if !left.is_empty() {
+        problems.push(format!("after SIGKILL of nsapply, still running: {left:?}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
 }
