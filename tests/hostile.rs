@@ -178,6 +178,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_trace_file_that_blocks_leaves_no_cmd_unsupervised,
     },
+    Case {
+        name: "under_init_a_signal_sent_before_cmd_exists_reaches_it",
+        root: true,
+        body: under_init_a_signal_sent_before_cmd_exists_reaches_it,
+    },
 ];
 
 fn main() {
@@ -560,6 +565,7 @@ fn probe_main(probe: &str) -> i32 {
         "exec-blocked" => probe_exec_blocked(),
         "seize" => probe_seize(),
         "chain" => probe_chain(),
+        "exec-pending-term" => probe_exec_pending_term(),
         other => {
             eprintln!("unknown probe {other:?}");
             2
@@ -627,6 +633,34 @@ fn probe_exec_blocked() -> i32 {
         .collect();
     let Some(prog) = args.first() else {
         eprintln!("exec-blocked: nothing to exec");
+        return 2;
+    };
+    let err = nix::unistd::execv(prog, &args);
+    eprintln!("execv: {err:?}");
+    127
+}
+
+/// A caller that sends SIGTERM to itself with SIGTERM blocked, then execs
+/// the rest of its arguments: nsapply starts with a SIGTERM already sent to
+/// it (pending and blocked survive execve), as when a signal arrives
+/// before CMD exists, but at a known moment.
+fn probe_exec_pending_term() -> i32 {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None) {
+        eprintln!("sigprocmask: {e}");
+        return 1;
+    }
+    if let Err(e) = nix::sys::signal::raise(Signal::SIGTERM) {
+        eprintln!("raise: {e}");
+        return 1;
+    }
+    let args: Vec<CString> = std::env::args()
+        .skip(1)
+        .map(|a| CString::new(a).expect("no NUL in arguments"))
+        .collect();
+    let Some(prog) = args.first() else {
+        eprintln!("exec-pending-term: nothing to exec");
         return 2;
     };
     let err = nix::unistd::execv(prog, &args);
@@ -2225,4 +2259,40 @@ fn a_trace_file_that_blocks_leaves_no_cmd_unsupervised() -> Outcome {
     } else {
         Err(problems.join("\n"))
     }
+}
+
+/// `--init`, and a SIGTERM sent to nsapply before CMD exists (here: already
+/// pending when nsapply starts). README: "one sent before CMD exists is
+/// kept and forwarded when it does", and `--init` is the answer to a pid 1
+/// that ignores signals. On c397d0c the supervising child forwards it as
+/// soon as init's process exists, before init has blocked the signals it
+/// waits for: init is a pid 1 without a handler, the kernel drops the
+/// signal, and CMD (sleep 12) runs to its end, exit 0. It must end CMD
+/// (status 143) at once.
+fn under_init_a_signal_sent_before_cmd_exists_reaches_it() -> Outcome {
+    become_subreaper()?;
+    let probe = std::env::current_exe().map_err(|e| e.to_string())?;
+    for attempt in 1..=3 {
+        let started = Instant::now();
+        let r = run_bounded(
+            Command::new(&probe)
+                .env(PROBE_ENV, "exec-pending-term")
+                .arg(nsapply_bin())
+                .args(["run", "--init"])
+                .arg(example("default"))
+                .args(["--", "sleep", "12"])
+                .stdin(Stdio::null()),
+            Duration::from_secs(30),
+        )?;
+        let took = started.elapsed();
+        if status_code(r.0) != 143 || took > Duration::from_secs(8) {
+            return Err(format!(
+                "run {attempt}: a SIGTERM sent before CMD existed should end CMD (exit 143) at once; \
+                 nsapply exited {} after {took:?} (CMD sleeps 12 s)\nstderr: {}",
+                status_code(r.0),
+                r.2
+            ));
+        }
+    }
+    expect_no_leftovers("after the runs")
 }
