@@ -183,6 +183,11 @@ const CASES: &[Case] = &[
         root: true,
         body: under_init_a_signal_sent_before_cmd_exists_reaches_it,
     },
+    Case {
+        name: "under_init_a_failed_fork_is_an_error_not_cmds_status",
+        root: true,
+        body: under_init_a_failed_fork_is_an_error_not_cmds_status,
+    },
 ];
 
 fn main() {
@@ -2293,6 +2298,43 @@ fn under_init_a_signal_sent_before_cmd_exists_reaches_it() -> Outcome {
                 r.2
             ));
         }
+    }
+    expect_no_leftovers("after the runs")
+}
+
+/// `--init` with a tiny RLIMIT_NPROC (counted, in the new user namespace of
+/// `all-kinds`, for the container's root): some fork fails, at whichever
+/// step. Each run must either succeed (CMD is `true`) or fail with exactly
+/// one error line (README: "CMD's own exit status 1 is never mistaken for
+/// a failed apply"; "Every error is exactly one line on stderr"). On
+/// c397d0c, when init's own fork of CMD fails, init exits 1 without a
+/// word, and nsapply exits 1 silently, as if CMD had exited 1.
+fn under_init_a_failed_fork_is_an_error_not_cmds_status() -> Outcome {
+    become_subreaper()?;
+    for limit in 1..=4 {
+        let r = run_bounded(
+            Command::new("prlimit")
+                .arg(format!("--nproc={limit}"))
+                .arg(nsapply_bin())
+                .args(["run", "--init"])
+                .arg(example("all-kinds"))
+                .args(["--", "true"])
+                .stdin(Stdio::null()),
+            Duration::from_secs(20),
+        )?;
+        let (status, _, err) = &r;
+        if status.success() {
+            continue;
+        }
+        let lines: Vec<&str> = err.lines().collect();
+        if lines.len() != 1 || !lines[0].starts_with("nsapply: ") {
+            return Err(format!(
+                "RLIMIT_NPROC {limit}: nsapply exited {} with {} error lines (CMD is `true`, so this is not CMD's status): {err:?}",
+                status_code(*status),
+                lines.len()
+            ));
+        }
+        expect_no_leftovers(&format!("RLIMIT_NPROC {limit}"))?;
     }
     expect_no_leftovers("after the runs")
 }
