@@ -188,6 +188,11 @@ const CASES: &[Case] = &[
         root: true,
         body: under_init_a_failed_fork_is_an_error_not_cmds_status,
     },
+    Case {
+        name: "a_library_caller_keeps_the_processes_it_adopts_during_a_run",
+        root: true,
+        body: a_library_caller_keeps_the_processes_it_adopts_during_a_run,
+    },
 ];
 
 fn main() {
@@ -2337,4 +2342,92 @@ fn under_init_a_failed_fork_is_an_error_not_cmds_status() -> Outcome {
         expect_no_leftovers(&format!("RLIMIT_NPROC {limit}"))?;
     }
     expect_no_leftovers("after the runs")
+}
+
+/// `nsapply::run::run` called by a program that has children of its own:
+/// here a child A that started B and exits while the run goes on, so B is
+/// re-parented to the caller (to its nearest child subreaper: `run` makes
+/// the caller one for its duration, and a service manager is one anyway).
+/// B is the caller's business, not the container's: it must still run
+/// when `run` returns, and A's status must still be the caller's to
+/// collect. On c397d0c `run` kills every child it did not see before the
+/// run, B included, both when the caller was not a subreaper and when it
+/// was.
+///
+/// This case process is the library caller: single-threaded (no helper
+/// thread is started before `run`).
+fn a_library_caller_keeps_the_processes_it_adopts_during_a_run() -> Outcome {
+    use nsapply::run::{run, Exit, RunOptions};
+    let scratch = Scratch::new();
+    let cfg = nsapply::NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"uts"}]}}"#)
+        .map_err(|e| e.to_string())?;
+    let plan = nsapply::plan(&cfg);
+    for subreaper in [false, true] {
+        nix::sys::prctl::set_child_subreaper(subreaper)
+            .map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
+        let what = if subreaper {
+            "a caller that is a child subreaper"
+        } else {
+            "a caller that is not a child subreaper"
+        };
+        let bfile = scratch.join(&format!("b-{subreaper}"));
+        // A: starts B, writes B's pid, exits 0.5 s later (during the run).
+        let mut a = Command::new("sh")
+            .arg("-c")
+            .arg(r#"sleep 60 & echo $! > "$0"; sleep 0.5"#)
+            .arg(&bfile)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting A: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let b = loop {
+            if let Some(p) = fs::read_to_string(&bfile)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+                .and_then(Proc::of)
+            {
+                break p;
+            }
+            if Instant::now() > deadline {
+                let _ = a.kill();
+                let _ = a.wait();
+                return Err(format!("{what}: A never reported B"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let threads = nsapply::linux::thread_count().map_err(|e| e.to_string())?;
+        if threads != 1 {
+            return Err(format!("setup: the caller has {threads} threads"));
+        }
+        let result = run(
+            &plan,
+            &["sleep".into(), "1.5".into()],
+            &RunOptions::default(),
+        );
+        let b_alive = b.alive();
+        let a_status = a.try_wait();
+        let _ = kill(Pid::from_raw(b.pid), Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(b.pid), None);
+        let _ = a.wait();
+        if result != Ok(Exit::Code(0)) {
+            return Err(format!("{what}: the run failed: {result:?}"));
+        }
+        if !b_alive {
+            return Err(format!(
+                "{what}: run killed B (pid {}), a process of the caller's that came to it during the run",
+                b.pid
+            ));
+        }
+        match a_status {
+            Ok(Some(s)) if s.success() => {}
+            other => {
+                return Err(format!(
+                    "{what}: A's exit status was not left to the caller: {other:?}"
+                ))
+            }
+        }
+    }
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| e.to_string())?;
+    expect_no_leftovers("after the library runs")
 }
