@@ -193,6 +193,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_library_caller_keeps_the_processes_it_adopts_during_a_run,
     },
+    Case {
+        name: "without_procfs_a_path_swapped_after_its_check_is_never_opened",
+        root: true,
+        body: without_procfs_a_path_swapped_after_its_check_is_never_opened,
+    },
 ];
 
 fn main() {
@@ -2430,4 +2435,114 @@ fn a_library_caller_keeps_the_processes_it_adopts_during_a_run() -> Outcome {
     }
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| e.to_string())?;
     expect_no_leftovers("after the library runs")
+}
+
+/// Without a procfs at `/proc` (a tmpfs with just enough for the thread
+/// count, as in the forged-/proc case), `open_ns` checks the path `O_PATH`
+/// and then opens it again *by path* (`O_RDONLY | O_NONBLOCK`) before it
+/// checks the second file: a path whose owner swaps it between the two
+/// (a symlink renamed between a real namespace file and a FIFO here) has
+/// the FIFO opened for reading, which wakes a writer blocked in its open;
+/// a device in its place would have its driver's open run. DESIGN §8:
+/// "FIFOs, sockets, devices and regular files are refused with
+/// `not-a-namespace`, with no side effect"; README: "no open blocks or runs
+/// a driver". On c397d0c the FIFO is opened within a few runs.
+fn without_procfs_a_path_swapped_after_its_check_is_never_opened() -> Outcome {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    private_mount_namespace()?;
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    // A real namespace file at a path of ours: this process's network
+    // namespace, bind-mounted (before /proc goes away).
+    let nsfile = scratch.write("netns", "");
+    mount(
+        Some("/proc/self/ns/net"),
+        &nsfile,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| format!("bind-mounting a namespace file: {e}"))?;
+    let fifo = scratch.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("mkfifo: {e}"))?;
+    let link = scratch.join("ns");
+    std::os::unix::fs::symlink(&nsfile, &link).map_err(|e| e.to_string())?;
+    let cfg = scratch.write(
+        "swap.json",
+        &config(
+            &format!(
+                r#"{{"type":"uts"}},{{"type":"network","path":"{}"}}"#,
+                link.display()
+            ),
+            "",
+        ),
+    );
+    // The witness: blocks in open(O_WRONLY) until someone opens the FIFO
+    // for reading (an O_PATH reference does not count).
+    let (opened_tx, opened_rx) = mpsc::channel();
+    let witness_fifo = fifo.clone();
+    std::thread::spawn(move || {
+        let r = OpenOptions::new().write(true).open(&witness_fifo);
+        let _ = opened_tx.send(r.is_ok());
+    });
+    // The racer: the symlink's target flips between the two, atomically.
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let (stop, nsfile, fifo, link) = (stop.clone(), nsfile.clone(), fifo.clone(), link.clone());
+        let tmp = scratch.join("ns.tmp");
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let target = if i % 2 == 0 { &fifo } else { &nsfile };
+                let _ = fs::remove_file(&tmp);
+                if std::os::unix::fs::symlink(target, &tmp).is_ok() {
+                    let _ = fs::rename(&tmp, &link);
+                }
+                i += 1;
+            }
+        })
+    };
+    // No procfs: a tmpfs whose self/stat says one thread.
+    let stat = "1 (nsapply) S 0 1 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 1 0 0\n";
+    mount_tmpfs(Path::new("/proc"))?;
+    let setup = fs::create_dir_all("/proc/self").and_then(|()| fs::write("/proc/self/stat", stat));
+    let mut touched = None;
+    let mut codes = BTreeMap::new();
+    if setup.is_ok() {
+        for i in 0..400 {
+            let r = run_bounded(
+                nsapply(&["run"]).arg(&cfg).args(["--", "true"]),
+                Duration::from_secs(10),
+            );
+            let code = match &r {
+                Ok((s, _, _)) if s.success() => "ok".to_owned(),
+                Ok((_, _, err)) => error_code(err).unwrap_or_else(|| err.clone()),
+                Err(e) => e.clone(),
+            };
+            *codes.entry(code.clone()).or_insert(0) += 1;
+            if opened_rx.try_recv().is_ok() {
+                touched = Some((i, code));
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = racer.join();
+    let _ = nix::mount::umount2("/proc", nix::mount::MntFlags::MNT_DETACH);
+    // Release the witness if nobody did.
+    let _ = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    let _ = nix::mount::umount2(&nsfile, nix::mount::MntFlags::MNT_DETACH);
+    setup.map_err(|e| format!("setting up the tmpfs /proc: {e}"))?;
+    if let Some((i, code)) = touched {
+        return Err(format!(
+            "by run {i}: nsapply opened the FIFO the namespace path was swapped to after its check (a blocked writer woke up; run {i} ended with {code:?}); all runs: {codes:?}"
+        ));
+    }
+    expect_no_leftovers("after the swapped-path runs")
 }
