@@ -198,6 +198,11 @@ const CASES: &[Case] = &[
         root: true,
         body: without_procfs_a_path_swapped_after_its_check_is_never_opened,
     },
+    Case {
+        name: "orphans_in_a_joined_pid_namespace_do_not_outlive_nsapply",
+        root: true,
+        body: orphans_in_a_joined_pid_namespace_do_not_outlive_nsapply,
+    },
 ];
 
 fn main() {
@@ -2545,4 +2550,118 @@ fn without_procfs_a_path_swapped_after_its_check_is_never_opened() -> Outcome {
         ));
     }
     expect_no_leftovers("after the swapped-path runs")
+}
+
+/// The config joins an existing pid namespace by path (`linux.namespaces`
+/// `{"type":"pid","path":...}`): CMD is not its pid 1, and a process it
+/// leaves behind is re-parented to that namespace's init, not to nsapply's
+/// subreapers (a subreaper must be in the same pid namespace). README:
+/// "Nothing outlives nsapply"; it names two cases, a new pid namespace and
+/// none, and this third one is neither. On c397d0c the orphan outlives a
+/// run that ended normally, and one that ended by SIGKILL of nsapply.
+fn orphans_in_a_joined_pid_namespace_do_not_outlive_nsapply() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    // The namespace to join: its init is `sleep` (it reaps nothing).
+    let mut holder = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "sleep", "120"])
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("unshare: {e}"))?;
+    let h = holder.id() as i32;
+    let ours = fs::read_link("/proc/self/ns/pid").map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let init = loop {
+        let init = fs::read_to_string(format!("/proc/{h}/task/{h}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<i32>().ok());
+        if let Some(i) = init {
+            if fs::read_link(format!("/proc/{i}/ns/pid")).is_ok_and(|l| l != ours) {
+                break i;
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = holder.kill();
+            let _ = holder.wait();
+            return Err("setup: the pid namespace to join never appeared".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let cfg = scratch.write(
+        "join-pid.json",
+        &config(
+            &format!(r#"{{"type":"pid","path":"/proc/{init}/ns/pid"}},{{"type":"uts"}}"#),
+            "",
+        ),
+    );
+    let mut problems = Vec::new();
+    let r = run_bounded(
+        nsapply(&["run"])
+            .arg(&cfg)
+            .args(["--", "sh", "-c", "sleep 60 >/dev/null 2>&1 & exit 0"]),
+        Duration::from_secs(20),
+    );
+    let orphans = || -> Vec<Proc> {
+        std::thread::sleep(Duration::from_millis(300));
+        descendants(init).into_iter().filter(Proc::alive).collect()
+    };
+    match r {
+        Ok((s, _, _)) if s.success() => {
+            let left = orphans();
+            if !left.is_empty() {
+                problems.push(format!(
+                    "after a normal run, what CMD left behind is still running in the joined pid namespace: {:?}",
+                    left.iter().map(|p| (p.pid, p.comm())).collect::<Vec<_>>()
+                ));
+            }
+        }
+        Ok((s, out, err)) => problems.push(format!(
+            "the run failed: exit {}\n{out}{err}",
+            status_code(s)
+        )),
+        Err(e) => problems.push(e),
+    }
+    for p in descendants(init) {
+        let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
+    }
+    // nsapply killed with SIGKILL while CMD runs.
+    let mut child = nsapply(&["run"])
+        .arg(&cfg)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "sleep 60 >/dev/null 2>&1 & echo started; wait",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let lines = lines_in_background(child.stdout.take().expect("stdout"));
+    let started = wait_line(&lines, "started", Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    match started {
+        Ok(()) => {
+            let left = orphans();
+            if !left.is_empty() {
+                problems.push(format!(
+                    "after SIGKILL of nsapply, what CMD started is still running in the joined pid namespace: {:?}",
+                    left.iter().map(|p| (p.pid, p.comm())).collect::<Vec<_>>()
+                ));
+            }
+        }
+        Err(e) => problems.push(e),
+    }
+    let _ = holder.kill();
+    let _ = kill(Pid::from_raw(init), Signal::SIGKILL);
+    let _ = holder.wait();
+    let _ = leftovers(Duration::from_secs(3));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
 }
