@@ -208,6 +208,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_failed_open_or_pipe_is_never_reported_as_a_failed_fork,
     },
+    Case {
+        name: "a_library_callers_pending_signal_stays_its_own",
+        root: true,
+        body: a_library_callers_pending_signal_stays_its_own,
+    },
 ];
 
 fn main() {
@@ -2738,4 +2743,48 @@ fn a_failed_open_or_pipe_is_never_reported_as_a_failed_fork() -> Outcome {
             wrong.join("\n")
         ))
     }
+}
+
+/// A library caller that handles its signals synchronously (blocked, then
+/// read with sigwait or a signalfd, as daemons do) has a SIGUSR1 pending
+/// when it calls `nsapply::run::run`. That signal was sent to the caller
+/// before any container existed: it must still be pending when `run`
+/// returns ("A library caller of run gets its signal state back"), and the
+/// container must not get it. On c397d0c `run`'s signalfd takes it at once
+/// and forwards it to CMD, which it kills (`sleep` ends by SIGUSR1) and the
+/// caller never sees it.
+fn a_library_callers_pending_signal_stays_its_own() -> Outcome {
+    use nsapply::run::{run, Exit, RunOptions};
+    let cfg = nsapply::NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"uts"}]}}"#)
+        .map_err(|e| e.to_string())?;
+    let plan = nsapply::plan(&cfg);
+    let mut usr1 = SigSet::empty();
+    usr1.add(Signal::SIGUSR1);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&usr1), None).map_err(|e| e.to_string())?;
+    nix::sys::signal::raise(Signal::SIGUSR1).map_err(|e| e.to_string())?;
+    let result = run(
+        &plan,
+        &["sleep".into(), "0.5".into()],
+        &RunOptions::default(),
+    );
+    let mut set: libc::sigset_t = {
+        // SAFETY: sigset_t is plain old data; sigemptyset below sets it.
+        let mut s = unsafe { std::mem::zeroed() };
+        // SAFETY: `s` is a live sigset_t.
+        unsafe { libc::sigemptyset(&mut s) };
+        s
+    };
+    // SAFETY: sigpending writes into `set`, a live sigset_t.
+    let r = unsafe { libc::sigpending(&mut set) };
+    // SAFETY: `set` was filled by sigpending.
+    let still_pending = r == 0 && unsafe { libc::sigismember(&set, libc::SIGUSR1) } == 1;
+    if result != Ok(Exit::Code(0)) {
+        return Err(format!(
+            "CMD (sleep 0.5) should have run to its end; run returned {result:?} (Signal(10): the caller's SIGUSR1 was sent to it)"
+        ));
+    }
+    if !still_pending {
+        return Err("the caller's pending SIGUSR1 is gone after run".into());
+    }
+    Ok(())
 }
