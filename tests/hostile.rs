@@ -213,6 +213,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_library_callers_pending_signal_stays_its_own,
     },
+    Case {
+        name: "a_trace_file_nsapply_created_holds_a_trace_whatever_failed",
+        root: true,
+        body: a_trace_file_nsapply_created_holds_a_trace_whatever_failed,
+    },
 ];
 
 fn main() {
@@ -2787,4 +2792,70 @@ fn a_library_callers_pending_signal_stays_its_own() -> Outcome {
         return Err("the caller's pending SIGUSR1 is gone after run".into());
     }
     Ok(())
+}
+
+/// `--trace FILE` is created (truncated) before anything runs, and README
+/// says the trace is written "success or failure". With few free fds
+/// (RLIMIT_NOFILE 4 to 12) and without a procfs, runs fail at every step;
+/// whenever the file was created it must hold a trace document (JSON), at
+/// the least one that carries the error. On c397d0c it is left empty when
+/// the failure is P0's (thread count, channel, fork) and when the command's
+/// process cannot be forked after an apply that succeeded (no pid
+/// namespace): the caller's file is destroyed and nothing replaces it.
+fn a_trace_file_nsapply_created_holds_a_trace_whatever_failed() -> Outcome {
+    private_mount_namespace()?;
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let trace = scratch.join("trace.json");
+    let mut empty = Vec::new();
+    let mut check = |what: String, r: (ExitStatus, String, String)| {
+        let text = fs::read_to_string(&trace).unwrap_or_default();
+        if !r.0.success()
+            && fs::metadata(&trace).is_ok()
+            && serde_json::from_str::<serde_json::Value>(&text).is_err()
+        {
+            empty.push(format!("{what}: {} -> trace file {text:?}", r.2.trim_end()));
+        }
+        let _ = fs::remove_file(&trace);
+    };
+    for (name, cfg) in [
+        ("no pid namespace", &no_pid),
+        ("default", &example("default")),
+    ] {
+        for limit in 4..=12 {
+            let r = run_bounded(
+                Command::new("prlimit")
+                    .arg(format!("--nofile={limit}"))
+                    .arg(nsapply_bin())
+                    .args(["run", "--trace"])
+                    .arg(&trace)
+                    .arg(cfg)
+                    .args(["--", "true"])
+                    .stdin(Stdio::null()),
+                Duration::from_secs(20),
+            )?;
+            check(format!("{name}, RLIMIT_NOFILE {limit}"), r);
+        }
+    }
+    // No procfs at all: the thread count cannot be read.
+    mount_tmpfs(Path::new("/proc"))?;
+    let r = run_bounded(
+        nsapply(&["run", "--trace"])
+            .arg(&trace)
+            .arg(&no_pid)
+            .args(["--", "true"]),
+        Duration::from_secs(20),
+    );
+    let _ = nix::mount::umount2("/proc", nix::mount::MntFlags::MNT_DETACH);
+    check("no procfs".to_owned(), r?);
+    expect_no_leftovers("after the runs")?;
+    if empty.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "runs that failed left the --trace file without a trace document:\n{}",
+            empty.join("\n")
+        ))
+    }
 }
