@@ -2724,13 +2724,12 @@ fn a_failed_open_or_pipe_is_never_reported_as_a_failed_fork() -> Outcome {
             // The errno printed last on the line: "... failed: EMFILE (...)".
             let errno = line
                 .split(|c: char| !c.is_ascii_alphanumeric())
-                .filter(|w| {
+                .rfind(|w| {
                     w.len() > 1
                         && w.starts_with('E')
                         && w.chars()
                             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
                 })
-                .last()
                 .unwrap_or("");
             let blames_fork =
                 code == "fork-failed" || line.contains("fork of the command's process:");
