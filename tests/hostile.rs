@@ -223,6 +223,11 @@ const CASES: &[Case] = &[
         root: true,
         body: under_init_cmd_starts_with_no_signal_blocked_and_sigterm_ends_it,
     },
+    Case {
+        name: "a_run_reported_failed_did_not_run_cmd",
+        root: true,
+        body: a_run_reported_failed_did_not_run_cmd,
+    },
 ];
 
 fn main() {
@@ -2936,6 +2941,73 @@ fn under_init_cmd_starts_with_no_signal_blocked_and_sigterm_ends_it() -> Outcome
     }
     if !left.is_empty() {
         return Err(format!("left behind: {left:?}"));
+    }
+    Ok(())
+}
+
+/// `--trace` names a pipe whose write fails late (its reader, slow, goes
+/// away: EPIPE; a full disk or `/dev/full` fail the same way, at once,
+/// which makes the outcome a race). On c397d0c the trace is written after
+/// CMD's process was forked, so CMD runs (here it appends to a file), then
+/// the write fails, CMD is killed with SIGKILL, and nsapply reports
+/// `run-failed`: a caller that retries a failed run runs CMD twice. Either
+/// the run fails before CMD runs, or CMD's run is the run's result.
+fn a_run_reported_failed_did_not_run_cmd() -> Outcome {
+    use std::os::unix::fs::OpenOptionsExt;
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let marker = scratch.join("ran");
+    let fifo = scratch.join("trace.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("mkfifo: {e}"))?;
+    for (what, cfg) in [
+        ("no pid namespace", no_pid_namespace(&scratch)),
+        ("all-kinds", example("all-kinds")),
+    ] {
+        let _ = fs::remove_file(&marker);
+        // The slow reader: holds the FIFO, full, until CMD ran (or 5 s).
+        let mut reader = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .map_err(|e| format!("opening the FIFO: {e}"))?;
+        nix::fcntl::fcntl(&reader, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096))
+            .map_err(|e| format!("F_SETPIPE_SZ: {e}"))?;
+        while reader.write(&[b'x'; 512]).is_ok() {}
+        let mut child = nsapply(&["run", "--trace"])
+            .arg(&fifo)
+            .arg(&cfg)
+            .args(["--", "sh", "-c", r#"echo ran >> "$0"; sleep 0.5"#])
+            .arg(&marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let err = read_all_in_background(child.stderr.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fs::metadata(&marker).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The reader goes away: the trace write fails with EPIPE.
+        drop(reader);
+        let status = wait_deadline(&mut child, Duration::from_secs(10));
+        let err = err.recv().unwrap_or_default();
+        let ran = fs::read_to_string(&marker).unwrap_or_default();
+        let Some(status) = status else {
+            return Err(format!("{what}: nsapply did not end; stderr: {err}"));
+        };
+        if !status.success() && !ran.is_empty() {
+            return Err(format!(
+                "{what}: nsapply reported a failed run (exit {}: {}) but CMD ran",
+                status_code(status),
+                err.trim_end()
+            ));
+        }
+        if status.success() && ran.is_empty() {
+            return Err(format!("{what}: a successful run whose CMD never ran"));
+        }
+        expect_no_leftovers(what)?;
     }
     Ok(())
 }
