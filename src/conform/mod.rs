@@ -30,6 +30,7 @@
 
 pub mod bundle;
 pub mod case;
+pub mod message;
 pub mod observe;
 pub mod report;
 pub mod strace;
@@ -50,6 +51,7 @@ use crate::syscall::linux::{self, Linux};
 use crate::syscall::Syscall;
 
 use case::{Case, Reference};
+pub use message::error_line;
 use verdict::{Observed, Verdict};
 
 /// Why a conformance run could not be done: nsapply's own failures, never
@@ -521,49 +523,6 @@ fn run_with_timeout(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The runtime's error line: the first logrus `level=fatal` line (runc's
-/// nsexec reports the failing call there, before the generic last line),
-/// else the last non-empty stderr line; a `msg="..."` field is unwrapped.
-///
-/// ```
-/// use nsapply::conform::error_line;
-/// let e = "time=\"t\" level=fatal msg=\"nsexec-1[9]: failed to setns: Invalid argument\"\n\
-///          time=\"t\" level=error msg=\"runc run failed: EOF\"\n";
-/// assert_eq!(error_line(e), "nsexec-1[9]: failed to setns: Invalid argument");
-/// assert_eq!(error_line("crun: open `/x`: ENOENT\n\n"), "crun: open `/x`: ENOENT");
-/// ```
-pub fn error_line(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let line = lines
-        .iter()
-        .find(|l| l.contains("level=fatal"))
-        .or(lines.last())
-        .copied()
-        .unwrap_or("");
-    if let Some(start) = line.find("msg=\"") {
-        let rest = &line[start + 5..];
-        let mut out = String::new();
-        let mut chars = rest.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => {
-                    if let Some(n) = chars.next() {
-                        out.push(n);
-                    }
-                }
-                '"' => break,
-                c => out.push(c),
-            }
-        }
-        return out;
-    }
-    line.to_owned()
 }
 
 /// The inode of each absolute namespace path in `linux.namespaces`.
