@@ -66,7 +66,12 @@ pub fn markdown(
     );
     let _ = writeln!(out, "| runtime | version |\n|---|---|");
     for r in runs {
-        let _ = writeln!(out, "| {} | {} |", r.runtime.name, cell(&r.runtime.version));
+        let _ = writeln!(
+            out,
+            "| {} | {} |",
+            r.runtime.name,
+            cell(&r.runtime.described_version())
+        );
     }
     for e in environment {
         let _ = writeln!(out, "| {} |", cell(e).replacen(": ", " | ", 1));
