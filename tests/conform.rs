@@ -719,6 +719,59 @@ fn end_to_end_runc() -> Result<(), Failed> {
     )
 }
 
+/// `NAME@RELEASE` with no root built, or no name, is refused with the
+/// command that builds the root.
+fn a_runtime_of_a_missing_root_is_refused() -> Result<(), Failed> {
+    use nsapply::conform::{ConformError, Runtime};
+    let e = Runtime::find("runc@/nonexistent/nsapply-root").err();
+    check(
+        matches!(&e, Some(ConformError::Runtime { message, .. })
+            if message.contains("conformance/install --root /nonexistent/nsapply-root")),
+        format!("{e:?}"),
+    )?;
+    for bad in ["@sid", "a/b@sid", "runc@"] {
+        check(
+            matches!(Runtime::find(bad), Err(ConformError::Runtime { .. })),
+            format!("{bad:?} accepted"),
+        )?;
+    }
+    Ok(())
+}
+
+/// crun 1.28 from the sid root, run through `NAME@RELEASE`: the user case
+/// passes (its id maps go through its own procfs), and the version row
+/// names the root and its strace.
+fn end_to_end_crun_of_sid() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let report = tmp.path().join("REPORT.md");
+    let (out, pid) = conform(&[
+        "--runtime",
+        "crun@sid",
+        "--report",
+        report.to_str().ok_or("temp path")?,
+        "user",
+        "time-without-pid",
+    ])?;
+    check(
+        row(&out, "user") == Some("pass"),
+        format!("user: {:?}\n{out}", row(&out, "user")),
+    )?;
+    check(
+        row(&out, "time-without-pid").is_some_and(|r| r.contains("created [pid,mount,time]")),
+        format!("time-without-pid: {out}"),
+    )?;
+    let text = std::fs::read_to_string(&report).map_err(|e| e.to_string())?;
+    check(
+        text.lines()
+            .any(|l| l.starts_with("| crun@sid | crun version 1.28 (Debian sid root file system")),
+        format!("version row:\n{text}"),
+    )?;
+    check(
+        scratch_dirs_of(pid).is_empty() && mounts_with(&format!("nsapply-{pid}-")) == 0,
+        "left scratch directories or mounts",
+    )
+}
+
 /// The committed report's runc and crun columns (verdict per case) and
 /// version rows are what a fresh run of both runtimes gives.
 fn committed_report_matches_a_fresh_run() -> Result<(), Failed> {
@@ -843,6 +896,10 @@ fn main() {
         ),
         Trial::test("corpus::a_broken_case_is_refused", a_broken_case_is_refused),
         Trial::test(
+            "runtime::a_runtime_of_a_missing_root_is_refused",
+            a_runtime_of_a_missing_root_is_refused,
+        ),
+        Trial::test(
             "bundle::busybox_elf_check_tells_static_from_dynamic",
             busybox_elf_check_tells_static_from_dynamic,
         ),
@@ -861,6 +918,16 @@ fn main() {
         eprintln!("conform report test skipped: crun missing (run conformance/install)");
     }
     trials.push(Trial::test("e2e::runc", end_to_end_runc).with_ignored_flag(!runc));
+    let sid = nsapply::conform::userland::cache_dir().join("roots/sid/.nsapply-root");
+    let crun_sid = is_root && sid.is_file();
+    if is_root && !crun_sid {
+        eprintln!(
+            "conform e2e::crun_of_sid skipped: no sid root at {} (conformance/install --root sid)",
+            sid.display()
+        );
+    }
+    trials
+        .push(Trial::test("e2e::crun_of_sid", end_to_end_crun_of_sid).with_ignored_flag(!crun_sid));
     trials.push(
         Trial::test(
             "e2e::committed_report_matches_a_fresh_run",
