@@ -10,7 +10,9 @@
 //! Fixtures: `conformance/fixtures/<runtime>-<case>/` holds `strace.txt`,
 //! `stdout.txt` and `stderr.txt` of one run, captured with
 //! `nsapply conform --runtime runc --runtime crun --bundle DIR` (runc
-//! 1.1.5, crun 1.8.1, strace 6.1, Linux 6.18).
+//! 1.1.5, crun 1.8.1, strace 6.1, Linux 6.18), and of youki 0.7.0 and
+//! sid's runc 1.3.6 and crun 1.28 (`--runtime youki --runtime runc@sid
+//! --runtime crun@sid`, strace 7.2 for the sid ones).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,7 +23,7 @@ use nsapply::conform::case::{self, Case, Expect, Reference};
 use nsapply::conform::observe::{self, Activity};
 use nsapply::conform::strace::{self, Event, Ret};
 use nsapply::conform::verdict::{self, Difference, Observed, Verdict};
-use nsapply::conform::{bundle, error_line, find_on_path};
+use nsapply::conform::{bundle, error_line, find_on_path, report};
 use nsapply::{Kind, KindSet};
 
 fn root() -> PathBuf {
@@ -168,6 +170,11 @@ const FIXTURES: &[&str] = &[
     "crun-bad-duplicate-type",
     "crun-cgroup-time",
     "runc-bad-relative-path",
+    "youki-host-netns-new-user",
+    "youki-bad-regular-file",
+    "crun@sid-user",
+    "crun@sid-time-without-pid",
+    "runc@sid-default",
 ];
 
 fn every_fixture_decodes_and_is_listed() -> Result<(), Failed> {
@@ -387,6 +394,105 @@ fn runc_joins_a_relative_path() -> Result<(), Failed> {
         matches!(&v, Verdict::AcceptedWrongly { code, .. } if code == "relative-path"),
         format!("verdict {v:?}"),
     )
+}
+
+/// youki 0.7.0 creates user and pid, then uts and ipc, then joins the
+/// host-owned network namespace from inside the new user namespace: EPERM.
+/// Its stderr (tracing lines, a backtrace) decodes to the failing call.
+fn youki_joins_after_creating_the_user_namespace() -> Result<(), Failed> {
+    let f = fixture("youki-host-netns-new-user")?;
+    let a = f.activity()?;
+    let created: Vec<KindSet> = a.creations.iter().map(|(_, c)| c.kinds).collect();
+    check(
+        created
+            == [
+                KindSet::one(Kind::User),
+                KindSet::one(Kind::Pid),
+                KindSet::one(Kind::Uts),
+                KindSet::one(Kind::Ipc),
+            ],
+        format!("creations {created:?}"),
+    )?;
+    check(
+        a.joins.len() == 1 && a.joins[0].ret == Ret::Err("EPERM".into()),
+        format!("joins {:?}", a.joins),
+    )?;
+    check(
+        a.joins[0].cloexec == Some(false),
+        "youki opens namespace paths without O_CLOEXEC",
+    )?;
+    let net = f.world.join("net").display().to_string();
+    let v = f.verdict()?;
+    check(
+        v == Verdict::Differs(vec![Difference::RejectedValid {
+            message: format!("failed to set namespace network {net}: EPERM"),
+        }]),
+        format!("verdict {v:?}"),
+    )
+}
+
+fn youki_refuses_a_regular_file_late_with_a_decoded_reason() -> Result<(), Failed> {
+    let f = fixture("youki-bad-regular-file")?;
+    let v = f.verdict()?;
+    let file = f.world.join("file").display().to_string();
+    match &v {
+        Verdict::RejectedCorrectly { late, message } => {
+            check(!late.is_empty(), "youki created namespaces first")?;
+            check(
+                message == &format!("failed to set namespace network {file}: EINVAL"),
+                format!("message {message:?}"),
+            )
+        }
+        _ => Err(format!("verdict {v:?}").into()),
+    }
+}
+
+/// crun 1.28 writes the id maps through a detached procfs (`/<pid>/uid_map`).
+fn crun_1_28_writes_maps_through_its_own_procfs() -> Result<(), Failed> {
+    let f = fixture("crun@sid-user")?;
+    let a = f.activity()?;
+    check(
+        a.written("uid_map") == Some("0 100000 65536\n")
+            && a.written("gid_map") == Some("0 100000 65536\n"),
+        format!("writes {:?}", a.writes),
+    )?;
+    let v = f.verdict()?;
+    check(v == Verdict::Pass, format!("verdict {v:?}"))
+}
+
+/// crun 1.28 adds CLONE_NEWPID to the time namespace's unshare.
+fn crun_1_28_creates_a_pid_namespace_with_time() -> Result<(), Failed> {
+    let f = fixture("crun@sid-time-without-pid")?;
+    let a = f.activity()?;
+    check(
+        a.creations
+            .iter()
+            .any(|(_, c)| c.kinds == kinds(&[Kind::Pid, Kind::Time]) && c.call == "unshare"),
+        format!("creations {:?}", a.creations),
+    )?;
+    check(
+        a.written("timens_offsets").is_some(),
+        "offsets written (1.8.1 did not)",
+    )?;
+    let v = f.verdict()?;
+    check(
+        matches!(&v, Verdict::Differs(d) if d.iter().any(|d| matches!(d, Difference::Created { .. }))),
+        format!("verdict {v:?}"),
+    )
+}
+
+/// runc 1.3 joins the container's own mount namespace from `runc run`:
+/// not a config join.
+fn runc_1_3_own_mount_join_is_not_a_config_join() -> Result<(), Failed> {
+    let f = fixture("runc@sid-default")?;
+    let a = f.activity()?;
+    check(
+        a.own_joins.len() == 1 && a.own_joins[0].nstype == Some(Kind::Mount),
+        format!("own joins {:?}", a.own_joins),
+    )?;
+    check(a.joins.is_empty(), format!("joins {:?}", a.joins))?;
+    let v = f.verdict()?;
+    check(v == Verdict::Pass, format!("verdict {v:?}"))
 }
 
 fn decoder_joins_unfinished_and_resumed_halves() -> Result<(), Failed> {
@@ -613,8 +719,61 @@ fn end_to_end_runc() -> Result<(), Failed> {
     )
 }
 
-/// The committed report's table (verdict per runtime and case) is what a
-/// fresh run of both runtimes gives.
+/// `NAME@RELEASE` with no root built, or no name, is refused with the
+/// command that builds the root.
+fn a_runtime_of_a_missing_root_is_refused() -> Result<(), Failed> {
+    use nsapply::conform::{ConformError, Runtime};
+    let e = Runtime::find("runc@/nonexistent/nsapply-root").err();
+    check(
+        matches!(&e, Some(ConformError::Runtime { message, .. })
+            if message.contains("conformance/install --root /nonexistent/nsapply-root")),
+        format!("{e:?}"),
+    )?;
+    for bad in ["@sid", "a/b@sid", "runc@"] {
+        check(
+            matches!(Runtime::find(bad), Err(ConformError::Runtime { .. })),
+            format!("{bad:?} accepted"),
+        )?;
+    }
+    Ok(())
+}
+
+/// crun 1.28 from the sid root, run through `NAME@RELEASE`: the user case
+/// passes (its id maps go through its own procfs), and the version row
+/// names the root and its strace.
+fn end_to_end_crun_of_sid() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let report = tmp.path().join("REPORT.md");
+    let (out, pid) = conform(&[
+        "--runtime",
+        "crun@sid",
+        "--report",
+        report.to_str().ok_or("temp path")?,
+        "user",
+        "time-without-pid",
+    ])?;
+    check(
+        row(&out, "user") == Some("pass"),
+        format!("user: {:?}\n{out}", row(&out, "user")),
+    )?;
+    check(
+        row(&out, "time-without-pid").is_some_and(|r| r.contains("created [pid,mount,time]")),
+        format!("time-without-pid: {out}"),
+    )?;
+    let text = std::fs::read_to_string(&report).map_err(|e| e.to_string())?;
+    check(
+        text.lines()
+            .any(|l| l.starts_with("| crun@sid | crun version 1.28 (Debian sid root file system")),
+        format!("version row:\n{text}"),
+    )?;
+    check(
+        scratch_dirs_of(pid).is_empty() && mounts_with(&format!("nsapply-{pid}-")) == 0,
+        "left scratch directories or mounts",
+    )
+}
+
+/// The committed report's runc and crun columns (verdict per case) and
+/// version rows are what a fresh run of both runtimes gives.
 fn committed_report_matches_a_fresh_run() -> Result<(), Failed> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let fresh = tmp.path().join("REPORT.md");
@@ -626,15 +785,22 @@ fn committed_report_matches_a_fresh_run() -> Result<(), Failed> {
         "--report",
         fresh.to_str().ok_or("temp path")?,
     ])?;
-    let table = |text: &str| -> Vec<String> {
-        // The verdict rows, and the version rows (which name no case).
-        let version = |l: &str| {
-            (l.starts_with("| runc | ") || l.starts_with("| crun | ")) && !l.contains('`')
-        };
-        text.lines()
-            .filter(|l| l.starts_with("| `") || version(l))
-            .map(str::to_owned)
-            .collect()
+    // The runc and crun columns and version rows; the committed report
+    // has more runtimes (youki, other releases: conformance/ci runs them).
+    let rows = |text: &str| -> Vec<String> {
+        let mut out: Vec<String> = report::verdicts(text)
+            .into_iter()
+            .filter(|((_, rt), _)| ["nsapply", "runc", "crun"].contains(&rt.as_str()))
+            .map(|((case, rt), v)| format!("{case} {rt}: {v}"))
+            .collect();
+        out.extend(
+            text.lines()
+                .filter(|l| {
+                    (l.starts_with("| runc | ") || l.starts_with("| crun | ")) && !l.contains('`')
+                })
+                .map(str::to_owned),
+        );
+        out
     };
     let left = scratch_dirs_of(pid);
     check(
@@ -644,7 +810,7 @@ fn committed_report_matches_a_fresh_run() -> Result<(), Failed> {
     let committed = std::fs::read_to_string(root().join("conformance/REPORT.md"))
         .map_err(|e| format!("conformance/REPORT.md: {e}"))?;
     let fresh = std::fs::read_to_string(&fresh).map_err(|e| e.to_string())?;
-    let (c, f) = (table(&committed), table(&fresh));
+    let (c, f) = (rows(&committed), rows(&fresh));
     check(!c.is_empty(), "the committed report has no table")?;
     check(
         c == f,
@@ -693,6 +859,26 @@ fn main() {
             runc_joins_a_relative_path,
         ),
         Trial::test(
+            "fixtures::youki_joins_after_creating_the_user_namespace",
+            youki_joins_after_creating_the_user_namespace,
+        ),
+        Trial::test(
+            "fixtures::youki_refuses_a_regular_file_late_with_a_decoded_reason",
+            youki_refuses_a_regular_file_late_with_a_decoded_reason,
+        ),
+        Trial::test(
+            "fixtures::crun_1_28_writes_maps_through_its_own_procfs",
+            crun_1_28_writes_maps_through_its_own_procfs,
+        ),
+        Trial::test(
+            "fixtures::crun_1_28_creates_a_pid_namespace_with_time",
+            crun_1_28_creates_a_pid_namespace_with_time,
+        ),
+        Trial::test(
+            "fixtures::runc_1_3_own_mount_join_is_not_a_config_join",
+            runc_1_3_own_mount_join_is_not_a_config_join,
+        ),
+        Trial::test(
             "decoder::joins_unfinished_and_resumed_halves",
             decoder_joins_unfinished_and_resumed_halves,
         ),
@@ -709,6 +895,10 @@ fn main() {
             nsapply_gives_each_expected_verdict,
         ),
         Trial::test("corpus::a_broken_case_is_refused", a_broken_case_is_refused),
+        Trial::test(
+            "runtime::a_runtime_of_a_missing_root_is_refused",
+            a_runtime_of_a_missing_root_is_refused,
+        ),
         Trial::test(
             "bundle::busybox_elf_check_tells_static_from_dynamic",
             busybox_elf_check_tells_static_from_dynamic,
@@ -728,12 +918,42 @@ fn main() {
         eprintln!("conform report test skipped: crun missing (run conformance/install)");
     }
     trials.push(Trial::test("e2e::runc", end_to_end_runc).with_ignored_flag(!runc));
+    let sid = nsapply::conform::userland::cache_dir().join("roots/sid/.nsapply-root");
+    let crun_sid = is_root && sid.is_file();
+    if is_root && !crun_sid {
+        eprintln!(
+            "conform e2e::crun_of_sid skipped: no sid root at {} (conformance/install --root sid)",
+            sid.display()
+        );
+    }
+    trials
+        .push(Trial::test("e2e::crun_of_sid", end_to_end_crun_of_sid).with_ignored_flag(!crun_sid));
+    // The committed report holds Debian 12's runc and crun; elsewhere (an
+    // Ubuntu runner) other versions would be compared with it.
+    let same_versions = both
+        && ["runc", "crun"].iter().all(|name| {
+            let committed = std::fs::read_to_string(root().join("conformance/REPORT.md"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("| {name} | ")).map(str::to_owned))
+                .unwrap_or_default();
+            let here = nsapply::conform::Runtime::find(name)
+                .map(|r| format!("{} |", r.version))
+                .unwrap_or_default();
+            let same = committed == here;
+            if !same {
+                eprintln!(
+                    "conform report test skipped: {name} here is {here:?}, the committed report has {committed:?}"
+                );
+            }
+            same
+        });
     trials.push(
         Trial::test(
             "e2e::committed_report_matches_a_fresh_run",
             committed_report_matches_a_fresh_run,
         )
-        .with_ignored_flag(!both),
+        .with_ignored_flag(!same_versions),
     );
     libtest_mimic::run(&args, trials).exit();
 }

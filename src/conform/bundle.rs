@@ -49,19 +49,19 @@ pub fn config(linux: &serde_json::Value) -> serde_json::Value {
     })
 }
 
-/// Writes `dir/config.json` and `dir/rootfs` (with `busybox` copied to
-/// `/bin/busybox`, and the empty `/proc`, `/dev`, `/tmp` mount points).
+/// Writes `dir/config.json` and `dir/rootfs` (with `busybox`, the bytes
+/// of a static busybox, as `/bin/busybox`, and the empty `/proc`, `/dev`, `/tmp` mount points).
 ///
 /// # Errors
 ///
 /// A file could not be written.
-pub fn build(dir: &Path, busybox: &Path, config: &serde_json::Value) -> io::Result<()> {
+pub fn build(dir: &Path, busybox: &[u8], config: &serde_json::Value) -> io::Result<()> {
     let rootfs = dir.join("rootfs");
     for d in ["bin", "proc", "dev", "tmp"] {
         fs::create_dir_all(rootfs.join(d))?;
     }
     let target = rootfs.join("bin/busybox");
-    fs::copy(busybox, &target)?;
+    fs::write(&target, busybox)?;
     fs::set_permissions(&target, fs::Permissions::from_mode(0o755))?;
     let text = serde_json::to_string_pretty(config).map_err(io::Error::other)?;
     fs::write(dir.join("config.json"), text)

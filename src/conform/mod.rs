@@ -30,9 +30,11 @@
 
 pub mod bundle;
 pub mod case;
+pub mod message;
 pub mod observe;
 pub mod report;
 pub mod strace;
+pub mod userland;
 pub mod verdict;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +52,8 @@ use crate::syscall::linux::{self, Linux};
 use crate::syscall::Syscall;
 
 use case::{Case, Reference};
+pub use message::error_line;
+use userland::Userland;
 use verdict::{Observed, Verdict};
 
 /// Why a conformance run could not be done: nsapply's own failures, never
@@ -96,12 +100,15 @@ pub enum ConformError {
 /// An OCI runtime under test.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Runtime {
-    /// Its name (the file name: `runc`, `crun`, `youki`).
+    /// Its name in the report: the file name (`runc`, `crun`, `youki`),
+    /// with `@<release>` for a runtime of another release (`runc@sid`).
     pub name: String,
-    /// Its executable.
+    /// Its executable (inside its userland, for `NAME@RELEASE`).
     pub path: PathBuf,
     /// The first line of `RUNTIME --version`.
     pub version: String,
+    /// The root file system it runs in; `None`: this host's.
+    pub userland: Option<Userland>,
 }
 
 /// Directories searched for a runtime named without a slash, after `PATH`
@@ -116,20 +123,44 @@ const EXTRA_PATH: &[&str] = &[
 ];
 
 impl Runtime {
-    /// Finds a runtime by name (on `PATH`) or path, and reads its version.
+    /// Finds a runtime by name (on `PATH`), path, or `NAME@RELEASE` (the
+    /// runtime `NAME` of a Debian root file system made by
+    /// `conformance/install --root RELEASE`, see [`userland`]), and reads
+    /// its version.
     ///
     /// # Errors
     ///
     /// Not found, or `--version` failed.
-    pub fn find(name_or_path: &str) -> Result<Runtime, ConformError> {
+    pub fn find(spec: &str) -> Result<Runtime, ConformError> {
         let err = |message: String| ConformError::Runtime {
-            name: name_or_path.to_owned(),
+            name: spec.to_owned(),
             message,
         };
-        let path = if name_or_path.contains('/') {
-            PathBuf::from(name_or_path)
+        if let Some((name, release)) = spec.split_once('@') {
+            if name.is_empty() || name.contains('/') {
+                return Err(err(
+                    "NAME@RELEASE takes a program name before '@' (runc@sid)".to_owned(),
+                ));
+            }
+            let userland = Userland::find(release).map_err(err)?;
+            let path = userland
+                .program(name)
+                .ok_or_else(|| err(format!("no {name} in {}", userland.dir.display())))?;
+            let path_text = path.display().to_string();
+            let version = userland
+                .first_line(&path_text, &["--version"])
+                .map_err(err)?;
+            return Ok(Runtime {
+                name: spec.to_owned(),
+                path,
+                version,
+                userland: Some(userland),
+            });
+        }
+        let path = if spec.contains('/') {
+            PathBuf::from(spec)
         } else {
-            find_on_path(name_or_path).ok_or_else(|| err("not found on PATH".to_owned()))?
+            find_on_path(spec).ok_or_else(|| err("not found on PATH".to_owned()))?
         };
         if !path.is_file() {
             return Err(err(format!("{} is not a file", path.display())));
@@ -144,22 +175,43 @@ impl Runtime {
         if !out.status.success() || version.is_empty() {
             return Err(err(format!("{} --version failed", path.display())));
         }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = program_name(&path);
         Ok(Runtime {
             name,
             path,
             version,
+            userland: None,
         })
     }
 
-    /// Whether this runtime must not see the cgroup v2 mount of a hybrid
-    /// layout (crun 1.8 refuses hybrid hierarchies).
-    pub fn hide_cgroup2(&self) -> bool {
-        self.name == "crun"
+    /// The program's file name (`crun` for `crun@sid`).
+    pub fn program(&self) -> String {
+        program_name(&self.path)
     }
+
+    /// The report's description of the version: `--version`'s first line,
+    /// and for a runtime of another release, its root and tracer.
+    pub fn described_version(&self) -> String {
+        match &self.userland {
+            None => self.version.clone(),
+            Some(u) => format!(
+                "{} (Debian {} root file system, traced by its {})",
+                self.version, u.release, u.tracer
+            ),
+        }
+    }
+
+    /// Whether this runtime must not see the cgroup v2 mount of a hybrid
+    /// layout (crun refuses hybrid hierarchies: 1.8.1 and 1.28 alike).
+    pub fn hide_cgroup2(&self) -> bool {
+        self.program() == "crun"
+    }
+}
+
+fn program_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// `name` in `PATH`, then in the usual `sbin` and `bin` directories.
@@ -224,7 +276,9 @@ pub struct RuntimeResults {
 #[derive(Debug)]
 pub struct Session {
     strace: PathBuf,
-    busybox: PathBuf,
+    /// The static busybox, read once: a runtime of another release runs
+    /// with that release's `/usr`, where the host's `/bin/busybox` is not.
+    busybox: Vec<u8>,
     /// The private mount namespace every runtime's namespace is made from.
     base: OwnedFd,
     options: Options,
@@ -243,8 +297,8 @@ impl Session {
         }
         let strace = find_on_path("strace")
             .ok_or_else(|| ConformError::Missing("strace not found".to_owned()))?;
-        let busybox = PathBuf::from("/bin/busybox");
-        if !bundle::is_static_elf(&busybox) {
+        let busybox = fs::read("/bin/busybox").unwrap_or_default();
+        if !bundle::elf_is_static(&busybox) {
             return Err(ConformError::Missing(
                 "/bin/busybox is missing or not statically linked (package busybox-static)"
                     .to_owned(),
@@ -290,6 +344,9 @@ impl Session {
                     rt.name
                 ))
             })?;
+        }
+        if let Some(u) = &rt.userland {
+            u.enter().map_err(setup)?;
         }
         Ok(())
     }
@@ -521,49 +578,6 @@ fn run_with_timeout(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The runtime's error line: the first logrus `level=fatal` line (runc's
-/// nsexec reports the failing call there, before the generic last line),
-/// else the last non-empty stderr line; a `msg="..."` field is unwrapped.
-///
-/// ```
-/// use nsapply::conform::error_line;
-/// let e = "time=\"t\" level=fatal msg=\"nsexec-1[9]: failed to setns: Invalid argument\"\n\
-///          time=\"t\" level=error msg=\"runc run failed: EOF\"\n";
-/// assert_eq!(error_line(e), "nsexec-1[9]: failed to setns: Invalid argument");
-/// assert_eq!(error_line("crun: open `/x`: ENOENT\n\n"), "crun: open `/x`: ENOENT");
-/// ```
-pub fn error_line(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let line = lines
-        .iter()
-        .find(|l| l.contains("level=fatal"))
-        .or(lines.last())
-        .copied()
-        .unwrap_or("");
-    if let Some(start) = line.find("msg=\"") {
-        let rest = &line[start + 5..];
-        let mut out = String::new();
-        let mut chars = rest.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => {
-                    if let Some(n) = chars.next() {
-                        out.push(n);
-                    }
-                }
-                '"' => break,
-                c => out.push(c),
-            }
-        }
-        return out;
-    }
-    line.to_owned()
 }
 
 /// The inode of each absolute namespace path in `linux.namespaces`.

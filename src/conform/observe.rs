@@ -79,8 +79,14 @@ pub struct Activity {
     pub creations: Vec<(usize, Creation)>,
     /// Failed creations (unshare/clone with `CLONE_NEW*` that failed).
     pub failed_creations: Vec<(KindSet, Ret)>,
-    /// setns calls, in order.
+    /// setns calls, in order, but for [`Activity::own_joins`].
     pub joins: Vec<Join>,
+    /// setns calls into a namespace of one of the run's own processes
+    /// (`/proc/<pid>/ns/*` of a traced process): the runtime reaching into
+    /// the container it is making (runc 1.2 and later join the container's
+    /// mount namespace from a thread of `runc run` to open mount sources).
+    /// Not a config join, so not judged as one.
+    pub own_joins: Vec<Join>,
     /// Opens of namespace files (the config's paths, or fds later joined).
     pub ns_opens: Vec<NsOpen>,
     /// Writes to id maps, `setgroups` and `timens_offsets`.
@@ -133,6 +139,7 @@ struct OpenFile {
 /// the runtime's. `ns_paths` are the namespace paths of the config.
 pub fn activity(events: &[Event], program: &str, ns_paths: &BTreeSet<String>) -> Activity {
     let mut out = Activity::default();
+    let traced = traced_pids(events);
     let mut fds: BTreeMap<i32, BTreeMap<i32, OpenFile>> = BTreeMap::new();
     let mut container: BTreeSet<i32> = BTreeSet::new();
     let mut seq = 0usize;
@@ -239,22 +246,27 @@ pub fn activity(events: &[Event], program: &str, ns_paths: &BTreeSet<String>) ->
                         });
                     }
                 }
-                out.joins.push(Join {
+                let join = Join {
                     path,
                     nstype,
                     cloexec: opened.map(|o| o.cloexec),
                     ret: ret.clone(),
                     seq,
-                });
+                };
+                if proc_ns_pid(&join.path).is_some_and(|p| traced.contains(&p)) {
+                    out.own_joins.push(join);
+                    continue;
+                }
+                out.joins.push(join);
                 seq += 1;
             }
             Event::Write { fd, data, ret, .. } => {
                 let Some(path) = fd.path.as_deref() else {
                     continue;
                 };
-                let file = path.rsplit('/').next().unwrap_or(path);
-                if matches!(file, "uid_map" | "gid_map" | "setgroups" | "timens_offsets")
-                    && path.starts_with("/proc/")
+                let Some(file) = proc_setup_file(path) else {
+                    continue;
+                };
                 {
                     let text: String = String::from_utf8_lossy(data)
                         .chars()
@@ -276,6 +288,48 @@ pub fn activity(events: &[Event], program: &str, ns_paths: &BTreeSet<String>) ->
 fn is_proc_ns_path(path: &str) -> bool {
     let parts: Vec<&str> = path.split('/').collect();
     parts.len() == 5 && parts[0].is_empty() && parts[1] == "proc" && parts[3] == "ns"
+}
+
+/// The pid of `/proc/<pid>/ns/<name>`.
+fn proc_ns_pid(path: &str) -> Option<i32> {
+    if !is_proc_ns_path(path) {
+        return None;
+    }
+    path.split('/').nth(2)?.parse().ok()
+}
+
+/// Every process of the trace: those that made a call, and the children
+/// their clones returned.
+fn traced_pids(events: &[Event]) -> BTreeSet<i32> {
+    let mut pids = BTreeSet::new();
+    for e in events {
+        pids.insert(e.pid());
+        if let Event::Clone {
+            ret: Ret::Ok(c), ..
+        } = e
+        {
+            pids.insert(i32::try_from(*c).unwrap_or(-1));
+        }
+    }
+    pids
+}
+
+/// The procfs file that sets up a namespace (`uid_map`, `gid_map`,
+/// `setgroups`, `timens_offsets`) that `path`, an fd's path as strace's
+/// `-yy` prints it, names: `/proc/<pid|self>/<file>`, or `/<pid>/<file>`
+/// when the runtime opened it through a procfs mount of its own that is
+/// not attached to the tree (crun 1.28 opens `<pid>/uid_map` relative to
+/// a detached procfs, whose root prints as `/`).
+fn proc_setup_file(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/proc").unwrap_or(path);
+    let mut parts = rest.strip_prefix('/')?.split('/');
+    let (Some(owner), Some(file), None) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    let is_owner = matches!(owner, "self" | "thread-self")
+        || (!owner.is_empty() && owner.bytes().all(|b| b.is_ascii_digit()));
+    let is_file = matches!(file, "uid_map" | "gid_map" | "setgroups" | "timens_offsets");
+    (is_owner && is_file).then_some(file)
 }
 
 /// What the container process printed: `ns <name> <type>:[<inode>]` per
@@ -335,6 +389,34 @@ mod tests {
         );
         assert!(kinds_of_flags(0x3d0f00).is_empty(), "a Go thread clone");
         assert_eq!(kinds_of_flags(0x80), KindSet::one(Kind::Time));
+    }
+
+    #[test]
+    fn setup_files_are_found_under_attached_and_detached_procfs() {
+        assert_eq!(proc_setup_file("/proc/12/uid_map"), Some("uid_map"));
+        assert_eq!(
+            proc_setup_file("/proc/self/timens_offsets"),
+            Some("timens_offsets")
+        );
+        assert_eq!(proc_setup_file("/5760/gid_map"), Some("gid_map"));
+        assert_eq!(proc_setup_file("/tmp/x/uid_map"), None);
+        assert_eq!(proc_setup_file("/proc/12/task/12/uid_map"), None);
+        assert_eq!(proc_setup_file("/etc/uid_map"), None);
+    }
+
+    #[test]
+    fn a_join_of_a_traced_process_namespace_is_the_runtime_own() {
+        let text = "10 clone(child_stack=NULL, flags=0x20000|17) = 11\n\
+                    12 openat(-100</>, \"/proc/11/ns/mnt\", 0x80000) = 5<mnt:[4026532180]>\n\
+                    12 setns(5<mnt:[4026532180]>, 0x20000) = 0\n\
+                    12 openat(-100</>, \"/proc/99/ns/net\", 0x80000) = 6<net:[4026532181]>\n\
+                    12 setns(6<net:[4026532181]>, 0x40000000) = 0\n";
+        let events = crate::conform::strace::decode(text).unwrap();
+        let a = activity(&events, "/bin/busybox", &BTreeSet::new());
+        assert_eq!(a.own_joins.len(), 1, "{a:?}");
+        assert_eq!(a.own_joins[0].path, "/proc/11/ns/mnt");
+        assert_eq!(a.joins.len(), 1, "{a:?}");
+        assert_eq!(a.joins[0].path, "/proc/99/ns/net");
     }
 
     #[test]

@@ -22,6 +22,43 @@ pub fn row(r: &CaseResult, width: usize) -> String {
     line
 }
 
+/// The verdict table of a report: `(case, runtime)` to the cell, read
+/// from the header row (`| case | nsapply | runc | ... |`) and the rows
+/// that start with a case name; so two reports with different sets of
+/// runtimes can be compared runtime by runtime.
+///
+/// ```
+/// let t = "| case | nsapply | runc | crun |\n|---|---|---|---|\n| `default` | accept | pass | differs |\n";
+/// let v = nsapply::conform::report::verdicts(t);
+/// assert_eq!(v[&("default".to_owned(), "crun".to_owned())], "differs");
+/// assert_eq!(v[&("default".to_owned(), "nsapply".to_owned())], "accept");
+/// ```
+pub fn verdicts(markdown: &str) -> BTreeMap<(String, String), String> {
+    let cells = |l: &str| -> Vec<String> {
+        l.trim()
+            .trim_matches('|')
+            .split(" | ")
+            .map(|c| c.trim().to_owned())
+            .collect()
+    };
+    let mut out = BTreeMap::new();
+    let mut header: Option<Vec<String>> = None;
+    for line in markdown.lines() {
+        if line.starts_with("| case | nsapply |") {
+            header = Some(cells(line));
+        } else if let (Some(h), true) = (&header, line.starts_with("| `")) {
+            let row = cells(line);
+            let case = row[0].trim_matches('`').to_owned();
+            for (name, cell) in h.iter().zip(&row).skip(1) {
+                out.insert((case.clone(), name.clone()), cell.clone());
+            }
+        } else if !line.starts_with('|') {
+            header = None;
+        }
+    }
+    out
+}
+
 /// Escapes a table cell.
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
@@ -66,7 +103,12 @@ pub fn markdown(
     );
     let _ = writeln!(out, "| runtime | version |\n|---|---|");
     for r in runs {
-        let _ = writeln!(out, "| {} | {} |", r.runtime.name, cell(&r.runtime.version));
+        let _ = writeln!(
+            out,
+            "| {} | {} |",
+            r.runtime.name,
+            cell(&r.runtime.described_version())
+        );
     }
     for e in environment {
         let _ = writeln!(out, "| {} |", cell(e).replacen(": ", " | ", 1));

@@ -251,6 +251,10 @@ impl Apt {
             format!("-oDir::State::Lists={d}/lists"),
             format!("-oDir::Cache={d}/cache"),
             "-oAPT::Sandbox::User=root".to_owned(),
+            // The archive served here is a snapshot: sid's Release file has
+            // a Valid-Until date that has passed. Its signature is still
+            // checked (signed-by in KERNELS); only the date check is off.
+            "-oAcquire::Check-Valid-Until=false".to_owned(),
             "-qq".to_owned(),
         ]
     }
@@ -327,23 +331,12 @@ fn prepare_kernel(pin: &Pin, cache: &Path, apt: &mut Apt, sources: &[String]) ->
     let root = work.join("root");
     run_cmd(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
     let boot = root.join("boot");
-    let vmlinuz = fs::read_dir(&boot)
-        .map_err(|e| format!("{}: {e}", boot.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .ok_or_else(|| format!("{}: no boot/vmlinuz-*", deb.display()))?;
-    let release = vmlinuz
-        .file_name()
-        .map(|n| {
-            n.to_string_lossy()
-                .trim_start_matches("vmlinuz-")
-                .to_owned()
-        })
-        .unwrap_or_default();
+    let (vmlinuz, release) = find_vmlinuz(&root).ok_or_else(|| {
+        format!(
+            "{}: no boot/vmlinuz-* nor usr/lib/modules/*/vmlinuz*",
+            deb.display()
+        )
+    })?;
     let image = fs::read(&vmlinuz).map_err(|e| format!("{}: {e}", vmlinuz.display()))?;
     let elf = extract_vmlinux(&image).map_err(|e| format!("{}: {e}", vmlinuz.display()))?;
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -366,6 +359,36 @@ fn prepare_kernel(pin: &Pin, cache: &Path, apt: &mut Apt, sources: &[String]) ->
         vmlinux,
         release,
     })
+}
+
+/// The kernel image of an extracted package and its release:
+/// `boot/vmlinuz-<release>` (Debian up to 6.x), or
+/// `usr/lib/modules/<release>/vmlinuz*` (7.x: `linux-binary[-unsigned]-*`
+/// holds `vmlinuz.unsigned` or `vmlinuz` there).
+fn find_vmlinuz(root: &Path) -> Option<(PathBuf, String)> {
+    let entries = |d: PathBuf| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(d)
+            .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    for p in entries(root.join("boot")) {
+        if let Some(release) = name(&p).and_then(|n| n.strip_prefix("vmlinuz-").map(str::to_owned))
+        {
+            return Some((p, release));
+        }
+    }
+    for dir in entries(root.join("usr/lib/modules")) {
+        let release = name(&dir)?;
+        for p in entries(dir.clone()) {
+            if name(&p).is_some_and(|n| n.starts_with("vmlinuz")) {
+                return Some((p, release));
+            }
+        }
+    }
+    None
 }
 
 /// The compression formats a bzImage payload may use: magic, tool.
@@ -828,7 +851,11 @@ fn run(args: &Args) -> Res<bool> {
             .cloned()
             .collect()
     };
-    let cache = args.dir.join("cache");
+    // NSAPPLY_VM_CACHE puts the cache outside the clone, so fresh clones
+    // (CI) reuse the kernels instead of fetching them again.
+    let cache = std::env::var_os("NSAPPLY_VM_CACHE")
+        .filter(|c| !c.is_empty())
+        .map_or_else(|| args.dir.join("cache"), PathBuf::from);
     let t0 = Instant::now();
     let mut apt = Apt {
         dir: cache.join("apt"),
