@@ -788,10 +788,19 @@ fn run_as_an_unprivileged_user_denies_setgroups_and_maps_only_its_own_id() {
     // nobody runs the binary and reads the configs from the 0755 temporary
     // directory: the checkout may sit where nobody cannot reach (a 0700
     // directory from mktemp, a home directory).
+    // Copied by install(1), in a process of its own: a copy written from
+    // this process would leave its write fd, for a moment, in the children
+    // other test threads fork (until they exec), and executing the copy
+    // then fails with ETXTBSY.
     let copy = |from: &Path, name: &str, mode: u32| {
         let to = dir.path().join(name);
-        std::fs::copy(from, &to).unwrap();
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)).unwrap();
+        let status = Command::new("install")
+            .arg(format!("-m{mode:o}"))
+            .arg(from)
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(status.success(), "install {from:?} {to:?}: {status}");
         to.display().to_string()
     };
     let bin = copy(Path::new(env!("CARGO_BIN_EXE_nsapply")), "nsapply", 0o755);
