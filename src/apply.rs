@@ -35,8 +35,10 @@ fn list_unjoined(v: &[Unjoined]) -> String {
 /// errno, so the message alone says which namespace failed and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
-    /// `ioctl(NS_GET_NSTYPE)` gave ENOTTY: the file is not a namespace.
-    #[error("{kind} namespace path {path:?} is not a namespace file (NS_GET_NSTYPE: {errno})")]
+    /// The type check (`NS_GET_NSTYPE`, or for a file that is not on nsfs
+    /// the backend's answer without an ioctl) gave ENOTTY: the file is not
+    /// a namespace.
+    #[error("{kind} namespace path {path:?} is not a namespace file ({errno})")]
     NotANamespace {
         /// The kind the config asked for.
         kind: Kind,

@@ -78,6 +78,12 @@ errnos!(
     ELOOP,
     EUSERS,
     EOPNOTSUPP,
+    ENOTSOCK,
+    EMSGSIZE,
+    ECONNRESET,
+    ENOTCONN,
+    ETIMEDOUT,
+    ECONNREFUSED,
 );
 
 impl Errno {
@@ -228,11 +234,21 @@ pub enum ErrorCode {
     SyncFailed,
     /// fork(2) failed.
     ForkFailed,
+    /// `nsapply run`: the command is empty or holds a NUL byte, or an
+    /// option does not fit the plan.
+    InvalidCommand,
+    /// `nsapply run --trace` or an output file cannot be created.
+    UnwritableFile,
+    /// `nsapply run`: execvp(3) of the command failed.
+    ExecFailed,
+    /// `nsapply run`: a process of the run could not be set up or watched,
+    /// or ended without reporting.
+    RunFailed,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::InvalidConfig,
         ErrorCode::DuplicateNamespace,
         ErrorCode::RelativePath,
@@ -258,6 +274,10 @@ impl ErrorCode {
         ErrorCode::PropagationFailed,
         ErrorCode::SyncFailed,
         ErrorCode::ForkFailed,
+        ErrorCode::InvalidCommand,
+        ErrorCode::UnwritableFile,
+        ErrorCode::ExecFailed,
+        ErrorCode::RunFailed,
     ];
 
     /// The stable kebab-case name (`"duplicate-namespace"`).
@@ -292,11 +312,17 @@ impl ErrorCode {
             ErrorCode::PropagationFailed => "propagation-failed",
             ErrorCode::SyncFailed => "sync-failed",
             ErrorCode::ForkFailed => "fork-failed",
+            ErrorCode::InvalidCommand => "invalid-command",
+            ErrorCode::UnwritableFile => "unwritable-file",
+            ErrorCode::ExecFailed => "exec-failed",
+            ErrorCode::RunFailed => "run-failed",
         }
     }
 
-    /// Whether the code is an input error (CLI exit status 2) rather than an
-    /// apply failure (exit status 1).
+    /// Whether the code is an input error found by validation (CLI exit
+    /// status 2) rather than an apply failure (exit status 1). The run's
+    /// own input errors (`invalid-command`, `unwritable-file`) are not
+    /// validation's: see `RunError::is_input_error`.
     pub const fn is_input_error(self) -> bool {
         matches!(
             self,

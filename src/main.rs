@@ -190,7 +190,18 @@ fn main() -> ExitCode {
             trace,
             init,
             command,
-        } => cmd_run(&config, RunOptions { trace, init }, &command),
+        } => cmd_run(
+            &config,
+            RunOptions {
+                trace,
+                init,
+                // A signal sent to nsapply before the run began (blocked
+                // by whoever started it) is the command's, as every later
+                // one is.
+                forward_pending_signals: true,
+            },
+            &command,
+        ),
         Command::Conform {
             runtime,
             bundle,
@@ -377,7 +388,7 @@ fn cmd_run(config: &Path, options: RunOptions, command: &[OsString]) -> Result<u
         // Statuses are 0..=255 and 128 + signal (at most 192): they fit.
         Ok(exit) => Ok(u8::try_from(exit.status()).unwrap_or(u8::MAX)),
         Err(e) => Err(CliError {
-            code: e.code(),
+            code: e.code().as_str(),
             message: e.to_string(),
             status: if e.is_input_error() {
                 EXIT_INVALID

@@ -54,7 +54,7 @@ use crate::kind::{Kind, KindSet};
 use crate::model::{CallerSpec, FileSpec, NsSpec, World};
 use crate::plan::Plan;
 use crate::sync::{answer_sync, Channel, ChildSync, ToChild, ToParent};
-use crate::syscall::linux::{self, Linux, Pidfd, ProcSelf};
+use crate::syscall::linux::{self, Linux, Pidfd, ProcRoot, ProcSelf};
 use crate::syscall::{Forked, Syscall};
 use crate::trace::Trace;
 
@@ -635,7 +635,7 @@ pub fn write_id_maps(
         reason: format!("pidfd_open of process {pid}"),
         errno: Some(errno),
     })?;
-    crate::sync::write_id_maps(&pidfd, uid, gid, deny_setgroups)
+    crate::sync::write_id_maps(&ProcRoot::open()?, &pidfd, uid, gid, deny_setgroups)
 }
 
 /// What a process sees of itself in `/proc/self`.
@@ -896,13 +896,14 @@ fn run_runtime(plan: &Plan, caller: &CallerSpec) -> Result<KernelRun, RealizeErr
 /// point the child reports is answered with [`answer_sync`], until the
 /// child closes the channel.
 fn serve_sync_points(channel: &mut Channel, plan: &Plan, child: &Pidfd) -> Result<(), SyncError> {
+    let proc = ProcRoot::open()?;
     while let Some(msg) = channel.recv::<ToParent>()? {
         let ToParent::Sync { point } = msg else {
             return Err(SyncError::Protocol(format!(
                 "the applying process sent {msg:?}, which only nsapply run's children send"
             )));
         };
-        let answer = match answer_sync(point, plan, child) {
+        let answer = match answer_sync(point, plan, &proc, child) {
             Ok(()) => ToChild::Ack,
             Err(error) => ToChild::Refused { error },
         };

@@ -30,9 +30,9 @@ use crate::plan::Plan;
 use crate::plan::SyncPoint;
 use crate::syscall::linux::{Exit, Pidfd, ProcRoot, WriteError};
 use crate::syscall::Syscall;
-use crate::trace::TraceError;
+use crate::trace::{Trace, TraceError};
 
-/// Why the child side of `nsapply run` failed, as it reports it.
+/// Why a process of `nsapply run` below the caller failed, as it reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Failure {
@@ -40,13 +40,6 @@ pub enum Failure {
     Apply {
         /// The error of the run.
         error: TraceError,
-    },
-    /// Writing the trace file failed.
-    TraceFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The errno of write(2).
-        errno: Errno,
     },
     /// execvp(3) of the command failed.
     Exec {
@@ -57,12 +50,18 @@ pub enum Failure {
         /// The error as the standard library put it.
         message: String,
     },
-    /// The process that runs the command could not be made or watched.
-    Supervise {
-        /// What was being done.
-        what: String,
+    /// fork(2) of the process that applies the plan failed.
+    Fork {
         /// The errno.
         errno: Errno,
+    },
+    /// A process of the run could not be made or watched, or one of them
+    /// ended before its time.
+    Supervise {
+        /// What was being done, or what happened.
+        what: String,
+        /// The errno, when a call failed.
+        errno: Option<Errno>,
     },
 }
 
@@ -76,6 +75,12 @@ pub enum ToParent {
         /// Which one.
         point: SyncPoint,
     },
+    /// The plan is applied and the command's process exists, stopped before
+    /// exec (`nsapply run`): it starts on [`ToChild::Start`].
+    Applied {
+        /// The steps taken.
+        trace: Trace,
+    },
     /// The command ended (`nsapply run`), reported by its supervisor.
     Exited {
         /// How.
@@ -85,6 +90,10 @@ pub enum ToParent {
     Failed {
         /// Why.
         failure: Failure,
+        /// The steps taken, when the failure came before the command
+        /// started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace: Option<Trace>,
     },
 }
 
@@ -99,8 +108,10 @@ pub enum ToChild {
         /// Why.
         error: SyncError,
     },
+    /// The trace is written: the command may start (`nsapply run`).
+    Start,
     /// Forward this signal to the command (`nsapply run`); kept until the
-    /// command's process exists.
+    /// command has started.
     Signal {
         /// The signal number.
         signal: i32,
@@ -250,6 +261,11 @@ impl<'a> ChildSync<'a> {
                 Some(ToChild::Ack) => return Ok(()),
                 Some(ToChild::Refused { error }) => return Err(error),
                 Some(ToChild::Signal { signal }) => self.signals.push(signal),
+                Some(ToChild::Start) => {
+                    return Err(SyncError::Protocol(
+                        "a start message in answer to a sync point".to_owned(),
+                    ))
+                }
                 None => {
                     return Err(SyncError::Channel {
                         what: "waiting for the parent's answer".to_owned(),
@@ -285,9 +301,15 @@ impl<S: Syscall + ?Sized> SyncHooks<S> for ChildSync<'_> {
 /// # Errors
 ///
 /// As [`write_id_maps`].
-pub fn answer_sync(point: SyncPoint, plan: &Plan, child: &Pidfd) -> Result<(), SyncError> {
+pub fn answer_sync(
+    point: SyncPoint,
+    plan: &Plan,
+    proc: &ProcRoot,
+    child: &Pidfd,
+) -> Result<(), SyncError> {
     match point {
         SyncPoint::IdMapping => write_id_maps(
+            proc,
             child,
             plan.uid_mappings(),
             plan.gid_mappings(),
@@ -303,8 +325,8 @@ pub fn answer_sync(point: SyncPoint, plan: &Plan, child: &Pidfd) -> Result<(), S
 /// user_namespaces(7)), then `uid_map`, then `gid_map`, each in one write,
 /// stopping at the first error.
 ///
-/// The files are reached through the procfs at `/proc`, checked to be a
-/// procfs root ([`ProcRoot`]), in the directory of the pid that procfs
+/// The files are reached through `proc`, a checked procfs root
+/// ([`ProcRoot`]), in the directory of the pid that procfs
 /// gives the pidfd ([`ProcRoot::process_dir`]): never a directory chosen by
 /// a pid number alone, which in a pid namespace that still sees another's
 /// `/proc` names a different process.
@@ -315,12 +337,13 @@ pub fn answer_sync(point: SyncPoint, plan: &Plan, child: &Pidfd) -> Result<(), S
 /// [`SyncError::MapWrite`] with the file and the errno of open(2) or
 /// write(2); [`SyncError::ShortWrite`].
 pub fn write_id_maps(
+    proc: &ProcRoot,
     target: &Pidfd,
     uid: &[IdMapping],
     gid: &[IdMapping],
     deny_setgroups: bool,
 ) -> Result<(), SyncError> {
-    let dir = ProcRoot::open()?.process_dir(target)?;
+    let dir = proc.process_dir(target)?;
     let write = |file: MapFile, text: &str| {
         dir.write_once(file.name(), text.as_bytes())
             .map_err(|e| match e {
@@ -359,6 +382,17 @@ mod tests {
                     errno: Some(Errno::ENOENT),
                     message: "No such file or directory (os error 2)".into(),
                 },
+                trace: None,
+            },
+            ToParent::Failed {
+                failure: Failure::Supervise {
+                    what: "the keeper process died".into(),
+                    errno: None,
+                },
+                trace: Some(Trace::default()),
+            },
+            ToParent::Applied {
+                trace: Trace::default(),
             },
         ];
         for m in &sent {

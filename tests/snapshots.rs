@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nsapply::model::{Model, World};
+use nsapply::run::RunError;
 use nsapply::simulate::simulate;
 use nsapply::{
     plan, ApplyError, ConfigError, Errno, ErrorCode, Kind, KindSet, MapFile, NsConfig, SyncError,
@@ -307,9 +308,44 @@ fn samples() -> Vec<(ErrorCode, String)> {
             errno: Errno::EAGAIN,
         },
     ];
+    // `nsapply run`'s own errors (the apply's come from ApplyError above).
+    let run = [
+        RunError::InvalidCommand {
+            reason: "argument \"a\\0b\" contains a NUL byte".into(),
+        },
+        RunError::TraceFile {
+            path: p("/nonexistent/trace.json"),
+            errno: Errno::ENOENT,
+        },
+        RunError::Exec {
+            program: "/nonexistent".into(),
+            errno: Some(Errno::ENOENT),
+            message: "No such file or directory (os error 2)".into(),
+        },
+        RunError::ThreadCount {
+            source: nsapply::syscall::ThreadCountError {
+                errno: Some(Errno::EMFILE),
+            },
+        },
+        RunError::Multithreaded { threads: 3 },
+        RunError::Fork {
+            errno: Errno::EAGAIN,
+        },
+        RunError::Supervision {
+            what: "writing the trace file \"/tmp/trace.fifo\"".into(),
+            errno: Some(Errno::EPIPE),
+        },
+        RunError::Supervision {
+            what: "the keeper process died".into(),
+            errno: None,
+        },
+        RunError::Interrupted { signal: 15 },
+        RunError::Unreported,
+    ];
     let mut v: Vec<(ErrorCode, String)> =
         config.iter().map(|e| (e.code(), e.to_string())).collect();
     v.extend(apply.iter().map(|e| (e.code(), e.to_string())));
+    v.extend(run.iter().map(|e| (e.code(), e.to_string())));
     for code in ErrorCode::ALL {
         assert!(
             v.iter().any(|(c, _)| *c == code),
@@ -453,7 +489,34 @@ fn cli_error_line_for_each_code() {
     ]);
     lines.push_str(&format!("simulate fork-failed => exit {status}\n{err}"));
     seen.extend(["fork-failed".to_owned(), "invalid-config".to_owned()]);
-    for code in ErrorCode::ALL {
+    // `run`'s input errors, found before anything runs (no root needed).
+    let uts = write_temp(
+        dir.path(),
+        "uts.json",
+        r#"{"linux":{"namespaces":[{"type":"uts"}]}}"#,
+    );
+    let (status, err) = nsapply(&["run", "--init", &uts, "--", "true"]);
+    lines.push_str(&format!(
+        "run --init without a pid namespace => exit {status}\n{err}"
+    ));
+    let (status, err) = nsapply(&[
+        "run",
+        "--trace",
+        "/nonexistent/trace.json",
+        &net,
+        "--",
+        "true",
+    ]);
+    lines.push_str(&format!(
+        "run --trace /nonexistent/... => exit {status}\n{err}"
+    ));
+    seen.extend(["invalid-command".to_owned(), "unwritable-file".to_owned()]);
+    // exec-failed and run-failed need a run that applies (root): their
+    // lines are checked by tests/cli.rs and tests/hostile.rs.
+    for code in ErrorCode::ALL
+        .into_iter()
+        .filter(|c| !matches!(c, ErrorCode::ExecFailed | ErrorCode::RunFailed))
+    {
         assert!(
             seen.iter().any(|s| s == code.as_str()),
             "no CLI line for {code}"

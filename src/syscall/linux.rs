@@ -81,44 +81,10 @@ fn clone_flags(bits: i32) -> CloneFlags {
 impl Syscall for Linux {
     type Fd = OwnedFd;
 
-    /// `open(path, O_PATH | O_CLOEXEC)`, then `fstatfs(2)`: a file on nsfs
-    /// is opened for real (`O_RDONLY | O_CLOEXEC`) through the verified
-    /// procfs; any other file stays an `O_PATH` reference that
-    /// [`Linux::ns_get_nstype`] refuses. No open blocks (a FIFO) or runs a
-    /// driver (a device): see the module docs.
-    ///
-    /// Without a procfs at `/proc`, the nsfs file is opened again by path
-    /// (`O_NONBLOCK | O_NOCTTY`, so it can neither block nor take a
-    /// terminal) and checked to be on nsfs still.
+    /// [`open_ns_through`] the procfs at `/proc` ([`ProcRoot::open`]), or
+    /// none when it is not one.
     fn open_ns(&mut self, path: &Path) -> Result<OwnedFd, Errno> {
-        use nix::fcntl::OFlag;
-        let reference = nix::fcntl::open(
-            path,
-            OFlag::O_PATH | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(nix_errno)?;
-        if !on_nsfs(&reference)? {
-            return Ok(reference);
-        }
-        let opened = match ProcRoot::open() {
-            Ok(proc) => proc.reopen(&reference, OFlag::O_RDONLY)?,
-            Err(_) => {
-                let fd = nix::fcntl::open(
-                    path,
-                    OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
-                    nix::sys::stat::Mode::empty(),
-                )
-                .map_err(nix_errno)?;
-                // Swapped for another file since the reference was taken:
-                // keep the reference, which NS_GET_NSTYPE cannot use.
-                if !on_nsfs(&fd)? {
-                    return Ok(reference);
-                }
-                fd
-            }
-        };
-        Ok(opened)
+        open_ns_through(ProcRoot::open().ok().as_ref(), path)
     }
 
     /// `ioctl(fd, NS_GET_NSTYPE)` (ioctl_nsfs(2)) on a file that is on
@@ -227,15 +193,63 @@ impl Syscall for Linux {
     fn fork(&mut self) -> Result<Forked, Errno> {
         ensure_single_threaded()?;
         // SAFETY: the process has exactly one thread (checked just above, and
-        // no other thread exists that could start one), so the child is a
-        // complete copy of a single-threaded process and may run any code.
-        match unsafe { nix::unistd::fork() } {
-            Ok(ForkResult::Parent { child }) => Ok(Forked::Parent {
-                child: child.as_raw(),
-            }),
-            Ok(ForkResult::Child) => Ok(Forked::Child),
-            Err(e) => Err(nix_errno(e)),
-        }
+        // no other thread exists that could start one).
+        unsafe { fork_unchecked() }
+    }
+}
+
+/// `open(path, O_PATH | O_CLOEXEC)`, then `fstatfs(2)`: a file on nsfs is
+/// opened for real (`O_RDONLY | O_CLOEXEC`) through `proc`, the file the
+/// reference holds whatever `path` names by then ([`ProcRoot`]); any other
+/// file stays an `O_PATH` reference that [`Linux::ns_get_nstype`] refuses.
+/// No open blocks (a FIFO) or runs a driver (a device): see the module docs.
+///
+/// Without a procfs (`proc` is `None`) nothing reopens the reference
+/// safely (opening `path` again could open whatever it was swapped for), so
+/// the `O_PATH` reference is returned as it is: `NS_GET_NSTYPE` on it
+/// fails with the kernel's own EBADF, and nothing is joined.
+///
+/// # Errors
+///
+/// The errno of open(2), fstatfs(2) or the reopen.
+pub fn open_ns_through(proc: Option<&ProcRoot>, path: &Path) -> Result<OwnedFd, Errno> {
+    use nix::fcntl::OFlag;
+    let reference = nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(nix_errno)?;
+    match proc {
+        Some(proc) if on_nsfs(&reference)? => proc.reopen(&reference, OFlag::O_RDONLY),
+        _ => Ok(reference),
+    }
+}
+
+/// fork(2) without the thread check of [`Linux::fork`] (whose read of
+/// `/proc/self/stat` needs a free fd, and whose failure would be blamed on
+/// the fork).
+///
+/// # Safety
+///
+/// The calling process must have exactly one thread, and must not be able
+/// to gain one before the call (a process forked from a single-threaded
+/// one, or a caller that just counted its threads and started none since):
+/// the child goes on running arbitrary Rust code, which is sound only in
+/// the child of a single-threaded process.
+///
+/// # Errors
+///
+/// The errno of fork(2): EAGAIN or ENOMEM.
+pub unsafe fn fork_unchecked() -> Result<Forked, Errno> {
+    // SAFETY: the caller guarantees a single thread (this function's
+    // contract), so the child is a complete copy of the process.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Parent { child }) => Ok(Forked::Parent {
+            child: child.as_raw(),
+        }),
+        Ok(ForkResult::Child) => Ok(Forked::Child),
+        Err(e) => Err(nix_errno(e)),
     }
 }
 
@@ -971,18 +985,67 @@ impl Pidfd {
     }
 }
 
-/// The children of the calling process now (its threads' `children` in
-/// procfs, proc(5)); empty when they cannot be read.
-pub fn children() -> Vec<i32> {
-    let Ok(proc) = ProcRoot::open() else {
-        return Vec::new();
-    };
-    // A single-threaded caller (run's precondition): one task.
-    proc.read("thread-self/children")
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
+/// A child of the calling process, as [`ProcRoot::children`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChildProcess {
+    /// Its pid in the caller's own pid namespace.
+    pub pid: i32,
+    /// Whether it has ended and waits to be reaped.
+    pub zombie: bool,
+}
+
+/// The pids of the `NSpid:` line of a `status` file (proc(5)): the
+/// process's pid in the procfs's pid namespace first, then in each nested
+/// one down to its own.
+fn nspids(status: &str) -> Option<Vec<i32>> {
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().map(|p| p.parse().ok()).collect()
+}
+
+impl ProcRoot {
+    /// The children of the calling process (single-threaded: its one
+    /// thread's `children` file, proc(5)), numbered as the caller's own pid
+    /// namespace numbers them, whichever pid namespace this procfs belongs
+    /// to: the caller's, or an ancestor's (a `/proc` inherited from the
+    /// host). An ancestor's procfs numbers everything as the ancestor does;
+    /// the `NSpid:` line of each child gives its number at the caller's
+    /// depth below that namespace. A child stays the caller's until the
+    /// caller reaps it, so the numbers stay right until then.
+    ///
+    /// Reads only through this checked procfs, which may be an fd opened
+    /// long before: a process that mounts something over `/proc` since
+    /// hides nothing from it.
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be read, or this procfs does not show the caller (it
+    /// belongs to another pid namespace than the caller's or an ancestor's).
+    pub fn children(&self) -> Result<Vec<ChildProcess>, ProcError> {
+        let depth = nspids(&self.read("self/status")?)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.len() - 1)
+            .ok_or_else(|| ProcError {
+                reason: "/proc/self/status has no NSpid line".to_owned(),
+                errno: None,
+            })?;
+        let listed = self.read("thread-self/children")?;
+        let mut children = Vec::new();
+        for n in listed.split_whitespace() {
+            let status = self.read(&format!("{n}/status"))?;
+            let pid = nspids(&status)
+                .and_then(|p| p.get(depth).copied())
+                .ok_or_else(|| ProcError {
+                    reason: format!("/proc/{n}/status has no pid at depth {depth}"),
+                    errno: None,
+                })?;
+            let zombie = status
+                .lines()
+                .find_map(|l| l.strip_prefix("State:"))
+                .is_some_and(|s| s.trim_start().starts_with('Z'));
+            children.push(ChildProcess { pid, zombie });
+        }
+        Ok(children)
+    }
 }
 
 /// Sets the action of `sig` to its default (`SIG_DFL`) and returns the one
@@ -1190,6 +1253,125 @@ pub fn reap_any() -> Option<(i32, Exit)> {
             Err(_) => return None,
         }
     }
+}
+
+/// A connected pair of Unix stream sockets, close-on-exec
+/// (socketpair(2)).
+///
+/// # Errors
+///
+/// The errno of socketpair(2).
+pub fn socket_pair() -> Result<(OwnedFd, OwnedFd), Errno> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(nix_errno)
+}
+
+/// Sends `data` and the fd `fd` over the Unix socket `socket` in one
+/// sendmsg(2) (`SCM_RIGHTS`, unix(7)), with `MSG_NOSIGNAL`.
+///
+/// # Errors
+///
+/// The errno of sendmsg(2).
+pub fn send_fd(
+    socket: std::os::fd::BorrowedFd<'_>,
+    data: &[u8],
+    fd: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<(), Errno> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let iov = [std::io::IoSlice::new(data)];
+    let raw = fd.map(|f| [f.as_raw_fd()]);
+    let cmsg: Vec<ControlMessage<'_>> = raw.iter().map(|r| ControlMessage::ScmRights(r)).collect();
+    let sent = loop {
+        match sendmsg::<()>(
+            socket.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(n) => break n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(nix_errno(e)),
+        }
+    };
+    // The fd went with the first byte; the rest, if the socket took only
+    // part (it never does with a short message), follows.
+    let mut rest = &data[sent..];
+    while !rest.is_empty() {
+        match nix::sys::socket::send(socket.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => rest = &rest[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(nix_errno(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Receives one message of at most `buf.len()` bytes and at most one fd
+/// sent by [`send_fd`] (recvmsg(2) with `MSG_CMSG_CLOEXEC`): the bytes read
+/// (0 at the end of the stream) and the fd, owned.
+///
+/// # Errors
+///
+/// The errno of recvmsg(2).
+pub fn recv_fd(
+    socket: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> Result<(usize, Option<OwnedFd>), Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    loop {
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => {
+                let mut fd = None;
+                for c in msg.cmsgs().map_err(nix_errno)? {
+                    if let ControlMessageOwned::ScmRights(fds) = c {
+                        for raw in fds {
+                            // SAFETY: the kernel installed `raw` in this
+                            // process for this message; nothing else owns it.
+                            let owned =
+                                unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+                            // More than one: the rest are closed here.
+                            if fd.is_none() {
+                                fd = Some(owned);
+                            }
+                        }
+                    }
+                }
+                return Ok((msg.bytes, fd));
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(nix_errno(e)),
+        }
+    }
+}
+
+/// Blocks every signal that can be blocked (sigprocmask(2)): a process of
+/// nsapply's own is ended by nothing but SIGKILL, and reads the signals it
+/// wants from a signalfd.
+///
+/// # Errors
+///
+/// The errno of sigprocmask(2).
+pub fn block_all_signals() -> Result<(), Errno> {
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        None,
+    )
+    .map_err(nix_errno)
 }
 
 /// A close-on-exec pipe, `(read end, write end)` (pipe2(2)).

@@ -1,0 +1,556 @@
+//! P0: the caller's process. Checks the caller, takes over (and later gives
+//! back) its signal state, forks the keeper, answers C1's sync points,
+//! writes the trace file, forwards signals, and waits for the run to end.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::keeper::{Keeper, KeeperReport};
+use super::{applier::Applier, forwarded_set, Failed, RunError, RunOptions, FORWARDED_SIGNALS};
+use crate::error::Errno;
+use crate::plan::Plan;
+use crate::sync::{answer_sync, Channel, Failure, ToChild, ToParent};
+use crate::syscall::linux::{self, Exit, Pidfd, ProcRoot};
+use crate::syscall::Forked;
+use crate::trace::Trace;
+
+fn sys(what: &str) -> impl FnOnce(Errno) -> RunError + '_ {
+    move |errno| RunError::Supervision {
+        what: what.to_owned(),
+        errno: Some(errno),
+    }
+}
+
+fn nix_sys(what: &str) -> impl FnOnce(nix::errno::Errno) -> RunError + '_ {
+    move |e| sys(what)(Errno(e as i32))
+}
+
+/// The `--trace` file: created before anything runs, written by P0 alone,
+/// without ever blocking (a pipe that does not drain holds up only the
+/// command's start).
+pub(super) struct TraceOut {
+    file: Option<(File, PathBuf)>,
+    doc: Vec<u8>,
+    written: usize,
+    /// A document was completely written, or writing gave up: nothing
+    /// more is written.
+    done: bool,
+}
+
+impl TraceOut {
+    /// Opens `path` for writing: created (mode 0666 less the umask) or
+    /// truncated, `O_NONBLOCK | O_NOCTTY | O_CLOEXEC`.
+    pub(super) fn create(path: Option<&Path>) -> Result<TraceOut, RunError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = match path {
+            None => None,
+            Some(path) => Some((
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                    .open(path)
+                    .map_err(|e| match Errno::of_io(&e) {
+                        Some(errno) => RunError::TraceFile {
+                            path: path.to_owned(),
+                            errno,
+                        },
+                        None => RunError::InvalidCommand {
+                            reason: format!("trace file {path:?} cannot be created: {e}"),
+                        },
+                    })?,
+                path.to_owned(),
+            )),
+        };
+        Ok(TraceOut {
+            file,
+            doc: Vec::new(),
+            written: 0,
+            done: false,
+        })
+    }
+
+    fn wanted(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Starts writing `trace` (replacing a document not yet written).
+    fn begin(&mut self, trace: &Trace) {
+        let mut doc = trace.to_json_pretty();
+        doc.push('\n');
+        self.doc = doc.into_bytes();
+        self.written = 0;
+    }
+
+    /// Writes what the file takes now: `Ok(true)` when the document is
+    /// complete.
+    fn write_some(&mut self) -> Result<bool, Errno> {
+        let Some((file, _)) = &self.file else {
+            return Ok(true);
+        };
+        while self.written < self.doc.len() {
+            match nix::unistd::write(file, &self.doc[self.written..]) {
+                Ok(n) => self.written += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => return Ok(false),
+                Err(e) => return Err(Errno(e as i32)),
+            }
+        }
+        self.done = true;
+        Ok(true)
+    }
+
+    fn path(&self) -> &Path {
+        self.file.as_ref().map_or(Path::new(""), |(_, p)| p)
+    }
+
+    /// Writes `trace` whole, waiting for the file as long as it takes,
+    /// unless a document was written already (it stays). With signals
+    /// blocked (during the run) a forwarded signal gives up the wait; before
+    /// and after, the caller's own signal state decides.
+    pub(super) fn write_final(&mut self, trace: &Trace) -> Result<(), Errno> {
+        if self.done || !self.wanted() {
+            return Ok(());
+        }
+        self.begin(trace);
+        loop {
+            if self.write_some()? {
+                return Ok(());
+            }
+            let Some((file, _)) = &self.file else {
+                return Ok(());
+            };
+            let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLOUT)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(Errno(e as i32)),
+            }
+        }
+    }
+}
+
+/// What [`super::run`] changes in the caller's process, given back on drop.
+struct CallerState {
+    chld: Option<nix::sys::signal::SigAction>,
+    mask: SigSet,
+    dumpable: bool,
+}
+
+impl CallerState {
+    /// Sets SIGCHLD to its default and blocks the forwarded signals; the
+    /// set to read from a signalfd: the forwarded signals, less those
+    /// already pending unless `take_pending`.
+    fn take_over(take_pending: bool) -> Result<(CallerState, SigSet), RunError> {
+        let mask = SigSet::thread_get_mask().map_err(nix_sys("reading the signal mask"))?;
+        let dumpable = linux::dumpable().unwrap_or(true);
+        // Default SIGCHLD: an ignored SIGCHLD (inherited from the caller)
+        // makes the kernel reap our children at once, losing their status
+        // and freeing their pids for reuse.
+        let chld = linux::default_signal_action(Signal::SIGCHLD).ok();
+        let state = CallerState {
+            chld,
+            mask,
+            dumpable,
+        };
+        let pending = pending_forwarded().map_err(sys("reading the pending signals"))?;
+        let mut read = forwarded_set();
+        if !take_pending {
+            for s in pending {
+                // Left pending, blocked: the caller's when run returns.
+                read.remove(s);
+            }
+        }
+        // The forwarded signals are read from a signalfd: blocked. SIGCHLD
+        // must not be blocked by whatever the caller had.
+        let mut block = mask;
+        for s in FORWARDED_SIGNALS {
+            block.add(s);
+        }
+        block.remove(Signal::SIGCHLD);
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&block), None)
+            .map_err(nix_sys("blocking the forwarded signals"))?;
+        Ok((state, read))
+    }
+}
+
+impl Drop for CallerState {
+    fn drop(&mut self) {
+        let _ = linux::set_dumpable(self.dumpable);
+        if let Some(chld) = &self.chld {
+            let _ = linux::restore_signal_action(Signal::SIGCHLD, chld);
+        }
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.mask), None);
+    }
+}
+
+/// The forwarded signals pending for this process now (sigpending(2)).
+fn pending_forwarded() -> Result<Vec<Signal>, Errno> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigpending writes a whole sigset_t into the pointer, which
+    // points at uninitialized storage of that type owned by this frame.
+    if unsafe { libc::sigpending(set.as_mut_ptr()) } != 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: sigpending returned 0, so it initialized the set.
+    let set = unsafe { set.assume_init() };
+    Ok(FORWARDED_SIGNALS
+        .into_iter()
+        // SAFETY: sigismember reads the initialized set; the signal
+        // numbers are valid.
+        .filter(|s| unsafe { libc::sigismember(&set, *s as libc::c_int) } == 1)
+        .collect())
+}
+
+/// Everything between the checks of the command and the end of the run.
+pub(super) fn run_as_caller(
+    plan: &Plan,
+    command: &[OsString],
+    options: &RunOptions,
+    trace: &mut TraceOut,
+) -> Result<Exit, Box<Failed>> {
+    match linux::thread_count() {
+        Ok(1) => {}
+        Ok(threads) => return Err(RunError::Multithreaded { threads }.into()),
+        Err(source) => return Err(RunError::ThreadCount { source }.into()),
+    }
+    // Checked once, here, in the caller's mount namespace: every process
+    // of the run uses this fd, whatever is mounted at /proc later.
+    let proc = ProcRoot::open().map_err(|e| RunError::Supervision {
+        what: format!("/proc cannot be used: {}", e.reason),
+        errno: e.errno,
+    })?;
+    let (state, read) = CallerState::take_over(options.forward_pending_signals)?;
+    let result = fork_and_supervise(plan, command, options, trace, &proc, read);
+    drop(state);
+    result
+}
+
+fn fork_and_supervise(
+    plan: &Plan,
+    command: &[OsString],
+    options: &RunOptions,
+    trace: &mut TraceOut,
+    proc: &ProcRoot,
+    read: SigSet,
+) -> Result<Exit, Box<Failed>> {
+    let signals = SignalFd::with_flags(&read, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(nix_sys("creating the signalfd for forwarded signals"))?;
+    let (parent_end, child_end) = Channel::pair().map_err(sys("creating the channel"))?;
+    let (from_keeper, keeper_end) =
+        linux::socket_pair().map_err(sys("creating the keeper's socket"))?;
+    let p0 = nix::unistd::getpid().as_raw();
+    let group = nix::unistd::getpgrp().as_raw();
+    // SAFETY: one thread: counted above, and nothing since starts one.
+    let keeper = match unsafe { linux::fork_unchecked() } {
+        Err(errno) => return Err(RunError::Fork { errno }.into()),
+        Ok(Forked::Child) => {
+            // Nothing of P0's but what the keeper and C1 need.
+            drop((parent_end, from_keeper, signals));
+            trace.file = None;
+            let keeper = Keeper {
+                p0,
+                proc,
+                report: keeper_end,
+                channel: child_end,
+                applier: Applier {
+                    plan,
+                    program: &command[0],
+                    command,
+                    init: options.init,
+                    proc,
+                    group,
+                },
+            };
+            // A panic must not unwind into the caller's frames, which
+            // belong to P0: it ends the child with Rust's panic status.
+            let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| keeper.main()))
+                .unwrap_or(101);
+            // Never return into the caller's stack, and never run P0's
+            // exit handlers or flush its buffers: they belong to P0.
+            linux::exit_now(status)
+        }
+        Ok(Forked::Parent { child }) => child,
+    };
+    drop((child_end, keeper_end));
+    // Our unreaped child: its pid names it.
+    let keeper = match Pidfd::open(keeper) {
+        Ok(p) => p,
+        Err(errno) => {
+            linux::kill_and_reap(keeper);
+            return Err(sys("pidfd_open of the keeper")(errno).into());
+        }
+    };
+    // The maps are written into C1, never from C1 into us: nothing needs
+    // this process's /proc files from here on.
+    let _ = linux::set_dumpable(false);
+    let applier = match receive_applier(&from_keeper) {
+        Ok(applier) => applier,
+        Err(error) => {
+            // The keeper ends by itself (it failed, or it died).
+            let _ = linux::wait(keeper.pid());
+            return Err(error.into());
+        }
+    };
+    drop(from_keeper);
+    Supervisor {
+        plan,
+        proc,
+        keeper,
+        keeper_ended: false,
+        applier,
+        channel: Some(parent_end),
+        signals,
+        trace,
+        phase: Phase::Applying,
+        report: Reported::default(),
+    }
+    .supervise()
+}
+
+/// The keeper's one message: C1's pidfd, or why there is no C1.
+fn receive_applier(socket: &OwnedFd) -> Result<Pidfd, RunError> {
+    let mut buf = [0u8; 4096];
+    let (n, fd) = linux::recv_fd(socket.as_fd(), &mut buf).map_err(sys(
+        "receiving the pidfd of the child that applies the plan",
+    ))?;
+    if n == 0 {
+        return Err(RunError::Supervision {
+            what: "the keeper ended before it forked the child that applies the plan".to_owned(),
+            errno: None,
+        });
+    }
+    let report: KeeperReport =
+        serde_json::from_slice(&buf[..n]).map_err(|e| RunError::Supervision {
+            what: format!("the keeper's report is not a report: {e}"),
+            errno: None,
+        })?;
+    match (report, fd) {
+        (KeeperReport::Applier { pid }, Some(fd)) => Ok(Pidfd::from_owned(fd, pid)),
+        (KeeperReport::Applier { .. }, None) => Err(RunError::Supervision {
+            what: "the keeper's report came without the pidfd".to_owned(),
+            errno: None,
+        }),
+        (KeeperReport::Failed { failure }, _) => Err(failure.into()),
+    }
+}
+
+/// Where the run is, as P0 sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// C1 applies the plan.
+    Applying,
+    /// The plan is applied; the trace file is being written; the command
+    /// waits.
+    WritingTrace,
+    /// The command may run.
+    Started,
+    /// P0 closed the channel: the run ends before the command starts.
+    Stopping,
+}
+
+/// What P0 learned from C1.
+#[derive(Default)]
+struct Reported {
+    exit: Option<Exit>,
+    failure: Option<Failure>,
+    steps: Option<Box<Trace>>,
+    broken: Option<RunError>,
+    stopped: Option<RunError>,
+}
+
+/// P0 after the forks.
+struct Supervisor<'a> {
+    plan: &'a Plan,
+    proc: &'a ProcRoot,
+    keeper: Pidfd,
+    keeper_ended: bool,
+    applier: Pidfd,
+    channel: Option<Channel>,
+    signals: SignalFd,
+    trace: &'a mut TraceOut,
+    phase: Phase,
+    report: Reported,
+}
+
+impl Supervisor<'_> {
+    /// Answers C1's sync points, writes the trace, forwards signals,
+    /// collects C1's reports until the keeper has ended and the channel is
+    /// closed (every message read).
+    fn supervise(mut self) -> Result<Exit, Box<Failed>> {
+        loop {
+            if let Some(channel) = &mut self.channel {
+                if channel.has_buffered_message() || readable_now(channel) {
+                    match channel.recv::<ToParent>() {
+                        Ok(Some(msg)) => self.handle(msg),
+                        Ok(None) => self.channel = None,
+                        Err(e) => {
+                            self.report.broken = Some(RunError::Supervision {
+                                what: format!("reading the reports of the child: {e}"),
+                                errno: e.errno(),
+                            });
+                            self.channel = None;
+                        }
+                    }
+                    continue;
+                }
+            }
+            if !self.keeper_ended && self.keeper.has_exited() {
+                self.keeper_ended = true;
+            }
+            if self.keeper_ended && self.channel.is_none() {
+                break;
+            }
+            let writing = self.phase == Phase::WritingTrace;
+            let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+            if !self.keeper_ended {
+                fds.push(PollFd::new(self.keeper.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(c) = &self.channel {
+                fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+            }
+            let trace_fd = self.trace.file.as_ref().map(|(f, _)| f.as_fd());
+            if let (true, Some(fd)) = (writing, trace_fd) {
+                fds.push(PollFd::new(fd, PollFlags::POLLOUT));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    drop(fds);
+                    self.stop(nix_sys("poll")(e));
+                    continue;
+                }
+            }
+            drop(fds);
+            if self.phase == Phase::WritingTrace {
+                self.write_trace();
+            }
+            self.forward_signals();
+        }
+        let _ = linux::wait(self.keeper.pid());
+        self.conclude()
+    }
+
+    fn handle(&mut self, msg: ToParent) {
+        match msg {
+            ToParent::Sync { point } => {
+                let answer = match answer_sync(point, self.plan, self.proc, &self.applier) {
+                    Ok(()) => ToChild::Ack,
+                    Err(error) => ToChild::Refused { error },
+                };
+                // A child that died meanwhile shows up as the channel's end.
+                self.send(&answer);
+            }
+            ToParent::Applied { trace } => {
+                if self.phase != Phase::Applying {
+                    return;
+                }
+                self.report.steps = Some(Box::new(trace.clone()));
+                if self.trace.wanted() {
+                    self.trace.begin(&trace);
+                    self.phase = Phase::WritingTrace;
+                    self.write_trace();
+                } else {
+                    self.start();
+                }
+            }
+            ToParent::Exited { exit } => self.report.exit = Some(exit),
+            ToParent::Failed { failure, trace } => {
+                self.report.failure = Some(failure);
+                if let Some(t) = trace {
+                    self.report.steps = Some(Box::new(t));
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, msg: &ToChild) {
+        if let Some(c) = &mut self.channel {
+            let _ = c.send(msg);
+        }
+    }
+
+    fn start(&mut self) {
+        self.phase = Phase::Started;
+        self.send(&ToChild::Start);
+    }
+
+    /// Ends the run before the command starts (or, after, gives up
+    /// supervising it): closing the channel tells C1 that P0 is gone, and
+    /// C1 ends the command's process and what it left.
+    fn stop(&mut self, why: RunError) {
+        if self.report.stopped.is_none() {
+            self.report.stopped = Some(why);
+        }
+        self.channel = None;
+        self.phase = Phase::Stopping;
+    }
+
+    fn write_trace(&mut self) {
+        match self.trace.write_some() {
+            Ok(true) => self.start(),
+            Ok(false) => {}
+            Err(errno) => {
+                self.trace.done = true;
+                let what = format!("writing the trace file {:?}", self.trace.path());
+                self.stop(RunError::Supervision {
+                    what,
+                    errno: Some(errno),
+                });
+            }
+        }
+    }
+
+    fn forward_signals(&mut self) {
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            let signal = info.ssi_signo as i32;
+            // A terminal's signal (the kernel sent it) went to the whole
+            // foreground process group: CMD has it already.
+            if info.ssi_code == libc::SI_KERNEL {
+                continue;
+            }
+            if self.phase == Phase::WritingTrace {
+                // The file did not take the trace: it is not waited for again.
+                self.trace.done = true;
+                self.stop(RunError::Interrupted { signal });
+                continue;
+            }
+            // To C1, which sends it to the command (or keeps it until the
+            // command has started). C1 gone: nothing to forward to.
+            self.send(&ToChild::Signal { signal });
+        }
+    }
+
+    fn conclude(self) -> Result<Exit, Box<Failed>> {
+        let r = self.report;
+        let steps = r.steps;
+        if let Some(error) = r.stopped {
+            return Err(Box::new(Failed { error, steps }));
+        }
+        if let Some(failure) = r.failure {
+            return Err(Box::new(Failed {
+                error: failure.into(),
+                steps,
+            }));
+        }
+        if let Some(exit) = r.exit {
+            return Ok(exit);
+        }
+        Err(Box::new(Failed {
+            error: r.broken.unwrap_or(RunError::Unreported),
+            steps,
+        }))
+    }
+}
+
+/// Whether the channel has something to read (or its end) right now.
+fn readable_now(channel: &Channel) -> bool {
+    let mut fds = [PollFd::new(channel.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}

@@ -1,0 +1,255 @@
+//! C2: the command's process. It waits for C1's go (the trace is written),
+//! then execs the command, or becomes a middle process that forks it:
+//! `--init` (pid 1 of the new pid namespace) or, in a joined pid
+//! namespace, a child subreaper there (the command's orphans go to the
+//! nearest subreaper of their own pid namespace, so neither the keeper nor
+//! C1 would ever get them).
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use serde::{Deserialize, Serialize};
+
+use super::{forwarded_set, reap};
+use crate::error::Errno;
+use crate::sync::Failure;
+use crate::syscall::linux::{self, Exit, Pidfd, ProcRoot};
+use crate::syscall::Forked;
+
+/// A line on the report pipe, from the command's process to C1.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "report", rename_all = "kebab-case")]
+pub(super) enum Report {
+    /// The command could not run: exec failed, or a middle process could
+    /// not fork it.
+    Failed {
+        /// Why.
+        failure: Failure,
+    },
+    /// A middle process's command ended so (the middle process's own exit
+    /// status cannot say "killed by signal n").
+    Ended {
+        /// How.
+        exit: Exit,
+    },
+}
+
+/// What C2 starts with.
+pub(super) struct CommandStart<'a> {
+    pub program: &'a OsString,
+    pub command: &'a [OsString],
+    /// Be pid 1 of the new pid namespace (`--init`).
+    pub init: bool,
+    /// Be a middle process (`--init`, or a joined pid namespace).
+    pub middle: bool,
+    /// The go pipe's read end.
+    pub go: File,
+    /// The report pipe's write end.
+    pub report: File,
+    pub proc: &'a ProcRoot,
+}
+
+/// C2's life; its exit status.
+pub(super) fn main(mut start: CommandStart<'_>) -> i32 {
+    // One byte: go. The end without one: C1 is gone, or the run stopped
+    // before the command's start.
+    let mut byte = [0u8; 1];
+    loop {
+        match start.go.read(&mut byte) {
+            Ok(1) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return 1,
+        }
+    }
+    if start.middle {
+        return Middle { start }.main();
+    }
+    exec_command(start.program, start.command, &start.report)
+}
+
+fn report(to: &File, report: &Report) {
+    if let Ok(mut line) = serde_json::to_vec(report) {
+        line.push(b'\n');
+        // One write(2) of a short line: atomic on a pipe.
+        let _ = (&*to).write_all(&line);
+    }
+}
+
+/// Runs the command in this process: every signal at its default action
+/// and none blocked, then exec; on failure a report and exit status 127
+/// (a command that could not run).
+fn exec_command(program: &OsString, command: &[OsString], to: &File) -> i32 {
+    // Whatever the processes above blocked or ignored: the mask and
+    // ignored actions survive execve(2). A signal that came before (kept
+    // blocked) is delivered here, to its default action.
+    let _ = linux::reset_signals();
+    let err = std::process::Command::new(program)
+        .args(&command[1..])
+        .exec();
+    // Arguments with a NUL byte were refused before anything ran, which
+    // leaves exec errors with an errno only.
+    report(
+        to,
+        &Report::Failed {
+            failure: Failure::Exec {
+                program: program.to_string_lossy().into_owned(),
+                errno: Errno::of_io(&err),
+                message: err.to_string(),
+            },
+        },
+    );
+    127
+}
+
+/// `--init`, or the subreaper of a joined pid namespace: forks the
+/// command, forwards the forwarded signals to it, reaps its orphans, and
+/// when it ends, ends what is left and reports how it ended. Ends the
+/// command and its orphans when C1 is gone (the go pipe's end).
+struct Middle<'a> {
+    start: CommandStart<'a>,
+}
+
+impl Middle<'_> {
+    fn fail(&self, what: &str, errno: Errno) -> i32 {
+        report(
+            &self.start.report,
+            &Report::Failed {
+                failure: Failure::Supervise {
+                    what: what.to_owned(),
+                    errno: Some(errno),
+                },
+            },
+        );
+        1
+    }
+
+    fn main(self) -> i32 {
+        let s = &self.start;
+        let mut waited = forwarded_set();
+        waited.add(Signal::SIGCHLD);
+        // Every signal stays blocked (as C1 left them, from this process's
+        // first instruction): a pid 1 is not sent a signal it has no
+        // handler for, but a blocked one is never dropped. The waited ones
+        // are read from a signalfd.
+        let signals =
+            match SignalFd::with_flags(&waited, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+                Ok(fd) => fd,
+                Err(e) => return self.fail("creating the init's signalfd", Errno(e as i32)),
+            };
+        if !s.init {
+            if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+                return self.fail(
+                    "PR_SET_CHILD_SUBREAPER in the joined pid namespace",
+                    Errno(e as i32),
+                );
+            }
+        }
+        let me = nix::unistd::getpid().as_raw();
+        // SAFETY: this process is a forked child of single-threaded C1 and
+        // started no thread.
+        let command = match unsafe { linux::fork_unchecked() } {
+            Err(errno) => return self.fail("fork of the command", errno),
+            Ok(Forked::Child) => {
+                drop(signals);
+                // Our parent is this process (pid 1 here, with --init).
+                let _ = linux::die_with_parent(me);
+                return exec_command(s.program, s.command, &s.report);
+            }
+            Ok(Forked::Parent { child }) => child,
+        };
+        let pidfd = match Pidfd::open(command) {
+            Ok(p) => p,
+            Err(errno) => {
+                linux::kill_and_reap(command);
+                return self.fail("pidfd_open of the command", errno);
+            }
+        };
+        let mut exit = None;
+        let mut ended = false;
+        while exit.is_none() {
+            let mut fds = vec![
+                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+                PollFd::new(s.go.as_fd(), PollFlags::POLLIN),
+            ];
+            if !ended {
+                fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+            }
+            let timeout = if ended {
+                PollTimeout::from(20u8)
+            } else {
+                PollTimeout::NONE
+            };
+            if matches!(poll(&mut fds, timeout), Err(e) if e != nix::errno::Errno::EINTR) {
+                drop(fds);
+                self.end_all(&[]);
+                return 1;
+            }
+            let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+            let c1_gone = ready(&fds[1]);
+            let command_ready = fds.get(2).is_some_and(ready);
+            drop(fds);
+            while let Ok(Some(info)) = signals.read_signal() {
+                let signal = info.ssi_signo as i32;
+                if signal == libc::SIGCHLD {
+                    continue;
+                }
+                // A terminal's signal went to the whole foreground group,
+                // which the command is in.
+                if info.ssi_code == libc::SI_KERNEL {
+                    continue;
+                }
+                if let Ok(sig) = Signal::try_from(signal) {
+                    let _ = pidfd.send_signal(sig);
+                }
+            }
+            // Every child that ended (orphans included), the command's
+            // status kept.
+            while let Some((pid, e)) = linux::reap_any() {
+                if pid == command {
+                    exit = Some(e);
+                }
+            }
+            if exit.is_some() {
+                break;
+            }
+            if c1_gone {
+                // Nobody to report to: the command and its orphans end.
+                let _ = pidfd.send_signal(Signal::SIGKILL);
+                self.end_all(&[]);
+                return 1;
+            }
+            if command_ready || ended {
+                // Ended but not reaped: traced by a process that has not
+                // collected its end. It goes (and with it the hold).
+                ended = true;
+                self.end_all(&[command]);
+            }
+        }
+        let exit = exit.unwrap_or(Exit::Code(1));
+        self.end_all(&[]);
+        report(&s.report, &Report::Ended { exit });
+        exit.status()
+    }
+
+    /// Kills and reaps every process left but `keep`: as pid 1, every
+    /// process of the namespace (`kill(-1)` spares only the caller);
+    /// otherwise every child (orphans come here, a subreaper).
+    fn end_all(&self, keep: &[i32]) {
+        if self.start.init {
+            if keep.is_empty() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-1), Signal::SIGKILL);
+                reap::let_children_end(std::time::Duration::from_secs(2));
+            } else {
+                reap::end_children(self.start.proc, keep);
+            }
+        } else {
+            reap::end_children(self.start.proc, keep);
+        }
+    }
+}
