@@ -228,6 +228,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_run_reported_failed_did_not_run_cmd,
     },
+    Case {
+        name: "a_terminals_ctrl_c_reaches_cmd_once",
+        root: true,
+        body: a_terminals_ctrl_c_reaches_cmd_once,
+    },
 ];
 
 fn main() {
@@ -307,6 +312,24 @@ fn nsapply(args: &[&str]) -> Command {
 
 /// A scratch directory every user can enter (the checkout may not be).
 struct Scratch(tempfile::TempDir);
+
+impl Drop for Scratch {
+    /// Unmounts what a case mounted under the directory (deepest first),
+    /// so that removing it does not fail with EBUSY and leave it in /tmp.
+    fn drop(&mut self) {
+        let root = self.0.path().to_string_lossy().into_owned();
+        let mut under: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+            .filter(|m| m == &root || m.starts_with(&format!("{root}/")))
+            .collect();
+        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in under {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
 
 impl Scratch {
     fn new() -> Scratch {
@@ -611,11 +634,45 @@ fn probe_main(probe: &str) -> i32 {
         "seize" => probe_seize(),
         "chain" => probe_chain(),
         "exec-pending-term" => probe_exec_pending_term(),
+        "count-int" => probe_count_int(),
         other => {
             eprintln!("unknown probe {other:?}");
             2
         }
     }
+}
+
+static INTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn count_int(_: libc::c_int) {
+    // An atomic add is async-signal-safe.
+    INTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// CMD that counts the SIGINTs it gets (a handler, which runs as each one
+/// arrives, so two are two): prints `ready`, waits 1.5 s, prints
+/// `count <n>`.
+fn probe_count_int() -> i32 {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler};
+    let act = SigAction::new(
+        SigHandler::Handler(count_int),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only adds to an atomic, which is
+    // async-signal-safe.
+    if let Err(e) = unsafe { sigaction(Signal::SIGINT, &act) } {
+        eprintln!("sigaction: {e}");
+        return 1;
+    }
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!("count {}", INTS.load(std::sync::atomic::Ordering::SeqCst));
+    0
 }
 
 /// CMD in a rootless container: walks its ancestors through the host's
@@ -925,9 +982,10 @@ fn a_fake_proc_is_refused_before_anything_is_written() -> Outcome {
             r.2
         ));
     }
-    // The forged stat says one thread, which is true of nsapply; the maps
-    // are where a lie would do harm, and there /proc is checked.
-    expect_error("a run under a forged /proc", &r, 1, "sync-failed")?;
+    // The forged stat says one thread, which is true of nsapply; but the
+    // run needs /proc for the maps and to find what CMD leaves behind, and
+    // checks it once, before the first fork: refused before anything runs.
+    expect_error("a run under a forged /proc", &r, 1, "run-failed")?;
     if !r.2.contains("/proc is not a procfs mount") {
         return Err(format!(
             "the error does not say what is wrong with /proc: {}",
@@ -1186,10 +1244,11 @@ fn sigkill_of_nsapply_ends_a_container_that_changed_its_credentials() -> Outcome
     Ok(())
 }
 
-/// The process between nsapply and CMD (the one that applied the plan and
-/// supervises CMD) is killed with SIGKILL after CMD changed its
-/// credentials: nsapply notices, ends what is left (it is re-parented to
-/// nsapply, a child subreaper) and reports `run-failed`.
+/// The processes between nsapply and CMD (the keeper, nsapply's child, and
+/// the child that applied the plan and supervises CMD, the keeper's child)
+/// are each killed with SIGKILL after CMD changed its credentials: the
+/// other one notices, ends what is left (it comes to it, a child
+/// subreaper), and nsapply reports `run-failed`.
 fn sigkill_of_the_supervising_child_ends_the_container_too() -> Outcome {
     become_subreaper()?;
     let scratch = Scratch::new();
@@ -1197,58 +1256,66 @@ fn sigkill_of_the_supervising_child_ends_the_container_too() -> Outcome {
         "no-pid.json",
         &config(r#"{"type":"uts"},{"type":"ipc"},{"type":"mount"}"#, ""),
     );
+    let first_child = |pid: i32| {
+        fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<i32>().ok())
+    };
     for (what, cfg) in [
         ("all eight kinds", example("all-kinds")),
         ("no pid or time namespace", no_pid),
     ] {
-        let mut child = nsapply(&["run"])
-            .arg(&cfg)
-            .args([
-                "--",
-                "setpriv",
-                "--reuid=1",
-                "--regid=1",
-                "--clear-groups",
-                "sh",
-                "-c",
-                "sleep 60 & echo started; wait",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let lines = lines_in_background(child.stdout.take().expect("stdout"));
-        let err = read_all_in_background(child.stderr.take());
-        let started = wait_line(&lines, "started", Duration::from_secs(20));
-        let p0 = child.id() as i32;
-        // nsapply's own child: the supervisor.
-        let supervisor = fs::read_to_string(format!("/proc/{p0}/task/{p0}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse::<i32>().ok());
-        if let Some(c1) = supervisor {
-            let _ = kill(Pid::from_raw(c1), Signal::SIGKILL);
+        for victim in ["the keeper", "the applying child"] {
+            let what = format!("{what}, SIGKILL of {victim}");
+            let mut child = nsapply(&["run"])
+                .arg(&cfg)
+                .args([
+                    "--",
+                    "setpriv",
+                    "--reuid=1",
+                    "--regid=1",
+                    "--clear-groups",
+                    "sh",
+                    "-c",
+                    "sleep 60 & echo started; wait",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            let lines = lines_in_background(child.stdout.take().expect("stdout"));
+            let err = read_all_in_background(child.stderr.take());
+            let started = wait_line(&lines, "started", Duration::from_secs(20));
+            let p0 = child.id() as i32;
+            let keeper = first_child(p0);
+            let target = if victim == "the keeper" {
+                keeper
+            } else {
+                keeper.and_then(first_child)
+            };
+            if let Some(pid) = target {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            let status = wait_deadline(&mut child, Duration::from_secs(10));
+            // Before stderr is read to its end: a leftover would hold it open.
+            let left = leftovers(Duration::from_secs(3));
+            let err = err.recv().unwrap_or_default();
+            started.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
+            if target.is_none() {
+                return Err(format!("{what}: nsapply had no such process to kill"));
+            }
+            if !left.is_empty() {
+                return Err(format!("{what}: still running: {left:?}"));
+            }
+            let r = (
+                status.ok_or_else(|| format!("{what}: nsapply did not end"))?,
+                String::new(),
+                err,
+            );
+            expect_error(&what, &r, 1, "run-failed")?;
         }
-        let status = wait_deadline(&mut child, Duration::from_secs(10));
-        // Before stderr is read to its end: a leftover would hold it open.
-        let left = leftovers(Duration::from_secs(3));
-        let err = err.recv().unwrap_or_default();
-        started.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
-        if supervisor.is_none() {
-            return Err(format!("{what}: nsapply had no child to kill"));
-        }
-        if !left.is_empty() {
-            return Err(format!(
-                "{what}: after SIGKILL of the supervising child, still running: {left:?}"
-            ));
-        }
-        let r = (
-            status.ok_or_else(|| format!("{what}: nsapply did not end"))?,
-            String::new(),
-            err,
-        );
-        expect_error(what, &r, 1, "run-failed")?;
     }
     Ok(())
 }
@@ -3006,6 +3073,67 @@ fn a_run_reported_failed_did_not_run_cmd() -> Outcome {
         }
         if status.success() && ran.is_empty() {
             return Err(format!("{what}: a successful run whose CMD never ran"));
+        }
+        expect_no_leftovers(what)?;
+    }
+    Ok(())
+}
+
+/// Ctrl-C on a terminal: the kernel sends SIGINT (`SI_KERNEL`) to the
+/// terminal's whole foreground process group, which holds nsapply and CMD
+/// (the keeper and the applying child have a group of their own). CMD must
+/// get it once: nsapply does not forward a signal the terminal already
+/// sent to CMD (a program that counts Ctrl-C, "press twice to quit",
+/// would otherwise see two). The terminal is a pty from script(1), whose
+/// session nsapply leads.
+fn a_terminals_ctrl_c_reaches_cmd_once() -> Outcome {
+    become_subreaper()?;
+    let probe = std::env::current_exe().map_err(|e| e.to_string())?;
+    for (what, cfg, init) in [
+        ("CMD as pid 1", example("default"), false),
+        ("--init", example("default"), true),
+    ] {
+        let line = format!(
+            "exec {} run {}{} -- {}",
+            nsapply_bin().display(),
+            if init { "--init " } else { "" },
+            cfg.display(),
+            probe.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qfec", &line, "/dev/null"])
+            .env(PROBE_ENV, "count-int")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("script: {e}"))?;
+        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let err = read_all_in_background(child.stderr.take());
+        let ready = wait_line(&lines, "ready", Duration::from_secs(20));
+        let mut stdin = child.stdin.take().expect("stdin");
+        if ready.is_ok() {
+            // ^C, typed on the terminal.
+            let _ = stdin.write_all(b"\x03");
+            let _ = stdin.flush();
+        }
+        let status = wait_deadline(&mut child, Duration::from_secs(10));
+        drop(stdin);
+        let mut out = Vec::new();
+        while let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
+            out.push(l);
+        }
+        let err = err.recv().unwrap_or_default();
+        ready.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
+        // The terminal echoes the ^C before CMD's line.
+        let count = out
+            .iter()
+            .find_map(|l| l.split("count ").nth(1))
+            .map(|c| c.trim().to_owned());
+        if count.as_deref() != Some("1") {
+            return Err(format!(
+                "{what}: Ctrl-C on the terminal should reach CMD once, it counted {count:?} (status {status:?}); output {out:?}; stderr: {err}"
+            ));
         }
         expect_no_leftovers(what)?;
     }
