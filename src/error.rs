@@ -86,6 +86,12 @@ errnos!(
     ECONNREFUSED,
 );
 
+impl From<nix::errno::Errno> for Errno {
+    fn from(e: nix::errno::Errno) -> Self {
+        Errno(e as i32)
+    }
+}
+
 impl Errno {
     /// The raw errno number.
     pub const fn raw(self) -> i32 {

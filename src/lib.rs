@@ -34,25 +34,15 @@
 
 pub mod apply;
 pub mod config;
-pub mod conform;
-#[cfg(feature = "testing")]
-pub mod differential;
 pub mod error;
-#[cfg(feature = "fuzzing")]
-pub mod fuzzing;
 pub mod kind;
 pub mod model;
-#[cfg(feature = "testing")]
-pub mod oracles;
 pub mod plan;
 pub mod propagation;
-pub mod realize;
 pub mod run;
 pub mod simulate;
 pub mod sync;
 pub mod syscall;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod trace;
 
 pub use apply::{apply, Applied, ApplyError, NoSync, SyncHooks, SyncRequest};

@@ -1,7 +1,7 @@
 //! The hand-off between the process that applies a plan (the child) and
 //! the process that serves its sync points (its parent): one channel, one
 //! typed protocol, one implementation of each side. `nsapply run`
-//! ([`crate::run`]) and the real-kernel tests ([`crate::realize`]) both use
+//! ([`crate::run`]) and the real-kernel tests (`nsapply_harness::realize`) both use
 //! it, so the tests check the path that ships.
 //!
 //! * [`Channel`]: a Unix stream socket pair (close-on-exec), one JSON
@@ -28,7 +28,8 @@ use crate::config::{id_map_text, IdMapping};
 use crate::error::{Errno, MapFile, SyncError};
 use crate::plan::Plan;
 use crate::plan::SyncPoint;
-use crate::syscall::linux::{Exit, Pidfd, ProcRoot, WriteError};
+use crate::syscall::process::{Exit, Pidfd};
+use crate::syscall::procfs::{ProcRoot, WriteError};
 use crate::syscall::Syscall;
 use crate::trace::{Trace, TraceError};
 

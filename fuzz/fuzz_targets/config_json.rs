@@ -1,5 +1,5 @@
 //! Bytes as config.json -> validate -> plan -> simulate on the default world.
-//! The oracle is `nsapply::fuzzing::FuzzTarget::ConfigJson` (also run by `cargo test`).
+//! The oracle is `nsapply_harness::fuzzing::FuzzTarget::ConfigJson` (also run by `cargo test`).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| nsapply::fuzzing::FuzzTarget::ConfigJson.fuzz(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| nsapply_harness::fuzzing::FuzzTarget::ConfigJson.fuzz(data));

@@ -21,7 +21,9 @@ use crate::error::Errno;
 use crate::kind::{Kind, KindSet};
 use crate::plan::{Plan, Step, SyncPoint};
 use crate::sync::{Channel, ChildSync, Failure, ToChild, ToParent};
-use crate::syscall::linux::{self, Exit, Linux, Pidfd, ProcRoot};
+use crate::syscall::linux::{self, Linux};
+use crate::syscall::process::{self, Exit, Pidfd};
+use crate::syscall::procfs::ProcRoot;
 use crate::syscall::{Forked, Syscall, ThreadCountError};
 use crate::trace::{Trace, TraceError};
 
@@ -65,8 +67,8 @@ impl Applier<'_> {
         // Every action back to its default (whatever the caller ignored),
         // then every signal blocked: C1 ends by SIGKILL or by itself. The
         // command's process empties the mask before exec.
-        let _ = linux::reset_signals();
-        let _ = linux::block_all_signals();
+        let _ = process::reset_signals();
+        let _ = process::block_all_signals();
         let maps = self.plan.steps().contains(&Step::Sync {
             point: SyncPoint::IdMapping,
         });
@@ -87,7 +89,7 @@ impl Applier<'_> {
             });
             return 1;
         }
-        let pipes = match linux::pipe().and_then(|go| Ok((go, linux::pipe()?))) {
+        let pipes = match process::pipe().and_then(|go| Ok((go, process::pipe()?))) {
             Ok((go, report)) => Pipes { go, report },
             Err(errno) => {
                 let _ = channel.send(&ToParent::Failed {
@@ -154,7 +156,7 @@ impl Applier<'_> {
         let pidfd = match Pidfd::open(child) {
             Ok(p) => p,
             Err(errno) => {
-                linux::kill_and_reap(child);
+                process::kill_and_reap(child);
                 let _ = channel.send(&ToParent::Failed {
                     failure: Failure::Supervise {
                         what: "pidfd_open of the command's process".to_owned(),
@@ -379,7 +381,7 @@ impl Watch<'_> {
                 return self.shut_down(Some("the keeper process died"));
             }
             if command_ready || ended_unreaped {
-                match linux::try_wait(self.command) {
+                match process::try_wait(self.command) {
                     Ok(Some(exit)) => return self.finish(Ok(exit)),
                     Ok(None) => {
                         // Ended, not reapable: traced by a process that
@@ -526,7 +528,7 @@ impl Syscall for Supervised<'_> {
         nix::sys::prctl::set_pdeathsig(None).map_err(|e| Errno(e as i32))?;
         // SAFETY: C1 is a forked child of the single-threaded keeper and
         // started no thread.
-        match unsafe { linux::fork_unchecked() } {
+        match unsafe { process::fork_unchecked() } {
             Err(errno) => {
                 // Not forked: C1 goes back to dying with the keeper.
                 let _ = linux::die_with_parent(self.keeper);

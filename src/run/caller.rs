@@ -16,7 +16,9 @@ use super::{applier::Applier, forwarded_set, Failed, RunError, RunOptions, FORWA
 use crate::error::Errno;
 use crate::plan::Plan;
 use crate::sync::{answer_sync, Channel, Failure, ToChild, ToParent};
-use crate::syscall::linux::{self, Exit, Pidfd, ProcRoot};
+use crate::syscall::linux;
+use crate::syscall::process::{self, Exit, Pidfd};
+use crate::syscall::procfs::ProcRoot;
 use crate::syscall::Forked;
 use crate::trace::Trace;
 
@@ -153,7 +155,7 @@ impl CallerState {
         // Default SIGCHLD: an ignored SIGCHLD (inherited from the caller)
         // makes the kernel reap our children at once, losing their status
         // and freeing their pids for reuse.
-        let chld = linux::default_signal_action(Signal::SIGCHLD).ok();
+        let chld = process::default_signal_action(Signal::SIGCHLD).ok();
         let state = CallerState {
             chld,
             mask,
@@ -184,7 +186,7 @@ impl Drop for CallerState {
     fn drop(&mut self) {
         let _ = linux::set_dumpable(self.dumpable);
         if let Some(chld) = &self.chld {
-            let _ = linux::restore_signal_action(Signal::SIGCHLD, chld);
+            let _ = process::restore_signal_action(Signal::SIGCHLD, chld);
         }
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.mask), None);
     }
@@ -244,11 +246,11 @@ fn fork_and_supervise(
         .map_err(nix_sys("creating the signalfd for forwarded signals"))?;
     let (parent_end, child_end) = Channel::pair().map_err(sys("creating the channel"))?;
     let (from_keeper, keeper_end) =
-        linux::socket_pair().map_err(sys("creating the keeper's socket"))?;
+        process::socket_pair().map_err(sys("creating the keeper's socket"))?;
     let p0 = nix::unistd::getpid().as_raw();
     let group = nix::unistd::getpgrp().as_raw();
     // SAFETY: one thread: counted above, and nothing since starts one.
-    let keeper = match unsafe { linux::fork_unchecked() } {
+    let keeper = match unsafe { process::fork_unchecked() } {
         Err(errno) => return Err(RunError::Fork { errno }.into()),
         Ok(Forked::Child) => {
             // Nothing of P0's but what the keeper and C1 need.
@@ -274,7 +276,7 @@ fn fork_and_supervise(
                 .unwrap_or(101);
             // Never return into the caller's stack, and never run P0's
             // exit handlers or flush its buffers: they belong to P0.
-            linux::exit_now(status)
+            process::exit_now(status)
         }
         Ok(Forked::Parent { child }) => child,
     };
@@ -283,7 +285,7 @@ fn fork_and_supervise(
     let keeper = match Pidfd::open(keeper) {
         Ok(p) => p,
         Err(errno) => {
-            linux::kill_and_reap(keeper);
+            process::kill_and_reap(keeper);
             return Err(sys("pidfd_open of the keeper")(errno).into());
         }
     };
@@ -294,7 +296,7 @@ fn fork_and_supervise(
         Ok(applier) => applier,
         Err(error) => {
             // The keeper ends by itself (it failed, or it died).
-            let _ = linux::wait(keeper.pid());
+            let _ = process::wait(keeper.pid());
             return Err(error.into());
         }
     };
@@ -317,7 +319,7 @@ fn fork_and_supervise(
 /// The keeper's one message: C1's pidfd, or why there is no C1.
 fn receive_applier(socket: &OwnedFd) -> Result<Pidfd, RunError> {
     let mut buf = [0u8; 4096];
-    let (n, fd) = linux::recv_fd(socket.as_fd(), &mut buf).map_err(sys(
+    let (n, fd) = process::recv_fd(socket.as_fd(), &mut buf).map_err(sys(
         "receiving the pidfd of the child that applies the plan",
     ))?;
     if n == 0 {
@@ -433,7 +435,7 @@ impl Supervisor<'_> {
             }
             self.forward_signals();
         }
-        let _ = linux::wait(self.keeper.pid());
+        let _ = process::wait(self.keeper.pid());
         self.conclude()
     }
 

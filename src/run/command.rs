@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use super::{forwarded_set, reap};
 use crate::error::Errno;
 use crate::sync::Failure;
-use crate::syscall::linux::{self, Exit, Pidfd, ProcRoot};
+use crate::syscall::linux;
+use crate::syscall::process::{self, Exit, Pidfd};
+use crate::syscall::procfs::ProcRoot;
 use crate::syscall::Forked;
 
 /// A line on the report pipe, from the command's process to C1.
@@ -88,7 +90,7 @@ fn exec_command(program: &OsString, command: &[OsString], to: &File) -> i32 {
     // Whatever the processes above blocked or ignored: the mask and
     // ignored actions survive execve(2). A signal that came before (kept
     // blocked) is delivered here, to its default action.
-    let _ = linux::reset_signals();
+    let _ = process::reset_signals();
     let err = std::process::Command::new(program)
         .args(&command[1..])
         .exec();
@@ -153,7 +155,7 @@ impl Middle<'_> {
         let me = nix::unistd::getpid().as_raw();
         // SAFETY: this process is a forked child of single-threaded C1 and
         // started no thread.
-        let command = match unsafe { linux::fork_unchecked() } {
+        let command = match unsafe { process::fork_unchecked() } {
             Err(errno) => return self.fail("fork of the command", errno),
             Ok(Forked::Child) => {
                 drop(signals);
@@ -166,7 +168,7 @@ impl Middle<'_> {
         let pidfd = match Pidfd::open(command) {
             Ok(p) => p,
             Err(errno) => {
-                linux::kill_and_reap(command);
+                process::kill_and_reap(command);
                 return self.fail("pidfd_open of the command", errno);
             }
         };
@@ -210,7 +212,7 @@ impl Middle<'_> {
             }
             // Every child that ended (orphans included), the command's
             // status kept.
-            while let Some((pid, e)) = linux::reap_any() {
+            while let Some((pid, e)) = process::reap_any() {
                 if pid == command {
                     exit = Some(e);
                 }

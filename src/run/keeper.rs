@@ -16,7 +16,9 @@ use super::applier::Applier;
 use super::reap;
 use crate::error::Errno;
 use crate::sync::{Channel, Failure};
-use crate::syscall::linux::{self, Exit, Pidfd, ProcRoot};
+use crate::syscall::linux;
+use crate::syscall::process::{self, Exit, Pidfd};
+use crate::syscall::procfs::ProcRoot;
 use crate::syscall::Forked;
 
 /// How long C1 may take to end the command and what it left once P0 is
@@ -77,7 +79,7 @@ impl Keeper<'_> {
         {
             return fail(&self.report, "setpgid of the keeper", Some(Errno(e as i32)));
         }
-        if let Err(errno) = linux::block_all_signals() {
+        if let Err(errno) = process::block_all_signals() {
             return fail(&self.report, "blocking the keeper's signals", Some(errno));
         }
         let _ = linux::set_dumpable(false);
@@ -96,14 +98,14 @@ impl Keeper<'_> {
             // P0 died before its pidfd was taken: nothing to run for.
             return 1;
         }
-        let (alive_r, alive_w) = match linux::pipe() {
+        let (alive_r, alive_w) = match process::pipe() {
             Ok(p) => p,
             Err(errno) => return fail(&self.report, "creating the keeper's pipe", Some(errno)),
         };
         let me = nix::unistd::getpid().as_raw();
         // SAFETY: the keeper is a forked child of a single-threaded
         // process and started no thread.
-        let applier = match unsafe { linux::fork_unchecked() } {
+        let applier = match unsafe { process::fork_unchecked() } {
             Err(errno) => {
                 send(
                     &self.report,
@@ -125,7 +127,7 @@ impl Keeper<'_> {
         let c1 = match Pidfd::open(applier) {
             Ok(p) => p,
             Err(errno) => {
-                linux::kill_and_reap(applier);
+                process::kill_and_reap(applier);
                 return fail(
                     &self.report,
                     "pidfd_open of the child that applies the plan",
@@ -141,7 +143,7 @@ impl Keeper<'_> {
         );
         drop(self.report);
         watch(&p0, &c1);
-        let exit = linux::wait(applier);
+        let exit = process::wait(applier);
         if matches!(exit, Ok(Exit::Signal(_))) {
             reap::let_children_end(ORPHAN_GRACE);
         }
@@ -188,6 +190,6 @@ fn watch(p0: &Pidfd, c1: &Pidfd) {
 fn send(socket: &OwnedFd, report: &KeeperReport, pidfd: Option<&Pidfd>) {
     // Serializing a plain enum cannot fail; P0 gone is seen elsewhere.
     if let Ok(bytes) = serde_json::to_vec(report) {
-        let _ = linux::send_fd(socket.as_fd(), &bytes, pidfd.map(Pidfd::as_fd));
+        let _ = process::send_fd(socket.as_fd(), &bytes, pidfd.map(Pidfd::as_fd));
     }
 }

@@ -51,7 +51,7 @@
 //!   process find what is left through the procfs P0 checked before the
 //!   first fork (an fd: a mount over `/proc` in the container hides
 //!   nothing), numbered for their own pid namespace (the `NSpid` lines,
-//!   [`crate::linux::ProcRoot::children`]). What it cannot do: a process
+//!   [`crate::syscall::procfs::ProcRoot::children`]). What it cannot do: a process
 //!   in D state, or a zombie traced by a process outside the run, is left
 //!   after 5 s without progress.
 //! * **Signals**: SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and
@@ -113,7 +113,7 @@ mod command;
 mod keeper;
 mod reap;
 
-pub use crate::syscall::linux::Exit;
+pub use crate::syscall::process::Exit;
 
 /// The signals P0 forwards to the command.
 pub const FORWARDED_SIGNALS: [Signal; 7] = [

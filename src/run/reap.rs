@@ -8,7 +8,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::error::Errno;
-use crate::syscall::linux::{self, Exit, Pidfd, ProcRoot};
+use crate::syscall::process::{self, Exit, Pidfd};
+use crate::syscall::procfs::ProcRoot;
 
 /// How long [`end_children`] goes on without any child ending before it
 /// gives up (a process in D state, a zombie a tracer outside the run
@@ -77,7 +78,7 @@ fn reap_within(pid: i32, within: Duration) -> Option<Option<Exit>> {
     let deadline = Instant::now() + within;
     let mut pause = Duration::from_micros(50);
     loop {
-        match linux::try_wait(pid) {
+        match process::try_wait(pid) {
             Ok(Some(exit)) => return Some(Some(exit)),
             Err(_) => return Some(None),
             Ok(None) if Instant::now() >= deadline => return None,
@@ -107,7 +108,7 @@ pub(super) fn wait_ended(
 ) -> Result<Option<Exit>, Errno> {
     let deadline = Instant::now() + limit;
     loop {
-        if let Some(exit) = linux::try_wait(pid)? {
+        if let Some(exit) = process::try_wait(pid)? {
             return Ok(Some(exit));
         }
         if Instant::now() >= deadline {

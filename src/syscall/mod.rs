@@ -13,6 +13,8 @@ use crate::error::Errno;
 use crate::kind::{Kind, KindSet};
 
 pub mod linux;
+pub mod process;
+pub mod procfs;
 
 /// Which side of a fork the caller is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! `/init` of the VM tests: runs nsapply's differential corpus
-//! ([`nsapply::differential`]) on the kernel it was booted with and reports
+//! ([`nsapply_harness::differential`]) on the kernel it was booted with and reports
 //! over the serial console, one line per scenario:
 //!
 //! ```text
@@ -26,14 +26,15 @@
 //! `nsapply.cases=a,b` (only these cases) and `nsapply.jobs=N` (N cases at
 //! a time instead of one per CPU).
 
+use nsapply::syscall::process;
+use nsapply_harness::host;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use nsapply::differential::{case_names, case_process, run_case, CaseReport, Mode, Status};
-use nsapply::linux;
+use nsapply_harness::differential::{case_names, case_process, run_case, CaseReport, Mode, Status};
 use serde_json::{json, Value};
 
 const CASE_ENV: &str = "NSAPPLY_VM_CASE";
@@ -177,9 +178,9 @@ fn failed(name: &str, mode: Mode, detail: String) -> CaseReport {
 /// means kicking another QEMU thread. Alternated boots of 6.1-cloud: the
 /// corpus took 2.35 s unpinned, 2.16 s pinned (medians of 6).
 fn start(name: &str, mode: Mode, cpu: usize) -> Result<Running, String> {
-    let (r, w) = linux::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (r, w) = process::pipe().map_err(|e| format!("pipe: {e}"))?;
     let case = name.to_owned();
-    let pid = linux::fork_with(move || {
+    let pid = host::fork_with(move || {
         pin_to_cpu(cpu);
         let report = run_case(&case, mode);
         let line = serde_json::to_string(&report).unwrap_or_default();
@@ -240,7 +241,7 @@ fn run_all(plan: &[(String, Mode)], jobs: usize, mut done: impl FnMut(CaseReport
             if fd.revents == 0 {
                 if running[i].started.elapsed() > CASE_TIMEOUT {
                     // A hung case must not hang the run: it fails alone.
-                    linux::kill_and_reap(running[i].pid);
+                    process::kill_and_reap(running[i].pid);
                     timed_out.push(i);
                     finished.push(i);
                 }
@@ -272,7 +273,7 @@ fn run_all(plan: &[(String, Mode)], jobs: usize, mut done: impl FnMut(CaseReport
                 }
                 Err(e) => {
                     // Only a case without a report needs its exit status.
-                    let status = linux::wait(r.pid).map(linux::Exit::status);
+                    let status = process::wait(r.pid).map(process::Exit::status);
                     failed(
                         &r.name,
                         r.mode,
@@ -285,7 +286,7 @@ fn run_all(plan: &[(String, Mode)], jobs: usize, mut done: impl FnMut(CaseReport
         exiting.retain(|&pid| !reaped(pid));
     }
     for pid in exiting {
-        let _ = linux::wait(pid).map(linux::Exit::status);
+        let _ = process::wait(pid).map(process::Exit::status);
     }
 }
 
@@ -315,7 +316,7 @@ fn refill<'a>(
 /// Whether the child `pid` has exited, reaping it if so (never blocks). A
 /// pid that is no child (already reaped) counts as exited.
 fn reaped(pid: i32) -> bool {
-    !matches!(linux::try_wait(pid), Ok(None))
+    !matches!(process::try_wait(pid), Ok(None))
 }
 
 /// Pins the calling process (and so everything it forks) to `cpu`. Best
@@ -396,7 +397,7 @@ fn mount(source: &str, target: &str, fstype: &str) -> std::io::Result<()> {
 /// Helpers of a case that outlived it are reparented to pid 1: reap them
 /// once no case runs (a case's own process is waited for by its pid).
 fn reap_orphans() {
-    while linux::reap_any().is_some() {}
+    while process::reap_any().is_some() {}
 }
 
 fn reboot() {

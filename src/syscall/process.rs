@@ -1,0 +1,440 @@
+//! What `run` needs to handle processes: pidfds, fork without the thread
+//! check, waits, the signal state a command starts with, pipes and Unix
+//! sockets (with fd passing).
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, Pid};
+
+use crate::error::Errno;
+use crate::syscall::Forked;
+
+fn nix_errno(e: nix::errno::Errno) -> Errno {
+    Errno::from(e)
+}
+
+/// fork(2) without the thread check of [`Linux`](crate::syscall::linux::Linux)'s `fork` (whose read of
+/// `/proc/self/stat` needs a free fd, and whose failure would be blamed on
+/// the fork).
+///
+/// # Safety
+///
+/// The calling process must have exactly one thread, and must not be able
+/// to gain one before the call (a process forked from a single-threaded
+/// one, or a caller that just counted its threads and started none since):
+/// the child goes on running arbitrary Rust code, which is sound only in
+/// the child of a single-threaded process.
+///
+/// # Errors
+///
+/// The errno of fork(2): EAGAIN or ENOMEM.
+pub unsafe fn fork_unchecked() -> Result<Forked, Errno> {
+    // SAFETY: the caller guarantees a single thread (this function's
+    // contract), so the child is a complete copy of the process.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Parent { child }) => Ok(Forked::Parent {
+            child: child.as_raw(),
+        }),
+        Ok(ForkResult::Child) => Ok(Forked::Child),
+        Err(e) => Err(nix_errno(e)),
+    }
+}
+
+/// A pidfd (pidfd_open(2), Linux 5.3): a handle on one process that stays
+/// with it, so no pid reuse can make a signal or a lookup reach another.
+#[derive(Debug)]
+pub struct Pidfd {
+    fd: OwnedFd,
+    pid: i32,
+}
+
+impl Pidfd {
+    /// `pidfd_open(pid, 0)`. For a child of the caller that it has not
+    /// reaped, the pid cannot name another process in between (a pid is
+    /// reused only after its process is reaped), so the pidfd is that
+    /// child's.
+    ///
+    /// # Errors
+    ///
+    /// ESRCH when no such process exists, ENOSYS before Linux 5.3.
+    pub fn open(pid: i32) -> Result<Pidfd, Errno> {
+        // SAFETY: pidfd_open takes a pid and flags by value and returns a
+        // new fd or -1; no memory is passed.
+        let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if r < 0 {
+            return Err(Errno::last());
+        }
+        let raw = i32::try_from(r).map_err(|_| Errno::EBADF)?;
+        // SAFETY: pidfd_open returned a new fd that nothing else owns.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        Ok(Pidfd { fd, pid })
+    }
+
+    /// A pidfd received from another process (over a Unix socket), for the
+    /// process it names as `pid` (for messages only).
+    pub fn from_owned(fd: OwnedFd, pid: i32) -> Pidfd {
+        Pidfd { fd, pid }
+    }
+
+    /// The pid given when it was opened (as the opener's pid namespace saw it).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The fd.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
+    }
+
+    /// `pidfd_send_signal(pidfd, sig, NULL, 0)`.
+    ///
+    /// # Errors
+    ///
+    /// ESRCH when the process has exited, EPERM without permission.
+    pub fn send_signal(&self, sig: Signal) -> Result<(), Errno> {
+        // SAFETY: the fd is open for the call (borrowed from self); the
+        // siginfo pointer is NULL, which the call documents as "as kill(2)
+        // would fill it"; flags are 0.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.as_raw_fd(),
+                sig as libc::c_int,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r < 0 {
+            Err(Errno::last())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether the process has exited (the pidfd polls readable).
+    pub fn has_exited(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+    }
+}
+
+/// Sets the action of `sig` to its default (`SIG_DFL`) and returns the one
+/// it had, for [`restore_signal_action`].
+///
+/// # Errors
+///
+/// The errno of sigaction(2) (EINVAL for SIGKILL and SIGSTOP).
+pub fn default_signal_action(sig: Signal) -> Result<SigAction, Errno> {
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_DFL installs no handler, so no code of ours can run in
+    // signal context because of it.
+    unsafe { sigaction(sig, &dfl) }.map_err(nix_errno)
+}
+
+/// Sets the action of `sig` to "ignore" (`SIG_IGN`).
+///
+/// # Errors
+///
+/// The errno of sigaction(2) (EINVAL for SIGKILL and SIGSTOP).
+pub fn ignore_signal(sig: Signal) -> Result<(), Errno> {
+    let ign = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_IGN installs no handler, so no code of ours can run in
+    // signal context because of it.
+    unsafe { sigaction(sig, &ign) }.map(drop).map_err(nix_errno)
+}
+
+/// Gives `sig` back the action `previous` (from [`default_signal_action`]).
+///
+/// # Errors
+///
+/// The errno of sigaction(2).
+pub fn restore_signal_action(sig: Signal, previous: &SigAction) -> Result<(), Errno> {
+    // SAFETY: `previous` is the action this process had installed for
+    // `sig` (the kernel returned it); installing it again adds no handler
+    // that was not there before.
+    unsafe { sigaction(sig, previous) }
+        .map(drop)
+        .map_err(nix_errno)
+}
+
+/// Every signal back to its default action and none blocked: the state a
+/// command must start in, whatever its caller ignored or blocked (ignored
+/// signals and the mask survive execve(2); handlers do not).
+///
+/// # Errors
+///
+/// The errno of sigprocmask(2).
+pub fn reset_signals() -> Result<(), Errno> {
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // Only SIGKILL and SIGSTOP refuse a default action.
+        let _ = default_signal_action(sig);
+    }
+    // The real-time signals, 32 to 64 in the kernel's numbering: nix's
+    // Signal has none, and glibc's sigaction refuses the two it keeps for
+    // itself (32, 33), which a caller may still have left ignored. The
+    // system call takes them all.
+    for raw in 32..=64 {
+        // The kernel's struct sigaction: handler, flags, restorer, mask.
+        // All zero is SIG_DFL, no flags, an empty mask.
+        let act = [0u64; 4];
+        // SAFETY: rt_sigaction reads `act` (a live local large enough for
+        // the kernel's struct with an 8-byte mask) and writes nothing (the
+        // old action is null); SIG_DFL installs no handler.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                raw,
+                act.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+        }
+    }
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::empty()),
+        None,
+    )
+    .map_err(nix_errno)
+}
+
+/// `_exit(code)`: ends the process at once, without running destructors,
+/// atexit handlers or flushing stdio buffers (which belong to the parent
+/// in a forked child).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit(2) has no preconditions; it never returns, so no Rust
+    // value is used after it.
+    unsafe { libc::_exit(code) }
+}
+
+/// Sends SIGKILL to `pid` and waits for it, ignoring a process that is
+/// already gone (ESRCH) or already reaped (ECHILD).
+pub fn kill_and_reap(pid: i32) {
+    let p = Pid::from_raw(pid);
+    let _ = kill(p, Signal::SIGKILL);
+    while let Err(nix::errno::Errno::EINTR) = waitpid(p, None) {}
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// It was killed by this signal number.
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell's view of the status: the exit code, or 128 + the signal
+    /// number when the process was killed.
+    ///
+    /// ```
+    /// use nsapply::run::Exit;
+    /// assert_eq!(Exit::Code(7).status(), 7);
+    /// assert_eq!(Exit::Signal(9).status(), 137);
+    /// ```
+    pub const fn status(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+
+    fn of(status: nix::sys::wait::WaitStatus) -> Option<(i32, Exit)> {
+        use nix::sys::wait::WaitStatus;
+        match status {
+            WaitStatus::Exited(pid, code) => Some((pid.as_raw(), Exit::Code(code))),
+            WaitStatus::Signaled(pid, sig, _) => Some((pid.as_raw(), Exit::Signal(sig as i32))),
+            _ => None,
+        }
+    }
+}
+
+/// Waits for the child `pid` to end (waitpid(2)) and reaps it.
+///
+/// # Errors
+///
+/// The errno of waitpid(2) (ECHILD when `pid` is not a child).
+pub fn wait(pid: i32) -> Result<Exit, Errno> {
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(status) => {
+                if let Some((_, exit)) = Exit::of(status) {
+                    return Ok(exit);
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(nix_errno(e)),
+        }
+    }
+}
+
+/// Reaps the child `pid` if it has ended (waitpid(2) with `WNOHANG`).
+///
+/// # Errors
+///
+/// The errno of waitpid(2) (ECHILD when `pid` is not a child, or was
+/// reaped already).
+pub fn try_wait(pid: i32) -> Result<Option<Exit>, Errno> {
+    use nix::sys::wait::WaitPidFlag;
+    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(status) => Ok(Exit::of(status).map(|(_, e)| e)),
+        Err(e) => Err(nix_errno(e)),
+    }
+}
+
+/// Reaps one child that has ended, whichever it is (`waitpid(-1,
+/// WNOHANG)`): its pid and how it ended, or `None` when no child has ended
+/// (or there is none).
+pub fn reap_any() -> Option<(i32, Exit)> {
+    use nix::sys::wait::WaitPidFlag;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(status) => match Exit::of(status) {
+                Some(ended) => return Some(ended),
+                // Stopped or continued: not an end; nothing else is waiting.
+                None if status != nix::sys::wait::WaitStatus::StillAlive => {}
+                None => return None,
+            },
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// A connected pair of Unix stream sockets, close-on-exec
+/// (socketpair(2)).
+///
+/// # Errors
+///
+/// The errno of socketpair(2).
+pub fn socket_pair() -> Result<(OwnedFd, OwnedFd), Errno> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(nix_errno)
+}
+
+/// Sends `data` and the fd `fd` over the Unix socket `socket` in one
+/// sendmsg(2) (`SCM_RIGHTS`, unix(7)), with `MSG_NOSIGNAL`.
+///
+/// # Errors
+///
+/// The errno of sendmsg(2).
+pub fn send_fd(
+    socket: std::os::fd::BorrowedFd<'_>,
+    data: &[u8],
+    fd: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<(), Errno> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let iov = [std::io::IoSlice::new(data)];
+    let raw = fd.map(|f| [f.as_raw_fd()]);
+    let cmsg: Vec<ControlMessage<'_>> = raw.iter().map(|r| ControlMessage::ScmRights(r)).collect();
+    let sent = loop {
+        match sendmsg::<()>(
+            socket.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(n) => break n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(nix_errno(e)),
+        }
+    };
+    // The fd went with the first byte; the rest, if the socket took only
+    // part (it never does with a short message), follows.
+    let mut rest = &data[sent..];
+    while !rest.is_empty() {
+        match nix::sys::socket::send(socket.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => rest = &rest[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(nix_errno(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Receives one message of at most `buf.len()` bytes and at most one fd
+/// sent by [`send_fd`] (recvmsg(2) with `MSG_CMSG_CLOEXEC`): the bytes read
+/// (0 at the end of the stream) and the fd, owned.
+///
+/// # Errors
+///
+/// The errno of recvmsg(2).
+pub fn recv_fd(
+    socket: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> Result<(usize, Option<OwnedFd>), Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    loop {
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => {
+                let mut fd = None;
+                for c in msg.cmsgs().map_err(nix_errno)? {
+                    if let ControlMessageOwned::ScmRights(fds) = c {
+                        for raw in fds {
+                            // SAFETY: the kernel installed `raw` in this
+                            // process for this message; nothing else owns it.
+                            let owned =
+                                unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+                            // More than one: the rest are closed here.
+                            if fd.is_none() {
+                                fd = Some(owned);
+                            }
+                        }
+                    }
+                }
+                return Ok((msg.bytes, fd));
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(nix_errno(e)),
+        }
+    }
+}
+
+/// Blocks every signal that can be blocked (sigprocmask(2)): a process of
+/// nsapply's own is ended by nothing but SIGKILL, and reads the signals it
+/// wants from a signalfd.
+///
+/// # Errors
+///
+/// The errno of sigprocmask(2).
+pub fn block_all_signals() -> Result<(), Errno> {
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        None,
+    )
+    .map_err(nix_errno)
+}
+
+/// A close-on-exec pipe, `(read end, write end)` (pipe2(2)).
+///
+/// # Errors
+///
+/// The errno of pipe2(2).
+pub fn pipe() -> Result<(File, File), Errno> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(nix_errno)?;
+    Ok((File::from(r), File::from(w)))
+}

@@ -1,0 +1,348 @@
+//! The procfs at `/proc`, checked to be one, and every lookup kept inside
+//! it: the id-map files of exactly one process (through a pidfd), the
+//! reopen of a namespace file from its `O_PATH` reference, and the children
+//! of the calling process in its own pid namespace's numbering.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use super::process::Pidfd;
+use crate::error::Errno;
+
+fn nix_errno(e: nix::errno::Errno) -> Errno {
+    Errno::from(e)
+}
+
+/// Why `/proc` could not be used to reach a process.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}{}", errno.map(|e| format!(": {e}")).unwrap_or_default())]
+pub struct ProcError {
+    /// What is wrong.
+    pub reason: String,
+    /// The errno, when a call failed.
+    pub errno: Option<Errno>,
+}
+
+impl ProcError {
+    fn sys(reason: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> ProcError {
+        let reason = reason.into();
+        move |e| ProcError {
+            reason,
+            errno: Some(nix_errno(e)),
+        }
+    }
+}
+
+impl From<ProcError> for crate::error::SyncError {
+    fn from(e: ProcError) -> Self {
+        crate::error::SyncError::Proc {
+            reason: e.reason,
+            errno: e.errno,
+        }
+    }
+}
+
+/// The procfs mounted at `/proc`, checked to be the root of a procfs
+/// instance, and every lookup through it kept inside it (`openat2(2)` with
+/// `RESOLVE_NO_XDEV | RESOLVE_BENEATH`): a tmpfs with forged files, a bind
+/// mount of one process's directory, or anything mounted over a part of
+/// `/proc` is refused or not crossed.
+///
+/// ```
+/// use nsapply::syscall::procfs::ProcRoot;
+/// let proc = ProcRoot::open().unwrap();
+/// assert!(proc.read("self/stat").unwrap().starts_with(&std::process::id().to_string()));
+/// ```
+#[derive(Debug)]
+pub struct ProcRoot {
+    dir: OwnedFd,
+}
+
+/// `PROC_ROOT_INO`: the inode number of the root of every procfs instance.
+const PROC_ROOT_INO: u64 = 1;
+
+impl ProcRoot {
+    /// Opens `/proc` and checks that it is the root of a procfs.
+    ///
+    /// # Errors
+    ///
+    /// `/proc` cannot be opened, is not procfs, or is not its root.
+    pub fn open() -> Result<ProcRoot, ProcError> {
+        use nix::fcntl::OFlag;
+        let dir = nix::fcntl::open(
+            "/proc",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(ProcError::sys("opening /proc"))?;
+        let fs = nix::sys::statfs::fstatfs(&dir).map_err(ProcError::sys("fstatfs(/proc)"))?;
+        if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+            return Err(ProcError {
+                reason: format!(
+                    "/proc is not a procfs mount (file system type {:#x})",
+                    fs.filesystem_type().0
+                ),
+                errno: None,
+            });
+        }
+        let st = nix::sys::stat::fstat(&dir).map_err(ProcError::sys("fstat(/proc)"))?;
+        if st.st_ino != PROC_ROOT_INO {
+            return Err(ProcError {
+                reason: "/proc is a procfs mount, but not of its root directory".to_owned(),
+                errno: None,
+            });
+        }
+        Ok(ProcRoot { dir })
+    }
+
+    /// `openat2(dir, path, flags | O_CLOEXEC)` inside this procfs: no mount
+    /// is crossed, nothing above `dir` is reached; symlinks inside procfs
+    /// (`self`) are followed unless `no_symlinks`.
+    fn open_in(
+        dir: &OwnedFd,
+        path: &str,
+        flags: nix::fcntl::OFlag,
+        no_symlinks: bool,
+    ) -> nix::Result<OwnedFd> {
+        use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+        let mut resolve = ResolveFlag::RESOLVE_NO_XDEV | ResolveFlag::RESOLVE_BENEATH;
+        if no_symlinks {
+            resolve |= ResolveFlag::RESOLVE_NO_SYMLINKS;
+        }
+        let how = OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .resolve(resolve);
+        match nix::fcntl::openat2(dir, path, how) {
+            // Before Linux 5.6: a plain openat, from a checked procfs root.
+            Err(nix::errno::Errno::ENOSYS) => nix::fcntl::openat(
+                dir,
+                path,
+                flags | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            ),
+            r => r,
+        }
+    }
+
+    /// The text of `<path>` under this procfs (`self/stat`).
+    ///
+    /// # Errors
+    ///
+    /// Opening or reading it failed, or it is not UTF-8.
+    pub fn read(&self, path: &str) -> Result<String, ProcError> {
+        use std::io::Read;
+        let fd = Self::open_in(&self.dir, path, nix::fcntl::OFlag::O_RDONLY, false)
+            .map_err(ProcError::sys(format!("opening /proc/{path}")))?;
+        let mut bytes = Vec::new();
+        File::from(fd)
+            .read_to_end(&mut bytes)
+            .map_err(|e| ProcError {
+                reason: format!("reading /proc/{path}"),
+                errno: Errno::of_io(&e),
+            })?;
+        String::from_utf8(bytes).map_err(|_| ProcError {
+            reason: format!("/proc/{path} is not UTF-8"),
+            errno: None,
+        })
+    }
+
+    /// Opens the file that this process's fd `reference` refers to, again,
+    /// with `flags` (`/proc/self/fd/<n>`): the same file, whatever its path
+    /// names now.
+    pub(crate) fn reopen(
+        &self,
+        reference: &OwnedFd,
+        flags: nix::fcntl::OFlag,
+    ) -> Result<OwnedFd, Errno> {
+        use nix::fcntl::OFlag;
+        // `self/fd` inside this procfs; then the magic link `<n>`, which
+        // leaves procfs for the file itself (so no RESOLVE_NO_XDEV there,
+        // and openat2's RESOLVE_BENEATH would refuse a magic link).
+        let fds = Self::open_in(
+            &self.dir,
+            "self/fd",
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            false,
+        )
+        .map_err(nix_errno)?;
+        nix::fcntl::openat(
+            &fds,
+            reference.as_raw_fd().to_string().as_str(),
+            flags | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(nix_errno)
+    }
+
+    /// The pid of the process `pidfd` refers to, as this procfs numbers it
+    /// (the `Pid:` line of the pidfd's fdinfo, which the kernel writes in
+    /// the pid namespace of the procfs instance it is read through).
+    ///
+    /// # Errors
+    ///
+    /// The fdinfo cannot be read, or the process has exited (-1) or is not
+    /// visible in this procfs's pid namespace (0).
+    pub fn pid_of(&self, pidfd: &Pidfd) -> Result<i32, ProcError> {
+        let text = self.read(&format!("self/fdinfo/{}", pidfd.as_fd().as_raw_fd()))?;
+        let pid = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Pid:"))
+            .and_then(|v| v.trim().parse::<i32>().ok())
+            .ok_or_else(|| ProcError {
+                reason: "the pidfd's fdinfo has no Pid line".to_owned(),
+                errno: None,
+            })?;
+        match pid {
+            p if p > 0 => Ok(p),
+            -1 => Err(ProcError {
+                reason: format!("process {} has exited", pidfd.pid()),
+                errno: None,
+            }),
+            _ => Err(ProcError {
+                reason: format!(
+                    "the procfs at /proc belongs to a pid namespace that does not show process {}",
+                    pidfd.pid()
+                ),
+                errno: None,
+            }),
+        }
+    }
+
+    /// The `/proc/<pid>` directory of exactly the process `pidfd` refers
+    /// to: looked up by the number this procfs gives it, then checked to
+    /// still be that number (a live process keeps its number, so the
+    /// directory opened in between is its own).
+    ///
+    /// # Errors
+    ///
+    /// As [`ProcRoot::pid_of`], or the lookup failed.
+    pub fn process_dir(&self, pidfd: &Pidfd) -> Result<ProcessDir, ProcError> {
+        let n = self.pid_of(pidfd)?;
+        let dir = Self::open_in(
+            &self.dir,
+            &n.to_string(),
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
+            true,
+        )
+        .map_err(ProcError::sys(format!("opening /proc/{n}")))?;
+        if self.pid_of(pidfd)? != n {
+            return Err(ProcError {
+                reason: format!(
+                    "process {} changed its number while /proc/{n} was opened",
+                    pidfd.pid()
+                ),
+                errno: None,
+            });
+        }
+        Ok(ProcessDir { dir, pid: n })
+    }
+}
+
+/// The `/proc/<pid>` directory of one process, from [`ProcRoot::process_dir`].
+#[derive(Debug)]
+pub struct ProcessDir {
+    dir: OwnedFd,
+    pid: i32,
+}
+
+impl ProcessDir {
+    /// The pid the directory is named by.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Writes `data` to the file `name` of the directory in one write(2)
+    /// (`uid_map`, `gid_map`, `setgroups`: the kernel takes each in one).
+    ///
+    /// # Errors
+    ///
+    /// The errno of open(2) or write(2), or the number of bytes written
+    /// when it is short of `data`.
+    pub fn write_once(&self, name: &str, data: &[u8]) -> Result<(), WriteError> {
+        let fd = ProcRoot::open_in(&self.dir, name, nix::fcntl::OFlag::O_WRONLY, true)
+            .map_err(|e| WriteError::Errno(nix_errno(e)))?;
+        loop {
+            match nix::unistd::write(&fd, data) {
+                Ok(n) if n == data.len() => return Ok(()),
+                Ok(written) => return Err(WriteError::Short { written }),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(WriteError::Errno(nix_errno(e))),
+            }
+        }
+    }
+}
+
+/// Why [`ProcessDir::write_once`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteError {
+    /// open(2) or write(2) failed.
+    Errno(Errno),
+    /// write(2) took only this many bytes.
+    Short {
+        /// Bytes written.
+        written: usize,
+    },
+}
+
+/// A child of the calling process, as [`ProcRoot::children`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChildProcess {
+    /// Its pid in the caller's own pid namespace.
+    pub pid: i32,
+    /// Whether it has ended and waits to be reaped.
+    pub zombie: bool,
+}
+
+/// The pids of the `NSpid:` line of a `status` file (proc(5)): the
+/// process's pid in the procfs's pid namespace first, then in each nested
+/// one down to its own.
+fn nspids(status: &str) -> Option<Vec<i32>> {
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().map(|p| p.parse().ok()).collect()
+}
+
+impl ProcRoot {
+    /// The children of the calling process (single-threaded: its one
+    /// thread's `children` file, proc(5)), numbered as the caller's own pid
+    /// namespace numbers them, whichever pid namespace this procfs belongs
+    /// to: the caller's, or an ancestor's (a `/proc` inherited from the
+    /// host). An ancestor's procfs numbers everything as the ancestor does;
+    /// the `NSpid:` line of each child gives its number at the caller's
+    /// depth below that namespace. A child stays the caller's until the
+    /// caller reaps it, so the numbers stay right until then.
+    ///
+    /// Reads only through this checked procfs, which may be an fd opened
+    /// long before: a process that mounts something over `/proc` since
+    /// hides nothing from it.
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be read, or this procfs does not show the caller (it
+    /// belongs to another pid namespace than the caller's or an ancestor's).
+    pub fn children(&self) -> Result<Vec<ChildProcess>, ProcError> {
+        let depth = nspids(&self.read("self/status")?)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.len() - 1)
+            .ok_or_else(|| ProcError {
+                reason: "/proc/self/status has no NSpid line".to_owned(),
+                errno: None,
+            })?;
+        let listed = self.read("thread-self/children")?;
+        let mut children = Vec::new();
+        for n in listed.split_whitespace() {
+            let status = self.read(&format!("{n}/status"))?;
+            let pid = nspids(&status)
+                .and_then(|p| p.get(depth).copied())
+                .ok_or_else(|| ProcError {
+                    reason: format!("/proc/{n}/status has no pid at depth {depth}"),
+                    errno: None,
+                })?;
+            let zombie = status
+                .lines()
+                .find_map(|l| l.strip_prefix("State:"))
+                .is_some_and(|s| s.trim_start().starts_with('Z'));
+            children.push(ChildProcess { pid, zombie });
+        }
+        Ok(children)
+    }
+}
