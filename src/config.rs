@@ -213,13 +213,57 @@ impl NsConfig {
         Ok(cfg)
     }
 
-    /// Validates the namespace part of an already parsed spec.
+    /// Validates the namespace part of an already parsed spec (no `linux`
+    /// section: nothing to create or join).
     ///
     /// # Errors
     ///
     /// The rule codes of DESIGN §3.
+    ///
+    /// ```
+    /// use nsapply::{Kind, NsConfig};
+    /// let spec: oci_spec::runtime::Spec = serde_json::from_str(
+    ///     r#"{"ociVersion":"1.2.0","linux":{"namespaces":[{"type":"uts"},{"type":"ipc"}]}}"#,
+    /// )?;
+    /// let cfg = NsConfig::from_spec(&spec)?;
+    /// assert!(cfg.creates(Kind::Uts) && cfg.creates(Kind::Ipc));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_spec(spec: &oci_spec::runtime::Spec) -> Result<NsConfig, ConfigError> {
         validate(&RawLinux::from_spec(spec))
+    }
+
+    /// Validates an oci-spec `linux` section, for a runtime that builds or
+    /// edits it in code (a runtime that has the whole spec uses
+    /// [`NsConfig::from_spec`]).
+    ///
+    /// # Errors
+    ///
+    /// The rule codes of DESIGN §3.
+    ///
+    /// ```
+    /// use nsapply::{Kind, NsConfig};
+    /// use oci_spec::runtime::{LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType};
+    /// let net = LinuxNamespaceBuilder::default()
+    ///     .typ(LinuxNamespaceType::Network)
+    ///     .path("/run/netns/blue")
+    ///     .build()?;
+    /// let pid = LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Pid).build()?;
+    /// let linux = LinuxBuilder::default().namespaces(vec![net, pid]).build()?;
+    /// let cfg = NsConfig::from_linux(&linux)?;
+    /// assert!(cfg.joins(Kind::Network) && cfg.creates(Kind::Pid));
+    ///
+    /// // The same rules as from_json: a relative path is refused.
+    /// let bad = LinuxNamespaceBuilder::default()
+    ///     .typ(LinuxNamespaceType::Network)
+    ///     .path("run/netns/blue")
+    ///     .build()?;
+    /// let linux = LinuxBuilder::default().namespaces(vec![bad]).build()?;
+    /// assert_eq!(NsConfig::from_linux(&linux).unwrap_err().code().as_str(), "relative-path");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_linux(linux: &oci_spec::runtime::Linux) -> Result<NsConfig, ConfigError> {
+        validate(&RawLinux::from_linux(linux))
     }
 
     /// The entry for `kind`, if the config names it.
@@ -351,11 +395,17 @@ impl RawLinux {
         Ok(doc.linux.unwrap_or_default())
     }
 
-    /// The raw view of a parsed oci-spec `Spec`.
+    /// The raw view of a parsed oci-spec `Spec` (empty without a `linux`
+    /// section).
     pub fn from_spec(spec: &oci_spec::runtime::Spec) -> RawLinux {
-        let Some(linux) = spec.linux() else {
-            return RawLinux::default();
-        };
+        spec.linux()
+            .as_ref()
+            .map(RawLinux::from_linux)
+            .unwrap_or_default()
+    }
+
+    /// The raw view of an oci-spec `linux` section.
+    pub fn from_linux(linux: &oci_spec::runtime::Linux) -> RawLinux {
         let map = |m: &oci_spec::runtime::LinuxIdMapping| IdMapping {
             container_id: m.container_id(),
             host_id: m.host_id(),
