@@ -39,6 +39,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
+use nsapply_harness::host;
 
 const CASE_ENV: &str = "NSAPPLY_HOSTILE_CASE";
 const PROBE_ENV: &str = "NSAPPLY_HOSTILE_PROBE";
@@ -586,25 +587,11 @@ fn expect_no_leftovers(what: &str) -> Outcome {
 /// here, and nothing it does reaches the host's mount table.
 fn private_mount_namespace() -> Outcome {
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| format!("making / private: {e}"))
+    host::make_mounts_private().map_err(|e| format!("making / private: {e}"))
 }
 
 fn mount_tmpfs(at: &Path) -> Outcome {
-    mount(
-        Some("tmpfs"),
-        at,
-        Some("tmpfs"),
-        MsFlags::empty(),
-        Some("mode=0755"),
-    )
-    .map_err(|e| format!("mounting a tmpfs on {}: {e}", at.display()))
+    host::mount_tmpfs(at).map_err(|e| format!("mounting a tmpfs on {}: {e}", at.display()))
 }
 
 fn mount_points() -> BTreeSet<String> {
