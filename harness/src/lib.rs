@@ -22,3 +22,4 @@ pub mod host;
 pub mod oracles;
 pub mod realize;
 pub mod testing;
+pub mod vm;
