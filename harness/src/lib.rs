@@ -17,6 +17,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod differential;
+pub mod external;
 pub mod fuzzing;
 pub mod host;
 pub mod oracles;

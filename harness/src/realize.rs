@@ -441,6 +441,13 @@ impl Realized {
             (_, Err(_)) => {}
         }
 
+        if spec == FileSpec::Forbidden {
+            // Its parent directory's permissions would be the host's too.
+            return Err(RealizeError::Unsupported(format!(
+                "{}: a path the caller may not look up",
+                path.display()
+            )));
+        }
         let made = create_parents(path)?;
         self.created.extend(made);
         let what = || format!("creating {}", path.display());
@@ -457,6 +464,7 @@ impl Realized {
             // A node of the null device (1, 3): opening it would run a
             // driver, which nsapply must never do for a namespace path.
             FileSpec::Device => host::make_char_device(path, 1, 3).map_err(sys(what()))?,
+            FileSpec::Forbidden => unreachable!("refused above"),
         }
         self.created.push(path.to_owned());
         if spec == FileSpec::Unreadable {

@@ -22,6 +22,8 @@ pub(super) enum Node {
     Dir,
     /// Any other file that is not a namespace (see [`FileSpec`]).
     File,
+    /// A path the caller may not look up ([`FileSpec::Forbidden`]).
+    Forbidden,
     Ns(NsId),
 }
 
@@ -72,11 +74,16 @@ impl Model {
     /// walks the path after `.` and `..`; a long component that a later
     /// `..` cancels is one the kernel would still refuse.)
     pub(super) fn resolve(&self, path: &Path) -> Result<Node, Errno> {
+        // getname: an empty name is ENOENT (without AT_EMPTY_PATH).
+        if path.as_os_str().is_empty() {
+            return Err(Errno::ENOENT);
+        }
         if path.as_os_str().len() >= PATH_MAX {
             return Err(Errno::ENAMETOOLONG);
         }
         let (norm, trailing_slash) = normalize(path);
-        let component_too_long = |start: usize, end: usize| end - start - 1 > NAME_MAX;
+        let component_too_long =
+            |start: usize, end: usize| end.saturating_sub(start + 1) > NAME_MAX;
         // Every component before the last must be a directory.
         let mut start = 0;
         for (end, _) in norm.match_indices('/').skip(1) {
@@ -95,6 +102,7 @@ impl Model {
         }
         match self.node(&norm) {
             None => Err(Errno::ENOENT),
+            Some(Node::Forbidden) => Err(Errno::EACCES),
             Some(node) if trailing_slash && node != Node::Dir => Err(Errno::ENOTDIR),
             Some(node) => Ok(node),
         }

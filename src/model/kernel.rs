@@ -104,6 +104,10 @@ pub(super) struct Space {
     pub(super) gid_map: Option<Cow<'static, [IdMapping]>>,
     /// User: `USERNS_SETGROUPS_ALLOWED`, inherited from the parent.
     pub(super) setgroups_allowed: bool,
+    /// User: `parent_could_setfcap`: its creator had CAP_SETFCAP in the
+    /// parent when it was made, which lets a process in it map host root
+    /// in its own `uid_map` (`verify_root_map`).
+    pub(super) parent_could_setfcap: bool,
     /// Pid: whether a process is its init.
     pub(super) has_init: bool,
     /// Time: a process entered it, so its offsets are frozen.
@@ -132,6 +136,7 @@ impl Space {
             uid_map: None,
             gid_map: None,
             setgroups_allowed: true,
+            parent_could_setfcap: true,
             has_init: true,
             entered: true,
             offsets: Vec::new(),
@@ -537,6 +542,7 @@ impl Kernel {
         {
             return Err(Errno::EPERM);
         }
+        let could_setfcap = self.capable(&self.caller.cred(), parent);
         let id = self.add_space(Kind::User, parent);
         let (level, setgroups) = (
             self.spaces[parent].level + 1,
@@ -546,6 +552,7 @@ impl Kernel {
         s.level = level;
         s.creator = self.caller.euid;
         s.setgroups_allowed = setgroups;
+        s.parent_could_setfcap = could_setfcap;
         self.caller.ns[Kind::User.index()] = id;
         self.caller.caps = true;
         Ok(())
@@ -661,6 +668,16 @@ impl Kernel {
         Ok(())
     }
 
+    /// fork(2) of a child that exits at once, continuing as the parent:
+    /// the child was the first process of `pid_for_children` (its init)
+    /// and entered `time_for_children`, whose offsets are frozen from then.
+    pub(super) fn fork_child_exits(&mut self) {
+        let pid = self.caller.pid_for_children;
+        self.spaces[pid].has_init = true;
+        let time = self.caller.time_for_children;
+        self.spaces[time].entered = true;
+    }
+
     /// fork(2), continuing as the child.
     pub(super) fn fork(&mut self) {
         let pid = self.caller.pid_for_children;
@@ -678,9 +695,27 @@ impl Kernel {
 
     /// `proc_setgroups_write("deny")` by `writer` on the user namespace `ns`.
     pub(super) fn write_setgroups_deny(&mut self, writer: &Cred, ns: NsId) -> Result<(), Errno> {
+        self.write_setgroups(writer, ns, false)
+    }
+
+    /// `proc_setgroups_write` of "allow" or "deny" by `writer` on the user
+    /// namespace `ns`.
+    pub(super) fn write_setgroups(
+        &mut self,
+        writer: &Cred,
+        ns: NsId,
+        allow: bool,
+    ) -> Result<(), Errno> {
         // proc_setgroups_open: writing needs CAP_SYS_ADMIN in `ns`.
         if !self.capable(writer, ns) {
             return Err(Errno::EACCES);
+        }
+        if allow {
+            // Enabling setgroups after it was disabled is not allowed.
+            if !self.spaces[ns].setgroups_allowed {
+                return Err(Errno::EPERM);
+            }
+            return Ok(());
         }
         // Too late once gid_map is written.
         if self.spaces[ns].gid_map.is_some() {
@@ -748,9 +783,18 @@ impl Kernel {
         lines: &[IdMapping],
     ) -> bool {
         let privileged = self.capable(writer, parent);
-        // verify_root_map: mapping host id 0 needs CAP_SETFCAP in the parent.
-        if ids == Ids::Uid && lines.iter().any(|l| l.host_id == 0) && !privileged {
-            return false;
+        // verify_root_map: mapping host id 0 needs CAP_SETFCAP in the
+        // parent: the writer's own, or for a process writing the map of its
+        // own namespace, its creator's when it made it.
+        if ids == Ids::Uid && lines.iter().any(|l| l.host_id == 0) {
+            let could = if writer.user_ns == ns {
+                self.spaces[ns].parent_could_setfcap
+            } else {
+                privileged
+            };
+            if !could {
+                return false;
+            }
         }
         let s = &self.spaces[ns];
         // Unprivileged: one id, the writer's own, in a namespace it owns

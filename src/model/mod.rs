@@ -31,9 +31,13 @@
 //! namespaces), and this file (the model itself and its [`Syscall`]
 //! answers).
 //!
-//! What the model leaves out, on purpose: ucount limits (`max_*_namespaces`),
-//! chroot, LSMs, `ENOMEM`, ptrace access checks on `/proc/<pid>/ns`, and the
-//! clocks' current values (see [`Syscall::write_time_offsets`] on [`Model`]).
+//! What the model leaves out, on purpose: LSMs, `ENOMEM` (and with it the
+//! exit of a pid namespace's init, after which the kernel refuses a fork
+//! into it), capabilities one by one (a caller has all of them in its user
+//! namespace or none), and ptrace access checks (a world marks a path the
+//! caller may not look up as [`FileSpec::Forbidden`]). The clocks' current
+//! values, the namespace limits and nesting depths, chroot and a shared
+//! fs_struct are in the [`World`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -292,6 +296,81 @@ impl Model {
         self.kernel.write_setgroups_deny(&writer, ns)
     }
 
+    /// The clocks' values at the start of the run (the world's).
+    pub fn clocks(&self) -> Clocks {
+        let value = |(secs, nanosecs): (i64, u32)| ClockValue { secs, nanosecs };
+        Clocks {
+            monotonic: value(self.kernel.clocks[0]),
+            boottime: value(self.kernel.clocks[1]),
+        }
+    }
+
+    /// fork(2) of a child that exits at once, the caller going on as the
+    /// parent (what a test of the kernel does to enter `pid_for_children`
+    /// and `time_for_children` once): the new pid namespace had its init,
+    /// the new time namespace was entered (its offsets are frozen). The
+    /// engine's own fork ([`Syscall::fork`]) continues as the child. The
+    /// model does not follow the init's exit: a later fork into that pid
+    /// namespace, which the kernel refuses with ENOMEM, is not modelled.
+    ///
+    /// # Errors
+    ///
+    /// A fault of the fault script.
+    pub fn fork_child_exits(&mut self) -> Result<(), Errno> {
+        self.call(CallOp::Fork, None, None, None, |m| {
+            m.kernel.fork_child_exits();
+            Ok(())
+        })
+    }
+
+    /// The caller itself (as it is now, not the runtime parent) writes
+    /// `file` of the user namespace named `ns` (`uid_map`, `gid_map`, or
+    /// `setgroups` "deny"), as a process does through `/proc/<pid>/` of a
+    /// process in that namespace; `"self"` is the caller's own. For
+    /// `setgroups` the lines are ignored; [`Model::caller_allow_setgroups`]
+    /// writes "allow".
+    ///
+    /// # Errors
+    ///
+    /// ENOENT for a name that is not a user namespace; otherwise as
+    /// [`Model::parent_write_id_maps`] for that file.
+    pub fn caller_write_map(
+        &mut self,
+        ns: &str,
+        file: MapFile,
+        lines: &[IdMapping],
+    ) -> Result<(), Errno> {
+        let ns = self.user_ns_named(ns)?;
+        let writer = self.kernel.caller.cred();
+        match file {
+            MapFile::UidMap => self.kernel.write_map(&writer, ns, Ids::Uid, lines),
+            MapFile::GidMap => self.kernel.write_map(&writer, ns, Ids::Gid, lines),
+            MapFile::Setgroups => self.kernel.write_setgroups(&writer, ns, false),
+        }
+    }
+
+    /// The caller writes "allow" to `setgroups` of the user namespace `ns`
+    /// (`"self"`: its own).
+    ///
+    /// # Errors
+    ///
+    /// ENOENT for a name that is not a user namespace; EACCES without
+    /// capabilities over it; EPERM once "deny" was written.
+    pub fn caller_allow_setgroups(&mut self, ns: &str) -> Result<(), Errno> {
+        let ns = self.user_ns_named(ns)?;
+        let writer = self.kernel.caller.cred();
+        self.kernel.write_setgroups(&writer, ns, true)
+    }
+
+    fn user_ns_named(&self, name: &str) -> Result<kernel::NsId, Errno> {
+        if name == "self" {
+            return Ok(self.kernel.caller.ns[Kind::User.index()]);
+        }
+        self.find(name)
+            .filter(|&id| self.kernel.spaces[id].kind == Kind::User)
+            .ok_or(Errno::ENOENT)
+    }
+
     fn entry(&self, fd: &ModelFd) -> Option<&OpenFile> {
         self.fds.get(&fd.num).filter(|o| o.serial == fd.serial)
     }
@@ -388,6 +467,8 @@ impl Syscall for Model {
             |m| match resolved? {
                 Node::Ns(id) => Ok(m.allocate_fd(path, FdTarget::Ns(id))),
                 Node::Dir | Node::File => Ok(m.allocate_fd(path, FdTarget::File)),
+                // resolve refuses it (EACCES).
+                Node::Forbidden => Err(Errno::EACCES),
             },
         );
         if let (Ok(fd), Some(call)) = (&r, self.calls.last_mut()) {

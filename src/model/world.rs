@@ -340,6 +340,11 @@ pub enum FileSpec {
     /// A regular file with no permission bits (mode 000): an `O_PATH` open
     /// needs none, so it is refused like any other non-namespace file.
     Unreadable,
+    /// A path whose lookup the kernel refuses this caller with EACCES:
+    /// the `/proc/<pid>/ns/*` link of a process the caller may not ptrace
+    /// (`proc_ns_get_link` checks `PTRACE_MODE_READ_FSCREDS` even for an
+    /// `O_PATH` open), or a file below a directory it may not search.
+    Forbidden,
     /// A FIFO (named pipe): a plain open(2) would block until a writer came.
     Fifo,
     /// A Unix domain socket.
@@ -623,6 +628,8 @@ fn add_objects<'w>(
         }
         let mut space = Space::new(Cow::Owned(name.to_owned()), spec.kind, None);
         space.creator = spec.creator_uid.unwrap_or(0);
+        // A creator that was root in the host had CAP_SETFCAP there.
+        space.parent_could_setfcap = space.creator == 0;
         space.entered = spec.entered.unwrap_or(true);
         space.limits = limits_of(&spec.limits);
         kernel.spaces.push(space);
@@ -790,6 +797,7 @@ fn file_system(
     for (p, spec) in &world.files {
         let node = match spec {
             FileSpec::Directory => Node::Dir,
+            FileSpec::Forbidden => Node::Forbidden,
             FileSpec::Regular
             | FileSpec::Unreadable
             | FileSpec::Fifo

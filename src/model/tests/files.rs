@@ -193,3 +193,13 @@ fn paths_of_path_max_bytes_or_with_a_component_past_name_max_are_enametoolong() 
         Some(Errno::ENAMETOOLONG)
     );
 }
+
+#[test]
+fn a_forbidden_path_is_eacces_even_for_a_reference_only_open() {
+    let mut m = model(World::new().file("/proc/4242/ns/net", FileSpec::Forbidden));
+    assert_eq!(
+        m.open_ns(Path::new("/proc/4242/ns/net")).err(),
+        Some(Errno::EACCES)
+    );
+    assert_eq!(m.open_fd_count(), 0);
+}

@@ -120,3 +120,49 @@ fn a_map_text_of_a_page_or_more_is_einval_before_any_other_check() {
     assert_eq!(m.write_gid_map(&short), Err(Errno::EINVAL));
     assert_eq!(m.write_gid_map(&short[..340]), Ok(()));
 }
+
+#[test]
+fn a_process_maps_host_root_in_its_own_namespace_only_if_its_creator_could_setfcap() {
+    // verify_root_map: root made the namespace (it had CAP_SETFCAP), so the
+    // process in it may map host root in its own uid_map ("0 0 1").
+    let mut m = model(World::new());
+    m.unshare(KindSet::one(Kind::User)).unwrap();
+    assert_eq!(
+        m.caller_write_map("self", MapFile::UidMap, &map(0, 1)),
+        Ok(())
+    );
+    assert_eq!(m.caller_write_map("self", MapFile::Setgroups, &[]), Ok(()));
+    assert_eq!(
+        m.caller_write_map("self", MapFile::GidMap, &map(0, 1)),
+        Ok(())
+    );
+    assert_eq!(m.set_root_ids(), Ok(()));
+    // An unprivileged creator could not: host root stays unmappable, its
+    // own id is fine.
+    let mut m = model(World::new().caller(CallerSpec::unprivileged(1000, 1000)));
+    m.unshare(KindSet::one(Kind::User)).unwrap();
+    assert_eq!(
+        m.caller_write_map("self", MapFile::UidMap, &map(0, 1)),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(
+        m.caller_write_map("self", MapFile::UidMap, &map(1000, 1)),
+        Ok(())
+    );
+}
+
+#[test]
+fn setgroups_allow_after_deny_is_eperm_and_needs_caps() {
+    let mut m = model(World::new());
+    m.unshare(KindSet::one(Kind::User)).unwrap();
+    assert_eq!(m.caller_allow_setgroups("self"), Ok(()));
+    assert_eq!(m.caller_write_map("self", MapFile::Setgroups, &[]), Ok(()));
+    assert_eq!(m.caller_allow_setgroups("self"), Err(Errno::EPERM));
+    assert_eq!(m.caller_allow_setgroups("no-such"), Err(Errno::ENOENT));
+    // Without capabilities over it: the open for writing is refused.
+    let world = World::new()
+        .caller(CallerSpec::unprivileged(1000, 1000))
+        .namespace(NsSpec::new("u", Kind::User).created_by(0));
+    let mut m = model(world);
+    assert_eq!(m.caller_allow_setgroups("u"), Err(Errno::EACCES));
+}

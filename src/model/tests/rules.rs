@@ -563,3 +563,16 @@ fn a_shared_fs_struct_refuses_setns_user_and_mount_but_not_unshare_user() {
     let mut m = model(world);
     assert_eq!(m.unshare(KindSet::one(Kind::User)), Ok(()));
 }
+
+#[test]
+fn a_child_that_exits_leaves_the_parent_outside_pid_for_children() {
+    // The parent of a fork stays in its active pid namespace, which is not
+    // pid_for_children after unshare(pid): a second unshare(pid) is EINVAL,
+    // and the time namespace the child entered has frozen offsets.
+    let mut m = model(World::new());
+    m.unshare(KindSet::one(Kind::Pid).with(Kind::Time)).unwrap();
+    m.fork_child_exits().unwrap();
+    assert_eq!(m.current(Kind::Pid), "host:pid");
+    assert_eq!(m.unshare(KindSet::one(Kind::Pid)), Err(Errno::EINVAL));
+    assert_eq!(m.namespace("new:time:1").unwrap().entered, Some(true));
+}
