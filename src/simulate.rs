@@ -5,7 +5,9 @@
 use crate::apply::{apply, Applied, SyncHooks, SyncRequest};
 use crate::error::SyncError;
 use crate::kind::Kind;
-use crate::model::{CallerSpec, ClockValue, Clocks, Limits, Model, World};
+use std::path::{Path, PathBuf};
+
+use crate::model::{CallerSpec, ClockValue, Clocks, FileSpec, Limits, Model, World};
 use crate::plan::Plan;
 
 /// The runtime parent for the model: at `id-mapping` it writes the maps
@@ -50,9 +52,10 @@ pub fn simulate(plan: &Plan, model: &mut Model) -> Applied {
 /// ends as a run here would (`nsapply simulate --world host`).
 ///
 /// What it does not observe: namespaces reachable by path (joins need a
-/// world file naming them), the namespaces that already count against the
-/// limits (the kernel does not show them), a chroot, and other threads (the
-/// CLI has one).
+/// world file naming them), the files along them (see [`observe_paths`],
+/// which `nsapply simulate --world host` adds for the config's paths), the
+/// namespaces that already count against the limits (the kernel does not
+/// show them), a chroot, and other threads (the CLI has one).
 ///
 /// # Errors
 ///
@@ -69,6 +72,56 @@ pub fn host_world() -> std::io::Result<World> {
     world.clocks = host_clocks()?;
     world.limits = host_limits()?;
     Ok(world)
+}
+
+/// Adds to `world` what this machine's file system has along each of
+/// `paths` (the namespace paths of a plan), so that looking them up in the
+/// model ends as looking them up here would: each existing directory on
+/// the way, and the file at the end when it is not a namespace (a regular
+/// file, a FIFO, a socket, a device). It stops at what does not exist, at a
+/// name the kernel refuses (too long: the model refuses it the same way),
+/// at a symbolic link (the model has none), and at a namespace file, which
+/// only a world file can describe (its kind, owner and permissions).
+pub fn observe_paths<'a>(world: &mut World, paths: impl IntoIterator<Item = &'a Path>) {
+    use std::os::unix::fs::FileTypeExt;
+    for path in paths {
+        let mut prefix = PathBuf::from("/");
+        for part in path.components().skip(1) {
+            prefix.push(part);
+            let Ok(meta) = std::fs::symlink_metadata(&prefix) else {
+                break;
+            };
+            let t = meta.file_type();
+            let spec = if t.is_dir() {
+                FileSpec::Directory
+            } else if t.is_file() {
+                FileSpec::Regular
+            } else if t.is_fifo() {
+                FileSpec::Fifo
+            } else if t.is_socket() {
+                FileSpec::Socket
+            } else if t.is_char_device() || t.is_block_device() {
+                FileSpec::Device
+            } else {
+                break;
+            };
+            // A namespace bind mount is a regular file to lstat(2) but on
+            // nsfs: leave it to a world file.
+            if spec == FileSpec::Regular && is_nsfs(&prefix) {
+                break;
+            }
+            let stop = spec != FileSpec::Directory;
+            world.files.entry(prefix.clone()).or_insert(spec);
+            if stop {
+                break;
+            }
+        }
+    }
+}
+
+fn is_nsfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
 }
 
 /// `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` now (clock_gettime(2)).
@@ -247,5 +300,30 @@ mod tests {
         let view = m.namespace(m.current(Kind::Time)).unwrap();
         assert_eq!(view.offsets, [offset(86_400, 0)]);
         assert_eq!(view.entered, Some(true));
+    }
+
+    #[test]
+    fn observed_paths_give_the_model_this_machines_directories_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let missing = dir.path().join("missing/ns");
+        let long = dir.path().join("a".repeat(300));
+        let mut world = World::new();
+        observe_paths(
+            &mut world,
+            [fifo.as_path(), missing.as_path(), long.as_path()],
+        );
+        assert_eq!(world.files.get(dir.path()), Some(&FileSpec::Directory));
+        assert_eq!(world.files.get(&fifo), Some(&FileSpec::Fifo));
+        assert!(!world.files.contains_key(&missing));
+        let mut m = model(world);
+        let open = |m: &mut Model, p: &Path| {
+            use crate::syscall::Syscall;
+            m.open_ns(p).map(|fd| m.close(fd)).err()
+        };
+        assert_eq!(open(&mut m, &missing), Some(Errno::ENOENT));
+        assert_eq!(open(&mut m, &long), Some(Errno::ENAMETOOLONG));
+        assert_eq!(open(&mut m, &fifo), None, "a reference to the FIFO");
     }
 }

@@ -336,6 +336,7 @@ fn cmd_simulate(
     fail: &[String],
     format: Format,
 ) -> Result<u8, CliError> {
+    let host = world == Some(Path::new("host"));
     let world = match world {
         None => World::default(),
         // This machine as a run here meets it: clocks and limits read now.
@@ -360,6 +361,15 @@ fn cmd_simulate(
         faults.push(fault);
     }
     let plan = load_plan(config, format)?;
+    let mut world = world;
+    if host {
+        // What a run here would meet on the way to each namespace path.
+        let paths = plan.steps().iter().filter_map(|s| match s {
+            nsapply::Step::Open { path, .. } => Some(path.as_path()),
+            _ => None,
+        });
+        nsapply::simulate::observe_paths(&mut world, paths);
+    }
     let mut model = Model::new(&world)
         .map_err(|e| CliError::invalid("invalid-world", format!("world: {e}")))?;
     model.set_faults(faults);
