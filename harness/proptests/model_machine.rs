@@ -123,6 +123,62 @@ enum Caller {
     Rootless,
 }
 
+/// What the host is like besides the caller: the clocks' values, the host
+/// user namespace's `max_<kind>_namespaces`, whether the caller shares its
+/// fs_struct (made with CLONE_FS) and whether it is chrooted. The kernel
+/// cases keep [`Setting::KERNEL`] (the host's limits are not the tests'
+/// to change, and the offsets they use hold whatever the uptime).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Setting {
+    /// `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` seconds.
+    clocks: [i64; 2],
+    /// Per kind (by index); `u64::MAX`: no limit.
+    limits: [u64; 8],
+    fs_shared: bool,
+    chroot: bool,
+}
+
+impl Setting {
+    /// The model's default world: one day up, no limit, a plain caller.
+    const KERNEL: Setting = Setting {
+        clocks: [86_400, 86_400],
+        limits: [u64::MAX; 8],
+        fs_shared: false,
+        chroot: false,
+    };
+
+    /// How many namespaces of `kind` the world has (all count in the host
+    /// user namespace), so a limit can sit right at them.
+    fn existing(kind: Kind) -> u64 {
+        WORLD.iter().filter(|n| n.kind == kind).count() as u64
+    }
+}
+
+fn setting() -> impl Strategy<Value = Setting> {
+    let clock = proptest::sample::select(vec![1i64, 3_600, 86_400, 10_000_000]);
+    // Most kinds unlimited; some at what exists, or one above.
+    let limit = |k: Kind| {
+        prop_oneof![
+            6 => Just(u64::MAX),
+            1 => Just(Setting::existing(k)),
+            1 => Just(Setting::existing(k) + 1),
+        ]
+    };
+    let limits: Vec<_> = Kind::ALL.into_iter().map(limit).collect();
+    (
+        (clock.clone(), clock),
+        limits,
+        proptest::bool::weighted(0.2),
+        proptest::bool::weighted(0.15),
+    )
+        .prop_map(|((mono, boot), limits, fs_shared, chroot)| Setting {
+            clocks: [mono, boot],
+            limits: std::array::from_fn(|i| limits[i]),
+            fs_shared,
+            chroot,
+        })
+}
+
 /// One pre-made namespace of the world.
 struct WorldNs {
     name: &'static str,
@@ -203,11 +259,22 @@ const WORLD: &[WorldNs] = &[
 /// The world as a model [`World`]; `with_paths` adds the model's paths
 /// (the realized world has none: the kernel child opens its namespaces
 /// through fds it holds).
-fn world(caller: Caller, with_paths: bool) -> World {
-    let mut w = World::new().caller(match caller {
+fn world(caller: Caller, setting: Setting, with_paths: bool) -> World {
+    let mut spec = match caller {
         Caller::Root => CallerSpec::root(),
         Caller::Rootless => CallerSpec::unprivileged(ROOTLESS, ROOTLESS),
-    });
+    };
+    spec.fs_shared = setting.fs_shared;
+    spec.chroot = setting.chroot;
+    let mut w = World::new().caller(spec);
+    let value = |secs| nsapply::model::ClockValue { secs, nanosecs: 0 };
+    w.clocks.monotonic = value(setting.clocks[0]);
+    w.clocks.boottime = value(setting.clocks[1]);
+    for k in Kind::ALL {
+        if setting.limits[k.index()] != u64::MAX {
+            w.limits.insert(k, setting.limits[k.index()]);
+        }
+    }
     for n in WORLD {
         let mut s = NsSpec::new(n.name, n.kind);
         if let Some(o) = n.owner {
@@ -327,11 +394,28 @@ fn map_menu() -> Vec<Vec<IdMapping>> {
 /// Time offsets whose answer does not depend on the clocks' current value
 /// (the kernel refuses a clock made negative or above `KTIME_SEC_MAX / 2`;
 /// these stay far from both edges, or beyond the clock-independent ones).
-fn time_offset() -> impl Strategy<Value = TimeOffset> {
+fn time_offset(clocks: Option<[i64; 2]>) -> impl Strategy<Value = TimeOffset> {
     let clock = prop_oneof![Just(Clock::Monotonic), Just(Clock::Boottime)];
+    // With the clocks known (not on the kernel, whose uptime varies): the
+    // edges of `0 <= now + offset <= KTIME_SEC_MAX / 2` for either clock.
+    let edges: Vec<i64> = clocks
+        .map(|c| {
+            c.iter()
+                .flat_map(|&now| {
+                    [
+                        -now,
+                        -now - 1,
+                        KTIME_SEC_MAX / 2 - now,
+                        KTIME_SEC_MAX / 2 - now + 1,
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_else(|| vec![0]);
     let secs = prop_oneof![
         4 => proptest::sample::select(vec![0i64, 1, -1, 86_400, 1_000_000]),
         1 => proptest::sample::select(vec![KTIME_SEC_MAX / 2 + 1, -KTIME_SEC_MAX - 1, i64::MAX]),
+        2 => proptest::sample::select(edges),
     ];
     let nanos = prop_oneof![
         4 => proptest::sample::select(vec![0u32, 1, 999_999_999]),
@@ -424,6 +508,10 @@ enum RefFd {
 #[derive(Clone)]
 struct RefState {
     caller: Caller,
+    setting: Setting,
+    /// Namespaces per kind counted in the host user namespace (every one
+    /// is at or below it), against `setting.limits`.
+    host_counts: [u64; 8],
     spaces: Vec<RefNs>,
     /// Current namespace per kind (pid: the active one).
     cur: [usize; 8],
@@ -446,7 +534,11 @@ struct RefState {
 impl fmt::Debug for RefState {
     // Only what tells the initial states apart, so a failure prints short.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RefState {{ caller: {:?} }}", self.caller)
+        write!(
+            f,
+            "RefState {{ caller: {:?}, setting: {:?} }}",
+            self.caller, self.setting
+        )
     }
 }
 
@@ -474,7 +566,7 @@ fn valid_lines(lines: &[IdMapping]) -> bool {
 }
 
 impl RefState {
-    fn new(caller: Caller) -> RefState {
+    fn new(caller: Caller, setting: Setting) -> RefState {
         let identity = Some(vec![map(0, 0, u32::MAX)]);
         let mut spaces: Vec<RefNs> = Kind::ALL
             .into_iter()
@@ -520,6 +612,8 @@ impl RefState {
         };
         RefState {
             caller,
+            setting,
+            host_counts: std::array::from_fn(|i| Setting::existing(Kind::ALL[i])),
             spaces,
             cur: std::array::from_fn(|i| i),
             pid_children: Kind::Pid.index(),
@@ -527,7 +621,7 @@ impl RefState {
             me,
             writer: me,
             threads: 1,
-            fs_shared: false,
+            fs_shared: setting.fs_shared,
             forked: false,
             fds: Fds::new(),
             answer: Ok(()),
@@ -722,7 +816,7 @@ impl RefState {
         let admin = self.capable(&me, self.owner(t)) && me.caps;
         match kind {
             Kind::User => {
-                if t == me.user_ns || threaded {
+                if t == me.user_ns || threaded || self.fs_shared {
                     return Err(Errno::EINVAL);
                 }
                 if !self.capable(&me, t) {
@@ -790,6 +884,11 @@ impl RefState {
             if self.level(parent, |s| s.owner) > 32 {
                 return Err(Errno::ENOSPC);
             }
+            self.charge(Kind::User)?;
+            // A chrooted caller may not make one (its root would widen).
+            if self.setting.chroot {
+                return Err(Errno::EPERM);
+            }
             // The creator's ids must be mapped where the namespace is made.
             if self.id_in(parent, Ids::Uid, self.me.euid).is_none()
                 || self.id_in(parent, Ids::Gid, self.me.egid).is_none()
@@ -802,6 +901,8 @@ impl RefState {
             self.cur[HOST_USER] = u;
             self.me.user_ns = u;
             self.me.caps = true;
+            // CLONE_NEWUSER implies CLONE_FS: a shared fs_struct is copied.
+            self.fs_shared = false;
         }
         if kinds.iter().all(|k| *k == Kind::User) {
             return Ok(());
@@ -810,7 +911,18 @@ impl RefState {
             return Err(Errno::EPERM);
         }
         let owner = self.me.user_ns;
-        for &k in kinds {
+        // create_new_namespaces' order (kernel/nsproxy.c); the first that
+        // fails gives the errno.
+        let order = [
+            Kind::Mount,
+            Kind::Uts,
+            Kind::Ipc,
+            Kind::Pid,
+            Kind::Cgroup,
+            Kind::Network,
+            Kind::Time,
+        ];
+        for k in order.into_iter().filter(|k| kinds.contains(k)) {
             match k {
                 Kind::User => {}
                 Kind::Pid => {
@@ -825,17 +937,20 @@ impl RefState {
                     if self.level(active, |s| s.pid_parent) + 1 > 32 {
                         return Err(Errno::ENOSPC);
                     }
+                    self.charge(Kind::Pid)?;
                     let p = self.add(Kind::Pid, owner);
                     self.spaces[p].pid_parent = Some(active);
                     self.spaces[p].has_init = false;
                     self.pid_children = p;
                 }
                 Kind::Time => {
+                    self.charge(Kind::Time)?;
                     let t = self.add(Kind::Time, owner);
                     self.spaces[t].entered = false;
                     self.time_children = t;
                 }
                 _ => {
+                    self.charge(k)?;
                     let n = self.add(k, owner);
                     self.cur[k.index()] = n;
                     if k == Kind::Mount {
@@ -847,7 +962,19 @@ impl RefState {
         Ok(())
     }
 
-    /// A write of `/proc/self/timens_offsets` (time_namespaces(7)).
+    /// One more namespace of `kind` against `max_<kind>_namespaces` of the
+    /// host user namespace, where every namespace counts (ENOSPC).
+    fn charge(&mut self, kind: Kind) -> Result<(), Errno> {
+        let k = kind.index();
+        if self.host_counts[k] >= self.setting.limits[k] {
+            return Err(Errno::ENOSPC);
+        }
+        self.host_counts[k] += 1;
+        Ok(())
+    }
+
+    /// A write of `/proc/self/timens_offsets` (time_namespaces(7)): each
+    /// offset must keep `now + offset` within `0 ..= KTIME_SEC_MAX / 2`.
     fn time_offsets(&mut self, offsets: &[TimeOffset]) -> Result<(), Errno> {
         if offsets.iter().any(|o| o.nanosecs > 999_999_999) {
             return Err(Errno::EINVAL);
@@ -856,10 +983,19 @@ impl RefState {
         if !self.capable(&self.me, self.owner(t)) {
             return Err(Errno::EPERM);
         }
-        if offsets
-            .iter()
-            .any(|o| o.secs > KTIME_SEC_MAX / 2 || o.secs < -KTIME_SEC_MAX)
-        {
+        let out_of_range = |o: &TimeOffset| {
+            if o.secs > KTIME_SEC_MAX || o.secs < -KTIME_SEC_MAX {
+                return true;
+            }
+            let now = match o.clock {
+                Clock::Monotonic => self.setting.clocks[0],
+                Clock::Boottime => self.setting.clocks[1],
+            };
+            // The clocks are whole seconds here; nanoseconds never carry.
+            let at = now + o.secs;
+            !(0..=KTIME_SEC_MAX / 2).contains(&at)
+        };
+        if offsets.iter().any(out_of_range) {
             return Err(Errno::ERANGE);
         }
         if self.spaces[t].entered {
@@ -932,9 +1068,16 @@ impl<const KERNEL: bool> ReferenceStateMachine for RefMachine<KERNEL> {
     type Transition = Op;
 
     fn init_state() -> BoxedStrategy<RefState> {
-        prop_oneof![Just(Caller::Root), Just(Caller::Rootless)]
-            .prop_map(RefState::new)
-            .boxed()
+        let caller = prop_oneof![Just(Caller::Root), Just(Caller::Rootless)];
+        if KERNEL {
+            caller
+                .prop_map(|c| RefState::new(c, Setting::KERNEL))
+                .boxed()
+        } else {
+            (caller, setting())
+                .prop_map(|(c, s)| RefState::new(c, s))
+                .boxed()
+        }
     }
 
     fn transitions(state: &RefState) -> BoxedStrategy<Op> {
@@ -961,9 +1104,12 @@ impl<const KERNEL: bool> ReferenceStateMachine for RefMachine<KERNEL> {
             (1, Just(Op::Fork).boxed()),
             (
                 1,
-                proptest::collection::vec(time_offset(), 1..=2)
-                    .prop_map(Op::TimeOffsets)
-                    .boxed(),
+                proptest::collection::vec(
+                    time_offset((!KERNEL).then_some(state.setting.clocks)),
+                    1..=2,
+                )
+                .prop_map(Op::TimeOffsets)
+                .boxed(),
             ),
             (1, maps.clone().prop_map(Op::UidMap).boxed()),
             (1, maps.prop_map(Op::GidMap).boxed()),
@@ -1060,8 +1206,8 @@ struct ModelRun {
 }
 
 impl ModelRun {
-    fn new(caller: Caller) -> ModelRun {
-        let model = Model::new(&world(caller, true)).expect("the test world is valid");
+    fn new(caller: Caller, setting: Setting) -> ModelRun {
+        let model = Model::new(&world(caller, setting, true)).expect("the test world is valid");
         ModelRun {
             model,
             fds: Fds::new(),
@@ -1143,7 +1289,7 @@ impl StateMachineTest for ModelVsReference {
             }
         }
         ModelVsReference {
-            run: ModelRun::new(reference.caller),
+            run: ModelRun::new(reference.caller, reference.setting),
             ids: RefCell::new(ids),
         }
     }
@@ -1313,7 +1459,7 @@ fn compare_with_kernel(caller: Caller, ops: &[Op]) -> Result<(), (usize, String)
     for (name, ino) in setup {
         ids.bind(name, *ino).map_err(|e| (0, e))?;
     }
-    let mut run = ModelRun::new(caller);
+    let mut run = ModelRun::new(caller, Setting::KERNEL);
     for (i, op) in ops.iter().enumerate() {
         let fail = |what: String| {
             (
@@ -1483,7 +1629,8 @@ fn kernel_child_setup() -> Result<i32, String> {
     let scratch = ScratchDir::new().map_err(|e| format!("scratch directory: {e}"))?;
     let regular = scratch.join("regular");
     fs::write(&regular, "").map_err(|e| format!("creating {}: {e}", regular.display()))?;
-    let real = Realized::new(&world(input.caller, false)).map_err(|e| format!("realize: {e}"))?;
+    let real = Realized::new(&world(input.caller, Setting::KERNEL, false))
+        .map_err(|e| format!("realize: {e}"))?;
     let mut setup = BTreeMap::new();
     for k in Kind::ALL {
         let ino = host::ns_inode(None, k.proc_name()).map_err(|e| e.to_string())?;

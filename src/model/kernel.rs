@@ -12,6 +12,19 @@ use crate::kind::{Kind, KindSet};
 /// `create_user_ns`: a user namespace whose level is above this cannot get
 /// a child (ENOSPC since Linux 4.9, EUSERS before): 32 nested below the host.
 pub(super) const MAX_USER_NS_PARENT_LEVEL: u32 = 32;
+/// The order in which `create_new_namespaces` (kernel/nsproxy.c) makes the
+/// namespaces of one unshare (the user namespace comes before, in
+/// `unshare_userns`): the first that fails decides the errno.
+pub(super) const CREATE_ORDER: [Kind; 7] = [
+    Kind::Mount,
+    Kind::Uts,
+    Kind::Ipc,
+    Kind::Pid,
+    Kind::Cgroup,
+    Kind::Network,
+    Kind::Time,
+];
+
 /// `MAX_PID_NS_LEVEL` of `create_pid_namespace`.
 pub(super) const MAX_PID_NS_LEVEL: u32 = 32;
 /// `UID_GID_MAP_MAX_EXTENTS`: lines an id map may hold (Linux 4.15).
@@ -469,6 +482,10 @@ impl Kernel {
                 return Err(Errno::EINVAL);
             }
             self.create_user_ns()?;
+            // It implies CLONE_FS too: unshare_fs gives the caller a copy of
+            // a shared fs_struct (installed when the whole call succeeds;
+            // the caller is restored on a failure).
+            self.caller.fs_shared = false;
         }
         let mut others = kinds;
         others.remove(Kind::User);
@@ -481,8 +498,12 @@ impl Kernel {
         if !self.capable(&cred, cred.user_ns) {
             return Err(Errno::EPERM);
         }
-        for kind in others.iter() {
-            self.create(kind, cred.user_ns)?;
+        // create_new_namespaces makes them in this order, and the first
+        // that fails decides the errno (ENOSPC of a limit, EINVAL of pid).
+        for kind in CREATE_ORDER {
+            if others.contains(kind) {
+                self.create(kind, cred.user_ns)?;
+            }
         }
         Ok(())
     }
