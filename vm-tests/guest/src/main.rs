@@ -1,11 +1,13 @@
 //! `/init` of the VM tests: runs nsapply's differential corpus
 //! ([`nsapply_harness::differential`]) on the kernel it was booted with and reports
-//! over the serial console, one line per scenario:
+//! over the serial console, one line per scenario. Every line it prints is
+//! a [`GuestLine`] of [`nsapply_harness::vm`] (the host parses them with
+//! the same type):
 //!
 //! ```text
-//! NSAPPLY-VM-BEGIN {"kernel":"6.1.0-50-amd64","cases":77}
-//! NSAPPLY-VM-CASE {"kernel":"6.1.0-50-amd64","case":"creates_user","mode":"root","status":"pass","equal":true,...}
-//! NSAPPLY-VM-DONE {"kernel":"6.1.0-50-amd64","pass":77,"fail":0,"unsupported":0,"uptime":3.1,"cases_ms":2100,"console_ms":200,"cpu_ms":{"user":1000,"system":3200,"idle":100,...}}
+//! NSAPPLY-VM-BEGIN {"cases":100,"kernel":"6.1.0-50-amd64","problems":[]}
+//! NSAPPLY-VM-CASE {"case":"creates_user","checks_passed":true,"detail":"","equal":true,"kernel":"6.1.0-50-amd64","mode":"root","ms":21,...}
+//! NSAPPLY-VM-DONE {"cases_ms":2100,"console_ms":200,"cpu_ms":{"idle":100,"system":3200,"user":1000,...},"fail":0,"kernel":"6.1.0-50-amd64","pass":100,...}
 //! ```
 //!
 //! `cases_ms` is the time from the first case to the last report,
@@ -35,7 +37,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use nsapply_harness::differential::{case_names, case_process, run_case, CaseReport, Mode, Status};
-use serde_json::{json, Value};
+use nsapply_harness::vm::{Begin, CaseLine, CpuMs, Done, GuestLine, Probe};
 
 const CASE_ENV: &str = "NSAPPLY_VM_CASE";
 const MODE_ENV: &str = "NSAPPLY_VM_MODE";
@@ -79,7 +81,7 @@ fn init() {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let words: Vec<&str> = cmdline.split_whitespace().collect();
     if words.contains(&"nsapply.probe") {
-        say("NSAPPLY-VM-PROBE-OK", &json!({ "kernel": kernel }));
+        say(&GuestLine::Probe(Probe { kernel }));
         reboot();
         return;
     }
@@ -95,10 +97,11 @@ fn init() {
             }
         }
     }
-    say(
-        "NSAPPLY-VM-BEGIN",
-        &json!({ "kernel": kernel, "cases": plan.len(), "problems": problems }),
-    );
+    say(&GuestLine::Begin(Begin {
+        kernel: kernel.clone(),
+        cases: plan.len(),
+        problems,
+    }));
     let (mut pass, mut fail, mut unsupported) = (0, 0, 0);
     let mut console = Duration::ZERO;
     let cases_started = Instant::now();
@@ -117,30 +120,29 @@ fn init() {
             Status::Unsupported | Status::NotApplicable => unsupported += 1,
             Status::Fail => fail += 1,
         }
-        let mut line =
-            serde_json::to_value(&report).unwrap_or_else(|e| json!({ "error": e.to_string() }));
-        if let Some(o) = line.as_object_mut() {
-            o.insert("kernel".to_owned(), Value::String(kernel.clone()));
-            o.insert("ms".to_owned(), json!(ms));
-        }
+        let line = GuestLine::Case(Box::new(CaseLine {
+            kernel: kernel.clone(),
+            ms: u64::try_from(ms).unwrap_or(u64::MAX),
+            report,
+        }));
         let t = Instant::now();
-        say("NSAPPLY-VM-CASE", &line);
+        say(&line);
         console += t.elapsed();
     });
     reap_orphans();
-    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+    let uptime: Option<f64> = std::fs::read_to_string("/proc/uptime")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|t| t.parse().ok()))
-        .unwrap_or(-1.0);
-    say(
-        "NSAPPLY-VM-DONE",
-        &json!({
-            "kernel": kernel, "pass": pass, "fail": fail,
-            "unsupported": unsupported, "uptime": uptime,
-            "cases_ms": cases_started.elapsed().as_millis(), "console_ms": console.as_millis(),
-            "cpu_ms": cpu_ms(&cpu_before, &cpu_times())
-        }),
-    );
+        .and_then(|s| s.split_whitespace().next().and_then(|t| t.parse().ok()));
+    say(&GuestLine::Done(Done {
+        kernel,
+        pass,
+        fail,
+        unsupported,
+        uptime,
+        cases_ms: millis(cases_started.elapsed()),
+        console_ms: millis(console),
+        cpu_ms: CpuMs::between(&cpu_before, &cpu_times()),
+    }));
     reboot();
 }
 
@@ -350,23 +352,17 @@ fn cpu_times() -> Vec<u64> {
         .unwrap_or_default()
 }
 
-/// Where the CPUs' time went between two [`cpu_times`], in milliseconds
-/// (USER_HZ is 100 on x86): whether the scenarios kept both CPUs busy,
-/// and with what.
-fn cpu_ms(before: &[u64], after: &[u64]) -> Value {
-    let names = ["user", "nice", "system", "idle", "iowait", "irq", "softirq"];
-    let mut out = serde_json::Map::new();
-    for (i, name) in names.iter().enumerate() {
-        if let (Some(a), Some(b)) = (before.get(i), after.get(i)) {
-            out.insert((*name).to_owned(), json!(b.saturating_sub(*a) * 10));
-        }
-    }
-    Value::Object(out)
+/// A duration in whole milliseconds, for the `DONE` line.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// One tagged line on the console, written whole.
-fn say(tag: &str, v: &Value) {
-    let line = format!("{tag} {v}\n");
+/// One guest line on the console, written whole (one write, newline
+/// included): the only way pid 1 prints. (A case process that panics
+/// still has its message on the console; the host keeps it as console
+/// output, and the case's missing report fails it.)
+fn say(line: &GuestLine) {
+    let line = format!("{}\n", line.to_line());
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(line.as_bytes());
     let _ = out.flush();
