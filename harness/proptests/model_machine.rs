@@ -60,7 +60,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use nsapply::config::id_map_text;
 use nsapply::model::{CallerSpec, FileSpec, Model, ModelFd, NsSpec, World};
 use nsapply::syscall::linux::{self, Linux};
-use nsapply::{Clock, Errno, Forked, IdMapping, Kind, KindSet, Syscall, TimeOffset};
+use nsapply::{Clock, Errno, Forked, IdMapping, Kind, KindSet, MapFile, Syscall, TimeOffset};
 use nsapply_harness::realize::{Realized, ScratchDir};
 use proptest::prelude::*;
 use proptest::strategy::Union;
@@ -341,6 +341,11 @@ enum Op {
     /// the caller's current user namespace.
     UidMap(Vec<IdMapping>),
     GidMap(Vec<IdMapping>),
+    /// The caller writes `uid_map` of its own user namespace
+    /// (`/proc/self/uid_map`, as `unshare --map-root-user` does).
+    OwnUidMap(Vec<IdMapping>),
+    /// The caller writes its own `gid_map`.
+    OwnGidMap(Vec<IdMapping>),
     SetgroupsDeny,
     SetRootIds,
     SpawnThread,
@@ -460,6 +465,9 @@ struct RefNs {
     gid_map: Option<Vec<IdMapping>>,
     /// User: `setgroups` is not denied.
     setgroups_allowed: bool,
+    /// User: its creator had CAP_SETFCAP in the parent when it made it,
+    /// so a process in it may map host root in its own `uid_map`.
+    could_setfcap: bool,
     /// Time: a process entered it (offsets frozen).
     entered: bool,
     /// Pid: a process is its init.
@@ -479,6 +487,7 @@ impl RefNs {
             uid_map: None,
             gid_map: None,
             setgroups_allowed: true,
+            could_setfcap: true,
             entered: true,
             has_init: true,
         }
@@ -592,6 +601,8 @@ impl RefState {
                 uid_map: n.map.map(|m| vec![m]),
                 gid_map: n.map.map(|m| vec![m]),
                 setgroups_allowed: true,
+                // A root creator had CAP_SETFCAP in the host.
+                could_setfcap: n.creator == 0,
                 entered: n.entered,
                 has_init: true,
             });
@@ -764,8 +775,10 @@ impl RefState {
                 Ok(())
             }
             Op::TimeOffsets(offsets) => self.time_offsets(offsets),
-            Op::UidMap(lines) => self.write_map(Ids::Uid, lines),
-            Op::GidMap(lines) => self.write_map(Ids::Gid, lines),
+            Op::UidMap(lines) => self.write_map(self.writer, Ids::Uid, lines),
+            Op::GidMap(lines) => self.write_map(self.writer, Ids::Gid, lines),
+            Op::OwnUidMap(lines) => self.write_map(self.me, Ids::Uid, lines),
+            Op::OwnGidMap(lines) => self.write_map(self.me, Ids::Gid, lines),
             Op::SetgroupsDeny => {
                 let u = self.cur[HOST_USER];
                 // Opening `setgroups` for writing needs CAP_SYS_ADMIN in it.
@@ -895,8 +908,10 @@ impl RefState {
             {
                 return Err(Errno::EPERM);
             }
+            let could_setfcap = self.capable(&self.me, parent);
             let u = self.add(Kind::User, parent);
             self.spaces[u].creator = self.me.euid;
+            self.spaces[u].could_setfcap = could_setfcap;
             self.spaces[u].setgroups_allowed = self.spaces[parent].setgroups_allowed;
             self.cur[HOST_USER] = u;
             self.me.user_ns = u;
@@ -1007,9 +1022,8 @@ impl RefState {
     /// The runtime parent writes `uid_map` or `gid_map` of the caller's
     /// user namespace (user_namespaces(7), "Defining user and group ID
     /// mappings").
-    fn write_map(&mut self, ids: Ids, lines: &[IdMapping]) -> Result<(), Errno> {
+    fn write_map(&mut self, w: Cred, ids: Ids, lines: &[IdMapping]) -> Result<(), Errno> {
         let u = self.cur[HOST_USER];
-        let w = self.writer;
         let Some(parent) = self.spaces[u].owner else {
             return Err(Errno::EPERM);
         };
@@ -1024,8 +1038,15 @@ impl RefState {
             return Err(Errno::EINVAL);
         }
         let privileged = self.capable(&w, parent);
-        // Mapping id 0 of the parent needs CAP_SETFCAP there.
-        if ids == Ids::Uid && lines.iter().any(|l| l.host_id == 0) && !privileged {
+        // Mapping id 0 of the parent needs CAP_SETFCAP there: the writer's,
+        // or, for a process writing its own namespace's map, its creator's
+        // when it made it.
+        let could_setfcap = if w.user_ns == u {
+            self.spaces[u].could_setfcap
+        } else {
+            privileged
+        };
+        if ids == Ids::Uid && lines.iter().any(|l| l.host_id == 0) && !could_setfcap {
             return Err(Errno::EPERM);
         }
         // Unprivileged: one line of one id, the writer's own, in a
@@ -1112,7 +1133,9 @@ impl<const KERNEL: bool> ReferenceStateMachine for RefMachine<KERNEL> {
                 .boxed(),
             ),
             (1, maps.clone().prop_map(Op::UidMap).boxed()),
-            (1, maps.prop_map(Op::GidMap).boxed()),
+            (1, maps.clone().prop_map(Op::GidMap).boxed()),
+            (1, maps.clone().prop_map(Op::OwnUidMap).boxed()),
+            (1, maps.prop_map(Op::OwnGidMap).boxed()),
             (1, Just(Op::SetgroupsDeny).boxed()),
             (1, Just(Op::SetRootIds).boxed()),
             (1, Just(Op::SpawnThread).boxed()),
@@ -1246,6 +1269,8 @@ impl ModelRun {
             Op::TimeOffsets(o) => m.write_time_offsets(o),
             Op::UidMap(l) => m.write_uid_map(l),
             Op::GidMap(l) => m.write_gid_map(l),
+            Op::OwnUidMap(l) => m.caller_write_map("self", MapFile::UidMap, l),
+            Op::OwnGidMap(l) => m.caller_write_map("self", MapFile::GidMap, l),
             Op::SetgroupsDeny => m.write_setgroups_deny(),
             Op::SetRootIds => m.set_root_ids(),
             Op::SpawnThread => m.spawn_thread(),
@@ -1830,6 +1855,20 @@ fn run_caller(input: &ChildInput, paths: &Paths) -> Result<(), String> {
     result
 }
 
+/// The caller writes `/proc/self/<file>` in one write(2).
+fn write_own(file: &str, text: &str) -> Result<(), Errno> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/{file}"))
+        .map_err(|e| Errno::of_io(&e).unwrap_or(Errno::EIO))?;
+    match f.write(text.as_bytes()) {
+        Ok(n) if n == text.len() => Ok(()),
+        // A short write is not an answer the model gives.
+        Ok(_) => Err(Errno::EIO),
+        Err(e) => Err(Errno::of_io(&e).unwrap_or(Errno::EIO)),
+    }
+}
+
 fn run_ops(
     input: &ChildInput,
     paths: &Paths,
@@ -1881,6 +1920,8 @@ fn run_ops(
             Op::TimeOffsets(o) => Linux.write_time_offsets(o),
             Op::UidMap(l) => writer.write("uid_map", id_map_text(l)),
             Op::GidMap(l) => writer.write("gid_map", id_map_text(l)),
+            Op::OwnUidMap(l) => write_own("uid_map", &id_map_text(l)),
+            Op::OwnGidMap(l) => write_own("gid_map", &id_map_text(l)),
             Op::SetgroupsDeny => writer.write("setgroups", "deny".to_owned()),
             Op::SetRootIds => Linux.set_root_ids(),
             Op::SpawnThread => std::thread::Builder::new()
