@@ -711,6 +711,8 @@ mod tests {
         log: Vec<String>,
         closed_twice: usize,
         thread_queries: usize,
+        pidfd_open_fails: Option<Errno>,
+        pidfd_setns_fails: Option<Errno>,
     }
 
     impl Scripted {
@@ -777,6 +779,19 @@ mod tests {
         fn fork(&mut self) -> Result<Forked, Errno> {
             self.log.push("fork".into());
             Ok(Forked::Child)
+        }
+        fn pidfd_open(&mut self, pid: i32) -> Result<Fd, Errno> {
+            self.log.push(format!("pidfd-open {pid}"));
+            if let Some(errno) = self.pidfd_open_fails {
+                return Err(errno);
+            }
+            self.next += 1;
+            self.open.push(self.next);
+            Ok(Fd(self.next, PathBuf::from("/pidfd/user")))
+        }
+        fn setns_pidfd(&mut self, _: &Fd, kinds: KindSet) -> Result<(), Errno> {
+            self.log.push(format!("setns-pidfd {kinds}"));
+            self.pidfd_setns_fails.map_or(Ok(()), Err)
         }
     }
 

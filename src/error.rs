@@ -240,6 +240,9 @@ pub enum ErrorCode {
     SyncFailed,
     /// fork(2) failed.
     ForkFailed,
+    /// The process whose namespaces an exec joins has exited (its pidfd or
+    /// its `/proc/<pid>/ns` says so).
+    TargetExited,
     /// `nsapply run`: the command is empty or holds a NUL byte, or an
     /// option does not fit the plan.
     InvalidCommand,
@@ -254,7 +257,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::InvalidConfig,
         ErrorCode::DuplicateNamespace,
         ErrorCode::RelativePath,
@@ -280,6 +283,7 @@ impl ErrorCode {
         ErrorCode::PropagationFailed,
         ErrorCode::SyncFailed,
         ErrorCode::ForkFailed,
+        ErrorCode::TargetExited,
         ErrorCode::InvalidCommand,
         ErrorCode::UnwritableFile,
         ErrorCode::ExecFailed,
@@ -318,6 +322,7 @@ impl ErrorCode {
             ErrorCode::PropagationFailed => "propagation-failed",
             ErrorCode::SyncFailed => "sync-failed",
             ErrorCode::ForkFailed => "fork-failed",
+            ErrorCode::TargetExited => "target-exited",
             ErrorCode::InvalidCommand => "invalid-command",
             ErrorCode::UnwritableFile => "unwritable-file",
             ErrorCode::ExecFailed => "exec-failed",

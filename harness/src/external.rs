@@ -27,7 +27,9 @@ use serde::Deserialize;
 use nsapply::config::{Clock, IdMapping, TimeOffset};
 use nsapply::error::{Errno, MapFile};
 use nsapply::kind::{Kind, KindSet};
-use nsapply::model::{CallerSpec, ClockValue, FileSpec, Model, ModelFd, NsSpec, World};
+use nsapply::model::{
+    CallerSpec, ClockValue, FileSpec, Model, ModelFd, NsSpec, ProcessSpec, ProcessState, World,
+};
 use nsapply::syscall::Syscall;
 
 /// The corpus, embedded at build time.
@@ -644,12 +646,52 @@ pub fn model_world(row: &Row) -> Result<World, Unsupported> {
                     Clock::Boottime => world.clocks.boottime = value,
                 }
             }
-            Entry::Process(_) => return unsupported(
-                "a process of the world (setns through a pidfd): not an engine call yet (issue 17)",
-            ),
+            Entry::Process(proc) => world = world.process(process_spec(row, proc)?),
         }
     }
     Ok(world)
+}
+
+/// The pid a world process of a row gets in the model (rows name
+/// processes, the model numbers them).
+pub fn process_pid(row: &Row, name: &str) -> Option<i32> {
+    row.world
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Process(p) => Some(p.process.as_str()),
+            _ => None,
+        })
+        .position(|n| n == name)
+        .and_then(|i| i32::try_from(i).ok())
+        .map(|i| 1000 + i)
+}
+
+/// A row's process as a model process: `self` is one with the caller's
+/// uid and starting namespaces (the rows that name it make one call).
+fn process_spec(row: &Row, p: &ProcessEntry) -> Result<ProcessSpec, Unsupported> {
+    let pid = process_pid(row, &p.process).ok_or_else(|| Unsupported("no pid".into()))?;
+    let state = match p.state.as_str() {
+        "running" => ProcessState::Running,
+        "exited" => ProcessState::Exited,
+        "reaped" => ProcessState::Reaped,
+        other => return unsupported(format!("process state {other:?}")),
+    };
+    let mut spec = ProcessSpec::new(pid).uid(p.uid).state(state);
+    let names = if p.process == "self" {
+        &row.caller.namespaces
+    } else {
+        &p.namespaces
+    };
+    for (k, name) in names {
+        if k == "time_for_children" {
+            spec.time_for_children = Some(name.clone());
+        } else if k == "pid_for_children" {
+            return unsupported("a process whose pid_for_children differs from its pid namespace");
+        } else {
+            spec = spec.in_ns(kind(k)?, name);
+        }
+    }
+    Ok(spec)
 }
 
 fn ns_spec(ns: &NsEntry) -> Result<NsSpec, Unsupported> {
@@ -715,6 +757,13 @@ pub trait Backend {
     fn nstype(&mut self, fd: &Self::Fd) -> Result<i32, Errno>;
     /// The path an op's target names.
     fn path_of(&self, target: &str) -> Result<PathBuf, Unsupported>;
+    /// `pidfd_open` of the row's process `process`, then `setns` through
+    /// it with the flags of `kinds`, then close: the first errno. `None`
+    /// when this backend makes no such call.
+    fn setns_process(&mut self, process: &str, kinds: KindSet) -> Option<Result<(), Errno>> {
+        let _ = (process, kinds);
+        None
+    }
 }
 
 /// The seconds of an offset line: given, or the value `now + offset` must
@@ -821,7 +870,15 @@ pub fn run_ops<B: Backend>(row: &Row, backend: &mut B) -> Result<Vec<Answer>, Un
                     }
                 },
             },
-            Op::SetnsPidfd { .. } | Op::Clone { .. } => unreachable!("refused by check_op"),
+            Op::SetnsPidfd {
+                target_process,
+                types,
+                ..
+            } => match backend.setns_process(target_process, kinds(types)?) {
+                Some(r) => Answer::of(r),
+                None => return unsupported("setns through a pidfd: not on this backend"),
+            },
+            Op::Clone { .. } => unreachable!("refused by check_op"),
         };
         answers.push(answer);
     }
@@ -880,9 +937,9 @@ pub fn check_row(row: &Row) -> Result<(), Unsupported> {
 pub fn check_op(op: &Op) -> Result<(), Unsupported> {
     match op {
         Op::Setns { kind: k, .. } => setns_kind(k).map(drop),
-        Op::SetnsPidfd { .. } => {
-            unsupported("setns through a pidfd: not an engine call yet (issue 17)")
-        }
+        Op::SetnsPidfd {
+            flags_raw: Some(_), ..
+        } => unsupported("setns through a pidfd with raw flags: the engine builds them from kinds"),
         Op::Unshare {
             flags_raw: Some(_), ..
         } => unsupported("unshare with raw flags: the engine builds them from kinds"),
@@ -907,6 +964,8 @@ pub fn check_op(op: &Op) -> Result<(), Unsupported> {
 /// The model as a row's caller.
 pub struct ModelCaller {
     model: Model,
+    /// The pids the model gave the row's processes, by name.
+    pids: BTreeMap<String, i32>,
 }
 
 impl ModelCaller {
@@ -917,7 +976,10 @@ impl ModelCaller {
     /// The world is not valid for the model.
     pub fn new(world: &World) -> Result<ModelCaller, Unsupported> {
         Model::new(world)
-            .map(|model| ModelCaller { model })
+            .map(|model| ModelCaller {
+                model,
+                pids: BTreeMap::new(),
+            })
             .map_err(|e| Unsupported(format!("the model refuses the world: {e}")))
     }
 }
@@ -983,6 +1045,14 @@ impl Backend for ModelCaller {
     fn path_of(&self, target: &str) -> Result<PathBuf, Unsupported> {
         target_path(target)
     }
+    fn setns_process(&mut self, process: &str, kinds: KindSet) -> Option<Result<(), Errno>> {
+        let pid = self.pids.get(process).copied()?;
+        Some(self.model.pidfd_open(pid).and_then(|fd| {
+            let r = self.model.setns_pidfd(&fd, kinds);
+            self.model.close(fd);
+            r
+        }))
+    }
 }
 
 /// Runs one row on the model: each op's answer.
@@ -993,6 +1063,13 @@ impl Backend for ModelCaller {
 pub fn run_on_model(row: &Row) -> Result<Vec<Answer>, Unsupported> {
     let world = model_world(row)?;
     let mut caller = ModelCaller::new(&world)?;
+    for e in &row.world {
+        if let Entry::Process(p) = e {
+            if let Some(pid) = process_pid(row, &p.process) {
+                caller.pids.insert(p.process.clone(), pid);
+            }
+        }
+    }
     run_ops(row, &mut caller)
 }
 

@@ -365,6 +365,10 @@ pub fn error_path_violation(
             (CallOp::Nstype, Outcome::Ok) => {
                 c.path.as_ref().and_then(|p| opened.get(p)).copied() != c.kind
             }
+            // The kernel does not take a pidfd (or has none): the joins
+            // go on one namespace file at a time.
+            (CallOp::SetnsPidfd, Outcome::Err(e)) if e == Errno::EINVAL => false,
+            (CallOp::PidfdOpen, Outcome::Err(e)) if e == Errno::ENOSYS => false,
             (_, Outcome::Err(_)) => true,
             _ => false,
         };
@@ -413,6 +417,10 @@ pub fn error_path_violation(
                 }
             }
             let want_code = match (c.op, c.result) {
+                (CallOp::PidfdOpen | CallOp::SetnsPidfd, Outcome::Err(e)) if e == Errno::ESRCH => {
+                    ErrorCode::TargetExited
+                }
+                (CallOp::PidfdOpen | CallOp::SetnsPidfd, _) => ErrorCode::JoinFailed,
                 (CallOp::Open, Outcome::Err(e)) if e == Errno::ENOENT || e == Errno::ENOTDIR => {
                     ErrorCode::PathNotFound
                 }

@@ -36,11 +36,15 @@ pub enum CallOp {
     Close,
     /// [`crate::Syscall::thread_count`] (not counted by fault positions).
     Threads,
+    /// [`crate::Syscall::pidfd_open`].
+    PidfdOpen,
+    /// [`crate::Syscall::setns_pidfd`].
+    SetnsPidfd,
 }
 
 impl CallOp {
     /// Every op, in the order of the enum.
-    pub const ALL: [CallOp; 10] = [
+    pub const ALL: [CallOp; 12] = [
         CallOp::Open,
         CallOp::Nstype,
         CallOp::Setns,
@@ -51,6 +55,8 @@ impl CallOp {
         CallOp::Fork,
         CallOp::Close,
         CallOp::Threads,
+        CallOp::PidfdOpen,
+        CallOp::SetnsPidfd,
     ];
 
     /// The stable name (`"time-offsets"`).
@@ -66,6 +72,8 @@ impl CallOp {
             CallOp::Fork => "fork",
             CallOp::Close => "close",
             CallOp::Threads => "threads",
+            CallOp::PidfdOpen => "pidfd-open",
+            CallOp::SetnsPidfd => "setns-pidfd",
         }
     }
 

@@ -12,6 +12,7 @@ use super::kernel::NsId;
 const PATH_MAX: usize = 4096;
 /// `NAME_MAX`: the longest component a file system takes.
 const NAME_MAX: usize = 255;
+use super::process::ProcessState;
 use super::Model;
 use crate::error::Errno;
 use crate::kind::Kind;
@@ -121,9 +122,58 @@ impl Model {
                 return self.proc_self_ns(entry).map(Node::Ns)
             }
             ((Some("proc"), Some("self"), ..), _) => return None,
+            ((Some("proc"), Some(pid), rest, entry), more) => {
+                if let Some(node) = self.proc_pid(pid, rest, entry, more) {
+                    return node;
+                }
+            }
             _ => {}
         }
         self.nodes.get(path).copied()
+    }
+
+    /// `/proc/<pid>`, `/proc/<pid>/ns` and `/proc/<pid>/ns/<entry>` of a
+    /// world process: `None` when `pid` is none of theirs (the world's files
+    /// decide), else what the path is (`Some(None)`: missing). A reaped
+    /// process has no directory; an exited one has no namespaces
+    /// (`ns_get_path`: ENOENT); reading a link needs ptrace access
+    /// (`proc_ns_get_link`, checked first: EACCES).
+    fn proc_pid(
+        &self,
+        pid: &str,
+        rest: Option<&str>,
+        entry: Option<&str>,
+        more: bool,
+    ) -> Option<Option<Node>> {
+        let p = self.kernel.process(pid.parse().ok()?)?;
+        let proc = &self.kernel.processes[p];
+        if proc.state == ProcessState::Reaped {
+            return Some(None);
+        }
+        Some(match (rest, entry, more) {
+            (None, ..) | (Some("ns"), None, _) => Some(Node::Dir),
+            (Some("ns"), Some(entry), false) => {
+                if !self.kernel.may_ptrace(p) {
+                    Some(Node::Forbidden)
+                } else if proc.state == ProcessState::Exited {
+                    None
+                } else {
+                    Kind::ALL.into_iter().find_map(|k| {
+                        if entry == k.proc_name() {
+                            Some(Node::Ns(proc.ns[k.index()]))
+                        } else if entry == k.proc_name_for_children() {
+                            Some(Node::Ns(match k {
+                                Kind::Time => proc.time_for_children,
+                                _ => proc.ns[k.index()],
+                            }))
+                        } else {
+                            None
+                        }
+                    })
+                }
+            }
+            _ => None,
+        })
     }
 
     /// `/proc/self/ns/<entry>`: the caller's namespace now (namespaces(7)).

@@ -25,6 +25,20 @@ pub(super) const CREATE_ORDER: [Kind; 7] = [
     Kind::Time,
 ];
 
+/// The order in which `validate_nsset` (kernel/nsproxy.c) installs the
+/// namespaces of a setns(2) through a pidfd: the first refusal decides the
+/// errno.
+pub(super) const NSSET_ORDER: [Kind; 8] = [
+    Kind::User,
+    Kind::Mount,
+    Kind::Uts,
+    Kind::Ipc,
+    Kind::Pid,
+    Kind::Cgroup,
+    Kind::Network,
+    Kind::Time,
+];
+
 /// `MAX_PID_NS_LEVEL` of `create_pid_namespace`.
 pub(super) const MAX_PID_NS_LEVEL: u32 = 32;
 /// `UID_GID_MAP_MAX_EXTENTS`: lines an id map may hold (Linux 4.15).
@@ -216,6 +230,10 @@ pub(super) struct Kernel {
     /// Every ucount charge made, in order (user namespace, kind), so an
     /// unshare that fails takes back exactly its own.
     pub(super) charges: Vec<(NsId, Kind)>,
+    /// The world's processes besides the caller (exec targets).
+    pub(super) processes: Vec<super::process::Proc>,
+    /// setns(2) takes a pidfd (Linux 5.8 and later).
+    pub(super) pidfd_setns: bool,
 }
 
 pub(super) fn ranges_overlap(a: u32, a_len: u32, b: u32, b_len: u32) -> bool {
@@ -282,6 +300,8 @@ impl Kernel {
             created: [0; 8],
             clocks: [(86_400, 0); 2],
             charges: Vec::new(),
+            processes: Vec::new(),
+            pidfd_setns: true,
         }
     }
 
@@ -376,27 +396,45 @@ impl Kernel {
         self.spaces.len() - 1
     }
 
-    /// setns(2) into `target` (already checked to be a namespace of `kind`).
+    /// setns(2) with an fd of the namespace `target`, of `kind`.
     pub(super) fn setns(&mut self, target: NsId, kind: Kind) -> Result<(), Errno> {
         let cred = self.caller.cred();
+        self.install(target, kind, &cred, cred.user_ns, self.caller.fs_shared)?;
+        self.commit(target, kind);
+        Ok(())
+    }
+
+    /// The install hook of `kind` for `target` (`userns_install`,
+    /// `mntns_install`, ...): whether the caller, with credentials `cred`,
+    /// may join it. `nsset_user` is the user namespace the caller will be
+    /// in (its own, or the one a pidfd setns joins first); `fs_shared`
+    /// whether the fs_struct the mount namespace would be set on is shared.
+    /// Changes nothing.
+    fn install(
+        &self,
+        target: NsId,
+        kind: Kind,
+        cred: &Cred,
+        nsset_user: NsId,
+        fs_shared: bool,
+    ) -> Result<(), Errno> {
         let threaded = self.caller.threads > 1;
         // Every install hook but userns_install wants CAP_SYS_ADMIN over the
-        // target's owner and over the caller's own user namespace.
-        let admin =
-            || self.capable(&cred, self.owner_of(target)) && self.capable(&cred, cred.user_ns);
+        // target's owner and over the user namespace the caller will be in
+        // (ns_capable, with the caller's credentials as they are now).
+        let admin = || self.capable(cred, self.owner_of(target)) && self.capable(cred, nsset_user);
         match kind {
             Kind::User => {
                 // userns_install: no regaining caps by re-entering, threads
                 // must share a user namespace, the fs_struct must be the
-                // caller's own, then the capability.
+                // caller's own (the caller's, even through a pidfd), then
+                // the capability.
                 if target == cred.user_ns || threaded || self.caller.fs_shared {
                     return Err(Errno::EINVAL);
                 }
-                if !self.capable(&cred, target) {
+                if !self.capable(cred, target) {
                     return Err(Errno::EPERM);
                 }
-                self.caller.ns[Kind::User.index()] = target;
-                self.caller.caps = true;
             }
             Kind::Mount => {
                 // mntns_install: capabilities first, then `fs->users != 1`.
@@ -409,10 +447,9 @@ impl Kernel {
                 if !admin() {
                     return Err(Errno::EPERM);
                 }
-                if self.caller.fs_shared {
+                if fs_shared {
                     return Err(Errno::EINVAL);
                 }
-                self.caller.ns[Kind::Mount.index()] = target;
             }
             Kind::Pid => {
                 if !admin() {
@@ -431,7 +468,6 @@ impl Kernel {
                 if ancestor != active {
                     return Err(Errno::EINVAL);
                 }
-                self.caller.pid_for_children = target;
             }
             Kind::Time => {
                 // timens_install checks threads before capabilities.
@@ -441,16 +477,66 @@ impl Kernel {
                 if !admin() {
                     return Err(Errno::EPERM);
                 }
-                self.caller.ns[Kind::Time.index()] = target;
-                self.caller.time_for_children = target;
-                // timens_commit: the caller is in it now; offsets freeze.
-                self.spaces[target].entered = true;
             }
             Kind::Uts | Kind::Ipc | Kind::Network | Kind::Cgroup => {
                 if !admin() {
                     return Err(Errno::EPERM);
                 }
-                self.caller.ns[kind.index()] = target;
+            }
+        }
+        Ok(())
+    }
+
+    /// What a join of `target` (of `kind`) changes in the caller, once every
+    /// install hook agreed (`commit_nsset`).
+    fn commit(&mut self, target: NsId, kind: Kind) {
+        match kind {
+            Kind::User => {
+                self.caller.ns[Kind::User.index()] = target;
+                self.caller.caps = true;
+            }
+            Kind::Pid => self.caller.pid_for_children = target,
+            Kind::Time => {
+                self.caller.ns[Kind::Time.index()] = target;
+                self.caller.time_for_children = target;
+                // timens_commit: the caller is in it now; offsets freeze.
+                self.spaces[target].entered = true;
+            }
+            _ => self.caller.ns[kind.index()] = target,
+        }
+    }
+
+    /// setns(2) with a pidfd of a process whose namespaces are `targets`
+    /// (by kind; pid and time: the active ones): `validate_nsset` installs
+    /// each asked kind into a copy in the order user, mount, uts, ipc, pid,
+    /// cgroup, net, time, each check seeing the user namespace the copy
+    /// holds by then, and only if every one agrees does `commit_nsset`
+    /// change the caller: all or nothing. The mount namespace is set on a
+    /// private copy of the fs_struct unless it is the only kind asked
+    /// (`prepare_nsset`), so a shared fs_struct refuses `CLONE_NEWNS` only
+    /// alone.
+    pub(super) fn setns_process(
+        &mut self,
+        targets: [NsId; 8],
+        kinds: KindSet,
+    ) -> Result<(), Errno> {
+        let cred = self.caller.cred();
+        let mut nsset_user = cred.user_ns;
+        let mount_alone = kinds.len() == 1 && kinds.contains(Kind::Mount);
+        let fs_shared = self.caller.fs_shared && mount_alone;
+        for kind in NSSET_ORDER {
+            if !kinds.contains(kind) {
+                continue;
+            }
+            let target = targets[kind.index()];
+            self.install(target, kind, &cred, nsset_user, fs_shared)?;
+            if kind == Kind::User {
+                nsset_user = target;
+            }
+        }
+        for kind in NSSET_ORDER {
+            if kinds.contains(kind) {
+                self.commit(targets[kind.index()], kind);
             }
         }
         Ok(())

@@ -52,12 +52,14 @@ use crate::trace::Outcome;
 mod faults;
 mod fs;
 mod kernel;
+mod process;
 #[cfg(test)]
 pub(crate) mod tests;
 mod views;
 mod world;
 
 pub use faults::{Call, CallOp, Fault, FaultAt, FaultScript};
+pub use process::{ProcessSpec, ProcessState};
 pub use views::{ModelFd, NsView, OpenFdView};
 pub use world::{CallerSpec, ClockValue, Clocks, FileSpec, Limits, NsSpec, World, WorldError};
 
@@ -378,7 +380,7 @@ impl Model {
     fn target_kind(&self, target: FdTarget) -> Option<Kind> {
         match target {
             FdTarget::Ns(id) => Some(self.kernel.spaces[id].kind),
-            FdTarget::File => None,
+            FdTarget::File | FdTarget::Process(_) => None,
         }
     }
 
@@ -511,6 +513,9 @@ impl Syscall for Model {
                 // (`fdget` refuses O_PATH files): EBADF, where an fd opened
                 // for reading would get EINVAL.
                 None | Some(FdTarget::File) => Err(Errno::EBADF),
+                // A pidfd with one kind: setns through a pidfd (or EINVAL
+                // where the kernel does not take one).
+                Some(FdTarget::Process(p)) => m.setns_process(p, KindSet::one(kind)),
                 Some(FdTarget::Ns(id)) if m.kernel.spaces[id].kind != kind => Err(Errno::EINVAL),
                 Some(FdTarget::Ns(id)) => m.kernel.setns(id, kind),
             },
@@ -623,5 +628,77 @@ impl Syscall for Model {
             m.kernel.fork();
             Ok(Forked::Child)
         })
+    }
+
+    /// pidfd_open(2) of a world process: ESRCH for a pid no process has
+    /// (or one reaped); an exited, unreaped one has a pidfd.
+    fn pidfd_open(&mut self, pid: i32) -> Result<ModelFd, Errno> {
+        let path = PathBuf::from(format!("pidfd:{pid}"));
+        let r = self.call(
+            CallOp::PidfdOpen,
+            None,
+            Some(path.clone()),
+            None,
+            |m| match m.kernel.process(pid) {
+                Some(p) if m.kernel.processes[p].state != ProcessState::Reaped => {
+                    Ok(m.allocate_fd(&path, FdTarget::Process(p)))
+                }
+                _ => Err(Errno::ESRCH),
+            },
+        );
+        if let (Ok(fd), Some(call)) = (&r, self.calls.last_mut()) {
+            call.fd = Some(fd.num);
+        }
+        r
+    }
+
+    /// setns(2) through a pidfd ([`Syscall::setns_pidfd`]): EBADF for an
+    /// fd not open; EINVAL where the world's kernel does not take a pidfd,
+    /// for an fd that is no pidfd, or no kinds; then ESRCH, EPERM and the
+    /// install hooks of each kind, all or nothing (see `Kernel::setns_process`).
+    fn setns_pidfd(&mut self, pidfd: &ModelFd, kinds: KindSet) -> Result<(), Errno> {
+        let target = self.entry(pidfd).map(|o| o.target);
+        let injected = self.fault(CallOp::SetnsPidfd, None, kinds);
+        let result = match injected {
+            Some(errno) => Err(errno),
+            None => match target {
+                None => Err(Errno::EBADF),
+                Some(FdTarget::Process(p)) => self.setns_process(p, kinds),
+                // setns(2) with a namespace fd and several flags, or a
+                // file: not what this call makes.
+                Some(_) => Err(Errno::EINVAL),
+            },
+        };
+        self.calls.push(Call {
+            op: CallOp::SetnsPidfd,
+            kind: None,
+            kinds,
+            path: Some(pidfd.path.clone()),
+            fd: Some(pidfd.num),
+            result: Outcome::of(&result),
+            injected: injected.is_some(),
+        });
+        result
+    }
+}
+
+impl Model {
+    /// setns(2) with a pidfd of the world's process `p`: `check_setns_flags`
+    /// (EINVAL for no kinds, and where the kernel does not take a pidfd),
+    /// then `validate_nsset`: ESRCH for a process gone (reaped, or exited:
+    /// no namespaces), EPERM without ptrace access, then each kind's
+    /// install hook.
+    fn setns_process(&mut self, p: usize, kinds: KindSet) -> Result<(), Errno> {
+        if !self.kernel.pidfd_setns || kinds.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        let proc = self.kernel.processes[p];
+        if proc.state != ProcessState::Running {
+            return Err(Errno::ESRCH);
+        }
+        if !self.kernel.may_ptrace(p) {
+            return Err(Errno::EPERM);
+        }
+        self.kernel.setns_process(proc.ns, kinds)
     }
 }

@@ -46,6 +46,8 @@ pub(super) enum FdTarget {
     Ns(NsId),
     /// A regular file or directory.
     File,
+    /// A pidfd of the world's process at this index.
+    Process(usize),
 }
 
 #[derive(Clone, Debug)]
@@ -112,7 +114,7 @@ impl Model {
                 path: o.path.clone(),
                 namespace: match o.target {
                     FdTarget::Ns(id) => Some(self.kernel.spaces[id].name.to_string()),
-                    FdTarget::File => None,
+                    FdTarget::File | FdTarget::Process(_) => None,
                 },
                 cloexec: o.cloexec,
             })

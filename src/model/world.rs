@@ -13,6 +13,7 @@ use super::kernel::{
     check_map_lines, host_name, is_host, Ids, Kernel, NsId, Space, MAX_PID_NS_LEVEL,
     MAX_USER_NS_PARENT_LEVEL,
 };
+use super::process::ProcessSpec;
 use super::Model;
 use crate::config::IdMapping;
 use crate::kind::Kind;
@@ -60,6 +61,15 @@ pub struct World {
     /// limit the model reaches).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub limits: Limits,
+    /// Processes besides the caller, the targets of an exec: reachable by
+    /// `pidfd_open` and at `/proc/<pid>/ns/*`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessSpec>,
+    /// Whether setns(2) takes a pidfd (Linux 5.8 and later): `None` is
+    /// yes; `Some(false)` is an older kernel, which answers EINVAL (a pidfd
+    /// is not a namespace file there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pidfd_setns: Option<bool>,
 }
 
 /// `max_<kind>_namespaces` per kind (the `user.max_*_namespaces` sysctls of
@@ -470,6 +480,15 @@ pub enum WorldError {
         /// Why it is refused.
         reason: String,
     },
+    /// A process that cannot exist (a pid that is not positive, or given
+    /// twice).
+    #[error("process {pid}: {reason}")]
+    InvalidProcess {
+        /// Its pid.
+        pid: i32,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A clock value that cannot be.
     #[error("clocks.{clock}: {reason}")]
     InvalidClock {
@@ -497,6 +516,13 @@ impl World {
     #[must_use]
     pub fn namespace(mut self, ns: NsSpec) -> World {
         self.namespaces.push(ns);
+        self
+    }
+
+    /// The same world with one more process.
+    #[must_use]
+    pub fn process(mut self, process: ProcessSpec) -> World {
+        self.processes.push(process);
         self
     }
 
@@ -567,6 +593,8 @@ impl Model {
         write_maps(&mut kernel, world, &ids)?;
         let nodes = file_system(&mut kernel, world, &ids)?;
         place_caller(&mut kernel, &world.caller, &names)?;
+        super::process::place_processes(&mut kernel, world, &names)?;
+        kernel.pidfd_setns = world.pidfd_setns.unwrap_or(true);
         Ok(Model::start(kernel, nodes))
     }
 }
@@ -905,7 +933,7 @@ fn count_existing(kernel: &mut Kernel) {
 }
 
 /// The namespace named `name`: a host one, or one of the world's (`names`).
-fn lookup<'a>(
+pub(super) fn lookup<'a>(
     names: &HashMap<&str, NsId>,
     spaces: &'a [Space],
     name: &str,

@@ -524,6 +524,12 @@ impl Syscall for Supervised<'_> {
     fn thread_count(&mut self) -> Result<usize, ThreadCountError> {
         Linux.thread_count()
     }
+    fn pidfd_open(&mut self, pid: i32) -> Result<OwnedFd, Errno> {
+        Linux.pidfd_open(pid)
+    }
+    fn setns_pidfd(&mut self, pidfd: &OwnedFd, kinds: KindSet) -> Result<(), Errno> {
+        Linux.setns_pidfd(pidfd, kinds)
+    }
     fn fork(&mut self) -> Result<Forked, Errno> {
         nix::sys::prctl::set_pdeathsig(None).map_err(|e| Errno(e as i32))?;
         // SAFETY: C1 is a forked child of the single-threaded keeper and

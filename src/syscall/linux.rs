@@ -184,6 +184,22 @@ impl Syscall for Linux {
         read_thread_count()
     }
 
+    /// pidfd_open(2), as [`crate::syscall::process::Pidfd::open`].
+    fn pidfd_open(&mut self, pid: i32) -> Result<OwnedFd, Errno> {
+        crate::syscall::process::pidfd_open(pid)
+    }
+
+    /// setns(2) on a pidfd. Joining a user namespace changes the
+    /// credentials: the parent-death signal is kept (module docs).
+    fn setns_pidfd(&mut self, pidfd: &OwnedFd, kinds: KindSet) -> Result<(), Errno> {
+        let join = || nix::sched::setns(pidfd, clone_flags(kinds.clone_flags())).map_err(nix_errno);
+        if kinds.contains(Kind::User) {
+            keeping_parent_death_signal(join)
+        } else {
+            join()
+        }
+    }
+
     /// fork(2).
     ///
     /// Precondition: the process is single-threaded (the child runs Rust

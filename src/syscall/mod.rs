@@ -136,4 +136,30 @@ pub trait Syscall {
     ///
     /// EAGAIN or ENOMEM.
     fn fork(&mut self) -> Result<Forked, Errno>;
+
+    /// `pidfd_open(pid, 0)` (pidfd_open(2), Linux 5.3): a handle on the
+    /// process `pid` that stays with it (a pid reused later names another
+    /// process, the handle does not). Close-on-exec; closed with
+    /// [`Syscall::close`].
+    ///
+    /// # Errors
+    ///
+    /// ESRCH when no such process exists (one reaped already); ENOSYS
+    /// before Linux 5.3.
+    fn pidfd_open(&mut self, pid: i32) -> Result<Self::Fd, Errno>;
+
+    /// `setns(pidfd, flags)` with the `CLONE_NEW*` flags of `kinds`
+    /// (setns(2), Linux 5.8): the caller joins the namespaces of those
+    /// kinds that the process has (its active pid and time namespaces),
+    /// all at once or none (`validate_nsset`, then `commit_nsset`).
+    ///
+    /// # Errors
+    ///
+    /// ESRCH when the process has exited (a zombie has no namespaces);
+    /// EPERM without ptrace access to it or without the capabilities the
+    /// kinds need; EINVAL for no kinds, a user namespace that is the
+    /// caller's own, a shared fs_struct or threads where the kind forbids
+    /// them, and when the kernel does not take a pidfd in setns (before
+    /// 5.8: not a namespace file); EUSERS for time with threads.
+    fn setns_pidfd(&mut self, pidfd: &Self::Fd, kinds: KindSet) -> Result<(), Errno>;
 }

@@ -43,6 +43,25 @@ pub unsafe fn fork_unchecked() -> Result<Forked, Errno> {
     }
 }
 
+/// `pidfd_open(pid, 0)` (pidfd_open(2), Linux 5.3): a new fd on the
+/// process, close-on-exec (every pidfd is).
+///
+/// # Errors
+///
+/// ESRCH when no such process exists, ENOSYS before Linux 5.3.
+pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: pidfd_open takes a pid and flags by value and returns a new
+    // fd or -1; no memory is passed.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    // A valid fd fits an i32; the kernel returns nothing else on success.
+    let raw = i32::try_from(r).map_err(|_| Errno::EBADF)?;
+    // SAFETY: pidfd_open returned a new fd that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+}
+
 /// A pidfd (pidfd_open(2), Linux 5.3): a handle on one process that stays
 /// with it, so no pid reuse can make a signal or a lookup reach another.
 #[derive(Debug)]
@@ -61,16 +80,7 @@ impl Pidfd {
     ///
     /// ESRCH when no such process exists, ENOSYS before Linux 5.3.
     pub fn open(pid: i32) -> Result<Pidfd, Errno> {
-        // SAFETY: pidfd_open takes a pid and flags by value and returns a
-        // new fd or -1; no memory is passed.
-        let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if r < 0 {
-            return Err(Errno::last());
-        }
-        let raw = i32::try_from(r).map_err(|_| Errno::EBADF)?;
-        // SAFETY: pidfd_open returned a new fd that nothing else owns.
-        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-        Ok(Pidfd { fd, pid })
+        pidfd_open(pid).map(|fd| Pidfd { fd, pid })
     }
 
     /// A pidfd received from another process (over a Unix socket), for the

@@ -203,3 +203,85 @@ fn a_forbidden_path_is_eacces_even_for_a_reference_only_open() {
     );
     assert_eq!(m.open_fd_count(), 0);
 }
+
+#[test]
+fn a_processs_namespace_files_follow_its_state_and_the_ptrace_check() {
+    use crate::model::{ProcessSpec, ProcessState};
+    let world = World::new()
+        .namespace(NsSpec::new("n", Kind::Network))
+        .process(ProcessSpec::new(10).in_ns(Kind::Network, "n"))
+        .process(ProcessSpec::new(11).state(ProcessState::Exited))
+        .process(ProcessSpec::new(12).state(ProcessState::Reaped));
+    let mut m = model(world.clone());
+    let net = open(&mut m, "/proc/10/ns/net");
+    assert_eq!(m.ns_get_nstype(&net), Ok(Kind::Network.clone_flag()));
+    m.setns(&net, Kind::Network).unwrap();
+    assert_eq!(m.current(Kind::Network), "n");
+    // A zombie has no namespaces; a reaped process has no directory.
+    assert_eq!(
+        m.open_ns(Path::new("/proc/11/ns/net")).err(),
+        Some(Errno::ENOENT)
+    );
+    assert_eq!(
+        m.open_ns(Path::new("/proc/12/ns/net")).err(),
+        Some(Errno::ENOENT)
+    );
+    // Another uid without capabilities: the link is not followed.
+    let mut m = model(world.caller(CallerSpec::unprivileged(1000, 1000)));
+    assert_eq!(
+        m.open_ns(Path::new("/proc/10/ns/net")).err(),
+        Some(Errno::EACCES)
+    );
+}
+
+#[test]
+fn a_pidfd_joins_every_kind_asked_or_none() {
+    use crate::model::{ProcessSpec, ProcessState};
+    let world = World::new()
+        .namespace(NsSpec::new("u", Kind::User).created_by(1000))
+        .namespace(NsSpec::new("n", Kind::Network).owned_by("u"))
+        .namespace(NsSpec::new("s", Kind::Uts))
+        .process(
+            ProcessSpec::new(20)
+                .uid(1000)
+                .in_ns(Kind::User, "u")
+                .in_ns(Kind::Network, "n"),
+        )
+        .process(ProcessSpec::new(21).state(ProcessState::Exited));
+    // Rootless: the network namespace alone is out of reach (EPERM), with
+    // its owner first it joins, all at once.
+    let mut m = model(world.clone().caller(CallerSpec::unprivileged(1000, 1000)));
+    let fd = m.pidfd_open(20).unwrap();
+    assert_eq!(
+        m.setns_pidfd(&fd, KindSet::one(Kind::Network)),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(m.current(Kind::Network), "host:network");
+    let both = KindSet::one(Kind::User).with(Kind::Network);
+    assert_eq!(m.setns_pidfd(&fd, both), Ok(()));
+    assert_eq!(
+        (m.current(Kind::User), m.current(Kind::Network)),
+        ("u", "n")
+    );
+    m.close(fd);
+    // No kinds, an exited process, a kernel without pidfd setns.
+    let mut m = model(world.clone());
+    let fd = m.pidfd_open(21).unwrap();
+    assert_eq!(m.setns_pidfd(&fd, KindSet::EMPTY), Err(Errno::EINVAL));
+    assert_eq!(
+        m.setns_pidfd(&fd, KindSet::one(Kind::Uts)),
+        Err(Errno::ESRCH)
+    );
+    m.close(fd);
+    assert_eq!(m.pidfd_open(99).err(), Some(Errno::ESRCH));
+    let mut old = world;
+    old.pidfd_setns = Some(false);
+    let mut m = model(old);
+    let fd = m.pidfd_open(20).unwrap();
+    assert_eq!(
+        m.setns_pidfd(&fd, KindSet::one(Kind::Uts)),
+        Err(Errno::EINVAL)
+    );
+    m.close(fd);
+    assert_eq!(m.open_fd_count(), 0);
+}

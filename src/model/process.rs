@@ -1,0 +1,186 @@
+//! Processes of the world besides the caller: the targets of an exec
+//! (DESIGN §9). Each has a pid, a uid, a state (running, exited but not
+//! reaped, reaped) and a namespace per kind; the caller reaches them by
+//! `pidfd_open` and at `/proc/<pid>/ns/*`, each guarded by the ptrace
+//! access check the kernel makes (`ptrace_may_access`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::kernel::{Kernel, NsId};
+use super::world::{lookup, World, WorldError};
+use crate::kind::Kind;
+
+/// A process of the world (the target of an exec).
+///
+/// ```
+/// use nsapply::Kind;
+/// use nsapply::model::{NsSpec, ProcessSpec, World};
+/// let world = World::new()
+///     .namespace(NsSpec::new("n", Kind::Network))
+///     .process(ProcessSpec::new(4242).in_ns(Kind::Network, "n"));
+/// assert_eq!(World::from_json(&world.to_json()).unwrap(), world);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessSpec {
+    /// Its pid, as the caller sees it.
+    pub pid: i32,
+    /// Its uid (kuid), for the ptrace access check.
+    #[serde(default)]
+    pub uid: u32,
+    /// Running, exited (a zombie) or reaped.
+    #[serde(default, skip_serializing_if = "ProcessState::is_running")]
+    pub state: ProcessState,
+    /// Its namespace per kind (pid and time: the active ones); a kind not
+    /// named is the host's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespaces: BTreeMap<Kind, String>,
+    /// Its `time_for_children`, when it differs from its time namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_for_children: Option<String>,
+}
+
+/// Where a process is in its life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessState {
+    /// Alive.
+    #[default]
+    Running,
+    /// Exited, not reaped: its pid still names it, but it has no
+    /// namespaces (`exit_task_namespaces`): setns through its pidfd is
+    /// ESRCH, its `/proc/<pid>/ns/*` are ENOENT.
+    Exited,
+    /// Reaped: nothing has its pid (pidfd_open: ESRCH; `/proc/<pid>`: ENOENT).
+    Reaped,
+}
+
+impl ProcessState {
+    fn is_running(&self) -> bool {
+        *self == ProcessState::Running
+    }
+}
+
+impl ProcessSpec {
+    /// A running root process with pid `pid` in the host namespaces.
+    pub fn new(pid: i32) -> ProcessSpec {
+        ProcessSpec {
+            pid,
+            uid: 0,
+            state: ProcessState::Running,
+            namespaces: BTreeMap::new(),
+            time_for_children: None,
+        }
+    }
+
+    /// The same process with uid `uid`.
+    #[must_use]
+    pub fn uid(mut self, uid: u32) -> ProcessSpec {
+        self.uid = uid;
+        self
+    }
+
+    /// The same process in the namespace `name` of `kind`.
+    #[must_use]
+    pub fn in_ns(mut self, kind: Kind, name: impl Into<String>) -> ProcessSpec {
+        self.namespaces.insert(kind, name.into());
+        self
+    }
+
+    /// The same process in the state `state`.
+    #[must_use]
+    pub fn state(mut self, state: ProcessState) -> ProcessSpec {
+        self.state = state;
+        self
+    }
+}
+
+/// A process as the kernel model keeps it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Proc {
+    pub(super) pid: i32,
+    pub(super) uid: u32,
+    pub(super) state: ProcessState,
+    /// Per kind (pid and time: the active ones).
+    pub(super) ns: [NsId; 8],
+    pub(super) time_for_children: NsId,
+}
+
+/// The world's processes, their namespaces resolved by name.
+pub(super) fn place_processes(
+    kernel: &mut Kernel,
+    world: &World,
+    names: &HashMap<&str, NsId>,
+) -> Result<(), WorldError> {
+    let mut pids = Vec::with_capacity(world.processes.len());
+    for p in &world.processes {
+        let who = format!("process {}", p.pid);
+        if p.pid <= 0 {
+            return Err(WorldError::InvalidProcess {
+                pid: p.pid,
+                reason: "a pid is positive".to_owned(),
+            });
+        }
+        if pids.contains(&p.pid) {
+            return Err(WorldError::InvalidProcess {
+                pid: p.pid,
+                reason: "given twice".to_owned(),
+            });
+        }
+        pids.push(p.pid);
+        let mut ns: [NsId; 8] = std::array::from_fn(|i| i);
+        let resolve = |field: String, name: &str, kind: Kind| {
+            let (id, s) = lookup(names, &kernel.spaces, name).ok_or_else(|| {
+                WorldError::UnknownReference {
+                    name: who.clone(),
+                    field: field.clone(),
+                    target: name.to_owned(),
+                }
+            })?;
+            if s.kind != kind {
+                return Err(WorldError::WrongKind {
+                    name: who.clone(),
+                    field,
+                    target: name.to_owned(),
+                    expected: kind,
+                    found: s.kind,
+                });
+            }
+            Ok(id)
+        };
+        for (&kind, name) in &p.namespaces {
+            ns[kind.index()] = resolve(format!("namespaces.{}", kind.spec_name()), name, kind)?;
+        }
+        let time = ns[Kind::Time.index()];
+        let time_for_children = match &p.time_for_children {
+            Some(name) => resolve("time_for_children".to_owned(), name, Kind::Time)?,
+            None => time,
+        };
+        kernel.processes.push(Proc {
+            pid: p.pid,
+            uid: p.uid,
+            state: p.state,
+            ns,
+            time_for_children,
+        });
+    }
+    Ok(())
+}
+
+impl Kernel {
+    /// The world's process with pid `pid`.
+    pub(super) fn process(&self, pid: i32) -> Option<usize> {
+        self.processes.iter().position(|p| p.pid == pid)
+    }
+
+    /// `ptrace_may_access` of the caller on process `p` (the read modes
+    /// that `/proc/<pid>/ns/*` and setns through a pidfd use): the same
+    /// uid, or CAP_SYS_PTRACE over the process's user namespace.
+    pub(super) fn may_ptrace(&self, p: usize) -> bool {
+        let proc = &self.processes[p];
+        let cred = self.caller.cred();
+        cred.euid == proc.uid || self.capable(&cred, proc.ns[Kind::User.index()])
+    }
+}
