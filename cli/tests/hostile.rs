@@ -234,6 +234,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_terminals_ctrl_c_reaches_cmd_once,
     },
+    Case {
+        name: "an_exec_failure_with_a_long_program_name_is_exec_failed_not_status_127",
+        root: true,
+        body: an_exec_failure_with_a_long_program_name_is_exec_failed_not_status_127,
+    },
 ];
 
 fn main() {
@@ -3125,4 +3130,52 @@ fn a_terminals_ctrl_c_reaches_cmd_once() -> Outcome {
         expect_no_leftovers(what)?;
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 9. Attacks on the process layer (branch attack-13): each case fails on
+// 079862e.
+
+/// CMD's program cannot be executed, and its name is long (4,200 bytes: a
+/// path of 2,100 components, ENAMETOOLONG; the CLI takes an argument of up
+/// to 128 KiB). README: "1 ... or CMD could not be executed", and
+/// "Failures below P0 (an apply error, a fork or exec that fails) reach
+/// P0 as typed messages, so CMD's own exit status 1 is never mistaken for
+/// a failed apply". The command's process reports the failure to C1 as one
+/// JSON line that carries the program name; C1 reads the report pipe 4096
+/// bytes at a time and parses each read on its own, so a longer line is
+/// cut in two, neither half parses, and the report is lost: on 079862e
+/// nsapply exits 127 without a word, as if CMD had run and exited 127
+/// (with a short name: `exec-failed`, exit 1). The run must say
+/// `exec-failed`, exit 1, whatever the name's length.
+fn an_exec_failure_with_a_long_program_name_is_exec_failed_not_status_127() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let program = format!("/nonexistent-nsapply-{}", "x/".repeat(2100));
+    let mut wrong = Vec::new();
+    for (what, init, cfg) in [
+        ("no pid namespace", false, &no_pid),
+        ("CMD as pid 1", false, &example("default")),
+        ("--init", true, &example("default")),
+    ] {
+        let mut c = nsapply(&["run"]);
+        if init {
+            c.arg("--init");
+        }
+        let r = run_bounded(c.arg(cfg).arg("--").arg(&program), Duration::from_secs(20))?;
+        if let Err(e) = expect_error(what, &r, 1, "exec-failed") {
+            wrong.push(e.chars().take(300).collect::<String>());
+        }
+        expect_no_leftovers(what)?;
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "a program of {} bytes that cannot be executed was not reported as exec-failed:\n{}",
+            program.len(),
+            wrong.join("\n")
+        ))
+    }
 }
