@@ -239,6 +239,11 @@ const CASES: &[Case] = &[
         root: true,
         body: an_exec_failure_with_a_long_program_name_is_exec_failed_not_status_127,
     },
+    Case {
+        name: "a_terminal_hangup_reaches_cmd_when_nsapply_leads_the_session",
+        root: true,
+        body: a_terminal_hangup_reaches_cmd_when_nsapply_leads_the_session,
+    },
 ];
 
 fn main() {
@@ -3178,4 +3183,116 @@ fn an_exec_failure_with_a_long_program_name_is_exec_failed_not_status_127() -> O
             wrong.join("\n")
         ))
     }
+}
+
+/// Waits up to `within` for `pid`, a child of this process (a process
+/// re-parented here counts), to end: its status, or `None`.
+fn wait_pid_deadline(pid: i32, within: Duration) -> Option<nix::sys::wait::WaitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        match nix::sys::wait::waitpid(
+            Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        ) {
+            Ok(nix::sys::wait::WaitStatus::StillAlive) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(_) => return None,
+            Ok(s) => return Some(s),
+        }
+    }
+}
+
+/// The first child of `pid` (its main thread's `children` file).
+fn first_child_of(pid: i32) -> Option<i32> {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+}
+
+/// nsapply leads the session of its terminal (`ssh -t host nsapply run
+/// ...`, `script -c`, `setsid -c`: the shell execs the one command) and
+/// the terminal hangs up (the connection drops; here script(1), which holds
+/// the pty's master, is killed). The kernel sends the hangup's SIGHUP to the
+/// session leader alone (`tty_signal_session_leader`), with `SI_KERNEL`;
+/// the foreground group gets nothing until the leader exits. nsapply
+/// skips every `SI_KERNEL` signal ("the terminal sent it to the whole
+/// foreground process group, CMD included"), so on 079862e CMD never
+/// learns of the hangup and nsapply and CMD run on for ever on a dead
+/// terminal (here until the case kills them). README: "SIGHUP ... sent to
+/// nsapply are forwarded to CMD"; "A signal the kernel sent (a terminal's
+/// Ctrl-C, Ctrl-\ or hangup) is not forwarded: the terminal sent it to the
+/// whole foreground process group, CMD included, which gets it once". CMD
+/// must get SIGHUP once (its trap exits 42) and nsapply exit with 42.
+fn a_terminal_hangup_reaches_cmd_when_nsapply_leads_the_session() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let marker = scratch.join("hup");
+    for (what, cfg, init) in [
+        ("CMD as pid 1", example("default"), false),
+        ("no pid namespace", no_pid, false),
+        ("--init", example("default"), true),
+    ] {
+        let _ = fs::remove_file(&marker);
+        let script = format!(
+            "trap 'echo HUP >> {}; exit 42' HUP; echo ready; while :; do sleep 0.05; done",
+            marker.display()
+        );
+        let line = format!(
+            "exec {} run {}{} -- sh -c \"{script}\"",
+            nsapply_bin().display(),
+            if init { "--init " } else { "" },
+            cfg.display(),
+        );
+        let mut child = Command::new("script")
+            .args(["-qfec", &line, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("script: {e}"))?;
+        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let ready = wait_line(&lines, "ready", Duration::from_secs(20));
+        let p0 = first_child_of(child.id() as i32);
+        let is_nsapply = p0.and_then(Proc::of).map(|p| p.comm()) == Some("nsapply".to_owned());
+        // The terminal hangs up: its master side goes away.
+        let _ = child.kill();
+        let _ = child.wait();
+        // nsapply comes to this process (a child subreaper).
+        let status = match (&ready, p0) {
+            (Ok(()), Some(p0)) if is_nsapply => wait_pid_deadline(p0, Duration::from_secs(5)),
+            _ => None,
+        };
+        let left = leftovers(Duration::from_secs(1));
+        ready.map_err(|e| format!("{what}: {e}"))?;
+        if !is_nsapply {
+            return Err(format!(
+                "{what}: setup: script's child {p0:?} is not nsapply"
+            ));
+        }
+        let hups = fs::read_to_string(&marker)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        if status
+            != Some(nix::sys::wait::WaitStatus::Exited(
+                Pid::from_raw(p0.unwrap_or(0)),
+                42,
+            ))
+            || hups != 1
+        {
+            return Err(format!(
+                "{what}: the terminal of nsapply's session hung up: CMD should get SIGHUP once (its trap \
+                 exits 42) and nsapply exit 42 within 5 s; CMD got it {hups} times, nsapply: {status:?} \
+                 (None: still running; killed now with what was left: {left:?})"
+            ));
+        }
+        if !left.is_empty() {
+            return Err(format!("{what}: left behind: {left:?}"));
+        }
+    }
+    Ok(())
 }
