@@ -244,6 +244,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_terminal_hangup_reaches_cmd_when_nsapply_leads_the_session,
     },
+    Case {
+        name: "a_terminals_ctrl_c_reaches_a_cmd_that_left_the_foreground_group",
+        root: true,
+        body: a_terminals_ctrl_c_reaches_a_cmd_that_left_the_foreground_group,
+    },
 ];
 
 fn main() {
@@ -3293,6 +3298,71 @@ fn a_terminal_hangup_reaches_cmd_when_nsapply_leads_the_session() -> Outcome {
         if !left.is_empty() {
             return Err(format!("{what}: left behind: {left:?}"));
         }
+    }
+    Ok(())
+}
+
+/// Ctrl-C on nsapply's terminal when CMD has left the terminal's foreground
+/// process group (it called setsid(2): `setsid(1)`, a daemon-style wrapper,
+/// a program that starts its own session). The kernel sends SIGINT
+/// (`SI_KERNEL`) to the foreground group, which now holds nsapply alone;
+/// nsapply skips it ("the terminal sent it to the whole foreground process
+/// group, CMD included"), so on 079862e CMD never gets it and the run goes
+/// on as if Ctrl-C had not been pressed (CMD counts 0). README: "SIGINT
+/// ... sent to nsapply are forwarded to CMD". CMD must get it once.
+fn a_terminals_ctrl_c_reaches_a_cmd_that_left_the_foreground_group() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let probe = std::env::current_exe().map_err(|e| e.to_string())?;
+    for (what, cfg, init) in [
+        ("CMD as pid 1", example("default"), false),
+        ("no pid namespace", no_pid, false),
+        ("--init", example("default"), true),
+    ] {
+        let line = format!(
+            "exec {} run {}{} -- setsid -w {}",
+            nsapply_bin().display(),
+            if init { "--init " } else { "" },
+            cfg.display(),
+            probe.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qfec", &line, "/dev/null"])
+            .env(PROBE_ENV, "count-int")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("script: {e}"))?;
+        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let err = read_all_in_background(child.stderr.take());
+        let ready = wait_line(&lines, "ready", Duration::from_secs(20));
+        let mut stdin = child.stdin.take().expect("stdin");
+        if ready.is_ok() {
+            // ^C, typed on the terminal.
+            let _ = stdin.write_all(b"\x03");
+            let _ = stdin.flush();
+        }
+        let status = wait_deadline(&mut child, Duration::from_secs(10));
+        drop(stdin);
+        let mut out = Vec::new();
+        while let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
+            out.push(l);
+        }
+        let err = err.recv().unwrap_or_default();
+        ready.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
+        let count = out
+            .iter()
+            .find_map(|l| l.split("count ").nth(1))
+            .map(|c| c.trim().to_owned());
+        if count.as_deref() != Some("1") {
+            return Err(format!(
+                "{what}: Ctrl-C on nsapply's terminal should reach CMD (which called setsid) once, \
+                 it counted {count:?} (status {status:?}); output {out:?}; stderr: {err}"
+            ));
+        }
+        expect_no_leftovers(what)?;
     }
     Ok(())
 }
