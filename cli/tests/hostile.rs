@@ -249,6 +249,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_terminals_ctrl_c_reaches_a_cmd_that_left_the_foreground_group,
     },
+    Case {
+        name: "in_a_pid_namespace_without_its_group_leader_cmd_joins_the_callers_group",
+        root: true,
+        body: in_a_pid_namespace_without_its_group_leader_cmd_joins_the_callers_group,
+    },
 ];
 
 fn main() {
@@ -3360,6 +3365,91 @@ fn a_terminals_ctrl_c_reaches_a_cmd_that_left_the_foreground_group() -> Outcome 
             return Err(format!(
                 "{what}: Ctrl-C on nsapply's terminal should reach CMD (which called setsid) once, \
                  it counted {count:?} (status {status:?}); output {out:?}; stderr: {err}"
+            ));
+        }
+        expect_no_leftovers(what)?;
+    }
+    Ok(())
+}
+
+/// The process group (stat field 5) of `pid`, as this process's /proc
+/// numbers it.
+fn pgrp_of(pid: i32) -> Option<i32> {
+    stat_fields(pid)?.1.get(5 - 3)?.parse().ok()
+}
+
+/// nsapply started on a terminal in a new pid namespace that still sees
+/// the host's /proc (`unshare --pid --fork nsapply run ...`, as the brief
+/// of the foreign-/proc cases has it): its process group's leader
+/// (`unshare`) is outside that namespace, so getpgrp(2) returns 0 there,
+/// and C1's `setpgid(C2, 0)` makes CMD the leader of a new group instead of
+/// moving it into nsapply's. Module docs: C2 runs in "the caller's process
+/// group", "a terminal's job". On 079862e CMD is in a background group of
+/// its own: Ctrl-C reaches nsapply alone, which drops it (`SI_KERNEL`), and
+/// CMD runs on (counts 0); a CMD that reads the terminal would be stopped
+/// by SIGTTIN. CMD must be in nsapply's process group and count 1.
+fn in_a_pid_namespace_without_its_group_leader_cmd_joins_the_callers_group() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let probe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let probe_comm: String = probe
+        .file_name()
+        .map(|n| n.to_string_lossy().chars().take(15).collect())
+        .unwrap_or_default();
+    for (what, cfg, init) in [
+        ("CMD as pid 1", example("default"), false),
+        ("no pid namespace", no_pid, false),
+        ("--init", example("default"), true),
+    ] {
+        let line = format!(
+            "unshare --pid --fork {} run {}{} -- {}",
+            nsapply_bin().display(),
+            if init { "--init " } else { "" },
+            cfg.display(),
+            probe.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qfec", &line, "/dev/null"])
+            .env(PROBE_ENV, "count-int")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("script: {e}"))?;
+        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let err = read_all_in_background(child.stderr.take());
+        let ready = wait_line(&lines, "ready", Duration::from_secs(20));
+        // Who is in which group: nsapply's processes and CMD.
+        let groups: Vec<(i32, String, Option<i32>)> = descendants(child.id() as i32)
+            .into_iter()
+            .map(|p| (p.pid, p.comm(), pgrp_of(p.pid)))
+            .collect();
+        let mut stdin = child.stdin.take().expect("stdin");
+        if ready.is_ok() {
+            // ^C, typed on the terminal.
+            let _ = stdin.write_all(b"\x03");
+            let _ = stdin.flush();
+        }
+        let status = wait_deadline(&mut child, Duration::from_secs(10));
+        drop(stdin);
+        let mut out = Vec::new();
+        while let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
+            out.push(l);
+        }
+        let err = err.recv().unwrap_or_default();
+        ready.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
+        let p0_group = groups.iter().find(|g| g.1 == "nsapply").and_then(|g| g.2);
+        let cmd_group = groups.iter().find(|g| g.1 == probe_comm).and_then(|g| g.2);
+        let count = out
+            .iter()
+            .find_map(|l| l.split("count ").nth(1))
+            .map(|c| c.trim().to_owned());
+        if p0_group.is_none() || cmd_group != p0_group || count.as_deref() != Some("1") {
+            return Err(format!(
+                "{what}: under `unshare --pid --fork`, CMD should be in nsapply's process group \
+                 ({p0_group:?}), it is in {cmd_group:?}; Ctrl-C should reach it once, it counted \
+                 {count:?} (status {status:?}); processes (pid, comm, group): {groups:?}; stderr: {err}"
             ));
         }
         expect_no_leftovers(what)?;
