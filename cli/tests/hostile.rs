@@ -254,6 +254,11 @@ const CASES: &[Case] = &[
         root: true,
         body: in_a_pid_namespace_without_its_group_leader_cmd_joins_the_callers_group,
     },
+    Case {
+        name: "sigkill_of_nsapplys_process_group_in_a_joined_pid_namespace_leaves_no_daemon",
+        root: true,
+        body: sigkill_of_nsapplys_process_group_in_a_joined_pid_namespace_leaves_no_daemon,
+    },
 ];
 
 fn main() {
@@ -3455,4 +3460,103 @@ fn in_a_pid_namespace_without_its_group_leader_cmd_joins_the_callers_group() -> 
         expect_no_leftovers(what)?;
     }
     Ok(())
+}
+
+/// A pid namespace to join: `unshare --pid --fork --mount-proc sleep 120`
+/// (its init is `sleep`, which reaps nothing). Returns the holder (kill and
+/// wait it when done) and the init's pid.
+fn pid_namespace_to_join() -> Result<(Child, i32), String> {
+    let mut holder = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "sleep", "120"])
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("unshare: {e}"))?;
+    let h = holder.id() as i32;
+    let ours = fs::read_link("/proc/self/ns/pid").map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(i) = first_child_of(h) {
+            if fs::read_link(format!("/proc/{i}/ns/pid")).is_ok_and(|l| l != ours) {
+                return Ok((holder, i));
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = holder.kill();
+            let _ = holder.wait();
+            return Err("setup: the pid namespace to join never appeared".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Ends the namespace of [`pid_namespace_to_join`] and everything in it.
+fn end_pid_namespace(mut holder: Child, init: i32) {
+    for p in descendants(init) {
+        let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
+    }
+    let _ = kill(Pid::from_raw(init), Signal::SIGKILL);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let _ = leftovers(Duration::from_secs(3));
+}
+
+/// `kill -KILL -<pgid>` (`kill -9 %1`, `timeout -s KILL`) of a run whose
+/// config joins a pid namespace by path. The middle process that forks CMD
+/// there (the namespace's subreaper for CMD's orphans) was moved into the
+/// caller's process group with CMD, so it dies with nsapply; a daemon CMD
+/// started (setsid: not in the group) is re-parented to the namespace's own
+/// init, where neither the keeper nor the applying child can find it. The
+/// same signal with no pid namespace is
+/// `sigkill_of_nsapplys_process_group_leaves_no_daemon_behind`; README: "a
+/// signal to the terminal's job (Ctrl-C, `kill -9 -<pgid>`, `timeout`)
+/// reaches nsapply and CMD but never them", "Nothing outlives nsapply". On
+/// 079862e the daemon survives. Nothing CMD started may survive.
+fn sigkill_of_nsapplys_process_group_in_a_joined_pid_namespace_leaves_no_daemon() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let (holder, init) = pid_namespace_to_join()?;
+    let cfg = scratch.write(
+        "join-pid.json",
+        &config(
+            &format!(r#"{{"type":"pid","path":"/proc/{init}/ns/pid"}},{{"type":"uts"}}"#),
+            "",
+        ),
+    );
+    let spawned = nsapply(&["run"])
+        .arg(&cfg)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "setsid sleep 60 >/dev/null 2>&1 & sleep 0.2; echo started; wait",
+        ])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            end_pid_namespace(holder, init);
+            return Err(e.to_string());
+        }
+    };
+    let lines = lines_in_background(child.stdout.take().expect("stdout"));
+    let started = wait_line(&lines, "started", Duration::from_secs(20));
+    let _ = kill(Pid::from_raw(-(child.id() as i32)), Signal::SIGKILL);
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    let left: Vec<(i32, String)> = descendants(init)
+        .into_iter()
+        .filter(Proc::alive)
+        .map(|p| (p.pid, p.comm()))
+        .collect();
+    end_pid_namespace(holder, init);
+    started?;
+    if !left.is_empty() {
+        return Err(format!(
+            "after SIGKILL of nsapply's process group, what CMD started is still running in the joined pid namespace: {left:?}"
+        ));
+    }
+    expect_no_leftovers("after the run")
 }
