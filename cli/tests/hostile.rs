@@ -259,6 +259,11 @@ const CASES: &[Case] = &[
         root: true,
         body: sigkill_of_nsapplys_process_group_in_a_joined_pid_namespace_leaves_no_daemon,
     },
+    Case {
+        name: "sigkill_of_the_middle_process_is_not_reported_as_cmds_status",
+        root: true,
+        body: sigkill_of_the_middle_process_is_not_reported_as_cmds_status,
+    },
 ];
 
 fn main() {
@@ -3559,4 +3564,97 @@ fn sigkill_of_nsapplys_process_group_in_a_joined_pid_namespace_leaves_no_daemon(
         ));
     }
     expect_no_leftovers("after the run")
+}
+
+/// A config that joins a pid namespace by path: CMD runs under a middle
+/// process (nsapply's, in that namespace). CMD changes its credentials
+/// (which clears the parent-death signal the middle process armed in it),
+/// then the middle process is killed with SIGKILL (by anyone who may: it is
+/// in the caller's process group, and CMD, root in that pid namespace,
+/// sees it as its parent). On 079862e the applying child reports the
+/// middle process's own death as CMD's end: nsapply exits 137 at once while
+/// CMD and its child run on in the joined namespace (re-parented to its
+/// init), unsupervised. Module docs: "P0 exits with CMD's status"; README:
+/// "Nothing outlives nsapply"; "When K or C1 is killed, the other one ends
+/// the container" and nsapply reports `run-failed`. The run must be
+/// `run-failed`, as when the keeper or the applying child is killed, and
+/// CMD must not outlive nsapply.
+fn sigkill_of_the_middle_process_is_not_reported_as_cmds_status() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let (holder, init) = pid_namespace_to_join()?;
+    let cfg = scratch.write(
+        "join-pid.json",
+        &config(
+            &format!(r#"{{"type":"pid","path":"/proc/{init}/ns/pid"}},{{"type":"uts"}}"#),
+            "",
+        ),
+    );
+    let spawned = nsapply(&["run"])
+        .arg(&cfg)
+        .args([
+            "--",
+            "setpriv",
+            "--reuid=1",
+            "--regid=1",
+            "--clear-groups",
+            "sh",
+            "-c",
+            "sleep 60 >/dev/null 2>&1 & echo started; wait",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            end_pid_namespace(holder, init);
+            return Err(e.to_string());
+        }
+    };
+    let lines = lines_in_background(child.stdout.take().expect("stdout"));
+    let err = read_all_in_background(child.stderr.take());
+    let started = wait_line(&lines, "started", Duration::from_secs(20));
+    // nsapply -> keeper -> applying child -> middle process -> CMD.
+    let middle = first_child_of(child.id() as i32)
+        .and_then(first_child_of)
+        .and_then(first_child_of);
+    let middle_comm = middle.and_then(Proc::of).map(|p| p.comm());
+    if let (Ok(()), Some(m), Some("nsapply")) = (&started, middle, middle_comm.as_deref()) {
+        let _ = kill(Pid::from_raw(m), Signal::SIGKILL);
+    }
+    let status = wait_deadline(&mut child, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_millis(300));
+    let left: Vec<(i32, String)> = descendants(init)
+        .into_iter()
+        .filter(Proc::alive)
+        .map(|p| (p.pid, p.comm()))
+        .collect();
+    end_pid_namespace(holder, init);
+    let err = err.recv().unwrap_or_default();
+    started.map_err(|e| format!("{e}; stderr: {err}"))?;
+    if middle_comm.as_deref() != Some("nsapply") {
+        return Err(format!(
+            "setup: no middle process found ({middle:?}, {middle_comm:?})"
+        ));
+    }
+    let code = status.map(status_code);
+    let run_failed = code == Some(1) && error_code(&err).as_deref() == Some("run-failed");
+    let mut problems = Vec::new();
+    if !run_failed {
+        problems.push(format!(
+            "nsapply exited {code:?} (stderr {err:?}) while CMD was still running, so not with CMD's \
+             status; the run should be run-failed, as when the keeper or the applying child is killed"
+        ));
+    }
+    if !left.is_empty() {
+        problems.push(format!(
+            "CMD and what it started outlived nsapply in the joined pid namespace: {left:?}"
+        ));
+    }
+    if problems.is_empty() {
+        expect_no_leftovers("after the run")
+    } else {
+        Err(problems.join("\n"))
+    }
 }
