@@ -264,6 +264,11 @@ const CASES: &[Case] = &[
         root: true,
         body: sigkill_of_the_middle_process_is_not_reported_as_cmds_status,
     },
+    Case {
+        name: "a_run_whose_keeper_died_before_cmd_started_never_runs_cmd",
+        root: true,
+        body: a_run_whose_keeper_died_before_cmd_started_never_runs_cmd,
+    },
 ];
 
 fn main() {
@@ -3657,4 +3662,122 @@ fn sigkill_of_the_middle_process_is_not_reported_as_cmds_status() -> Outcome {
     } else {
         Err(problems.join("\n"))
     }
+}
+
+/// The keeper is killed with SIGKILL after the plan was applied, while the
+/// trace waits to be written (a `--trace` pipe that does not drain yet);
+/// then the pipe drains. nsapply sees the keeper gone, yet sends "start"
+/// once the trace is written, and the applying child, which looks at the
+/// keeper only once it supervises a started CMD, writes the go byte, then
+/// sees the keeper gone and kills CMD: `run-failed: the keeper process
+/// died`. CMD (here: it appends a line to a file) gets to run first in
+/// about one run in three on 079862e with the run on one CPU (one in
+/// twenty on two). Module docs: "CMD runs only if the
+/// run succeeds ... A run that fails has not run CMD"; a caller that
+/// retries a failed run runs CMD twice. Whenever nsapply reports a failed
+/// run, CMD must not have run. (A race: up to 60 runs, each a fresh one,
+/// pinned to one CPU with taskset(1).)
+fn a_run_whose_keeper_died_before_cmd_started_never_runs_cmd() -> Outcome {
+    use std::os::unix::fs::OpenOptionsExt;
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let marker = scratch.join("ran");
+    let fifo = scratch.join("trace.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("mkfifo: {e}"))?;
+    let configs = [
+        ("CMD as pid 1", example("default")),
+        ("no pid namespace", no_pid),
+    ];
+    let allowed = nix::sched::sched_getaffinity(Pid::from_raw(0))
+        .map_err(|e| format!("sched_getaffinity: {e}"))?;
+    let cpu = (0..nix::sched::CpuSet::count())
+        .find(|&c| allowed.is_set(c).unwrap_or(false))
+        .ok_or("setup: no CPU to run on")?;
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    for attempt in 0..60 {
+        let (what, cfg) = &configs[attempt % 2];
+        let _ = fs::remove_file(&marker);
+        // A reader that does not read yet: the pipe made small and filled.
+        let mut keep = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .map_err(|e| format!("opening the FIFO: {e}"))?;
+        nix::fcntl::fcntl(&keep, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096))
+            .map_err(|e| format!("F_SETPIPE_SZ: {e}"))?;
+        while keep.write(&[b'x'; 512]).is_ok() {}
+        // All on one CPU: the go byte's wakeup lets CMD's process run
+        // before the applying child looks at the keeper (the race is the
+        // same on any number of CPUs, only rarer).
+        let mut child = Command::new("taskset")
+            .arg("-c")
+            .arg(cpu.to_string())
+            .arg(nsapply_bin())
+            .args(["run", "--trace"])
+            .arg(&fifo)
+            .arg(cfg)
+            .args(["--", "sh", "-c", r#"echo ran >> "$0""#])
+            .stdin(Stdio::null())
+            .arg(&marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let err = read_all_in_background(child.stderr.take());
+        // nsapply -> keeper -> applying child -> CMD's process (applied).
+        let p0 = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let keeper = loop {
+            let k = first_child_of(p0);
+            if k.and_then(first_child_of)
+                .and_then(first_child_of)
+                .is_some()
+            {
+                break k;
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        std::thread::sleep(Duration::from_millis(30));
+        if let Some(k) = keeper {
+            let _ = kill(Pid::from_raw(k), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        // The pipe drains: the trace is written.
+        let mut buf = [0u8; 8192];
+        while matches!(keep.read(&mut buf), Ok(n) if n > 0) {}
+        let status = wait_deadline(&mut child, Duration::from_secs(15));
+        let left = leftovers(Duration::from_secs(3));
+        drop(keep);
+        let err = err.recv().unwrap_or_default();
+        let ran = fs::read_to_string(&marker).unwrap_or_default();
+        if keeper.is_none() {
+            return Err(format!(
+                "{what}: setup: the run never got to its trace; stderr: {err}"
+            ));
+        }
+        let Some(status) = status else {
+            return Err(format!("{what}: nsapply did not end; stderr: {err}"));
+        };
+        if !left.is_empty() {
+            return Err(format!("{what}: left behind: {left:?}"));
+        }
+        if !status.success() && !ran.is_empty() {
+            return Err(format!(
+                "{what}, run {attempt}: nsapply reported a failed run (exit {}: {}) but CMD ran \
+                 (outcomes before: {outcomes:?})",
+                status_code(status),
+                err.trim_end()
+            ));
+        }
+        *outcomes
+            .entry(format!("{} {}", status_code(status), err.trim_end()))
+            .or_insert(0) += 1;
+    }
+    Ok(())
 }
