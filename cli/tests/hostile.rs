@@ -269,6 +269,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_run_whose_keeper_died_before_cmd_started_never_runs_cmd,
     },
+    Case {
+        name: "a_library_callers_sigchld_for_its_own_children_is_not_lost",
+        root: true,
+        body: a_library_callers_sigchld_for_its_own_children_is_not_lost,
+    },
 ];
 
 fn main() {
@@ -3780,4 +3785,168 @@ fn a_run_whose_keeper_died_before_cmd_started_never_runs_cmd() -> Outcome {
             .or_insert(0) += 1;
     }
     Ok(())
+}
+
+/// Whether `sig` is pending for this process (sigpending(2)).
+fn signal_pending(sig: Signal) -> bool {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigpending writes a whole sigset_t into the pointer, which
+    // points at storage of that type owned by this frame.
+    if unsafe { libc::sigpending(set.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: sigpending returned 0, so it initialized the set; sigismember
+    // reads it.
+    unsafe { libc::sigismember(set.as_ptr(), sig as libc::c_int) == 1 }
+}
+
+/// Takes `sig` if it is pending (and blocked), without waiting.
+fn take_pending(sig: Signal) {
+    let mut set = SigSet::empty();
+    set.add(sig);
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: sigtimedwait reads the set and the timeout, both live locals,
+    // and writes no siginfo (null).
+    while unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &zero) } > 0 {}
+}
+
+static CHLDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn count_chld(_: libc::c_int) {
+    // An atomic add is async-signal-safe.
+    CHLDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// `nsapply::run::run` called by a program that watches its own children
+/// through SIGCHLD, the usual way: blocked and read with a signalfd or
+/// sigwaitinfo (event loops), or a handler (the self-pipe trick). Its
+/// SIGCHLD tells it that a child of its own ended; `run` sets SIGCHLD to
+/// its default and unblocks it for the run's length, which discards a
+/// pending SIGCHLD at once (POSIX: "Setting a signal action to SIG_DFL for
+/// a signal that is pending, and whose default action is to ignore the
+/// signal, shall cause the pending signal to be discarded") and every one
+/// that comes during the run. Module docs: "a signal already pending for
+/// the caller when the run starts stays the caller's", "gives the caller's
+/// state back when run returns". On 079862e, all three are lost: a SIGCHLD
+/// pending when `run` starts, one for a child that ends during the run
+/// (SIGCHLD blocked), and the handler's call for a child that ends during
+/// the run: an event loop that waits for that SIGCHLD waits for ever (the
+/// child's status is still there to collect, but nothing says so). After
+/// `run` returns, the caller must have a SIGCHLD for each case (pending, or
+/// its handler called).
+///
+/// This case process is the library caller: single-threaded (no helper
+/// thread is started before `run`).
+fn a_library_callers_sigchld_for_its_own_children_is_not_lost() -> Outcome {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler};
+    use nsapply::run::{run, Exit, RunOptions};
+    let cfg = nsapply::NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"uts"}]}}"#)
+        .map_err(|e| e.to_string())?;
+    let plan = nsapply::plan(&cfg);
+    let spawn = |secs: &str| {
+        Command::new("sleep")
+            .arg(secs)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting a child of the caller's: {e}"))
+    };
+    let mut problems = Vec::new();
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), Some(&mut old)).map_err(|e| e.to_string())?;
+
+    // 1. A child ended before the run: its SIGCHLD is pending (blocked).
+    take_pending(Signal::SIGCHLD);
+    let mut a = spawn("0")?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !signal_pending(Signal::SIGCHLD) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !signal_pending(Signal::SIGCHLD) {
+        let _ = a.wait();
+        return Err("setup: no SIGCHLD pending after the caller's child ended".into());
+    }
+    let result = run(&plan, &["true".into()], &RunOptions::default());
+    if result != Ok(Exit::Code(0)) {
+        problems.push(format!("run 1 failed: {result:?}"));
+    }
+    if !signal_pending(Signal::SIGCHLD) {
+        problems.push(
+            "the SIGCHLD pending for the caller when run started (its own child had ended) is gone after run"
+                .to_owned(),
+        );
+    }
+    let _ = a.wait();
+
+    // 2. A child ends during the run, SIGCHLD blocked.
+    take_pending(Signal::SIGCHLD);
+    let mut b = spawn("0.3")?;
+    let result = run(&plan, &["sleep".into(), "1".into()], &RunOptions::default());
+    if result != Ok(Exit::Code(0)) {
+        problems.push(format!("run 2 failed: {result:?}"));
+    }
+    if !signal_pending(Signal::SIGCHLD) {
+        problems.push(
+            "the caller's child ended during run (SIGCHLD blocked, read with sigwaitinfo or a signalfd): \
+             no SIGCHLD is pending for it after run"
+                .to_owned(),
+        );
+    }
+    let _ = b.wait();
+    take_pending(Signal::SIGCHLD);
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None).map_err(|e| e.to_string())?;
+
+    // 3. A child ends during the run; the caller has a SIGCHLD handler.
+    let act = SigAction::new(
+        SigHandler::Handler(count_chld),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only adds to an atomic, which is
+    // async-signal-safe.
+    let previous = unsafe { sigaction(Signal::SIGCHLD, &act) }.map_err(|e| e.to_string())?;
+    // Control: without a run, the handler is called for a child's end.
+    let mut control = spawn("0")?;
+    let _ = control.wait();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while CHLDS.load(std::sync::atomic::Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if CHLDS.swap(0, std::sync::atomic::Ordering::SeqCst) == 0 {
+        problems
+            .push("setup: the handler was not called for a child that ended outside run".into());
+    }
+    let mut c = spawn("0.3")?;
+    let result = run(&plan, &["sleep".into(), "1".into()], &RunOptions::default());
+    // Anything pending is delivered on the way back from a system call.
+    std::thread::sleep(Duration::from_millis(50));
+    let calls = CHLDS.load(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: `previous` is the action the kernel returned for SIGCHLD.
+    let _ = unsafe { sigaction(Signal::SIGCHLD, &previous) };
+    let c_status = c.try_wait();
+    let _ = c.wait();
+    if result != Ok(Exit::Code(0)) {
+        problems.push(format!("run 3 failed: {result:?}"));
+    }
+    if !matches!(c_status, Ok(Some(_))) {
+        problems.push(format!(
+            "setup: the child did not end during run 3: {c_status:?}"
+        ));
+    }
+    if calls == 0 {
+        problems.push(
+            "the caller's child ended during run; the caller's SIGCHLD handler was never called, \
+             during or after run"
+                .to_owned(),
+        );
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
 }
