@@ -274,6 +274,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_library_callers_sigchld_for_its_own_children_is_not_lost,
     },
+    Case {
+        name: "a_library_caller_with_the_default_sigpipe_survives_a_trace_pipe_that_closes",
+        root: true,
+        body: a_library_caller_with_the_default_sigpipe_survives_a_trace_pipe_that_closes,
+    },
 ];
 
 fn main() {
@@ -662,6 +667,7 @@ fn probe_main(probe: &str) -> i32 {
         "chain" => probe_chain(),
         "exec-pending-term" => probe_exec_pending_term(),
         "count-int" => probe_count_int(),
+        "library-sigpipe" => probe_library_sigpipe(),
         other => {
             eprintln!("unknown probe {other:?}");
             2
@@ -3943,6 +3949,133 @@ fn a_library_callers_sigchld_for_its_own_children_is_not_lost() -> Outcome {
              during or after run"
                 .to_owned(),
         );
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// A library caller with SIGPIPE at its default action (as every C program
+/// and a Rust one built with `-Zon-broken-pipe=kill` starts): calls
+/// `nsapply::run::run` with the trace file given as first argument and a
+/// CMD that appends to the file given as second; prints `returned <result>`.
+fn probe_library_sigpipe() -> i32 {
+    use nsapply::run::{run, RunOptions};
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(trace), Some(marker)) = (args.get(1), args.get(2)) else {
+        eprintln!("library-sigpipe: usage: TRACE MARKER");
+        return 2;
+    };
+    let dfl = nix::sys::signal::SigHandler::SigDfl;
+    // SAFETY: SIG_DFL installs no handler.
+    let set = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, dfl) };
+    if let Err(e) = set {
+        eprintln!("signal: {e}");
+        return 1;
+    }
+    let cfg = match nsapply::NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"uts"}]}}"#) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let options = RunOptions {
+        trace: Some(PathBuf::from(trace)),
+        ..RunOptions::default()
+    };
+    let result = run(
+        &nsapply::plan(&cfg),
+        &[
+            "sh".into(),
+            "-c".into(),
+            r#"echo ran >> "$0""#.into(),
+            marker.into(),
+        ],
+        &options,
+    );
+    println!("returned {result:?}");
+    0
+}
+
+/// A library caller (SIGPIPE at its default action, as in any C program)
+/// asks for the trace in a pipe whose reader goes away before the trace is
+/// written (a FIFO, full, whose reader exits: `--trace` into a log reader
+/// that crashed). P0 is the caller's own process, and it writes the trace
+/// with write(2) on a pipe without readers: EPIPE, and SIGPIPE, whose
+/// default action kills the caller. The channel to the child avoids exactly
+/// this (`MSG_NOSIGNAL`: "a peer that died is an EPIPE, never a SIGPIPE in
+/// the caller"), and `run` documents the trace write's failure as its own
+/// error (`RunError::Supervision`, "the trace file written after the
+/// apply"). On 079862e the caller is killed by SIGPIPE. `run` must return
+/// its error (CMD not run), and the caller live on.
+fn a_library_caller_with_the_default_sigpipe_survives_a_trace_pipe_that_closes() -> Outcome {
+    use std::os::unix::fs::OpenOptionsExt;
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let marker = scratch.join("ran");
+    let fifo = scratch.join("trace.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("mkfifo: {e}"))?;
+    // The reader: holds the FIFO, full, then goes away.
+    let mut reader = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .map_err(|e| format!("opening the FIFO: {e}"))?;
+    nix::fcntl::fcntl(&reader, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096))
+        .map_err(|e| format!("F_SETPIPE_SZ: {e}"))?;
+    while reader.write(&[b'x'; 512]).is_ok() {}
+    let mut caller = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .env(PROBE_ENV, "library-sigpipe")
+        .arg(&fifo)
+        .arg(&marker)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let out = read_all_in_background(caller.stdout.take());
+    let err = read_all_in_background(caller.stderr.take());
+    // The run has begun (the trace file is open) once the keeper exists;
+    // then the apply, then the trace waits for the pipe.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while first_child_of(caller.id() as i32).is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    drop(reader);
+    let status = wait_deadline(&mut caller, Duration::from_secs(15));
+    let left = leftovers(Duration::from_secs(3));
+    let (out, err) = (
+        out.recv().unwrap_or_default(),
+        err.recv().unwrap_or_default(),
+    );
+    let ran = fs::read_to_string(&marker).unwrap_or_default();
+    let mut problems = Vec::new();
+    match status {
+        Some(s) if s.code() == Some(0) => {}
+        Some(s) => problems.push(format!(
+            "the library caller died: {s} (signal {:?}; 13 is SIGPIPE); stdout {out:?}, stderr {err:?}",
+            s.signal()
+        )),
+        None => problems.push(format!(
+            "the library caller did not return within 15 s; stdout {out:?}, stderr {err:?}"
+        )),
+    }
+    if status.is_some_and(|s| s.code() == Some(0)) && !out.contains("EPIPE") {
+        problems.push(format!(
+            "run should return the EPIPE of the trace write: {out}"
+        ));
+    }
+    if !ran.is_empty() {
+        problems.push("CMD ran although the trace was never written".to_owned());
+    }
+    if !left.is_empty() {
+        problems.push(format!("left behind: {left:?}"));
     }
     if problems.is_empty() {
         Ok(())
