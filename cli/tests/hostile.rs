@@ -279,6 +279,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_library_caller_with_the_default_sigpipe_survives_a_trace_pipe_that_closes,
     },
+    Case {
+        name: "a_terminals_ctrl_c_ends_a_run_whose_trace_waits",
+        root: true,
+        body: a_terminals_ctrl_c_ends_a_run_whose_trace_waits,
+    },
 ];
 
 fn main() {
@@ -4082,4 +4087,97 @@ fn a_library_caller_with_the_default_sigpipe_survives_a_trace_pipe_that_closes()
     } else {
         Err(problems.join("\n"))
     }
+}
+
+/// `--trace` names a pipe that does not drain (a FIFO whose reader stalls;
+/// `--trace /dev/stdout | slow`), and the user, seeing nsapply wait, types
+/// Ctrl-C on its terminal. The kernel sends SIGINT (`SI_KERNEL`) to the
+/// foreground group: nsapply, and CMD's process, which waits for "go" with
+/// every signal blocked. nsapply skips it ("the terminal sent it to ...
+/// CMD"), but CMD has not started and holds it blocked: on 079862e nothing
+/// happens, and the run waits for the pipe for ever (here: until the case
+/// gives up after 5 s). README: "A forwarded signal that arrives while the
+/// trace waits to be written ends the run before CMD starts (`run-failed`,
+/// CMD never ran)"; the same SIGINT sent with kill(1) does. Ctrl-C must end
+/// the run, and CMD must not run.
+fn a_terminals_ctrl_c_ends_a_run_whose_trace_waits() -> Outcome {
+    use std::os::unix::fs::OpenOptionsExt;
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let fifo = scratch.join("trace.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("mkfifo: {e}"))?;
+    for (what, cfg) in [
+        ("CMD as pid 1", example("default")),
+        ("no pid namespace", no_pid),
+    ] {
+        // A reader that never reads: the pipe made small and filled.
+        let mut keep = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .map_err(|e| format!("opening the FIFO: {e}"))?;
+        nix::fcntl::fcntl(&keep, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096))
+            .map_err(|e| format!("F_SETPIPE_SZ: {e}"))?;
+        while keep.write(&[b'x'; 512]).is_ok() {}
+        let line = format!(
+            "exec {} run --trace {} {} -- sh -c 'echo CMD-started'",
+            nsapply_bin().display(),
+            fifo.display(),
+            cfg.display(),
+        );
+        let mut child = Command::new("script")
+            .args(["-qfec", &line, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("script: {e}"))?;
+        let out = read_all_in_background(child.stdout.take());
+        // The plan is applied and the trace waits once CMD's process
+        // exists: script -> nsapply -> keeper -> applying child -> it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut waiting = false;
+        while !waiting && Instant::now() < deadline {
+            waiting = first_child_of(child.id() as i32)
+                .and_then(first_child_of)
+                .and_then(first_child_of)
+                .and_then(first_child_of)
+                .is_some();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut stdin = child.stdin.take().expect("stdin");
+        // ^C, typed on the terminal.
+        let _ = stdin.write_all(b"\x03");
+        let _ = stdin.flush();
+        let status = wait_deadline(&mut child, Duration::from_secs(5));
+        drop(stdin);
+        // Whatever is left ends now: the pipe's reader goes away.
+        drop(keep);
+        let left = leftovers(Duration::from_secs(5));
+        let out = out.recv().unwrap_or_default();
+        if !waiting {
+            return Err(format!(
+                "{what}: setup: the run never got to its trace: {out:?}"
+            ));
+        }
+        if status.is_none() {
+            return Err(format!(
+                "{what}: Ctrl-C typed while the trace waited for its pipe did not end the run within 5 s \
+                 (killed then; output {out:?}; left {left:?})"
+            ));
+        }
+        if out.contains("CMD-started") || !out.contains("nsapply: run-failed") {
+            return Err(format!(
+                "{what}: after Ctrl-C the run should be run-failed and CMD not run; output {out:?}"
+            ));
+        }
+        if !left.is_empty() {
+            return Err(format!("{what}: left behind: {left:?}"));
+        }
+    }
+    Ok(())
 }
