@@ -284,6 +284,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_terminals_ctrl_c_ends_a_run_whose_trace_waits,
     },
+    Case {
+        name: "sigkill_of_cmds_process_before_it_started_is_not_cmds_status",
+        root: true,
+        body: sigkill_of_cmds_process_before_it_started_is_not_cmds_status,
+    },
 ];
 
 fn main() {
@@ -4175,6 +4180,106 @@ fn a_terminals_ctrl_c_ends_a_run_whose_trace_waits() -> Outcome {
                 "{what}: after Ctrl-C the run should be run-failed and CMD not run; output {out:?}"
             ));
         }
+        if !left.is_empty() {
+            return Err(format!("{what}: left behind: {left:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// CMD's process exists from the end of the apply, and waits for "go"
+/// until the trace is written; here the trace waits for a pipe that drains
+/// later (a slow reader), and that process is killed with SIGKILL
+/// meanwhile (the OOM killer, `kill -9` of the wrong pid): CMD never runs.
+/// The applying child does not watch it while it waits for "start"; once
+/// the trace is written it lets it "go", finds it dead, and reports its
+/// death as CMD's end: on 079862e nsapply exits 137 without a word, "CMD
+/// was killed by SIGKILL", for a CMD that never ran (here it would have
+/// written a file). README: "a run whose CMD ran reports CMD's status";
+/// "Failures below P0 ... reach P0 as typed messages, so CMD's own exit
+/// status ... is never mistaken"; a SIGKILL of any other process of the run
+/// is `run-failed`. The run must be `run-failed` (exit 1, one error line).
+fn sigkill_of_cmds_process_before_it_started_is_not_cmds_status() -> Outcome {
+    use std::os::unix::fs::OpenOptionsExt;
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let marker = scratch.join("ran");
+    let fifo = scratch.join("trace.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("mkfifo: {e}"))?;
+    for (what, cfg) in [
+        ("CMD as pid 1", example("default")),
+        ("no pid namespace", no_pid),
+    ] {
+        let _ = fs::remove_file(&marker);
+        // The slow reader: holds the pipe, full, reads it later.
+        let mut keep = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .map_err(|e| format!("opening the FIFO: {e}"))?;
+        nix::fcntl::fcntl(&keep, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096))
+            .map_err(|e| format!("F_SETPIPE_SZ: {e}"))?;
+        while keep.write(&[b'x'; 512]).is_ok() {}
+        let mut child = nsapply(&["run", "--trace"])
+            .arg(&fifo)
+            .arg(&cfg)
+            .args(["--", "sh", "-c", r#"echo ran >> "$0""#])
+            .arg(&marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let err = read_all_in_background(child.stderr.take());
+        // nsapply -> keeper -> applying child -> CMD's process.
+        let p0 = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let cmd_process = loop {
+            let c2 = first_child_of(p0)
+                .and_then(first_child_of)
+                .and_then(first_child_of);
+            if c2.is_some() || Instant::now() > deadline {
+                break c2;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(c2) = cmd_process {
+            let _ = kill(Pid::from_raw(c2), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        // The reader drains the pipe: the trace is written.
+        let mut buf = [0u8; 8192];
+        let drain_until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < drain_until {
+            if !matches!(keep.read(&mut buf), Ok(n) if n > 0) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let status = wait_deadline(&mut child, Duration::from_secs(10));
+        drop(keep);
+        let left = leftovers(Duration::from_secs(3));
+        let err = err.recv().unwrap_or_default();
+        let ran = fs::read_to_string(&marker).unwrap_or_default();
+        if cmd_process.is_none() {
+            return Err(format!(
+                "{what}: setup: CMD's process never appeared; stderr: {err}"
+            ));
+        }
+        let Some(status) = status else {
+            return Err(format!("{what}: nsapply did not end; stderr: {err}"));
+        };
+        if !ran.is_empty() {
+            return Err(format!(
+                "{what}: setup: CMD ran although its process was killed"
+            ));
+        }
+        let r = (status, String::new(), err);
+        expect_error(what, &r, 1, "run-failed").map_err(|e| {
+            format!("{e}\n(CMD never ran: its process was killed with SIGKILL before \"go\")")
+        })?;
         if !left.is_empty() {
             return Err(format!("{what}: left behind: {left:?}"));
         }
