@@ -289,6 +289,11 @@ const CASES: &[Case] = &[
         root: true,
         body: sigkill_of_cmds_process_before_it_started_is_not_cmds_status,
     },
+    Case {
+        name: "a_library_caller_that_ignores_sigchld_is_left_no_zombie",
+        root: true,
+        body: a_library_caller_that_ignores_sigchld_is_left_no_zombie,
+    },
 ];
 
 fn main() {
@@ -4283,6 +4288,63 @@ fn sigkill_of_cmds_process_before_it_started_is_not_cmds_status() -> Outcome {
         if !left.is_empty() {
             return Err(format!("{what}: left behind: {left:?}"));
         }
+    }
+    Ok(())
+}
+
+/// `nsapply::run::run` called by a program that ignores SIGCHLD (SIG_IGN:
+/// "the kernel reaps my children", the usual way for a daemon that never
+/// waits for them) while a child of its own ends during the run. `run` sets
+/// SIGCHLD to its default for the run's length (so its own children are not
+/// reaped behind its back) and sets SIG_IGN back when it returns, but
+/// setting SIG_IGN does not reap a zombie that is already there
+/// (sigaction(2), wait(2)): the caller's child stays a zombie for ever, as
+/// the caller will never wait for it. Module docs: "gives the caller's
+/// state back when run returns". On 079862e the zombie stays. After `run`,
+/// the caller must have no zombie it would not have had without `run`.
+///
+/// This case process is the library caller: single-threaded (no helper
+/// thread is started before `run`).
+fn a_library_caller_that_ignores_sigchld_is_left_no_zombie() -> Outcome {
+    use nsapply::run::{run, Exit, RunOptions};
+    let cfg = nsapply::NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"uts"}]}}"#)
+        .map_err(|e| e.to_string())?;
+    let plan = nsapply::plan(&cfg);
+    nsapply::linux::ignore_signal(Signal::SIGCHLD).map_err(|e| e.to_string())?;
+    // Control: outside a run, a child that ends leaves no zombie.
+    let control = Command::new("true")
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let control = control.id() as i32;
+    std::thread::sleep(Duration::from_millis(300));
+    if Proc::of(control).is_some() {
+        return Err(format!(
+            "setup: with SIGCHLD ignored, child {control} was not reaped"
+        ));
+    }
+    let child = Command::new("sleep")
+        .arg("0.3")
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = child.id() as i32;
+    let result = run(&plan, &["sleep".into(), "1".into()], &RunOptions::default());
+    std::thread::sleep(Duration::from_millis(300));
+    let state = stat_fields(pid).and_then(|(_, rest)| rest.first().cloned());
+    // Reaped here, whatever happened (this process is about to exit).
+    let _ = nix::sys::wait::waitpid(
+        Pid::from_raw(pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    );
+    if result != Ok(Exit::Code(0)) {
+        return Err(format!("the run failed: {result:?}"));
+    }
+    if state.is_some() {
+        return Err(format!(
+            "the caller ignores SIGCHLD; its child {pid}, which ended during run, is still there \
+             (state {state:?}) after run gave SIG_IGN back: a zombie nobody will reap"
+        ));
     }
     Ok(())
 }
