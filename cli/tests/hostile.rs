@@ -294,6 +294,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_library_caller_that_ignores_sigchld_is_left_no_zombie,
     },
+    Case {
+        name: "a_file_size_limit_below_the_trace_is_an_error_line_not_a_signal",
+        root: true,
+        body: a_file_size_limit_below_the_trace_is_an_error_line_not_a_signal,
+    },
 ];
 
 fn main() {
@@ -4347,4 +4352,45 @@ fn a_library_caller_that_ignores_sigchld_is_left_no_zombie() -> Outcome {
         ));
     }
     Ok(())
+}
+
+/// nsapply started with RLIMIT_FSIZE below the size of the trace document
+/// (`ulimit -f`, a batch system's file size limit): writing the trace past
+/// the limit fails with EFBIG and raises SIGXFSZ, whose default action
+/// kills the process. On 079862e nsapply dies by SIGXFSZ (exit 153), with
+/// no error line and a trace file cut at the limit; a library caller of
+/// `run` would die the same way. README: "Every error is exactly one line
+/// on stderr", exit 1 for a failed run; a trace that cannot be written is
+/// `run-failed: writing the trace file ...` (as on a full disk or
+/// `/dev/full`). The run must fail so, and CMD must not run.
+fn a_file_size_limit_below_the_trace_is_an_error_line_not_a_signal() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let trace = scratch.join("trace.json");
+    let marker = scratch.join("ran");
+    let r = run_bounded(
+        Command::new("prlimit")
+            .arg("--fsize=100")
+            .arg(nsapply_bin())
+            .args(["run", "--trace"])
+            .arg(&trace)
+            .arg(&no_pid)
+            .args(["--", "sh", "-c", r#"echo ran >> "$0""#])
+            .arg(&marker)
+            .stdin(Stdio::null()),
+        Duration::from_secs(20),
+    )?;
+    let ran = fs::read_to_string(&marker).unwrap_or_default();
+    let size = fs::metadata(&trace).map(|m| m.len()).ok();
+    expect_error("RLIMIT_FSIZE 100 bytes", &r, 1, "run-failed").map_err(|e| {
+        format!(
+            "{e}\n(killed by signal {:?}; 25 is SIGXFSZ; the trace file has {size:?} bytes)",
+            r.0.signal()
+        )
+    })?;
+    if !ran.is_empty() {
+        return Err("CMD ran although the trace was not written".into());
+    }
+    expect_no_leftovers("after the run")
 }
