@@ -18,6 +18,7 @@
 
 pub mod differential;
 pub mod external;
+pub mod external_kernel;
 pub mod fuzzing;
 pub mod host;
 pub mod oracles;
