@@ -4,7 +4,7 @@
 //! kernel"), and its ops run through [`KernelCaller`], the
 //! [`Backend`] whose calls are the engine's own ([`Linux`]: `open_ns`,
 //! `setns`, `unshare`, `set_root_ids`, `write_time_offsets`,
-//! `ns_get_nstype`, `fork`). The test `harness/tests/external.rs` requires
+//! `ns_get_nstype`, `fork`, `pidfd_open`, `setns_pidfd`). The test `harness/tests/external.rs` requires
 //! these answers to equal the model's ([`external::run_on_model`]).
 //!
 //! * [`kernel_support`]: whether a row's world can be built here, without
@@ -19,6 +19,7 @@
 //! └─ R  the row process, leader of its own process group (which every process below inherits)
 //!    ├─ holders: one per world namespace, and one for the host:<kind> targets (see below)
 //!    ├─ short-lived writers: id maps and /proc/sys/user limits, from inside the owner user namespace
+//!    ├─ world processes: the targets of setns through a pidfd, each in its namespaces
 //!    └─ C  the caller: enters its starting state, then runs the ops and reports their answers (JSON, one line)
 //! ```
 //!
@@ -33,6 +34,12 @@
 //!   joined that owner), one write per file. Limits are written after
 //!   every holder exists, by a child that joined the user namespace and
 //!   checked it is not the host's: never on the host.
+//! * **World processes** (the pidfd rows' targets): each enters its world
+//!   namespaces as the caller does (below) and sleeps; R takes a pidfd of
+//!   it with the engine's `pidfd_open` while it runs, as the rows were
+//!   measured, and then, for an `exited` target, kills it and leaves it a
+//!   zombie (`waitid(WNOWAIT)`), for a `reaped` one reaps it. The caller
+//!   inherits the pidfds; `self` is opened at the op.
 //! * **The host holder**: a process of the caller's uid (dumpable) that
 //!   stays in the initial namespaces, so `host:<kind>` targets are
 //!   `/proc/<pid>/ns/<kind>` that the caller may open from wherever it is.
@@ -189,9 +196,31 @@ impl CallerPlan {
     }
 }
 
+/// A process of the world (a target of setns through a pidfd).
+#[derive(Clone, Debug)]
+struct ProcessPlan {
+    name: String,
+    uid: u32,
+    state: TargetState,
+    /// The world namespaces it is in, user last.
+    joins: Vec<(Kind, String)>,
+}
+
+/// What has become of a world process by the time the ops run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TargetState {
+    Running,
+    /// A zombie nobody waited for.
+    Exited,
+    /// Waited for: its pid is gone.
+    Reaped,
+}
+
 #[derive(Clone, Debug)]
 struct RowPlan {
     holders: Vec<HolderPlan>,
+    /// World processes other than the caller (`self`).
+    processes: Vec<ProcessPlan>,
     caller: CallerPlan,
     /// The proc name of each `/proc/HOLDER/ns/<name>` an op or file names,
     /// with the world namespace it stands for.
@@ -228,6 +257,7 @@ fn plan_row(row: &Row) -> Result<RowPlan, Unsupported> {
     let mut holders: Vec<HolderPlan> = Vec::new();
     let mut unreadable: Vec<&Path> = Vec::new();
     let mut make = Vec::new();
+    let mut process_entries = Vec::new();
     for entry in &row.world {
         match entry {
             Entry::Namespace(ns) => {
@@ -260,9 +290,7 @@ fn plan_row(row: &Row) -> Result<RowPlan, Unsupported> {
                 "unreadable" => unreadable.push(&f.path),
                 other => return unsupported(format!("a world file of kind {other:?}")),
             },
-            Entry::Process(_) => {
-                return unsupported("a process of the world (setns through a pidfd)")
-            }
+            Entry::Process(p) => process_entries.push(p),
             // Checked against this machine's clocks by clock_check.
             Entry::Clock(_) => {}
         }
@@ -270,23 +298,7 @@ fn plan_row(row: &Row) -> Result<RowPlan, Unsupported> {
     let find = |name: &str| holders.iter().find(|h| h.name == name);
 
     // The caller's joins and nesting.
-    let mut joins = Vec::new();
-    for (k, name) in &c.namespaces {
-        let k = kind(k)?;
-        if name.strip_prefix("host:") == Some(k.spec_name()) {
-            continue;
-        }
-        match find(name) {
-            Some(h) if h.kind == Some(k) => joins.push((k, name.clone())),
-            _ => {
-                return unsupported(format!(
-                    "the caller starts in {name:?}, which is not a {k} namespace of the world"
-                ))
-            }
-        }
-    }
-    // User last: the other joins are made as root, before the uid drop.
-    joins.sort_by_key(|(k, _)| *k == Kind::User);
+    let joins = plan_joins("the caller", &c.namespaces, &holders)?;
     let joins_user = joins.iter().any(|(k, _)| *k == Kind::User);
     let joins_pid = joins.iter().any(|(k, _)| *k == Kind::Pid);
     if joins_user && c.nesting.user > 0 || joins_pid && c.nesting.pid > 0 {
@@ -425,6 +437,38 @@ fn plan_row(row: &Row) -> Result<RowPlan, Unsupported> {
             limits: Vec::new(),
         });
     }
+    let mut processes = Vec::new();
+    for p in process_entries {
+        let state = match p.state.as_str() {
+            "running" => TargetState::Running,
+            "exited" => TargetState::Exited,
+            "reaped" => TargetState::Reaped,
+            other => return unsupported(format!("a process in state {other:?}")),
+        };
+        if p.process == "self" {
+            // The caller itself, opened at the op (its own pid is always
+            // visible to it); its uid and namespaces are the caller's.
+            if p.uid != c.uid || state != TargetState::Running || !p.namespaces.is_empty() {
+                return unsupported(
+                    "a process `self` that is not the caller as the row describes it",
+                );
+            }
+            continue;
+        }
+        let joins = plan_joins(&format!("process {:?}", p.process), &p.namespaces, &holders)?;
+        if state != TargetState::Running && joins.iter().any(|(k, _)| *k == Kind::Pid) {
+            return unsupported(format!(
+                "process {:?} ends in a pid namespace it joined (its zombie would be its holder's, not this row's)",
+                p.process
+            ));
+        }
+        processes.push(ProcessPlan {
+            name: p.process.clone(),
+            uid: p.uid,
+            state,
+            joins,
+        });
+    }
     let caller = CallerPlan {
         uid: c.uid,
         joins,
@@ -446,9 +490,41 @@ fn plan_row(row: &Row) -> Result<RowPlan, Unsupported> {
     }
     Ok(RowPlan {
         holders,
+        processes,
         caller,
         holder_links,
     })
+}
+
+/// The world namespaces a process starts in (`{kind: name}`; `host:<kind>`
+/// is where it is anyway), user last: the other joins are made as root,
+/// before the drop to the process's uid.
+fn plan_joins(
+    who: &str,
+    namespaces: &BTreeMap<String, String>,
+    holders: &[HolderPlan],
+) -> Result<Vec<(Kind, String)>, Unsupported> {
+    let mut joins = Vec::new();
+    for (k, name) in namespaces {
+        let Some(k) = Kind::from_spec_name(k) else {
+            return unsupported(format!(
+                "{who} has a {k} namespace: only its active namespaces are realized"
+            ));
+        };
+        if name.strip_prefix("host:") == Some(k.spec_name()) {
+            continue;
+        }
+        match holders.iter().find(|h| h.name == *name) {
+            Some(h) if h.kind == Some(k) => joins.push((k, name.clone())),
+            _ => {
+                return unsupported(format!(
+                    "{who} starts in {name:?}, which is not a {k} namespace of the world"
+                ))
+            }
+        }
+    }
+    joins.sort_by_key(|(k, _)| *k == Kind::User);
+    Ok(joins)
 }
 
 fn holder_plan(ns: &external::NsEntry, before: &[HolderPlan]) -> Result<HolderPlan, Unsupported> {
@@ -600,6 +676,8 @@ pub struct KernelCaller {
     map_pids: BTreeMap<String, i32>,
     /// Per `/proc/HOLDER/ns/<name>`, the pid that stands for HOLDER.
     holder_links: BTreeMap<String, i32>,
+    /// Per world process, a pidfd taken while it was alive.
+    processes: BTreeMap<String, OwnedFd>,
     /// What went wrong outside the answers (a short write, a lost child).
     fault: Option<String>,
 }
@@ -619,8 +697,19 @@ impl KernelCaller {
             targets,
             map_pids,
             holder_links,
+            processes: BTreeMap::new(),
             fault: None,
         }
+    }
+
+    /// The same caller, with a pidfd per world process (by name): taken
+    /// while the process was alive, as the corpus's rows were measured, so
+    /// that a setns through it meets the process as the row states it
+    /// (running, exited, reaped). `self` needs none: the caller opens its
+    /// own at the op.
+    pub fn with_processes(mut self, processes: BTreeMap<String, OwnedFd>) -> KernelCaller {
+        self.processes = processes;
+        self
     }
 
     /// What went wrong that no answer can say (a short write of a map
@@ -787,6 +876,27 @@ impl Backend for KernelCaller {
 
     fn nstype(&mut self, fd: &OwnedFd) -> Result<i32, Errno> {
         Linux.ns_get_nstype(fd)
+    }
+
+    /// The engine's `setns_pidfd` through the pidfd of the world process
+    /// (taken when the world was built), or, for `self`, through the
+    /// engine's `pidfd_open` of the caller's own pid, closed after.
+    fn setns_process(&mut self, process: &str, kinds: KindSet) -> Option<Result<(), Errno>> {
+        if process == "self" {
+            let own = Linux.pidfd_open(nix::unistd::getpid().as_raw());
+            return Some(own.and_then(|fd| {
+                let r = Linux.setns_pidfd(&fd, kinds);
+                Linux.close(fd);
+                r
+            }));
+        }
+        match self.processes.get(process) {
+            Some(fd) => Some(Linux.setns_pidfd(fd, kinds)),
+            None => {
+                self.fault = Some(format!("no pidfd of process {process:?}"));
+                Some(Ok(()))
+            }
+        }
     }
 
     fn path_of(&self, target: &str) -> Result<PathBuf, Unsupported> {
@@ -1061,6 +1171,22 @@ fn build_and_call(row: &Row, plan: &RowPlan, report: &mut File) -> Result<(), St
         )?;
     }
 
+    // The world's processes, each with a pidfd taken while it runs.
+    let mut processes = BTreeMap::new();
+    for p in &plan.processes {
+        let joins = p
+            .joins
+            .iter()
+            .map(|(k, name)| built.proc_path(name).map(|path| (*k, path)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pid = spawn_process(&p.name, joins, p.uid, me)?;
+        let pidfd = Linux
+            .pidfd_open(pid)
+            .map_err(|e| format!("pidfd_open of process {:?}: {e}", p.name))?;
+        end_process(&p.name, pid, p.state)?;
+        processes.insert(p.name.clone(), pidfd);
+    }
+
     // The caller's paths.
     let c = &plan.caller;
     let mut targets = BTreeMap::new();
@@ -1111,7 +1237,7 @@ fn build_and_call(row: &Row, plan: &RowPlan, report: &mut File) -> Result<(), St
         plan: c.clone(),
         joins,
         binds,
-        backend: KernelCaller::new(targets, map_pids, holder_links),
+        backend: KernelCaller::new(targets, map_pids, holder_links).with_processes(processes),
     };
     let caller = host::fork_with(move || caller_main(row, job, report, me))
         .map_err(|e| format!("fork of the caller: {e}"))?;
@@ -1174,6 +1300,91 @@ fn in_child(
     }
 }
 
+/// Forks a world process that enters `joins` as `uid` (as the caller
+/// enters its own, [`enter`]) and waits for its `ready <pid>`.
+fn spawn_process(
+    name: &str,
+    joins: Vec<(Kind, PathBuf)>,
+    uid: u32,
+    parent: i32,
+) -> Result<i32, String> {
+    let (ready_r, ready_w) = process::pipe().map_err(|e| format!("pipe: {e}"))?;
+    host::fork_with(move || {
+        let mut ready = Some(ready_w);
+        let result = linux::die_with_parent(parent)
+            .map_err(|e| format!("PR_SET_PDEATHSIG: {e}"))
+            .and_then(|()| enter(&joins, uid, parent))
+            .and_then(|entered| {
+                if entered.joined_pid {
+                    fork_and_hold(&mut ready)?;
+                }
+                Ok(())
+            });
+        report_ready(ready, result)
+    })
+    .map_err(|e| format!("fork of process {name:?}: {e}"))?;
+    read_ready(ready_r, &format!("process {name:?}"))
+}
+
+/// Brings a world process, a child of this one, to the state the row says
+/// it is in when the ops run: exited (killed, left a zombie) or reaped.
+fn end_process(name: &str, pid: i32, state: TargetState) -> Result<(), String> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
+    if state == TargetState::Running {
+        return Ok(());
+    }
+    let p = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("ending process {name:?}: {e}"))?;
+    if state == TargetState::Exited {
+        // Wait until it is a zombie, and leave it one (WNOWAIT).
+        loop {
+            match waitid(Id::Pid(p), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(format!("waiting for process {name:?} to exit: {e}")),
+            }
+        }
+    }
+    process::wait(pid)
+        .map(drop)
+        .map_err(|e| format!("reaping process {name:?}: {e}"))
+}
+
+/// Writes `ready <pid>` (this process's pid in the mounted `/proc`) or
+/// `error <message>` on the ready pipe, if it still has it, then sleeps
+/// until it is killed.
+fn report_ready(ready: Option<File>, result: Result<(), String>) -> ! {
+    if let Some(mut w) = ready {
+        let line = match result {
+            Ok(()) => format!("ready {}\n", pid_in_proc()),
+            Err(m) => format!("error {m}\n"),
+        };
+        let _ = w.write_all(line.as_bytes());
+    }
+    sleep_forever()
+}
+
+/// Reads the `ready <pid>` of a holder or world process.
+fn read_ready(ready: File, what: &str) -> Result<i32, String> {
+    let mut line = String::new();
+    BufReader::new(ready)
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the report of {what}: {e}"))?;
+    let line = line.trim();
+    match line.strip_prefix("ready ").map(str::parse::<i32>) {
+        Some(Ok(pid)) => Ok(pid),
+        _ => Err(format!(
+            "{what}: {}",
+            if line.is_empty() {
+                "ended without a report"
+            } else {
+                line
+            }
+        )),
+    }
+}
+
 /// What one holder does, with the paths of what it joins.
 struct HolderJob {
     kind: Option<Kind>,
@@ -1198,38 +1409,13 @@ fn spawn_holder(h: &HolderPlan, built: &Built, parent: i32) -> Result<i32, Strin
         enter: h.enter,
     };
     let (ready_r, ready_w) = process::pipe().map_err(|e| format!("pipe: {e}"))?;
-    host::fork_with(move || holder_main(&job, ready_w, parent))
-        .map_err(|e| format!("fork of the holder of {:?}: {e}", h.name))?;
-    let mut line = String::new();
-    BufReader::new(ready_r)
-        .read_line(&mut line)
-        .map_err(|e| format!("reading the report of the holder of {:?}: {e}", h.name))?;
-    let line = line.trim();
-    match line.strip_prefix("ready ").map(str::parse::<i32>) {
-        Some(Ok(pid)) => Ok(pid),
-        _ => Err(format!(
-            "the holder of {:?}: {}",
-            h.name,
-            if line.is_empty() {
-                "ended without a report"
-            } else {
-                line
-            }
-        )),
-    }
-}
-
-fn holder_main(job: &HolderJob, ready: File, parent: i32) -> i32 {
-    let mut ready = Some(ready);
-    let result = make_holder(job, &mut ready, parent);
-    if let Some(mut w) = ready {
-        let line = match result {
-            Ok(()) => format!("ready {}\n", pid_in_proc()),
-            Err(m) => format!("error {m}\n"),
-        };
-        let _ = w.write_all(line.as_bytes());
-    }
-    sleep_forever()
+    host::fork_with(move || {
+        let mut ready = Some(ready_w);
+        let result = make_holder(&job, &mut ready, parent);
+        report_ready(ready, result)
+    })
+    .map_err(|e| format!("fork of the holder of {:?}: {e}", h.name))?;
+    read_ready(ready_r, &format!("the holder of {:?}", h.name))
 }
 
 fn make_holder(job: &HolderJob, ready: &mut Option<File>, parent: i32) -> Result<(), String> {
@@ -1357,42 +1543,8 @@ fn prepare_caller(
     if plan.needs_mount_ns() {
         private_mounts(plan, binds)?;
     }
-    // Every fd of a join is opened as root; every join but user is made as
-    // root too (root has CAP_SYS_ADMIN over every owner).
-    let mut fds = Vec::new();
-    let mut inodes = Vec::new();
-    for (k, p) in joins {
-        let fd = Linux
-            .open_ns(p)
-            .map_err(|e| format!("open {}: {e}", p.display()))?;
-        let ino = nix::sys::stat::fstat(&fd)
-            .map_err(|e| format!("fstat {}: {e}", p.display()))?
-            .st_ino;
-        inodes.push((*k, ino, p));
-        fds.push((*k, fd, p));
-    }
-    let mut user = None;
-    let mut joined_pid = false;
-    for (k, fd, p) in fds {
-        if k == Kind::User {
-            user = Some((fd, p));
-            continue;
-        }
-        Linux
-            .setns(&fd, k)
-            .map_err(|e| format!("setns({k}) {}: {e}", p.display()))?;
-        joined_pid |= k == Kind::Pid;
-    }
-    if plan.uid != 0 {
-        become_uid(plan.uid)?;
-        linux::die_with_parent(parent).map_err(pdeathsig)?;
-    }
-    if let Some((fd, p)) = user {
-        Linux
-            .setns(&fd, Kind::User)
-            .map_err(|e| format!("setns(user) {}: {e}", p.display()))?;
-    }
-    if joined_pid {
+    let entered = enter(joins, plan.uid, parent)?;
+    if entered.joined_pid {
         continue_in_child()?;
     }
     for level in 1..=plan.nest_user {
@@ -1422,7 +1574,7 @@ fn prepare_caller(
             .map_err(|e| format!("starting a thread: {e}"))?;
     }
     // The state reached is the one planned.
-    for (k, ino, p) in inodes {
+    for (k, ino, p) in entered.inodes {
         let now = host::ns_inode(None, k.proc_name())
             .map_err(|e| format!("/proc/self/ns/{}: {e}", k.proc_name()))?;
         if now != ino {
@@ -1439,6 +1591,57 @@ fn prepare_caller(
             plan.threads
         )),
     }
+}
+
+/// What [`enter`] did.
+struct Entered {
+    /// A pid namespace was joined: the process must fork, and its child
+    /// goes on in it.
+    joined_pid: bool,
+    /// The kind, inode and path of each namespace joined.
+    inodes: Vec<(Kind, u64, PathBuf)>,
+}
+
+/// Enters the namespaces `joins` (user last) and becomes `uid`: every fd
+/// is opened as root, every join but user is made as root too (root has
+/// CAP_SYS_ADMIN over every owner), then the uid drop (`setgroups(0)`,
+/// `setresgid`, `setresuid`, `PR_SET_DUMPABLE 1`), then the user namespace.
+/// Must run in a root process of the initial namespaces.
+fn enter(joins: &[(Kind, PathBuf)], uid: u32, parent: i32) -> Result<Entered, String> {
+    let mut fds = Vec::new();
+    let mut inodes = Vec::new();
+    for (k, p) in joins {
+        let fd = Linux
+            .open_ns(p)
+            .map_err(|e| format!("open {}: {e}", p.display()))?;
+        let ino = nix::sys::stat::fstat(&fd)
+            .map_err(|e| format!("fstat {}: {e}", p.display()))?
+            .st_ino;
+        inodes.push((*k, ino, p.clone()));
+        fds.push((*k, fd, p));
+    }
+    let mut user = None;
+    let mut joined_pid = false;
+    for (k, fd, p) in fds {
+        if k == Kind::User {
+            user = Some((fd, p));
+            continue;
+        }
+        Linux
+            .setns(&fd, k)
+            .map_err(|e| format!("setns({k}) {}: {e}", p.display()))?;
+        joined_pid |= k == Kind::Pid;
+    }
+    if uid != 0 {
+        become_uid(uid)?;
+        linux::die_with_parent(parent).map_err(|e| format!("PR_SET_PDEATHSIG: {e}"))?;
+    }
+    if let Some((fd, p)) = user {
+        Linux
+            .setns(&fd, Kind::User)
+            .map_err(|e| format!("setns(user) {}: {e}", p.display()))?;
+    }
+    Ok(Entered { joined_pid, inodes })
 }
 
 /// The caller's private mount namespace: a tmpfs over `/tmp` holding the
