@@ -116,6 +116,11 @@ pub enum ToChild {
     Signal {
         /// The signal number.
         signal: i32,
+        /// For a terminal's signal: the terminal's foreground process
+        /// group, which the terminal sent it to already (the command has it
+        /// if it is in that group).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        terminal_group: Option<i32>,
     },
 }
 
@@ -232,8 +237,9 @@ impl Channel {
 #[derive(Debug)]
 pub struct ChildSync<'a> {
     channel: &'a mut Channel,
-    /// Signals received while waiting, in order.
-    pub signals: Vec<i32>,
+    /// Signals received while waiting, in order, each with the terminal's
+    /// foreground group when a terminal sent it ([`ToChild::Signal`]).
+    pub signals: Vec<(i32, Option<i32>)>,
     after_id_mapping: Option<fn() -> Result<(), Errno>>,
 }
 
@@ -261,7 +267,10 @@ impl<'a> ChildSync<'a> {
             match self.channel.recv::<ToChild>()? {
                 Some(ToChild::Ack) => return Ok(()),
                 Some(ToChild::Refused { error }) => return Err(error),
-                Some(ToChild::Signal { signal }) => self.signals.push(signal),
+                Some(ToChild::Signal {
+                    signal,
+                    terminal_group,
+                }) => self.signals.push((signal, terminal_group)),
                 Some(ToChild::Start) => {
                     return Err(SyncError::Protocol(
                         "a start message in answer to a sync point".to_owned(),
@@ -432,8 +441,18 @@ mod tests {
     #[test]
     fn child_sync_keeps_signals_and_returns_the_parents_refusal() {
         let (mut parent, mut child) = Channel::pair().unwrap();
-        parent.send(&ToChild::Signal { signal: 15 }).unwrap();
-        parent.send(&ToChild::Signal { signal: 10 }).unwrap();
+        parent
+            .send(&ToChild::Signal {
+                signal: 15,
+                terminal_group: None,
+            })
+            .unwrap();
+        parent
+            .send(&ToChild::Signal {
+                signal: 10,
+                terminal_group: Some(42),
+            })
+            .unwrap();
         parent.send(&ToChild::Ack).unwrap();
         let refusal = SyncError::Proc {
             reason: "test".into(),
@@ -447,7 +466,7 @@ mod tests {
         let mut sync = ChildSync::new(&mut child);
         let mut model = crate::model::Model::new(&crate::model::World::default()).unwrap();
         assert_eq!(sync.sync(SyncRequest::CgroupPlaced, &mut model), Ok(()));
-        assert_eq!(sync.signals, [15, 10]);
+        assert_eq!(sync.signals, [(15, None), (10, Some(42))]);
         assert_eq!(
             sync.sync(SyncRequest::CgroupPlaced, &mut model),
             Err(refusal)

@@ -25,7 +25,7 @@ use crate::syscall::linux::{self, Linux};
 use crate::syscall::process::{self, Exit, Pidfd};
 use crate::syscall::procfs::ProcRoot;
 use crate::syscall::{Forked, Syscall, ThreadCountError};
-use crate::trace::{Trace, TraceError};
+use crate::trace::TraceError;
 
 /// How long a pid-namespace middle process may take to end its command
 /// and the orphans it adopted, once told to, before it is killed.
@@ -43,8 +43,6 @@ pub(super) struct Applier<'a> {
     pub init: bool,
     /// The procfs P0 checked before the first fork.
     pub proc: &'a ProcRoot,
-    /// P0's process group, which the command's process joins.
-    pub group: i32,
 }
 
 /// The pipes between C1 and the command's process, made before the apply
@@ -176,22 +174,13 @@ impl Applier<'_> {
             report: Some(report_r),
             keeper_alive,
             middle: middle && !self.init,
+            has_middle: middle,
             reports: Vec::new(),
+            report_rest: Vec::new(),
             pending,
         };
-        // The command belongs in the caller's process group (a terminal's
-        // job), not in the keeper's; moved before it can exec (setpgid(2)
-        // refuses a child that has).
-        if let Err(e) = nix::unistd::setpgid(
-            nix::unistd::Pid::from_raw(child),
-            nix::unistd::Pid::from_raw(self.group),
-        ) {
-            return watch.fail_before_start(
-                "moving the command's process into the caller's process group",
-                Some(Errno(e as i32)),
-                trace,
-            );
-        }
+        // The command's process is in the caller's process group (a
+        // terminal's job): C1 is, and it inherits it (the keeper left it).
         if watch
             .channel
             .send(&ToParent::Applied {
@@ -201,10 +190,16 @@ impl Applier<'_> {
         {
             return watch.shut_down(None);
         }
-        if !watch.wait_for_start() {
-            return watch.shut_down(None);
+        match watch.wait_for_start() {
+            Start::Go => {}
+            Start::CallerGone => return watch.shut_down(None),
+            Start::KeeperGone => {
+                return watch.shut_down(Some("the keeper process died before the command started"))
+            }
         }
-        watch.start();
+        if !watch.start() {
+            return watch.shut_down(Some("the keeper process died before the command started"));
+        }
         watch.supervise()
     }
 
@@ -245,55 +240,106 @@ struct Watch<'a> {
     /// The command's process is a pid-namespace middle process, which ends
     /// its command and orphans itself when told to.
     middle: bool,
+    /// The command's process is a middle process (that, or init), which
+    /// reports how the command ended.
+    has_middle: bool,
     reports: Vec<Report>,
-    /// Signals P0 sent before the command started.
-    pending: Vec<i32>,
+    /// What the report pipe held after its last complete line.
+    report_rest: Vec<u8>,
+    /// Signals P0 sent before the command started, each with the
+    /// terminal's group when a terminal sent it.
+    pending: Vec<(i32, Option<i32>)>,
+}
+
+/// How waiting for P0's start ended.
+enum Start {
+    /// The trace is written: the command may start.
+    Go,
+    /// P0 is gone (or stopped the run).
+    CallerGone,
+    /// The keeper died.
+    KeeperGone,
 }
 
 impl Watch<'_> {
     /// Waits for P0's start (the trace is written); keeps the signals
-    /// that come meanwhile. False when P0 is gone.
-    fn wait_for_start(&mut self) -> bool {
+    /// that come meanwhile.
+    fn wait_for_start(&mut self) -> Start {
         loop {
+            if !self.channel.has_buffered_message() {
+                let mut fds = [
+                    PollFd::new(self.channel.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.keeper_alive.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return Start::CallerGone,
+                }
+                let keeper_gone = fds[1].revents().is_some_and(|r| !r.is_empty());
+                let from_p0 = fds[0].revents().is_some_and(|r| !r.is_empty());
+                if keeper_gone {
+                    return Start::KeeperGone;
+                }
+                if !from_p0 {
+                    continue;
+                }
+            }
             match self.channel.recv::<ToChild>() {
-                Ok(Some(ToChild::Start)) => return true,
-                Ok(Some(ToChild::Signal { signal })) => self.pending.push(signal),
+                Ok(Some(ToChild::Start)) => return Start::Go,
+                Ok(Some(ToChild::Signal {
+                    signal,
+                    terminal_group,
+                })) => self.pending.push((signal, terminal_group)),
                 Ok(Some(_)) => {}
-                Ok(None) | Err(_) => return false,
+                Ok(None) | Err(_) => return Start::CallerGone,
             }
         }
     }
 
-    /// Lets the command's process go on, then sends it what came before.
-    fn start(&mut self) {
+    /// Lets the command's process go on, then sends it what came before;
+    /// false (and nothing started) when the keeper is gone by now.
+    fn start(&mut self) -> bool {
+        let mut fds = [PollFd::new(self.keeper_alive.as_fd(), PollFlags::POLLIN)];
+        if matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) {
+            return false;
+        }
         if let Some(go) = &mut self.go {
             // EPIPE: it is gone already; its end is seen below. (SIGPIPE
             // is blocked here.)
             let _ = go.write_all(&[1]);
         }
-        for signal in std::mem::take(&mut self.pending) {
-            self.forward(signal);
+        for (signal, group) in std::mem::take(&mut self.pending) {
+            self.forward(signal, group);
         }
+        true
     }
 
-    fn forward(&self, signal: i32) {
+    /// Sends `signal` to the command's process, unless a terminal sent it
+    /// to its foreground process group (`terminal_group`) and the command's
+    /// process is in that group: it has it already. A middle process gets
+    /// it as a message on the go pipe instead, with whether a terminal sent
+    /// it: it decides, knowing the command (it is not in the caller's
+    /// process group itself).
+    fn forward(&mut self, signal: i32, terminal_group: Option<i32>) {
+        if self.has_middle {
+            if let (Some(go), Ok(sig)) = (&mut self.go, u8::try_from(signal)) {
+                // A short message: one write, atomic on a pipe. EPIPE: it
+                // has ended.
+                let _ = go.write_all(&[sig, u8::from(terminal_group.is_some())]);
+            }
+            return;
+        }
+        if let Some(group) = terminal_group {
+            let its = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(self.command)));
+            if its.is_ok_and(|g| g.as_raw() == group) {
+                return;
+            }
+        }
         if let Ok(sig) = Signal::try_from(signal) {
             // ESRCH: it has ended, and its end will be reported.
             let _ = self.pidfd.send_signal(sig);
         }
-    }
-
-    /// Before the command started: it never runs; P0 learns why.
-    fn fail_before_start(mut self, what: &str, errno: Option<Errno>, trace: Trace) -> i32 {
-        self.end_command();
-        let _ = self.channel.send(&ToParent::Failed {
-            failure: Failure::Supervise {
-                what: what.to_owned(),
-                errno,
-            },
-            trace: Some(trace),
-        });
-        1
     }
 
     /// P0 (`why` is `None`) or the keeper is gone: the command and what it
@@ -400,8 +446,11 @@ impl Watch<'_> {
     /// One message from P0; false at the channel's end (P0 is gone).
     fn take_message(&mut self) -> bool {
         match self.channel.recv::<ToChild>() {
-            Ok(Some(ToChild::Signal { signal })) => {
-                self.forward(signal);
+            Ok(Some(ToChild::Signal {
+                signal,
+                terminal_group,
+            })) => {
+                self.forward(signal, terminal_group);
                 true
             }
             Ok(Some(_)) => true,
@@ -411,7 +460,9 @@ impl Watch<'_> {
 
     /// Reads what the report pipe holds; with `to_end`, until its end
     /// (every writer is gone once the command's process is reaped and what
-    /// it left is ended: the pipe is close-on-exec).
+    /// it left is ended: the pipe is close-on-exec). A report may be longer
+    /// than one read (an exec error naming a long program): lines are put
+    /// together before they are parsed.
     fn read_reports(&mut self, to_end: bool) {
         let Some(r) = &mut self.report else { return };
         let mut buf = [0u8; 4096];
@@ -424,15 +475,17 @@ impl Watch<'_> {
             }
             match r.read(&mut buf) {
                 Ok(0) | Err(_) => {
+                    let rest = std::mem::take(&mut self.report_rest);
+                    parse_reports(&mut self.reports, &rest);
                     self.report = None;
                     return;
                 }
                 Ok(n) => {
-                    // Each report is one short line, written in one
-                    // write(2) (atomic on a pipe): lines never interleave.
-                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    self.reports
-                        .extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
+                    self.report_rest.extend_from_slice(&buf[..n]);
+                    if let Some(end) = self.report_rest.iter().rposition(|b| *b == b'\n') {
+                        let lines: Vec<u8> = self.report_rest.drain(..=end).collect();
+                        parse_reports(&mut self.reports, &lines);
+                    }
                     if !to_end {
                         return;
                     }
@@ -442,19 +495,28 @@ impl Watch<'_> {
     }
 
     /// The command's process ended (reaped): end what it left, say how it
-    /// ended.
+    /// ended. A plain command's process says it is about to exec (a
+    /// report); ended without saying so, it was killed before the command
+    /// started. A middle process reports the command's end; ended without,
+    /// it was killed itself.
     fn finish(mut self, exit: Result<Exit, Errno>) -> i32 {
         // The command's run is over: so is that of what it left behind.
         reap::end_children(self.proc, &[]);
         self.read_reports(true);
         let mut ended = None;
         let mut failure = None;
+        let mut exec = false;
         for r in std::mem::take(&mut self.reports) {
             match r {
                 Report::Failed { failure: f } => failure = failure.or(Some(f)),
                 Report::Ended { exit } => ended = Some(exit),
+                Report::Exec => exec = true,
             }
         }
+        let lost = |what: String| ToParent::Failed {
+            failure: Failure::Supervise { what, errno: None },
+            trace: None,
+        };
         let msg = match (failure, ended, exit) {
             (Some(failure), _, _) => ToParent::Failed {
                 failure,
@@ -462,7 +524,17 @@ impl Watch<'_> {
             },
             // A middle process reports its command's end; its own exit
             // status only repeats it.
-            (None, Some(exit), _) | (None, None, Ok(exit)) => ToParent::Exited { exit },
+            (None, Some(exit), _) => ToParent::Exited { exit },
+            (None, None, Ok(exit)) if self.has_middle => lost(format!(
+                "the process that runs the command ({}) ended without reporting how the command ended ({})",
+                if self.middle { "in the joined pid namespace" } else { "init" },
+                exit_text(exit)
+            )),
+            (None, None, Ok(exit)) if !exec => lost(format!(
+                "the command's process ended before the command started ({})",
+                exit_text(exit)
+            )),
+            (None, None, Ok(exit)) => ToParent::Exited { exit },
             (None, None, Err(errno)) => ToParent::Failed {
                 failure: Failure::Supervise {
                     what: "waiting for the command".to_owned(),
@@ -472,6 +544,19 @@ impl Watch<'_> {
             },
         };
         i32::from(self.channel.send(&msg).is_err())
+    }
+}
+
+/// The reports in `text`, whole lines of JSON.
+fn parse_reports(into: &mut Vec<Report>, text: &[u8]) {
+    let text = String::from_utf8_lossy(text);
+    into.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
+}
+
+fn exit_text(exit: Exit) -> String {
+    match exit {
+        Exit::Code(c) => format!("exit status {c}"),
+        Exit::Signal(s) => format!("killed by signal {s}"),
     }
 }
 

@@ -140,43 +140,71 @@ impl TraceOut {
 
 /// What [`super::run`] changes in the caller's process, given back on drop.
 struct CallerState {
-    chld: Option<nix::sys::signal::SigAction>,
+    /// SIGCHLD's action, when the caller ignored it (it is the default
+    /// during the run); otherwise the run leaves it alone.
+    ignored_chld: Option<process::SavedAction>,
     mask: SigSet,
+    /// The mask during the run.
+    run_mask: SigSet,
     dumpable: bool,
+    /// The signals a failed write of the trace raises (SIGPIPE, SIGXFSZ),
+    /// blocked during the run, that were pending before it: the others,
+    /// pending at the end, are the run's own and are taken back.
+    pending_before: Vec<Signal>,
 }
 
+/// The signals a write of the trace file raises when it fails (a pipe
+/// without a reader, a file over RLIMIT_FSIZE): blocked during the run,
+/// so the write fails with EPIPE or EFBIG instead of ending the caller.
+const WRITE_SIGNALS: [Signal; 2] = [Signal::SIGPIPE, Signal::SIGXFSZ];
+
 impl CallerState {
-    /// Sets SIGCHLD to its default and blocks the forwarded signals; the
-    /// set to read from a signalfd: the forwarded signals, less those
-    /// already pending unless `take_pending`.
+    /// Blocks the forwarded signals and the write signals; gives an
+    /// ignored SIGCHLD its default action (an ignored SIGCHLD makes the
+    /// kernel reap the run's processes at once, freeing their pids for
+    /// reuse before a pidfd names them); a handler or the default stays,
+    /// and SIGCHLD's place in the mask too, so the caller's own children
+    /// are reported to it as ever. Returns the set to read from a
+    /// signalfd: the forwarded signals, less those already pending unless
+    /// `take_pending`.
     fn take_over(take_pending: bool) -> Result<(CallerState, SigSet), RunError> {
         let mask = SigSet::thread_get_mask().map_err(nix_sys("reading the signal mask"))?;
         let dumpable = linux::dumpable().unwrap_or(true);
-        // Default SIGCHLD: an ignored SIGCHLD (inherited from the caller)
-        // makes the kernel reap our children at once, losing their status
-        // and freeing their pids for reuse.
-        let chld = process::default_signal_action(Signal::SIGCHLD).ok();
-        let state = CallerState {
-            chld,
-            mask,
-            dumpable,
+        let pending = pending_signals().map_err(sys("reading the pending signals"))?;
+        let chld =
+            process::signal_action(Signal::SIGCHLD).map_err(sys("reading SIGCHLD's action"))?;
+        let ignored_chld = if chld.is_ignored() {
+            // Nothing is pending to lose: an ignored signal is never queued.
+            process::default_signal_action(Signal::SIGCHLD)
+                .map_err(sys("giving SIGCHLD its default action"))?;
+            Some(chld)
+        } else {
+            None
         };
-        let pending = pending_forwarded().map_err(sys("reading the pending signals"))?;
         let mut read = forwarded_set();
         if !take_pending {
-            for s in pending {
-                // Left pending, blocked: the caller's when run returns.
-                read.remove(s);
+            for s in FORWARDED_SIGNALS {
+                if pending.contains(s) {
+                    // Left pending, blocked: the caller's when run returns.
+                    read.remove(s);
+                }
             }
         }
-        // The forwarded signals are read from a signalfd: blocked. SIGCHLD
-        // must not be blocked by whatever the caller had.
-        let mut block = mask;
-        for s in FORWARDED_SIGNALS {
-            block.add(s);
+        let mut run_mask = mask;
+        for s in FORWARDED_SIGNALS.into_iter().chain(WRITE_SIGNALS) {
+            run_mask.add(s);
         }
-        block.remove(Signal::SIGCHLD);
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&block), None)
+        let state = CallerState {
+            ignored_chld,
+            mask,
+            run_mask,
+            dumpable,
+            pending_before: WRITE_SIGNALS
+                .into_iter()
+                .filter(|s| pending.contains(*s))
+                .collect(),
+        };
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&run_mask), None)
             .map_err(nix_sys("blocking the forwarded signals"))?;
         Ok((state, read))
     }
@@ -185,29 +213,44 @@ impl CallerState {
 impl Drop for CallerState {
     fn drop(&mut self) {
         let _ = linux::set_dumpable(self.dumpable);
-        if let Some(chld) = &self.chld {
-            let _ = process::restore_signal_action(Signal::SIGCHLD, chld);
+        if let Some(chld) = &self.ignored_chld {
+            let _ = chld.restore(Signal::SIGCHLD);
+            // The kernel would have reaped whatever of the caller's ended
+            // meanwhile: nobody else will.
+            while process::reap_any().is_some() {}
+        }
+        // A write signal the run raised itself (the trace's EPIPE, EFBIG)
+        // is taken back; one the caller had pending stays.
+        if let Ok(pending) = pending_signals() {
+            for s in WRITE_SIGNALS {
+                if pending.contains(s) && !self.pending_before.contains(&s) {
+                    process::take_pending_signal(s);
+                }
+            }
         }
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.mask), None);
     }
 }
 
-/// The forwarded signals pending for this process now (sigpending(2)).
-fn pending_forwarded() -> Result<Vec<Signal>, Errno> {
+/// The signals pending for this thread or process now (sigpending(2)).
+fn pending_signals() -> Result<SigSet, Errno> {
     let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigpending writes a whole sigset_t into the pointer, which
     // points at uninitialized storage of that type owned by this frame.
     if unsafe { libc::sigpending(set.as_mut_ptr()) } != 0 {
         return Err(Errno::last());
     }
+    let mut out = SigSet::empty();
     // SAFETY: sigpending returned 0, so it initialized the set.
     let set = unsafe { set.assume_init() };
-    Ok(FORWARDED_SIGNALS
-        .into_iter()
-        // SAFETY: sigismember reads the initialized set; the signal
-        // numbers are valid.
-        .filter(|s| unsafe { libc::sigismember(&set, *s as libc::c_int) } == 1)
-        .collect())
+    for s in Signal::iterator() {
+        // SAFETY: sigismember reads the initialized set; the signal number
+        // is valid.
+        if unsafe { libc::sigismember(&set, s as libc::c_int) } == 1 {
+            out.add(s);
+        }
+    }
+    Ok(out)
 }
 
 /// Everything between the checks of the command and the end of the run.
@@ -229,7 +272,7 @@ pub(super) fn run_as_caller(
         errno: e.errno,
     })?;
     let (state, read) = CallerState::take_over(options.forward_pending_signals)?;
-    let result = fork_and_supervise(plan, command, options, trace, &proc, read);
+    let result = fork_and_supervise(plan, command, options, trace, &proc, read, state.run_mask);
     drop(state);
     result
 }
@@ -241,6 +284,7 @@ fn fork_and_supervise(
     trace: &mut TraceOut,
     proc: &ProcRoot,
     read: SigSet,
+    run_mask: SigSet,
 ) -> Result<Exit, Box<Failed>> {
     let signals = SignalFd::with_flags(&read, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(nix_sys("creating the signalfd for forwarded signals"))?;
@@ -248,7 +292,12 @@ fn fork_and_supervise(
     let (from_keeper, keeper_end) =
         process::socket_pair().map_err(sys("creating the keeper's socket"))?;
     let p0 = nix::unistd::getpid().as_raw();
-    let group = nix::unistd::getpgrp().as_raw();
+    // Until the keeper's pidfd is taken, no SIGCHLD handler of the caller's
+    // may run (one that reaps any child would free the keeper's pid).
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None)
+        .map_err(nix_sys("blocking SIGCHLD for the fork"))?;
     // SAFETY: one thread: counted above, and nothing since starts one.
     let keeper = match unsafe { process::fork_unchecked() } {
         Err(errno) => return Err(RunError::Fork { errno }.into()),
@@ -267,7 +316,6 @@ fn fork_and_supervise(
                     command,
                     init: options.init,
                     proc,
-                    group,
                 },
             };
             // A panic must not unwind into the caller's frames, which
@@ -282,7 +330,9 @@ fn fork_and_supervise(
     };
     drop((child_end, keeper_end));
     // Our unreaped child: its pid names it.
-    let keeper = match Pidfd::open(keeper) {
+    let opened = Pidfd::open(keeper);
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&run_mask), None);
+    let keeper = match opened {
         Ok(p) => p,
         Err(errno) => {
             process::kill_and_reap(keeper);
@@ -324,7 +374,7 @@ fn receive_applier(socket: &OwnedFd) -> Result<Pidfd, RunError> {
     ))?;
     if n == 0 {
         return Err(RunError::Supervision {
-            what: "the keeper ended before it forked the child that applies the plan".to_owned(),
+            what: "the keeper ended before it reported the child that applies the plan".to_owned(),
             errno: None,
         });
     }
@@ -403,6 +453,8 @@ impl Supervisor<'_> {
                     continue;
                 }
             }
+            // A keeper that died early is C1's to notice: it does not start
+            // the command without one (and says so).
             if !self.keeper_ended && self.keeper.has_exited() {
                 self.keeper_ended = true;
             }
@@ -512,20 +564,24 @@ impl Supervisor<'_> {
     fn forward_signals(&mut self) {
         while let Ok(Some(info)) = self.signals.read_signal() {
             let signal = info.ssi_signo as i32;
-            // A terminal's signal (the kernel sent it) went to the whole
-            // foreground process group: CMD has it already.
-            if info.ssi_code == libc::SI_KERNEL {
-                continue;
-            }
             if self.phase == Phase::WritingTrace {
                 // The file did not take the trace: it is not waited for again.
                 self.trace.done = true;
                 self.stop(RunError::Interrupted { signal });
                 continue;
             }
+            // A terminal's signal (the kernel's, but a hangup, which goes to
+            // the session leader alone) went to the terminal's foreground
+            // process group: C1 skips it when the command is in that group.
+            let terminal_group = (info.ssi_code == libc::SI_KERNEL && signal != libc::SIGHUP)
+                .then(foreground_group)
+                .flatten();
             // To C1, which sends it to the command (or keeps it until the
             // command has started). C1 gone: nothing to forward to.
-            self.send(&ToChild::Signal { signal });
+            self.send(&ToChild::Signal {
+                signal,
+                terminal_group,
+            });
         }
     }
 
@@ -549,6 +605,22 @@ impl Supervisor<'_> {
             steps,
         }))
     }
+}
+
+/// The foreground process group of this process's controlling terminal
+/// (tcgetpgrp(3) on `/dev/tty`), if it has one.
+fn foreground_group() -> Option<i32> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open("/dev/tty")
+        .ok()?;
+    // SAFETY: tcgetpgrp takes the fd by value; `tty` keeps it open for the
+    // call.
+    let group = unsafe { libc::tcgetpgrp(std::os::fd::AsRawFd::as_raw_fd(&tty)) };
+    // 0: a group whose leader this pid namespace does not show.
+    (group >= 0).then_some(group)
 }
 
 /// Whether the channel has something to read (or its end) right now.

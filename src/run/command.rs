@@ -40,6 +40,9 @@ pub(super) enum Report {
         /// How.
         exit: Exit,
     },
+    /// The command's process is about to exec the command: from here on,
+    /// its end is the command's.
+    Exec,
 }
 
 /// What C2 starts with.
@@ -87,9 +90,12 @@ fn report(to: &File, report: &Report) {
 /// and none blocked, then exec; on failure a report and exit status 127
 /// (a command that could not run).
 fn exec_command(program: &OsString, command: &[OsString], to: &File) -> i32 {
+    // From here on this process's end is the command's: a signal kept for
+    // it (blocked until now) is delivered when the mask empties, as to the
+    // command.
+    report(to, &Report::Exec);
     // Whatever the processes above blocked or ignored: the mask and
-    // ignored actions survive execve(2). A signal that came before (kept
-    // blocked) is delivered here, to its default action.
+    // ignored actions survive execve(2).
     let _ = process::reset_signals();
     let err = std::process::Command::new(program)
         .args(&command[1..])
@@ -107,6 +113,31 @@ fn exec_command(program: &OsString, command: &[OsString], to: &File) -> i32 {
         },
     );
     127
+}
+
+/// Sends `signal` to the command, unless a terminal sent it
+/// (`from_terminal`) and the command is in the terminal's foreground
+/// process group, which the terminal sent it to: it has it already. The
+/// terminal is the one on this process's stdin, stdout or stderr (its
+/// foreground group, as this pid namespace numbers it: 0 for a group whose
+/// leader it does not show, as the command's own would read).
+fn forward(pidfd: &Pidfd, command: i32, signal: i32, from_terminal: bool) {
+    if from_terminal {
+        let foreground = (0..=2).find_map(|fd| {
+            // SAFETY: tcgetpgrp takes an fd number by value and only asks
+            // the kernel; an fd that is not a terminal answers -1.
+            let g = unsafe { libc::tcgetpgrp(fd) };
+            (g >= 0).then_some(g)
+        });
+        let its = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(command)));
+        if foreground.is_some_and(|g| its.is_ok_and(|its| its.as_raw() == g)) {
+            return;
+        }
+    }
+    if let Ok(sig) = Signal::try_from(signal) {
+        // ESRCH: it has ended, and its end is being reported.
+        let _ = pidfd.send_signal(sig);
+    }
 }
 
 /// `--init`, or the subreaper of a joined pid namespace: forks the
@@ -172,6 +203,12 @@ impl Middle<'_> {
                 return self.fail("pidfd_open of the command", errno);
             }
         };
+        // The command is in the caller's process group (inherited: a
+        // joined pid namespace need not show that group's leader); this
+        // process leaves it, so a signal for the whole group (`kill -9
+        // -<pgid>`) leaves it here to end what the command started.
+        let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
+        let mut go = &s.go;
         let mut exit = None;
         let mut ended = false;
         while exit.is_none() {
@@ -193,21 +230,25 @@ impl Middle<'_> {
                 return 1;
             }
             let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-            let c1_gone = ready(&fds[1]);
+            let from_c1 = ready(&fds[1]);
             let command_ready = fds.get(2).is_some_and(ready);
             drop(fds);
+            // C1 forwards what P0 got as messages on the go pipe (a signal,
+            // and whether a terminal sent it); its end is C1 gone.
+            let mut c1_gone = false;
+            if from_c1 {
+                let mut msg = [0u8; 2];
+                match go.read(&mut msg) {
+                    Ok(2) => forward(&pidfd, command, i32::from(msg[0]), msg[1] == 1),
+                    Ok(_) | Err(_) => c1_gone = true,
+                }
+            }
+            // Signals sent to this process itself (from inside the
+            // namespace, as to any init) go to the command too.
             while let Ok(Some(info)) = signals.read_signal() {
                 let signal = info.ssi_signo as i32;
-                if signal == libc::SIGCHLD {
-                    continue;
-                }
-                // A terminal's signal went to the whole foreground group,
-                // which the command is in.
-                if info.ssi_code == libc::SI_KERNEL {
-                    continue;
-                }
-                if let Ok(sig) = Signal::try_from(signal) {
-                    let _ = pidfd.send_signal(sig);
+                if signal != libc::SIGCHLD {
+                    forward(&pidfd, command, signal, false);
                 }
             }
             // Every child that ended (orphans included), the command's

@@ -1,5 +1,6 @@
 //! K: the keeper. P0's child and C1's parent, in the caller's namespaces,
-//! in a process group of its own, blocking every signal but SIGKILL. It
+//! in a process group of its own (C1 and the command stay in the caller's),
+//! blocking every signal but SIGKILL. It
 //! is a child subreaper above C1, so when C1 dies (even by SIGKILL) what
 //! C1 had (the command's process, the orphans it adopted) comes here and
 //! is ended; and when P0 dies, it gives C1 time to end the command, then
@@ -72,13 +73,6 @@ impl Keeper<'_> {
             send(report, &KeeperReport::Failed { failure }, None);
             1
         };
-        // Out of the caller's process group: a signal for the whole group
-        // (a terminal's, `kill -<pgid>`) reaches P0 and the command only.
-        if let Err(e) =
-            nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))
-        {
-            return fail(&self.report, "setpgid of the keeper", Some(Errno(e as i32)));
-        }
         if let Err(errno) = process::block_all_signals() {
             return fail(&self.report, "blocking the keeper's signals", Some(errno));
         }
@@ -122,6 +116,17 @@ impl Keeper<'_> {
             }
             Ok(Forked::Parent { child }) => child,
         };
+        // C1 stays in the caller's process group, and the command's process
+        // with it (no pid namespace has to show that group's leader for
+        // that). The keeper leaves it: a signal for the whole group
+        // (`kill -9 -<pgid>`) does not reach it, so it is there to end what
+        // is left.
+        if let Err(e) =
+            nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))
+        {
+            process::kill_and_reap(applier);
+            return fail(&self.report, "setpgid of the keeper", Some(Errno(e as i32)));
+        }
         drop((self.channel, alive_r));
         // Our unreaped child: its pid names it.
         let c1 = match Pidfd::open(applier) {

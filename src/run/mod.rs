@@ -5,23 +5,25 @@
 //!
 //! ```text
 //! P0: run()           K: keeper             C1: applies the plan          C2: the command's process
-//! (the caller)        (host namespaces,     (host pid and time            (every namespace of the plan;
-//!                     own process group)    namespaces)                   the caller's process group)
+//! (the caller)        (host namespaces,     (host pid and time            (every namespace of the plan)
+//!                     a process group       namespaces, the caller's
+//!                     of its own)           process group, as C2)
 //! ───────────────     ──────────────────    ───────────────────────────   ─────────────────────────────
 //! fork ────────────▶  subreaper
 //!                     fork ──────────────▶  dies with K until it forks
+//!                     leaves the group
 //!   ◀── C1's pidfd ─  (SCM_RIGHTS)          apply(plan) ...unshare(user)
 //!   ◀── sync id-mapping ──────────────────  waits
 //! write C1's maps (pidfd, checked procfs)
 //!   ─── ack ─────────────────────────────▶  not dumpable; ... fork ────▶ waits for "go"
-//!   ◀── applied (the trace) ─────────────   moves C2 into P0's group
+//!   ◀── applied (the trace) ─────────────
 //! write the trace file
-//!   ─── start ───────────────────────────▶  go ─────────────────────────▶ exec CMD; with --init, or in
-//! signals ── signal n ───────────────────▶  pidfd_send_signal(C2, n)      a joined pid namespace: a
-//!   ◀── exited ──────────────────────────   reaps C2, ends what CMD       middle process forks CMD,
-//!                                           left, reports                 forwards, reaps, reports
-//! reaps K ◀───────── ends what C1 left
-//! returns CMD's status
+//!   ─── start ───────────────────────────▶  go ─────────────────────────▶ "exec" report; exec CMD
+//! signals ── signal n ───────────────────▶  pidfd_send_signal(C2, n)      (with --init, or in a joined
+//!   ◀── exited ──────────────────────────   reaps C2, ends what CMD       pid namespace: a middle
+//!                                           left, reports                 process forks CMD, leaves
+//! reaps K ◀───────── ends what C1 left                                    the group, forwards, reaps,
+//! returns CMD's status                                                    reports CMD's end)
 //! ```
 //!
 //! # What it guarantees (DESIGN §8)
@@ -38,39 +40,54 @@
 //!   whatever CMD leaves behind without a pid namespace comes to C1, or to
 //!   K if C1 is gone; P0 never becomes one, so processes of the caller's
 //!   own that lose their parent during the run go where they would have
-//!   gone. K and C1 live in a process group of their own, blocking every
-//!   signal but SIGKILL: a signal to the caller's process group (a
-//!   terminal's Ctrl-C, `kill -9 -<pgid>`, `timeout`) reaches P0 and CMD
-//!   but never them. When P0 dies (even by SIGKILL), C1 ends CMD and
-//!   everything it left, K ends whatever is left after C1, so one SIGKILL
-//!   of any one of P0, K and C1 leaves nothing behind. With a new pid
-//!   namespace, CMD (or init) is its pid 1, and its death ends the
+//!   gone. K and C1 block every signal but SIGKILL, and K leaves the
+//!   caller's process group (after it forked C1, which stays in it with
+//!   the command: no pid namespace needs to show that group's leader), so
+//!   a signal for the whole group (`kill -9 -<pgid>`, `timeout -s KILL`)
+//!   leaves K to end what is left. When P0 dies (even by SIGKILL), C1 ends
+//!   CMD and everything it left, K ends whatever is left after C1, so one
+//!   SIGKILL of any one of P0, K and C1 leaves nothing behind. With a new
+//!   pid namespace, CMD (or init) is its pid 1, and its death ends the
 //!   namespace. In a joined pid namespace a middle process, a subreaper in
-//!   that namespace, forks CMD: orphans there go to the nearest subreaper
-//!   of their own pid namespace, never to K or C1. C1 and the middle
-//!   process find what is left through the procfs P0 checked before the
-//!   first fork (an fd: a mount over `/proc` in the container hides
-//!   nothing), numbered for their own pid namespace (the `NSpid` lines,
-//!   [`crate::syscall::procfs::ProcRoot::children`]). What it cannot do: a process
-//!   in D state, or a zombie traced by a process outside the run, is left
-//!   after 5 s without progress.
+//!   that namespace, forks CMD (orphans there go to the nearest subreaper
+//!   of their own pid namespace, never to K or C1) and then leaves the
+//!   caller's process group, so a signal for the whole group leaves it to
+//!   end what CMD started. C1 and the middle process find what is left
+//!   through the procfs P0 checked before the first fork (an fd: a mount
+//!   over `/proc` in the container hides nothing), numbered for their own
+//!   pid namespace (the `NSpid` lines,
+//!   [`crate::syscall::procfs::ProcRoot::children`]). What it cannot do: a
+//!   process in D state, or a zombie traced by a process outside the run,
+//!   is left after 5 s without progress; and the middle process killed on
+//!   its own leaves CMD to the joined namespace's init (it is CMD's only
+//!   ancestor there), as `runc exec` leaves its processes; the run reports
+//!   `run-failed`.
 //! * **Signals**: SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and
 //!   SIGWINCH sent to P0 are forwarded to CMD (through C1, which holds a
-//!   pidfd of C2); one that arrives before CMD started is kept and sent when
-//!   it does (with `--init` too: init blocks them from its first
-//!   instruction). P0 exits with CMD's status. A signal the kernel sent
-//!   (`SI_KERNEL`: a terminal's Ctrl-C, Ctrl-\ or hangup) is not forwarded:
-//!   the terminal sent it to the whole foreground process group, CMD
-//!   included. A signal another process sends to the whole group reaches
-//!   CMD directly and once more through P0. A pid 1 without a handler for
-//!   a signal does not get it (pid_namespaces(7)): use `--init`.
-//! * **Clean signal state**: P0 sets SIGCHLD to its default before it
-//!   forks (a caller that ignores SIGCHLD would have its children reaped by
-//!   the kernel, and their pids reused), and gives the caller's state back
-//!   when [`run`] returns; a signal already pending for the caller when the
-//!   run starts stays the caller's unless
-//!   [`RunOptions::forward_pending_signals`]. CMD starts with every signal
-//!   at its default action and none blocked.
+//!   pidfd of C2, or writes them to a middle process, which sends them on);
+//!   one that arrives before CMD started is kept and sent when it does
+//!   (with `--init` too: init blocks them from its first instruction). P0
+//!   exits with CMD's status. A terminal's signal (`SI_KERNEL`: Ctrl-C,
+//!   Ctrl-\, a resize) went to the terminal's foreground process group: it
+//!   is forwarded only when CMD is not in that group (it left it), so CMD
+//!   gets it once either way; a hangup, which the terminal sends to the
+//!   session leader alone, is forwarded. A signal another process sends to
+//!   the whole group reaches CMD directly and once more through P0. A pid
+//!   1 without a handler for a signal does not get it (pid_namespaces(7)):
+//!   use `--init`.
+//! * **The caller's signal state**: an ignored SIGCHLD gets its default
+//!   action for the run (an ignored SIGCHLD makes the kernel reap the
+//!   run's processes at once, freeing their pids for reuse), and back after
+//!   it, when the children of the caller's own that ended meanwhile are
+//!   reaped as the kernel would have; a SIGCHLD handler or the default stay,
+//!   and SIGCHLD's place in the mask too, so the caller hears of its own
+//!   children as ever (blocked only across the first fork). SIGPIPE and
+//!   SIGXFSZ are blocked during the run, so a trace file that fails
+//!   (a pipe without a reader, RLIMIT_FSIZE) is an error, never the
+//!   caller's death; the ones the run raised are taken back. A signal
+//!   already pending for the caller when the run starts stays the caller's
+//!   unless [`RunOptions::forward_pending_signals`]. CMD starts with every
+//!   signal at its default action and none blocked.
 //! * **Not dumpable**: P0, K and C1, which stay in the host's pid and time
 //!   namespaces, are not dumpable while the container runs (C1 from the
 //!   moment its maps are written, which needs it dumpable when P0 is not
@@ -78,10 +95,13 @@
 //!   `/proc/<pid>/mem` through the host's `/proc`.
 //! * **CMD runs only if the run succeeds**: the trace file is written by P0
 //!   (non-blocking, so a pipe that does not drain holds up nothing but
-//!   CMD's start) before CMD may exec. A run that fails has not run CMD; a
-//!   run whose CMD ran reports CMD's status. A forwarded signal that
-//!   arrives while the trace waits to be written ends the run before CMD
-//!   starts (`run-failed`).
+//!   CMD's start) before CMD may exec, and C1 lets it go only while the
+//!   keeper lives. A run that fails before CMD started has not run it; a
+//!   run whose CMD ran reports CMD's status, or `run-failed` when nsapply's
+//!   own processes were killed under it. The command's process says it is
+//!   about to exec: killed before, its end is `run-failed`, not a status of
+//!   CMD's. A forwarded signal that arrives while the trace waits to be
+//!   written ends the run before CMD starts (`run-failed`).
 //! * **Mount propagation** is a step of the plan (right after
 //!   `unshare(mount)`, DESIGN §4), not done here.
 //! * Failures below P0 (an apply error, a fork or exec that fails) reach

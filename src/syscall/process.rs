@@ -145,6 +145,75 @@ pub fn default_signal_action(sig: Signal) -> Result<SigAction, Errno> {
     unsafe { sigaction(sig, &dfl) }.map_err(nix_errno)
 }
 
+/// A signal's action as the kernel holds it, read without changing it
+/// ([`signal_action`]) and given back as it was ([`SavedAction::restore`]).
+#[derive(Clone, Copy)]
+pub struct SavedAction(libc::sigaction);
+
+impl std::fmt::Debug for SavedAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedAction")
+            .field("handler", &self.0.sa_sigaction)
+            .field("flags", &self.0.sa_flags)
+            .finish()
+    }
+}
+
+impl SavedAction {
+    /// Whether it is "ignore" (`SIG_IGN`).
+    pub fn is_ignored(&self) -> bool {
+        self.0.sa_sigaction == libc::SIG_IGN
+    }
+
+    /// Installs it again for `sig`.
+    ///
+    /// # Errors
+    ///
+    /// The errno of sigaction(2).
+    pub fn restore(&self, sig: Signal) -> Result<(), Errno> {
+        // SAFETY: the action is one the kernel returned for `sig` (a
+        // handler this process had installed, or SIG_DFL/SIG_IGN); a null
+        // old-action pointer asks for nothing back.
+        if unsafe { libc::sigaction(sig as libc::c_int, &self.0, std::ptr::null_mut()) } != 0 {
+            return Err(Errno::last());
+        }
+        Ok(())
+    }
+}
+
+/// The action of `sig` now, unchanged (sigaction(2) with no new action).
+///
+/// # Errors
+///
+/// The errno of sigaction(2).
+pub fn signal_action(sig: Signal) -> Result<SavedAction, Errno> {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::uninit();
+    // SAFETY: a null new action only reads the current one into `old`,
+    // storage of the right type owned by this frame; nothing is installed.
+    if unsafe { libc::sigaction(sig as libc::c_int, std::ptr::null(), old.as_mut_ptr()) } != 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: sigaction returned 0, so it wrote the whole struct.
+    Ok(SavedAction(unsafe { old.assume_init() }))
+}
+
+/// Takes a pending, blocked `sig` off this thread (sigtimedwait(2) with a
+/// zero timeout), so it is not delivered when it is unblocked. Nothing
+/// happens when it is not pending.
+pub fn take_pending_signal(sig: Signal) {
+    let mut set = SigSet::empty();
+    set.add(sig);
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the set and the timeout are live locals; a null info pointer
+    // asks for no siginfo.
+    unsafe {
+        libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &zero);
+    }
+}
+
 /// Sets the action of `sig` to "ignore" (`SIG_IGN`).
 ///
 /// # Errors
