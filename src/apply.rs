@@ -16,7 +16,7 @@ use crate::plan::SyncPoint;
 use crate::plan::{Plan, Step};
 use crate::propagation::Propagation;
 use crate::syscall::{Forked, Syscall};
-use crate::trace::{Outcome, Trace, TraceError, TraceStep, Unjoined};
+use crate::trace::{Outcome, PidfdCall, Trace, TraceError, TraceStep, Unjoined};
 
 fn list_unjoined(v: &[Unjoined]) -> String {
     if v.len() <= 1 {
@@ -160,6 +160,30 @@ pub enum ApplyError {
         /// The errno.
         errno: Errno,
     },
+    /// The process whose namespaces an exec plan joins has exited: its
+    /// pidfd says ESRCH (`pidfd_open` of a reaped process, `setns` through
+    /// the pidfd of a zombie, which has no namespaces), or one of its
+    /// `/proc/<pid>/ns` files is gone (ENOENT).
+    #[error("process {pid}, whose namespaces the exec joins, has exited ({}: {errno})", call_of(*kind, path.as_deref()))]
+    TargetExited {
+        /// The process.
+        pid: i32,
+        /// The kind whose namespace file was missing (none for the pidfd).
+        kind: Option<Kind>,
+        /// The missing namespace file (none for the pidfd).
+        path: Option<PathBuf>,
+        /// ESRCH or ENOENT.
+        errno: Errno,
+    },
+}
+
+/// What [`ApplyError::TargetExited`] names as the call that found the
+/// target gone.
+fn call_of(kind: Option<Kind>, path: Option<&std::path::Path>) -> String {
+    match (kind, path) {
+        (Some(kind), Some(path)) => format!("opening its {kind} namespace {path:?}"),
+        _ => "its pidfd".to_owned(),
+    }
 }
 
 impl ApplyError {
@@ -179,6 +203,7 @@ impl ApplyError {
             ApplyError::TimeOffsets { .. } => ErrorCode::TimeOffsetsFailed,
             ApplyError::Sync { .. } => ErrorCode::SyncFailed,
             ApplyError::Fork { .. } => ErrorCode::ForkFailed,
+            ApplyError::TargetExited { .. } => ErrorCode::TargetExited,
         }
     }
 
@@ -198,6 +223,7 @@ impl ApplyError {
             ApplyError::TimeOffsets { .. } => Some(Kind::Time),
             ApplyError::Sync { point, .. } => Some(point.kind()),
             ApplyError::Fork { .. } => None,
+            ApplyError::TargetExited { kind, .. } => *kind,
         }
     }
 
@@ -209,6 +235,7 @@ impl ApplyError {
             | ApplyError::PathNotFound { path, .. }
             | ApplyError::OpenFailed { path, .. }
             | ApplyError::Join { path, .. } => Some(path),
+            ApplyError::TargetExited { path, .. } => path.as_deref(),
             _ => None,
         }
     }
@@ -224,6 +251,7 @@ impl ApplyError {
             | ApplyError::Setid { errno }
             | ApplyError::TimeOffsets { errno }
             | ApplyError::Fork { errno }
+            | ApplyError::TargetExited { errno, .. }
             | ApplyError::Propagation { errno, .. } => Some(*errno),
             ApplyError::ThreadCount { errno, .. } => *errno,
             ApplyError::Sync { source, .. } => source.errno(),
@@ -373,6 +401,8 @@ where
         deferral_allowed: plan.joins_user(),
         user_done: false,
         threads_checked: false,
+        pidfd_joined: false,
+        target: plan.exec_target(),
         // One allocation for the usual run (a step per plan step); growing
         // the list step by step reallocates it twice in a default run.
         steps: Vec::with_capacity(plan.steps().len()),
@@ -395,6 +425,11 @@ struct Run<'p, S: Syscall + ?Sized> {
     /// The thread count was checked and no caller code (a sync hook) has
     /// run since: nothing else in a run can start a thread.
     threads_checked: bool,
+    /// A pidfd join succeeded: the per-namespace joins after it have
+    /// nothing left to do.
+    pidfd_joined: bool,
+    /// For an exec plan, the process whose namespaces it joins.
+    target: Option<i32>,
     steps: Vec<TraceStep>,
 }
 
@@ -414,10 +449,14 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
         }
         let mut forked = None;
         for step in plan.steps() {
+            if self.pidfd_joined && step.is_per_namespace_join() {
+                continue;
+            }
             if let Some((kind, op)) = needs(step) {
                 self.single_threaded(sys, kind, op)?;
             }
             match step {
+                Step::PidfdJoin { pid, kinds } => self.pidfd_join(sys, *pid, *kinds)?,
                 Step::Open { kind, path } => self.open(sys, *kind, path)?,
                 Step::Setns { kind, path } => self.join(sys, *kind, path)?,
                 Step::Unshare { kind } => {
@@ -507,10 +546,18 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
                     found: None,
                 });
                 let path = p.to_owned();
-                return Err(if errno == Errno::ENOENT || errno == Errno::ENOTDIR {
-                    ApplyError::PathNotFound { kind, path, errno }
-                } else {
-                    ApplyError::OpenFailed { kind, path, errno }
+                return Err(match self.target {
+                    // The target's namespace files go when it exits.
+                    Some(pid) if errno == Errno::ENOENT => ApplyError::TargetExited {
+                        pid,
+                        kind: Some(kind),
+                        path: Some(path),
+                        errno,
+                    },
+                    _ if errno == Errno::ENOENT || errno == Errno::ENOTDIR => {
+                        ApplyError::PathNotFound { kind, path, errno }
+                    }
+                    _ => ApplyError::OpenFailed { kind, path, errno },
                 });
             }
         };
@@ -556,6 +603,49 @@ impl<'p, S: Syscall + ?Sized> Run<'p, S> {
             found,
         });
         error.map_or(Ok(()), Err)
+    }
+
+    /// The pidfd join (DESIGN §9): `pidfd_open(pid)`, one
+    /// `setns(pidfd, flags)`, close. ESRCH from either call is the target's
+    /// exit. Any other error leaves the caller where it was (the kernel
+    /// validates the whole set before it commits any of it:
+    /// `validate_nsset`/`commit_nsset` in kernel/nsproxy.c), so the
+    /// per-namespace steps that follow run as the fallback: on a kernel
+    /// that refuses a pidfd (ENOSYS before 5.3, EINVAL before 5.8) they do
+    /// the joins, and on a refusal (EPERM, EINVAL for a caller's own user
+    /// namespace or a shared fs_struct) they name the namespace, path and
+    /// errno of the join that fails, which one atomic errno cannot.
+    fn pidfd_join(&mut self, sys: &mut S, pid: i32, kinds: KindSet) -> Result<(), ApplyError> {
+        let exited = |errno| ApplyError::TargetExited {
+            pid,
+            kind: None,
+            path: None,
+            errno,
+        };
+        let (call, r) = match sys.pidfd_open(pid) {
+            Err(errno) => (PidfdCall::Open, Err(errno)),
+            Ok(pidfd) => {
+                let r = sys.setns_pidfd(&pidfd, kinds);
+                sys.close(pidfd);
+                (PidfdCall::Setns, r)
+            }
+        };
+        let gone = matches!(r, Err(e) if e == Errno::ESRCH);
+        self.steps.push(TraceStep::PidfdJoin {
+            pid,
+            kinds,
+            result: Outcome::of(&r),
+            call: r.is_err().then_some(call),
+            fallback: r.is_err() && !gone,
+        });
+        match r {
+            Ok(()) => {
+                self.pidfd_joined = true;
+                Ok(())
+            }
+            Err(errno) if gone => Err(exited(errno)),
+            Err(_) => Ok(()),
+        }
     }
 
     fn join(&mut self, sys: &mut S, kind: Kind, path: &AbsPath) -> Result<(), ApplyError> {
@@ -669,6 +759,11 @@ fn needs_single_thread(step: &Step, kinds: KindSet) -> Option<(Kind, &'static st
     match step {
         Step::Setns { kind, .. } if kind.setns_needs_single_thread() => Some((*kind, "setns")),
         Step::Unshare { kind: Kind::User } => Some((Kind::User, "unshare")),
+        // setns through a pidfd has the rules of each kind it holds.
+        Step::PidfdJoin { kinds, .. } => kinds
+            .iter()
+            .find(|k| k.setns_needs_single_thread())
+            .map(|k| (k, "setns")),
         // After fork(2) in a multithreaded process the child may only make
         // async-signal-safe calls, but the engine's child goes on to run
         // the caller's code; the Linux backend refuses (EBUSY). Asking for

@@ -243,6 +243,10 @@ pub enum ErrorCode {
     /// The process whose namespaces an exec joins has exited (its pidfd or
     /// its `/proc/<pid>/ns` says so).
     TargetExited,
+    /// The process an exec names cannot be joined: the pid is not positive
+    /// or is the caller's, `/proc` does not show it, or its namespaces
+    /// cannot be read.
+    InvalidTarget,
     /// `nsapply run`: the command is empty or holds a NUL byte, or an
     /// option does not fit the plan.
     InvalidCommand,
@@ -257,7 +261,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::InvalidConfig,
         ErrorCode::DuplicateNamespace,
         ErrorCode::RelativePath,
@@ -284,6 +288,7 @@ impl ErrorCode {
         ErrorCode::SyncFailed,
         ErrorCode::ForkFailed,
         ErrorCode::TargetExited,
+        ErrorCode::InvalidTarget,
         ErrorCode::InvalidCommand,
         ErrorCode::UnwritableFile,
         ErrorCode::ExecFailed,
@@ -323,6 +328,7 @@ impl ErrorCode {
             ErrorCode::SyncFailed => "sync-failed",
             ErrorCode::ForkFailed => "fork-failed",
             ErrorCode::TargetExited => "target-exited",
+            ErrorCode::InvalidTarget => "invalid-target",
             ErrorCode::InvalidCommand => "invalid-command",
             ErrorCode::UnwritableFile => "unwritable-file",
             ErrorCode::ExecFailed => "exec-failed",

@@ -220,6 +220,12 @@ impl KindSet {
         KindSet(!self.0)
     }
 
+    /// The kinds in both sets.
+    #[must_use]
+    pub const fn intersection(self, other: KindSet) -> KindSet {
+        KindSet(self.0 & other.0)
+    }
+
     /// Whether the set is empty.
     pub const fn is_empty(self) -> bool {
         self.0 == 0

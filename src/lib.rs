@@ -35,6 +35,7 @@
 pub mod apply;
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod kind;
 pub mod model;
 pub mod plan;

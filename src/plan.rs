@@ -128,6 +128,20 @@ pub enum Step {
     },
     /// Fork: the child is the container process.
     Fork,
+    /// Join the namespaces of `kinds` of process `pid` at once, through a
+    /// pidfd (`pidfd_open`, `setns(pidfd, flags)`, close; Linux 5.8, DESIGN
+    /// §9): all or none. When it succeeds, the per-namespace steps that
+    /// follow (open, setns, deferred joins, close of `/proc/<pid>/ns/*`)
+    /// have nothing left to do and are skipped; when the kernel refuses a
+    /// pidfd there (EINVAL: before 5.8; or no pidfds at all, ENOSYS) they
+    /// do the joins.
+    PidfdJoin {
+        /// The process.
+        pid: i32,
+        /// The kinds joined.
+        #[serde(rename = "types")]
+        kinds: KindSet,
+    },
 }
 
 impl Step {
@@ -142,8 +156,17 @@ impl Step {
             Step::Setid | Step::DeferredJoins => Some(Kind::User),
             Step::Propagation { .. } => Some(Kind::Mount),
             Step::TimeOffsets { .. } => Some(Kind::Time),
-            Step::Fork => None,
+            Step::Fork | Step::PidfdJoin { .. } => None,
         }
+    }
+
+    /// Whether the step is one of the per-namespace joins that a pidfd
+    /// join before it makes unneeded (see [`Step::PidfdJoin`]).
+    pub fn is_per_namespace_join(&self) -> bool {
+        matches!(
+            self,
+            Step::Open { .. } | Step::Setns { .. } | Step::DeferredJoins | Step::Close { .. }
+        )
     }
 }
 
@@ -153,6 +176,10 @@ impl Step {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Plan {
     steps: Vec<Step>,
+    /// For an exec plan (`crate::exec`): the process whose namespaces it
+    /// joins, so a `/proc/<pid>/ns` gone missing is that process's exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exec: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     uid_mappings: Vec<IdMapping>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -239,6 +266,7 @@ pub fn plan(cfg: &NsConfig) -> Plan {
     };
     Plan {
         steps,
+        exec: None,
         uid_mappings,
         gid_mappings,
     }
@@ -248,6 +276,21 @@ impl Plan {
     /// The steps in order.
     pub fn steps(&self) -> &[Step] {
         &self.steps
+    }
+
+    /// The process whose namespaces an exec plan joins.
+    pub fn exec_target(&self) -> Option<i32> {
+        self.exec
+    }
+
+    /// This plan as the join of process `pid`'s namespaces (`crate::exec`):
+    /// `pidfd` first when given, the steps of this plan as its fallback.
+    pub(crate) fn for_exec(mut self, pid: i32, pidfd: Option<KindSet>) -> Plan {
+        if let Some(kinds) = pidfd {
+            self.steps.insert(0, Step::PidfdJoin { pid, kinds });
+        }
+        self.exec = Some(pid);
+        self
     }
 
     /// The uid mappings for the `id-mapping` sync point (empty unless the
@@ -299,8 +342,20 @@ impl Plan {
         let mut steps: Vec<Step> = self
             .steps
             .iter()
-            .filter(|s| s.kind().is_some_and(|k| kinds.contains(k)))
-            .cloned()
+            .filter_map(|s| match s {
+                // The pidfd join of an exec plan keeps the phase's kinds.
+                Step::PidfdJoin { pid, kinds: joined } => {
+                    let kept = joined.intersection(kinds);
+                    (!kept.is_empty()).then_some(Step::PidfdJoin {
+                        pid: *pid,
+                        kinds: kept,
+                    })
+                }
+                s => s
+                    .kind()
+                    .is_some_and(|k| kinds.contains(k))
+                    .then(|| s.clone()),
+            })
             .collect();
         let held = steps.iter().filter_map(Step::kind).collect::<KindSet>();
         if held.contains(Kind::Pid) || held.contains(Kind::Time) {
@@ -309,6 +364,7 @@ impl Plan {
         let user = held.contains(Kind::User);
         Plan {
             steps,
+            exec: self.exec,
             uid_mappings: if user {
                 self.uid_mappings.clone()
             } else {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ConfigError;
 use crate::config::{Propagation, TimeOffset};
 use crate::error::{Errno, ErrorCode};
-use crate::kind::Kind;
+use crate::kind::{Kind, KindSet};
 use crate::plan::{Plan, Step, SyncPoint};
 
 /// The trace format version written in every document.
@@ -169,6 +169,26 @@ pub enum TraceStep {
         /// The path it was opened from.
         path: PathBuf,
     },
+    /// The pidfd join of an exec plan (DESIGN §9): `pidfd_open(pid, 0)`,
+    /// `setns(pidfd, CLONE_NEW*...)` for all `types` at once, close. When
+    /// it fails with `fallback`, the per-namespace steps that follow do the
+    /// joins; when it succeeds, they are not taken.
+    PidfdJoin {
+        /// The process.
+        pid: i32,
+        /// The kinds joined, in canonical order.
+        #[serde(rename = "types")]
+        kinds: KindSet,
+        /// `"ok"` or the errno of the call that failed.
+        result: Outcome,
+        /// The call that failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<PidfdCall>,
+        /// The failure left the caller where it was, and the per-namespace
+        /// steps follow.
+        #[serde(default, skip_serializing_if = "is_false")]
+        fallback: bool,
+    },
     /// fork(2): pid and time namespaces apply to children only.
     Fork {
         /// `"ok"` (omitted) or the errno.
@@ -190,7 +210,7 @@ impl TraceStep {
             | TraceStep::TimeOffsets { kind, .. }
             | TraceStep::Close { kind, .. } => Some(*kind),
             TraceStep::Sync { point } => Some(point.kind()),
-            TraceStep::Fork { .. } => None,
+            TraceStep::Fork { .. } | TraceStep::PidfdJoin { .. } => None,
         }
     }
 
@@ -203,10 +223,32 @@ impl TraceStep {
             | TraceStep::Setid { result, .. }
             | TraceStep::Propagation { result, .. }
             | TraceStep::TimeOffsets { result, .. }
+            | TraceStep::PidfdJoin { result, .. }
             | TraceStep::Fork { result } => *result,
             TraceStep::Sync { .. } | TraceStep::Close { .. } | TraceStep::DeferredJoins { .. } => {
                 Outcome::Ok
             }
+        }
+    }
+}
+
+/// The call of a pidfd join that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PidfdCall {
+    /// `pidfd_open(2)`.
+    #[serde(rename = "pidfd_open")]
+    Open,
+    /// `setns(2)` through the pidfd.
+    Setns,
+}
+
+impl PidfdCall {
+    /// The call's name as strace shows it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PidfdCall::Open => "pidfd_open",
+            PidfdCall::Setns => "setns",
         }
     }
 }
@@ -390,6 +432,22 @@ impl fmt::Display for TraceStep {
                 write!(f, " -> {result}")
             }
             TraceStep::Close { kind, path } => write!(f, "close   {kind:<8} {}", shown(path)),
+            TraceStep::PidfdJoin {
+                pid,
+                kinds,
+                result,
+                call,
+                fallback,
+            } => {
+                write!(f, "pidfd   {pid:<8} {kinds} -> {result}")?;
+                if let Some(call) = call {
+                    write!(f, " ({})", call.name())?;
+                }
+                if *fallback {
+                    f.write_str(", per namespace below")?;
+                }
+                Ok(())
+            }
             TraceStep::Fork { result } => write!(f, "fork             -> {result}"),
         }
     }
@@ -453,6 +511,13 @@ impl Step {
                 path: path.as_path().to_owned(),
             },
             Step::Fork => TraceStep::Fork { result: ok },
+            Step::PidfdJoin { pid, kinds } => TraceStep::PidfdJoin {
+                pid: *pid,
+                kinds: *kinds,
+                result: ok,
+                call: None,
+                fallback: false,
+            },
         }
     }
 }
@@ -460,26 +525,59 @@ impl Step {
 impl Plan {
     /// The trace apply would produce on a host where every call succeeds
     /// (what `nsapply plan --format json` prints).
+    ///
+    /// After a pidfd join that succeeds, the per-namespace joins of its
+    /// fallback are not taken, so they are not in the trace.
     pub fn expected_trace(&self) -> Trace {
+        let mut pidfd = false;
+        let steps = self
+            .steps()
+            .iter()
+            .filter(|s| {
+                pidfd |= matches!(s, Step::PidfdJoin { .. });
+                !(pidfd && s.is_per_namespace_join())
+            })
+            .map(Step::expected)
+            .collect();
         Trace {
-            steps: self.steps().iter().map(Step::expected).collect(),
+            steps,
             ..Trace::default()
         }
     }
 }
 
+/// The plan as a table: the steps taken when every call succeeds; for an
+/// exec plan with a pidfd join, then the per-namespace fallback, numbered
+/// `f1`, `f2`, ... (taken instead when the pidfd join fails, ESRCH aside).
 impl std::fmt::Display for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.expected_trace()
-            .steps
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, s)| {
+        fn table<'a>(
+            f: &mut std::fmt::Formatter<'_>,
+            prefix: &str,
+            steps: impl Iterator<Item = TraceStep>,
+        ) -> std::fmt::Result {
+            steps.enumerate().try_for_each(|(i, s)| {
                 let text = s.to_string();
                 // The plan table shows what will be done, not results.
                 let text = text.strip_suffix(" -> ok").unwrap_or(&text).trim_end();
-                writeln!(f, "{:>3}  {text}", i + 1)
+                writeln!(f, "{:>3}  {text}", format!("{prefix}{}", i + 1))
             })
+        }
+        table(f, "", self.expected_trace().steps.into_iter())?;
+        if self
+            .steps()
+            .iter()
+            .any(|s| matches!(s, Step::PidfdJoin { .. }))
+        {
+            writeln!(f, "     fallback, when the kernel refuses the pidfd join:")?;
+            let fallback = self
+                .steps()
+                .iter()
+                .filter(|s| !matches!(s, Step::PidfdJoin { .. }))
+                .map(Step::expected);
+            table(f, "f", fallback)?;
+        }
+        Ok(())
     }
 }
 

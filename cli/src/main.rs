@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use nsapply::exec::{resolve, ExecError, ExecTarget};
 use nsapply::model::{FaultScript, Model, World};
 use nsapply::run::{run, RunOptions};
 use nsapply::{plan, ConfigError, Errno, KindSet, NsConfig, Plan, Trace};
@@ -35,7 +36,10 @@ enum Command {
     /// Print the steps apply would take (every call succeeding).
     Plan {
         /// The OCI config.json.
-        config: PathBuf,
+        #[arg(required_unless_present = "exec")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        exec: ExecArgs,
         /// Output format: a readable table, or the trace document (JSON).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -46,7 +50,10 @@ enum Command {
     /// Run the plan on the kernel model and print the trace.
     Simulate {
         /// The OCI config.json.
-        config: PathBuf,
+        #[arg(required_unless_present = "exec")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        exec: ExecArgs,
         /// The world the model starts from (JSON), or `host`: this machine's
         /// caller, clocks and namespace limits, read now. Default: a root
         /// caller in the initial namespaces, no namespace files, one day of
@@ -77,6 +84,30 @@ enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<OsString>,
     },
+    /// Join the namespaces of running process PID (through a pidfd, per
+    /// namespace where the kernel refuses one) and run CMD there, as `run`
+    /// runs it: forked when pid or time is joined, supervised, its exit
+    /// status nsapply's.
+    Exec {
+        /// The process whose namespaces to join (as this pid namespace
+        /// numbers it).
+        #[arg(value_name = "PID", allow_negative_numbers = true)]
+        pid: i32,
+        /// Join only these (comma-separated spec type names); default:
+        /// every one whose namespace differs from nsapply's.
+        #[arg(long, value_name = "KINDS")]
+        kinds: Option<String>,
+        /// Join per namespace (open every /proc/PID/ns file, then setns
+        /// each), without trying the pidfd join first.
+        #[arg(long)]
+        no_pidfd: bool,
+        /// Write the trace document (JSON) of the apply to FILE.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
     /// Run OCI runtimes (runc, crun, youki) on the conformance corpus under
     /// strace and compare what they do with nsapply's plan (needs root).
     Conform {
@@ -99,6 +130,27 @@ enum Command {
         #[arg(value_name = "CASES")]
         cases: Vec<String>,
     },
+}
+
+/// `--exec PID` of `plan` and `simulate`: the plan that joins a running
+/// process's namespaces instead of a config's.
+#[derive(Debug, clap::Args)]
+struct ExecArgs {
+    /// Plan the exec into process PID's namespaces (for simulate: a process
+    /// of the world) instead of a config.
+    #[arg(
+        long,
+        value_name = "PID",
+        conflicts_with = "config",
+        allow_negative_numbers = true
+    )]
+    exec: Option<i32>,
+    /// With --exec: join only these kinds (default: those that differ).
+    #[arg(long, value_name = "KINDS", requires = "exec")]
+    kinds: Option<String>,
+    /// With --exec: no pidfd join, per namespace only.
+    #[arg(long, requires = "exec")]
+    no_pidfd: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -176,15 +228,24 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan {
             config,
+            exec,
             format,
             only,
-        } => cmd_plan(&config, format, only.as_deref()),
+        } => cmd_plan(config.as_deref(), &exec, format, only.as_deref()),
         Command::Simulate {
             config,
+            exec,
             world,
             fail,
             format,
-        } => cmd_simulate(&config, world.as_deref(), &fail, format),
+        } => cmd_simulate(config.as_deref(), &exec, world.as_deref(), &fail, format),
+        Command::Exec {
+            pid,
+            kinds,
+            no_pidfd,
+            trace,
+            command,
+        } => cmd_exec(pid, kinds.as_deref(), no_pidfd, trace, &command),
         Command::Run {
             config,
             trace,
@@ -302,10 +363,44 @@ fn load_plan(path: &Path, format: Format) -> Result<Plan, CliError> {
     }
 }
 
-fn cmd_plan(config: &Path, format: Format, only: Option<&str>) -> Result<u8, CliError> {
+/// The exec plan for `--exec PID` (or `nsapply exec PID`): the target
+/// found by `resolve` (this host's `/proc`, or the model's world).
+fn exec_plan(
+    pid: i32,
+    kinds: Option<&str>,
+    no_pidfd: bool,
+    resolve: impl FnOnce(i32, Option<KindSet>) -> Result<ExecTarget, ExecError>,
+) -> Result<Plan, CliError> {
+    let kinds = kinds.map(|k| parse_kinds("--kinds", k)).transpose()?;
+    let mut target = resolve(pid, kinds).map_err(|e| exec_error(&e))?;
+    target.pidfd = !no_pidfd;
+    target.plan().map_err(|e| exec_error(&e))
+}
+
+fn exec_error(e: &ExecError) -> CliError {
+    CliError {
+        code: e.code().as_str(),
+        message: e.to_string(),
+        status: match e {
+            ExecError::InvalidTarget { .. } => EXIT_INVALID,
+            ExecError::TargetExited { .. } => EXIT_FAILED,
+        },
+    }
+}
+
+fn cmd_plan(
+    config: Option<&Path>,
+    exec: &ExecArgs,
+    format: Format,
+    only: Option<&str>,
+) -> Result<u8, CliError> {
     // Arguments first: nothing is printed for a bad --only.
-    let kinds = only.map(parse_kinds).transpose()?;
-    let mut plan = load_plan(config, format)?;
+    let kinds = only.map(|k| parse_kinds("--only", k)).transpose()?;
+    let mut plan = match (exec.exec, config) {
+        (Some(pid), _) => exec_plan(pid, exec.kinds.as_deref(), exec.no_pidfd, resolve)?,
+        (None, Some(config)) => load_plan(config, format)?,
+        (None, None) => unreachable!("clap requires CONFIG without --exec"),
+    };
     if let Some(kinds) = kinds {
         plan = plan.only(kinds);
     }
@@ -317,21 +412,22 @@ fn cmd_plan(config: &Path, format: Format, only: Option<&str>) -> Result<u8, Cli
     Ok(0)
 }
 
-fn parse_kinds(s: &str) -> Result<KindSet, CliError> {
+fn parse_kinds(option: &str, s: &str) -> Result<KindSet, CliError> {
     let kinds: KindSet = s.parse().map_err(|e: nsapply::kind::UnknownKind| {
         CliError::invalid("invalid-kinds", e.to_string())
     })?;
     if kinds.is_empty() {
         return Err(CliError::invalid(
             "invalid-kinds",
-            "--only needs at least one namespace type (user, pid, uts, ipc, network, cgroup, mount, time)",
+            format!("{option} needs at least one namespace type (user, pid, uts, ipc, network, cgroup, mount, time)"),
         ));
     }
     Ok(kinds)
 }
 
 fn cmd_simulate(
-    config: &Path,
+    config: Option<&Path>,
+    exec: &ExecArgs,
     world: Option<&Path>,
     fail: &[String],
     format: Format,
@@ -360,8 +456,19 @@ fn cmd_simulate(
             .map_err(|e| CliError::invalid("invalid-fault", format!("--fail {rule:?}: {e}")))?;
         faults.push(fault);
     }
-    let plan = load_plan(config, format)?;
-    let mut world = world;
+    let (plan, mut world) = match (exec.exec, config) {
+        (Some(pid), _) => {
+            // The target as the model's caller finds it at the start.
+            let model = Model::new(&world)
+                .map_err(|e| CliError::invalid("invalid-world", format!("world: {e}")))?;
+            let plan = exec_plan(pid, exec.kinds.as_deref(), exec.no_pidfd, |pid, kinds| {
+                model.exec_target(pid, kinds)
+            })?;
+            (plan, world)
+        }
+        (None, Some(config)) => (load_plan(config, format)?, world),
+        (None, None) => unreachable!("clap requires CONFIG without --exec"),
+    };
     if host {
         // What a run here would meet on the way to each namespace path.
         let paths = plan.steps().iter().filter_map(|s| match s {
@@ -394,7 +501,11 @@ fn cmd_simulate(
 
 fn cmd_run(config: &Path, options: RunOptions, command: &[OsString]) -> Result<u8, CliError> {
     let plan = load_plan(config, Format::Text)?;
-    match run(&plan, command, &options) {
+    run_plan(&plan, options, command)
+}
+
+fn run_plan(plan: &Plan, options: RunOptions, command: &[OsString]) -> Result<u8, CliError> {
+    match run(plan, command, &options) {
         // Statuses are 0..=255 and 128 + signal (at most 192): they fit.
         Ok(exit) => Ok(u8::try_from(exit.status()).unwrap_or(u8::MAX)),
         Err(e) => Err(CliError {
@@ -407,6 +518,25 @@ fn cmd_run(config: &Path, options: RunOptions, command: &[OsString]) -> Result<u
             },
         }),
     }
+}
+
+fn cmd_exec(
+    pid: i32,
+    kinds: Option<&str>,
+    no_pidfd: bool,
+    trace: Option<PathBuf>,
+    command: &[OsString],
+) -> Result<u8, CliError> {
+    let plan = exec_plan(pid, kinds, no_pidfd, resolve)?;
+    run_plan(
+        &plan,
+        RunOptions {
+            trace,
+            init: false,
+            forward_pending_signals: true,
+        },
+        command,
+    )
 }
 
 fn cmd_conform(

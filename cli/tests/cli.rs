@@ -960,8 +960,11 @@ fn readme_documents_every_error_code() {
         );
     }
     for code in ErrorCode::ALL {
-        // `run`'s own bad input (not validation's) exits 2 as well.
-        let run_input = matches!(code, ErrorCode::InvalidCommand | ErrorCode::UnwritableFile);
+        // `run`'s and `exec`'s own bad input (not validation's) exits 2 as well.
+        let run_input = matches!(
+            code,
+            ErrorCode::InvalidCommand | ErrorCode::UnwritableFile | ErrorCode::InvalidTarget
+        );
         let want = if code.is_input_error() || run_input {
             2
         } else {

@@ -157,6 +157,13 @@ fn one_step_of_each_op() -> Vec<TraceStep> {
             kind: Kind::Network,
             path: p(),
         },
+        TraceStep::PidfdJoin {
+            pid: 4242,
+            kinds: "user,network".parse().unwrap(),
+            result: Outcome::Err(nsapply::Errno::EINVAL),
+            call: Some(nsapply::trace::PidfdCall::Setns),
+            fallback: true,
+        },
         TraceStep::Fork {
             result: Outcome::Err(nsapply::Errno::EAGAIN),
         },
@@ -172,6 +179,7 @@ fn one_step_of_each_op() -> Vec<TraceStep> {
             | TraceStep::Propagation { .. }
             | TraceStep::TimeOffsets { .. }
             | TraceStep::Close { .. }
+            | TraceStep::PidfdJoin { .. }
             | TraceStep::Fork { .. } => {}
         }
     }

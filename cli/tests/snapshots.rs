@@ -307,6 +307,30 @@ fn samples() -> Vec<(ErrorCode, String)> {
         ApplyError::Fork {
             errno: Errno::EAGAIN,
         },
+        ApplyError::TargetExited {
+            pid: 4242,
+            kind: None,
+            path: None,
+            errno: Errno::ESRCH,
+        },
+        ApplyError::TargetExited {
+            pid: 4242,
+            kind: Some(Kind::Ipc),
+            path: Some(p("/proc/4242/ns/ipc")),
+            errno: Errno::ENOENT,
+        },
+    ];
+    // `nsapply exec`'s target, found before the plan.
+    let exec = [
+        nsapply::exec::ExecError::InvalidTarget {
+            pid: 1,
+            reason: "reading its user namespace \"/proc/1/ns/user\"".into(),
+            errno: Some(Errno::EACCES),
+        },
+        nsapply::exec::ExecError::TargetExited {
+            pid: 4242,
+            errno: Some(Errno::ESRCH),
+        },
     ];
     // `nsapply run`'s own errors (the apply's come from ApplyError above).
     let run = [
@@ -346,6 +370,7 @@ fn samples() -> Vec<(ErrorCode, String)> {
         config.iter().map(|e| (e.code(), e.to_string())).collect();
     v.extend(apply.iter().map(|e| (e.code(), e.to_string())));
     v.extend(run.iter().map(|e| (e.code(), e.to_string())));
+    v.extend(exec.iter().map(|e| (e.code(), e.to_string())));
     for code in ErrorCode::ALL {
         assert!(
             v.iter().any(|(c, _)| *c == code),
@@ -511,6 +536,31 @@ fn cli_error_line_for_each_code() {
         "run --trace /nonexistent/... => exit {status}\n{err}"
     ));
     seen.extend(["invalid-command".to_owned(), "unwritable-file".to_owned()]);
+    // `exec`'s target errors, on the model: a zombie, a process of another
+    // uid for a caller without capabilities, a pid that is not one; and a
+    // target that exits between the plan and the join (a fault).
+    let world_exec = write_temp(
+        dir.path(),
+        "world-exec.json",
+        r#"{"caller":{"uid":1000,"gid":1000},
+            "processes":[{"pid":40,"uid":1000},{"pid":41,"state":"exited","uid":1000},{"pid":42,"uid":0}]}"#,
+    );
+    for (what, pid, faults) in [
+        ("a zombie", "41", &[][..]),
+        ("another uid's process", "42", &[][..]),
+        ("pid 0", "0", &[][..]),
+        (
+            "a target gone at the join",
+            "40",
+            &["--kinds", "network", "--fail", "setns-pidfd=ESRCH"][..],
+        ),
+    ] {
+        let mut args = vec!["simulate", "--world", &world_exec, "--exec", pid];
+        args.extend(faults);
+        let (status, err) = nsapply(&args);
+        lines.push_str(&format!("simulate --exec {what} => exit {status}\n{err}"));
+    }
+    seen.extend(["target-exited".to_owned(), "invalid-target".to_owned()]);
     // exec-failed and run-failed need a run that applies (root): their
     // lines are checked by tests/cli.rs and tests/hostile.rs.
     for code in ErrorCode::ALL

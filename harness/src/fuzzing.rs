@@ -960,6 +960,7 @@ pub mod naive {
             }
             Step::Close { kind, path } => format!("close {kind} {:?}", path.as_path()),
             Step::Fork => "fork".to_owned(),
+            Step::PidfdJoin { pid, kinds } => format!("pidfd-join {pid} {kinds}"),
         }
     }
 

@@ -184,3 +184,58 @@ impl Kernel {
         cred.euid == proc.uid || self.capable(&cred, proc.ns[Kind::User.index()])
     }
 }
+
+impl super::Model {
+    /// The exec target `pid` as the model's caller sees it now, as
+    /// [`crate::exec::resolve`] finds it on Linux: `kinds`, or by default
+    /// every kind whose namespace differs from the caller's (for pid and
+    /// time, the caller's `*_for_children`).
+    ///
+    /// # Errors
+    ///
+    /// `invalid-target` for a pid that is not positive or a process the
+    /// caller may not ptrace (its `/proc/<pid>/ns/*` cannot be read);
+    /// `target-exited` for a process the world does not have running.
+    pub fn exec_target(
+        &self,
+        pid: i32,
+        kinds: Option<crate::KindSet>,
+    ) -> Result<crate::exec::ExecTarget, crate::exec::ExecError> {
+        use crate::exec::{ExecError, ExecTarget};
+        if pid <= 0 {
+            return Err(ExecError::InvalidTarget {
+                pid,
+                reason: "a pid must be positive".to_owned(),
+                errno: None,
+            });
+        }
+        let k = &self.kernel;
+        let running = k
+            .process(pid)
+            .filter(|p| k.processes[*p].state == ProcessState::Running);
+        let Some(p) = running else {
+            return Err(ExecError::TargetExited {
+                pid,
+                errno: Some(crate::Errno::ESRCH),
+            });
+        };
+        if !k.may_ptrace(p) {
+            return Err(ExecError::InvalidTarget {
+                pid,
+                reason: format!("reading its namespaces {:?}", format!("/proc/{pid}/ns")),
+                errno: Some(crate::Errno::EACCES),
+            });
+        }
+        let theirs = &k.processes[p].ns;
+        let ours = |kind: Kind| match kind {
+            Kind::Pid => k.caller.pid_for_children,
+            Kind::Time => k.caller.time_for_children,
+            _ => k.caller.ns[kind.index()],
+        };
+        let differing = Kind::ALL
+            .into_iter()
+            .filter(|kind| theirs[kind.index()] != ours(*kind))
+            .collect();
+        Ok(ExecTarget::new(pid, kinds.unwrap_or(differing)))
+    }
+}

@@ -419,16 +419,13 @@ fn check_command(plan: &Plan, command: &[OsString], options: &RunOptions) -> Res
     Ok(())
 }
 
-/// Whether the plan joins a pid namespace by path: the command's process
-/// is then in a pid namespace where no process of the run is pid 1.
+/// Whether the plan joins a pid namespace (by path, or through a pidfd in
+/// an exec plan): the command's process is then in a pid namespace where
+/// no process of the run is pid 1.
 fn joins_pid_namespace(plan: &Plan) -> bool {
-    plan.steps().iter().any(|s| {
-        matches!(
-            s,
-            Step::Setns {
-                kind: Kind::Pid,
-                ..
-            }
-        )
+    plan.steps().iter().any(|s| match s {
+        Step::Setns { kind, .. } => *kind == Kind::Pid,
+        Step::PidfdJoin { kinds, .. } => kinds.contains(Kind::Pid),
+        _ => false,
     })
 }

@@ -251,6 +251,63 @@ impl ProcessDir {
         self.pid
     }
 
+    /// The identity of the namespace that `ns/<file>` of the directory
+    /// names (`file` is a [`Kind::proc_name`](crate::Kind::proc_name) or a
+    /// `*_for_children` name): the device and inode that stat(2) shows
+    /// through the link, as ioctl_nsfs(2) compares namespaces.
+    ///
+    /// # Errors
+    ///
+    /// ENOENT when the process has exited (a zombie has no namespaces) or
+    /// the kernel has no namespaces of that kind; EACCES/EPERM without
+    /// ptrace read access to the process.
+    pub fn namespace(&self, file: &str) -> Result<NsIdentity, Errno> {
+        namespace_at(&self.dir, file)
+    }
+}
+
+/// Which namespace a `/proc/<pid>/ns/<file>` link names: its nsfs device
+/// and inode (stat(2) through the link).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NsIdentity {
+    /// `st_dev` of the nsfs.
+    pub dev: u64,
+    /// `st_ino`: the namespace's inode number, as the link's text shows it.
+    pub ino: u64,
+}
+
+fn namespace_at(dir: &OwnedFd, file: &str) -> Result<NsIdentity, Errno> {
+    use nix::fcntl::AtFlags;
+    // The link is a magic link into nsfs: stat follows it (no flag);
+    // `file` is one fixed name, so no path of a caller is looked up.
+    let st = nix::sys::stat::fstatat(dir, format!("ns/{file}").as_str(), AtFlags::empty())
+        .map_err(nix_errno)?;
+    Ok(NsIdentity {
+        dev: st.st_dev,
+        ino: st.st_ino,
+    })
+}
+
+impl ProcRoot {
+    /// The identity of the calling process's namespace `ns/<file>`, as
+    /// [`ProcessDir::namespace`].
+    ///
+    /// # Errors
+    ///
+    /// The errno of opening `/proc/self` or of stat(2) on the link.
+    pub fn own_namespace(&self, file: &str) -> Result<NsIdentity, Errno> {
+        let own = Self::open_in(
+            &self.dir,
+            "self",
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
+            false,
+        )
+        .map_err(nix_errno)?;
+        namespace_at(&own, file)
+    }
+}
+
+impl ProcessDir {
     /// Writes `data` to the file `name` of the directory in one write(2)
     /// (`uid_map`, `gid_map`, `setgroups`: the kernel takes each in one).
     ///
