@@ -551,7 +551,7 @@ impl Plan {
 /// `f1`, `f2`, ... (taken instead when the pidfd join fails, ESRCH aside).
 impl std::fmt::Display for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        fn table<'a>(
+        fn table(
             f: &mut std::fmt::Formatter<'_>,
             prefix: &str,
             steps: impl Iterator<Item = TraceStep>,
