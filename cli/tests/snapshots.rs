@@ -74,6 +74,57 @@ fn worlds(name: &str) -> Vec<(String, World)> {
     v
 }
 
+/// Exec plans (DESIGN §9) into the process 4242 of each world of
+/// `snapshots/exec/`: the target found on the model (or why not), the plan
+/// with its fallback, and the simulated runs through the pidfd and per
+/// namespace. A target that cannot be found is planned for the kinds it
+/// has namespaces of, so the join meets it.
+#[test]
+fn exec_plans_and_runs() {
+    use nsapply::exec::ExecTarget;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots/exec");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".world.json"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "the exec worlds lost files: {names:?}");
+    for path in names {
+        let name = path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches(".world.json")
+            .to_owned();
+        let world = World::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let model = Model::new(&world).unwrap();
+        let mut text = String::new();
+        let target = match model.exec_target(4242, None) {
+            Ok(t) => t,
+            Err(e) => {
+                text.push_str(&format!("target: {}: {e}\n", e.code()));
+                let kinds = world.processes[0].namespaces.keys().copied().collect();
+                ExecTarget::new(4242, kinds)
+            }
+        };
+        text.push_str(&format!(
+            "kinds: {}\n\nplan:\n{}",
+            target.kinds,
+            target.plan().unwrap()
+        ));
+        for (how, t) in [
+            ("through the pidfd", target),
+            ("per namespace", target.per_namespace()),
+        ] {
+            let mut m = Model::new(&world).unwrap();
+            let run = simulate(&t.plan().unwrap(), &mut m);
+            text.push_str(&format!("\nsimulated, {how}:\n{}", run.trace()));
+        }
+        snapshot!(format!("exec@{name}"), text);
+    }
+}
+
 #[test]
 fn corpus_plans_and_phases() {
     let youki_first: KindSet = "user,pid,time".parse().unwrap();

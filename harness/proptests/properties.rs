@@ -16,7 +16,8 @@ use nsapply_harness::oracles::{
     deferral_violation, error_path_violation, order_violation, validation_rule,
 };
 use nsapply_harness::testing::{
-    build_world, fault_script, kind_set, raw_linux, valid_raw_linux, world_for, PathTarget,
+    build_world, exec_scenario, fault_script, kind_set, raw_linux, valid_raw_linux, world_for,
+    ExecScenario, PathTarget, EXEC_TARGET,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -167,6 +168,17 @@ fn run(p: &Plan, world: &World, faults: &FaultScript) -> (Applied, Model) {
     (applied, model)
 }
 
+/// An exec plan (DESIGN §9), its world and a fault script.
+fn exec_fault_scenario() -> BoxedStrategy<(Plan, World, FaultScript)> {
+    exec_scenario()
+        .prop_flat_map(|sc| {
+            let p = sc.plan();
+            let calls = p.steps().len() * 2;
+            (Just(p), Just(sc.world), fault_script(calls))
+        })
+        .boxed()
+}
+
 /// Configs joining a user namespace by path plus 1..=7 namespaces it owns,
 /// for a rootless caller that created it: every non-user join is deferred.
 fn deferral_scenario() -> BoxedStrategy<(Plan, World, FaultScript)> {
@@ -208,7 +220,9 @@ proptest! {
     /// kind, path and errno, with the code that call and errno mean; and
     /// leaves every opened fd closed exactly once.
     #[test]
-    fn errors_stop_the_run_and_close_every_fd((p, world, faults) in scenario()) {
+    fn errors_stop_the_run_and_close_every_fd(
+        (p, world, faults) in prop_oneof![3 => scenario(), 1 => exec_fault_scenario()]
+    ) {
         let (applied, model) = run(&p, &world, &faults);
         if let Some(v) = error_path_violation(&p, world.caller.threads, &applied, &model, model.calls()) {
             prop_assert!(false, "{}\ntrace:\n{}\ncalls: {:#?}", v, applied.trace(), model.calls());
@@ -232,7 +246,9 @@ proptest! {
     /// Property 7 (determinism, trace part): the same plan, world and faults
     /// always give the same trace.
     #[test]
-    fn simulation_is_deterministic((p, world, faults) in scenario()) {
+    fn simulation_is_deterministic(
+        (p, world, faults) in prop_oneof![3 => scenario(), 1 => exec_fault_scenario()]
+    ) {
         let (a, _) = run(&p, &world, &faults);
         let (b, _) = run(&p, &world, &faults);
         prop_assert_eq!(a.trace(), b.trace());
@@ -245,6 +261,82 @@ proptest! {
         let (a, _) = run(&p, &world, &faults);
         let back = nsapply::Trace::from_json(&serde_json::to_string(&a.trace()).unwrap()).unwrap();
         prop_assert_eq!(back, a.trace());
+    }
+}
+
+/// The namespaces the model's caller is in, and those its children get.
+fn namespaces_of(m: &Model) -> Vec<(String, String)> {
+    Kind::ALL
+        .iter()
+        .map(|k| (m.current(*k).to_owned(), m.for_children(*k).to_owned()))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Property 9 (exec, DESIGN §9): joining a process through a pidfd and
+    /// joining it one namespace file at a time end alike: the same error
+    /// code, or both succeed with the caller in the same namespaces (and
+    /// the same for its children). When the pidfd join fails and falls
+    /// back, the rest of that run is exactly the per-namespace run.
+    #[test]
+    fn exec_pidfd_and_per_namespace_joins_agree(sc in exec_scenario()) {
+        let with_pidfd = ExecScenario { pidfd: true, ..sc.clone() }.plan();
+        let per_namespace = ExecScenario { pidfd: false, ..sc.clone() }.plan();
+        let (a, ma) = run(&with_pidfd, &sc.world, &FaultScript::new());
+        let (b, mb) = run(&per_namespace, &sc.world, &FaultScript::new());
+        let why = || format!(
+            "pidfd run:\n{}per-namespace run:\n{}world: {}",
+            a.trace(), b.trace(), sc.world.to_json()
+        );
+        prop_assert_eq!(a.error().map(|e| e.code), b.error().map(|e| e.code), "{}", why());
+        if a.error().is_none() {
+            prop_assert_eq!(namespaces_of(&ma), namespaces_of(&mb), "{}", why());
+        }
+        if let Some(TraceStep::PidfdJoin { fallback: true, .. }) = a.steps.first() {
+            prop_assert_eq!(&a.steps[1..], &b.steps[..], "{}", why());
+            prop_assert_eq!(a.error(), b.error(), "{}", why());
+        }
+        prop_assert_eq!(ma.open_fd_count() + mb.open_fd_count(), 0, "{}", why());
+    }
+
+    /// Property 10 (exec atomicity): setns through a pidfd joins all the
+    /// kinds asked for or none: when it fails, the caller's namespaces (and
+    /// its children's) are what they were; when it succeeds, the caller is
+    /// in the target's namespace of each kind asked for and in its own of
+    /// every other kind.
+    #[test]
+    fn a_pidfd_join_is_all_or_nothing(sc in exec_scenario(), kinds in kind_set()) {
+        use nsapply::Syscall;
+        let mut m = Model::new(&sc.world).unwrap();
+        let before = namespaces_of(&m);
+        let r = m.pidfd_open(EXEC_TARGET).and_then(|fd| {
+            let r = m.setns_pidfd(&fd, kinds);
+            m.close(fd);
+            r
+        });
+        let after = namespaces_of(&m);
+        let target = sc.world.processes.iter().find(|p| p.pid == EXEC_TARGET).unwrap();
+        let theirs = |k: Kind| {
+            target.namespaces.get(&k).cloned().unwrap_or_else(|| format!("host:{}", k.spec_name()))
+        };
+        match r {
+            Err(e) => prop_assert_eq!(&before, &after, "{:?} changed the caller; world {}", e, sc.world.to_json()),
+            Ok(()) => {
+                for k in Kind::ALL {
+                    // pid applies to children only; time to both (setns).
+                    let (now, children) = &after[k.index()];
+                    let want = if kinds.contains(k) { theirs(k) } else { before[k.index()].1.clone() };
+                    prop_assert_eq!(children, &want, "{} for children; world {}", k, sc.world.to_json());
+                    if k != Kind::Pid {
+                        let want_now = if kinds.contains(k) { theirs(k) } else { before[k.index()].0.clone() };
+                        prop_assert_eq!(now, &want_now, "{}; world {}", k, sc.world.to_json());
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(m.open_fd_count(), 0);
     }
 }
 

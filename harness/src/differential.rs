@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::realize::{apply_as_caller, KernelRun, Realized, ScratchDir, Side};
-use nsapply::model::{CallerSpec, FileSpec, Model, NsSpec, World};
+use nsapply::model::{CallerSpec, FileSpec, Model, NsSpec, ProcessSpec, ProcessState, World};
 use nsapply::simulate::simulate;
 use nsapply::{plan, ErrorCode, IdMapping, Kind, KindSet, NsConfig, Outcome, Trace, TraceStep};
 
@@ -233,6 +233,24 @@ struct Setup {
     rootless: bool,
     /// Holds the scenario's paths; removed after the run.
     scratch: Option<ScratchDir>,
+    /// An exec case: the plan joins a world process's namespaces
+    /// (`config` is not used).
+    exec: Option<ExecCase>,
+}
+
+/// What an exec case joins (DESIGN §9).
+#[derive(Clone, Copy, Debug)]
+struct ExecCase {
+    /// The world's process (its pid in the world).
+    pid: i32,
+    /// The kinds, or `None` for those that differ from the caller's.
+    kinds: Option<KindSet>,
+    /// Try the pidfd join first.
+    pidfd: bool,
+    /// Find the target first (`exec::resolve` on the kernel,
+    /// `Model::exec_target` on the model); `false` plans for `kinds` at
+    /// once, so a target that is gone is met by the join itself.
+    resolve: bool,
 }
 
 impl Setup {
@@ -247,6 +265,20 @@ impl Setup {
             check: Box::new(check),
             rootless: true,
             scratch: None,
+            exec: None,
+        }
+    }
+
+    /// An exec case in `world` (its caller as the world says: exec cases
+    /// have no rootless variant, their callers are chosen).
+    fn exec(
+        world: World,
+        exec: ExecCase,
+        check: impl FnOnce(&Ran) -> Result<(), String> + 'static,
+    ) -> Setup {
+        Setup {
+            exec: Some(exec),
+            ..Setup::new(world, |_| Value::Null, check).no_rootless()
         }
     }
 
@@ -285,7 +317,7 @@ fn cases() -> Vec<(String, BuildFn)> {
             Box::new(move || joins(k)),
         ));
     }
-    let fixed: [(&str, PlainBuild); 31] = [
+    let fixed: [(&str, PlainBuild); 42] = [
         (
             "unprivileged_joins_user_then_creates_network",
             unprivileged_join_user_create_network,
@@ -383,6 +415,41 @@ fn cases() -> Vec<(String, BuildFn)> {
         ),
         ("join_user_without_maps_fails_setid", join_user_without_maps),
         ("rootless_creates_user_network_pid", rootless_creates),
+        (
+            "exec_joins_all_eight_through_one_pidfd_setns",
+            exec_all_eight_pidfd,
+        ),
+        (
+            "exec_per_namespace_opens_all_eight_then_joins",
+            exec_all_eight_per_namespace,
+        ),
+        ("exec_rootless_target_through_a_pidfd", exec_rootless_pidfd),
+        (
+            "exec_rootless_target_per_namespace_defers_until_user_joined",
+            exec_rootless_per_namespace,
+        ),
+        ("exec_subset_of_kinds_joins_only_those", exec_subset),
+        (
+            "exec_target_in_the_callers_namespaces_is_an_empty_plan",
+            exec_nothing_differs,
+        ),
+        (
+            "exec_exited_target_is_refused_before_any_call",
+            exec_exited_target,
+        ),
+        (
+            "exec_zombie_target_fails_the_pidfd_join_with_esrch",
+            exec_zombie_pidfd,
+        ),
+        (
+            "exec_zombie_target_per_namespace_fails_its_first_open",
+            exec_zombie_per_namespace,
+        ),
+        ("exec_reaped_target_fails_pidfd_open", exec_reaped_target),
+        (
+            "exec_zombie_of_another_user_is_eperm_then_eacces_not_esrch",
+            exec_zombie_of_another_user,
+        ),
     ];
     for (n, f) in fixed {
         v.push((n.to_owned(), Box::new(f)));
@@ -531,6 +598,7 @@ pub fn run_case(name: &str, mode: Mode) -> CaseReport {
         config,
         check,
         scratch,
+        exec,
         ..
     } = setup;
     if mode == Mode::Rootless {
@@ -538,7 +606,7 @@ pub fn run_case(name: &str, mode: Mode) -> CaseReport {
             CallerSpec::unprivileged(ROOTLESS_UID, ROOTLESS_UID).threads(world.caller.threads);
     }
     let mut report = CaseReport::new(name, mode, Status::Fail, String::new());
-    let ran = match scenario(&world, config, mode, time_ok, &mut report) {
+    let ran = match scenario(&world, config, exec, mode, time_ok, &mut report) {
         Ok(Some(ran)) => ran,
         Ok(None) => return report,
         Err(e) => {
@@ -572,12 +640,28 @@ pub fn run_case(name: &str, mode: Mode) -> CaseReport {
 fn scenario(
     world: &World,
     config: ConfigFn,
+    exec: Option<ExecCase>,
     mode: Mode,
     time_ok: bool,
     report: &mut CaseReport,
 ) -> Result<Option<Ran>, String> {
     let own_before = own_namespaces();
     let real = Realized::new(world).map_err(|e| format!("realize: {e}"))?;
+    if let Some(exec) = exec {
+        return exec_scenario(world, &real, exec, report).map(
+            |(model, model_trace, kernel, rejected)| {
+                Some(Ran {
+                    model,
+                    model_trace,
+                    kernel,
+                    rejected,
+                    own_before,
+                    own_after: own_namespaces(),
+                    real,
+                })
+            },
+        );
+    }
     let mut doc = config(&real);
     if mode == Mode::Rootless {
         doc = rootless_config(doc);
@@ -644,6 +728,102 @@ fn scenario(
         own_after: own_namespaces(),
         real,
     }))
+}
+
+/// An exec case's run: the target found on both sides (the same kinds, or
+/// the same refusal), then its plan on the model and on the kernel, with
+/// the checks of [`scenario`].
+fn exec_scenario(
+    world: &World,
+    real: &Realized,
+    exec: ExecCase,
+    report: &mut CaseReport,
+) -> Result<(Model, Trace, Option<KernelRun>, Option<ErrorCode>), String> {
+    use nsapply::exec::{resolve, ExecError, ExecTarget};
+    let full = real.world();
+    let mut model =
+        Model::new(&full).map_err(|e| format!("model world: {e}\n{}", full.to_json()))?;
+    let pid = real.process_pid(exec.pid).unwrap_or(exec.pid);
+    let found = |r: &Result<ExecTarget, ExecError>| match r {
+        Ok(t) => format!("kinds {}", t.kinds),
+        Err(e) => e.code().to_string(),
+    };
+    let targets = if exec.resolve {
+        let on_model = model.exec_target(pid, exec.kinds);
+        // The kernel side is found as the caller when that is this root
+        // process; an unprivileged caller's is the model's (its own
+        // ptrace access is what the join then meets).
+        let on_kernel = if world.caller.uid == 0 {
+            resolve(pid, exec.kinds)
+        } else {
+            on_model.clone()
+        };
+        if found(&on_model) != found(&on_kernel) {
+            return Err(format!(
+                "MODEL AND KERNEL DISAGREE on the target: model {}, kernel {}",
+                found(&on_model),
+                found(&on_kernel)
+            ));
+        }
+        on_model
+    } else {
+        Ok(ExecTarget::new(pid, exec.kinds.unwrap_or(KindSet::EMPTY)))
+    };
+    let target = match targets.and_then(|t| {
+        ExecTarget {
+            pidfd: exec.pidfd,
+            ..t
+        }
+        .plan()
+        .map(|p| (t, p))
+    }) {
+        Ok(t) => t,
+        Err(e) => {
+            let model_trace = Trace {
+                error: Some(nsapply::TraceError {
+                    code: e.code(),
+                    kind: None,
+                    path: None,
+                    errno: e.errno(),
+                    message: e.to_string(),
+                    index: None,
+                    unjoined: Vec::new(),
+                }),
+                ..Trace::default()
+            };
+            report.model_trace = Some(model_trace.clone());
+            return Ok((model, model_trace, None, Some(e.code())));
+        }
+    };
+    let (_, p) = target;
+    let model_trace = simulate(&p, &mut model).into_trace();
+    report.model_trace = Some(model_trace.clone());
+    let kernel = apply_as_caller(&p, &world.caller).map_err(|e| format!("kernel run: {e}"))?;
+    report.kernel_trace = Some(kernel.trace.clone());
+    report.equal = Some(kernel.trace == model_trace);
+    if kernel.trace != model_trace {
+        return Err(format!(
+            "MODEL AND KERNEL DISAGREE\n{}\nexec: {exec:?} (pid {pid})\nworld: {}",
+            trace_diff(&model_trace, &kernel.trace),
+            full.to_json()
+        ));
+    }
+    if !kernel.after.ns_fds.is_empty() {
+        return Err(format!(
+            "namespace fds left open: {:?}",
+            kernel.after.ns_fds
+        ));
+    }
+    if kernel.after.fds != kernel.before.fds {
+        return Err(format!(
+            "open fds changed: before {:?}, after {:?}",
+            kernel.before.fds, kernel.after.fds
+        ));
+    }
+    if model.open_fd_count() != 0 {
+        return Err(format!("model fds left open: {:?}", model.open_fds()));
+    }
+    Ok((model, model_trace, Some(kernel), None))
 }
 
 /// This process's namespace inodes, and those for its children, per kind;
@@ -1500,6 +1680,322 @@ fn joins_time_not_entered() -> Result<Setup, String> {
             let k = expect_ok(ran)?;
             expect_in(k, Kind::Time, &ran.real, "t")?;
             expect_changed(k, KindSet::one(Kind::Time))
+        },
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// Exec: joining the namespaces of a running process (DESIGN §9).
+// ---------------------------------------------------------------------------
+
+/// The world's pid of an exec case's target (the real one differs).
+const TARGET: i32 = 4242;
+
+/// A container as a runtime leaves it: a user namespace `u` made by
+/// `creator`, mapping 0 to `host` (`size` ids), the other kinds of `kinds`
+/// each a namespace owned by `u` (named by its spec name), and its init,
+/// process [`TARGET`], in all of them as root of `u` (kuid `host`).
+fn container(creator: u32, host: u32, size: u32, kinds: KindSet) -> World {
+    let m = vec![map(0, host, size)];
+    let mut world = World::new().namespace(
+        NsSpec::new("u", Kind::User)
+            .created_by(creator)
+            .maps(m.clone(), m),
+    );
+    let mut process = ProcessSpec::new(TARGET).uid(host).in_ns(Kind::User, "u");
+    for kind in kinds.iter().filter(|k| *k != Kind::User) {
+        world = world.namespace(NsSpec::new(kind.spec_name(), kind).owned_by("u"));
+        process = process.in_ns(kind, kind.spec_name());
+    }
+    world.process(process)
+}
+
+/// The name of the namespace of `kind` in a [`container`].
+fn container_ns(kind: Kind) -> &'static str {
+    if kind == Kind::User {
+        "u"
+    } else {
+        kind.spec_name()
+    }
+}
+
+fn joined(ran: &Ran, kinds: KindSet) -> Result<(), String> {
+    let k = expect_ok(ran)?;
+    for kind in kinds.iter() {
+        expect_in(k, kind, &ran.real, container_ns(kind))?;
+    }
+    expect_changed(k, kinds)
+}
+
+fn pidfd_step_ok(ran: &Ran) -> Result<(), String> {
+    let steps = &ran.model_trace.steps;
+    ensure(
+        matches!(
+            steps.first(),
+            Some(TraceStep::PidfdJoin {
+                result: Outcome::Ok,
+                ..
+            })
+        ),
+        || {
+            format!(
+                "the pidfd join did not come first and succeed:\n{}",
+                ran.summary()
+            )
+        },
+    )?;
+    ensure(
+        !steps
+            .iter()
+            .any(|s| matches!(s, TraceStep::Open { .. } | TraceStep::Setns { .. })),
+        || {
+            format!(
+                "per-namespace steps after a pidfd join that succeeded:\n{}",
+                ran.summary()
+            )
+        },
+    )
+}
+
+/// Every namespace file opened before the first join, no pidfd step.
+fn per_namespace_steps(ran: &Ran, opens: usize) -> Result<(), String> {
+    let steps = &ran.model_trace.steps;
+    let first_join = steps
+        .iter()
+        .position(|s| matches!(s, TraceStep::Setns { .. }))
+        .unwrap_or(steps.len());
+    let opened = steps[..first_join]
+        .iter()
+        .filter(|s| matches!(s, TraceStep::Open { .. }))
+        .count();
+    ensure(
+        opened == opens
+            && !steps
+                .iter()
+                .any(|s| matches!(s, TraceStep::PidfdJoin { .. })),
+        || {
+            format!(
+                "expected {opens} opens before the first setns and no pidfd join:\n{}",
+                ran.summary()
+            )
+        },
+    )
+}
+
+fn exec_case(kinds: Option<KindSet>, pidfd: bool) -> ExecCase {
+    ExecCase {
+        pid: TARGET,
+        kinds,
+        pidfd,
+        resolve: true,
+    }
+}
+
+fn exec_all_eight_pidfd() -> Result<Setup, String> {
+    Ok(Setup::exec(
+        container(0, 100_000, 65_536, KindSet::ALL),
+        exec_case(None, true),
+        |ran| {
+            joined(ran, KindSet::ALL)?;
+            pidfd_step_ok(ran)
+        },
+    ))
+}
+
+fn exec_all_eight_per_namespace() -> Result<Setup, String> {
+    Ok(Setup::exec(
+        container(0, 100_000, 65_536, KindSet::ALL),
+        exec_case(None, false),
+        |ran| {
+            joined(ran, KindSet::ALL)?;
+            per_namespace_steps(ran, 8)
+        },
+    ))
+}
+
+/// A rootless container: its user namespace made by the caller, 65534,
+/// mapping only 0 to it; the caller joins it without privilege.
+fn rootless_container() -> World {
+    container(ROOTLESS_UID, ROOTLESS_UID, 1, KindSet::ALL)
+        .caller(CallerSpec::unprivileged(ROOTLESS_UID, ROOTLESS_UID))
+}
+
+fn exec_rootless_pidfd() -> Result<Setup, String> {
+    Ok(Setup::exec(
+        rootless_container(),
+        exec_case(None, true),
+        |ran| {
+            joined(ran, KindSet::ALL)?;
+            pidfd_step_ok(ran)
+        },
+    ))
+}
+
+fn exec_rootless_per_namespace() -> Result<Setup, String> {
+    Ok(Setup::exec(
+        rootless_container(),
+        exec_case(None, false),
+        |ran| {
+            joined(ran, KindSet::ALL)?;
+            per_namespace_steps(ran, 8)?;
+            // Without privilege outside `u`, the other joins wait for it
+            // (what losing the other files would break: crun issue 1264).
+            ensure(
+                ran.model_trace
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s, TraceStep::Setns { deferred: true, .. })),
+                || format!("no join was deferred:\n{}", ran.summary()),
+            )
+        },
+    ))
+}
+
+fn exec_subset() -> Result<Setup, String> {
+    let world = container(
+        0,
+        100_000,
+        65_536,
+        "network,uts,ipc".parse().map_err(|e| format!("{e}"))?,
+    );
+    let kinds: KindSet = "network,uts".parse().map_err(|e| format!("{e}"))?;
+    Ok(Setup::exec(
+        world,
+        exec_case(Some(kinds), true),
+        move |ran| {
+            joined(ran, kinds)?;
+            pidfd_step_ok(ran)
+        },
+    ))
+}
+
+fn exec_nothing_differs() -> Result<Setup, String> {
+    Ok(Setup::exec(
+        World::new().process(ProcessSpec::new(TARGET)),
+        exec_case(None, true),
+        |ran| {
+            let k = expect_ok(ran)?;
+            ensure(ran.model_trace.steps.is_empty(), || {
+                format!(
+                    "steps for a target in the caller's namespaces:\n{}",
+                    ran.summary()
+                )
+            })?;
+            expect_changed(k, KindSet::EMPTY)
+        },
+    ))
+}
+
+/// A process in a network namespace of its own, in `state`.
+fn target_in(state: ProcessState) -> World {
+    World::new()
+        .namespace(NsSpec::new("network", Kind::Network))
+        .process(
+            ProcessSpec::new(TARGET)
+                .in_ns(Kind::Network, "network")
+                .state(state),
+        )
+}
+
+fn exec_exited_target() -> Result<Setup, String> {
+    Ok(Setup::exec(
+        target_in(ProcessState::Exited),
+        exec_case(None, true),
+        |ran| expect_rejected(ran, ErrorCode::TargetExited),
+    ))
+}
+
+/// Planned for network without looking first, so the join meets the
+/// target gone.
+fn exec_unresolved(pidfd: bool) -> ExecCase {
+    ExecCase {
+        resolve: false,
+        ..exec_case(Some(KindSet::one(Kind::Network)), pidfd)
+    }
+}
+
+fn exec_zombie_pidfd() -> Result<Setup, String> {
+    Ok(Setup::exec(
+        target_in(ProcessState::Exited),
+        exec_unresolved(true),
+        |ran| {
+            expect_failed(ran, ErrorCode::TargetExited)?;
+            ensure(
+                matches!(
+                    ran.model_trace.steps.as_slice(),
+                    [TraceStep::PidfdJoin { result: Outcome::Err(e), fallback: false, .. }] if *e == nsapply::Errno::ESRCH
+                ),
+                || format!("expected one pidfd join failing ESRCH:\n{}", ran.summary()),
+            )
+        },
+    ))
+}
+
+fn exec_zombie_per_namespace() -> Result<Setup, String> {
+    Ok(Setup::exec(
+        target_in(ProcessState::Exited),
+        exec_unresolved(false),
+        |ran| {
+            expect_failed(ran, ErrorCode::TargetExited)?;
+            let e = ran.model_trace.error.as_ref();
+            ensure(
+                e.is_some_and(|e| {
+                    e.kind == Some(Kind::Network) && e.errno == Some(nsapply::Errno::ENOENT)
+                }),
+                || {
+                    format!(
+                        "expected the network file missing (ENOENT):\n{}",
+                        ran.summary()
+                    )
+                },
+            )
+        },
+    ))
+}
+
+fn exec_reaped_target() -> Result<Setup, String> {
+    Ok(Setup::exec(
+        target_in(ProcessState::Reaped),
+        exec_unresolved(true),
+        |ran| {
+            expect_failed(ran, ErrorCode::TargetExited)?;
+            ensure(
+                matches!(
+                    ran.model_trace.steps.as_slice(),
+                    [TraceStep::PidfdJoin {
+                        call: Some(nsapply::trace::PidfdCall::Open),
+                        ..
+                    }]
+                ),
+                || format!("expected pidfd_open to fail:\n{}", ran.summary()),
+            )
+        },
+    ))
+}
+
+/// A zombie of root, for an unprivileged caller: the ptrace check comes
+/// before the zombie's missing namespaces, in setns through a pidfd
+/// (EPERM, not ESRCH: `validate_nsset`) as in opening `/proc/<pid>/ns/*`
+/// (EACCES). The pidfd join falls back, and the open names the refusal.
+fn exec_zombie_of_another_user() -> Result<Setup, String> {
+    Ok(Setup::exec(
+        target_in(ProcessState::Exited)
+            .caller(CallerSpec::unprivileged(ROOTLESS_UID, ROOTLESS_UID)),
+        exec_unresolved(true),
+        |ran| {
+            expect_failed(ran, ErrorCode::OpenFailed)?;
+            ensure(
+                matches!(
+                    ran.model_trace.steps.first(),
+                    Some(TraceStep::PidfdJoin { result: Outcome::Err(e), fallback: true, .. }) if *e == nsapply::Errno::EPERM
+                ),
+                || {
+                    format!(
+                        "expected the pidfd join to fail EPERM and fall back:\n{}",
+                        ran.summary()
+                    )
+                },
+            )
         },
     ))
 }

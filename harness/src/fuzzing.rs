@@ -410,6 +410,61 @@ pub struct ApplyInput {
     pub phase: PhaseShape,
     /// Faults, with their errno (index into [`ERRNOS`]); at most three used.
     pub faults: Vec<(FaultShape, u8)>,
+    /// Instead of the config: an exec plan (DESIGN §9) into a process of
+    /// a world of its own.
+    pub exec: Option<ExecShape>,
+}
+
+/// An exec run for `apply_model`: the world of
+/// [`crate::testing::exec_world`] and the plan of
+/// [`crate::testing::ExecScenario::plan`].
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub struct ExecShape {
+    /// Per kind: the caller's namespace, one owned by the host, or one
+    /// owned by the caller's child user namespace (`% 3`).
+    pub places: [u8; 8],
+    /// Running, exited or reaped (`% 8`: mostly running).
+    pub state: u8,
+    /// The kinds asked for (bits as [`KindSet`]), or those that differ.
+    pub kinds: Option<u8>,
+    /// Try the pidfd join first.
+    pub pidfd: bool,
+    /// A kernel before 5.8, whose setns takes no pidfd.
+    pub old_kernel: bool,
+    /// The target is root's, whoever the caller is.
+    pub root_target: bool,
+}
+
+impl ExecShape {
+    /// The exec scenario, for the caller of `world`.
+    pub fn scenario(&self, world: &WorldShape) -> crate::testing::ExecScenario {
+        use crate::testing::{exec_world, ExecScenario, TargetNs};
+        use nsapply::model::ProcessState;
+        let places = self.places.map(|p| match p % 3 {
+            0 => TargetNs::Host,
+            1 => TargetNs::HostOwned,
+            _ => TargetNs::ChildOwned,
+        });
+        let state = match self.state % 8 {
+            6 => ProcessState::Exited,
+            7 => ProcessState::Reaped,
+            _ => ProcessState::Running,
+        };
+        let caller = world.build(&NsConfig::default());
+        let w = exec_world(
+            caller.caller.uid,
+            caller.caller.threads,
+            places,
+            state,
+            self.root_target.then_some(0),
+            self.old_kernel.then_some(false),
+        );
+        ExecScenario {
+            world: w,
+            kinds: self.kinds.map(KindSet::from_bits),
+            pidfd: self.pidfd,
+        }
+    }
 }
 
 impl ApplyInput {
@@ -635,10 +690,18 @@ pub fn config_json(data: &[u8]) -> Result<(), String> {
 ///
 /// A message naming the broken invariant, with the trace and the calls.
 pub fn apply_model(input: &ApplyInput) -> Result<(), String> {
-    let raw = input.config.raw(join_path);
-    let cfg = validate(&raw).map_err(|e| format!("generator made an invalid config: {e}"))?;
-    let full = plan(&cfg);
-    let world = input.world.build(&cfg);
+    let (full, world) = match &input.exec {
+        None => {
+            let raw = input.config.raw(join_path);
+            let cfg =
+                validate(&raw).map_err(|e| format!("generator made an invalid config: {e}"))?;
+            (plan(&cfg), input.world.build(&cfg))
+        }
+        Some(exec) => {
+            let sc = exec.scenario(&input.world);
+            (sc.plan(), sc.world)
+        }
+    };
     let mut model =
         Model::new(&world).map_err(|e| format!("generator made an impossible world: {e}"))?;
     model.set_faults(input.fault_script());

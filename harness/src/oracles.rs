@@ -282,15 +282,18 @@ pub fn error_path_violation(
     calls: &[Call],
 ) -> Option<String> {
     // setns(user|mount|time), unshare(user) and the fork need one thread.
-    let needs_one_thread = p.steps().iter().any(|s| {
-        matches!(
+    let needs_one_thread = p.steps().iter().any(|s| match s {
+        Step::PidfdJoin { kinds, .. } => [Kind::User, Kind::Mount, Kind::Time]
+            .iter()
+            .any(|k| kinds.contains(*k)),
+        _ => matches!(
             s,
             Step::Setns {
                 kind: Kind::User | Kind::Mount | Kind::Time,
                 ..
             } | Step::Unshare { kind: Kind::User }
                 | Step::Fork
-        )
+        ),
     });
     let asked = calls.iter().any(|c| c.op == CallOp::Threads);
     if asked != needs_one_thread {
@@ -302,6 +305,9 @@ pub fn error_path_violation(
         // Refused before the first step, naming the first step that needs
         // one thread (the fork is pid's when the plan has pid, else time's).
         let first = p.steps().iter().find_map(|s| match s {
+            Step::PidfdJoin { kinds, .. } => kinds
+                .iter()
+                .find(|k| matches!(k, Kind::User | Kind::Mount | Kind::Time)),
             Step::Setns { kind, .. } if matches!(kind, Kind::User | Kind::Mount | Kind::Time) => {
                 Some(*kind)
             }
@@ -365,10 +371,10 @@ pub fn error_path_violation(
             (CallOp::Nstype, Outcome::Ok) => {
                 c.path.as_ref().and_then(|p| opened.get(p)).copied() != c.kind
             }
-            // The kernel does not take a pidfd (or has none): the joins
-            // go on one namespace file at a time.
-            (CallOp::SetnsPidfd, Outcome::Err(e)) if e == Errno::EINVAL => false,
-            (CallOp::PidfdOpen, Outcome::Err(e)) if e == Errno::ENOSYS => false,
+            // A pidfd join that failed changed nothing, and the joins go on
+            // one namespace file at a time (naming the one that fails);
+            // only the target's exit (ESRCH) ends the run there.
+            (CallOp::SetnsPidfd | CallOp::PidfdOpen, Outcome::Err(e)) => e == Errno::ESRCH,
             (_, Outcome::Err(_)) => true,
             _ => false,
         };
@@ -421,6 +427,12 @@ pub fn error_path_violation(
                     ErrorCode::TargetExited
                 }
                 (CallOp::PidfdOpen | CallOp::SetnsPidfd, _) => ErrorCode::JoinFailed,
+                // An exec target's namespace files go with it.
+                (CallOp::Open, Outcome::Err(e))
+                    if e == Errno::ENOENT && p.exec_target().is_some() =>
+                {
+                    ErrorCode::TargetExited
+                }
                 (CallOp::Open, Outcome::Err(e)) if e == Errno::ENOENT || e == Errno::ENOTDIR => {
                     ErrorCode::PathNotFound
                 }

@@ -54,7 +54,7 @@ use nsapply::apply::apply;
 use nsapply::config::IdMapping;
 use nsapply::error::{Errno, SyncError};
 use nsapply::kind::{Kind, KindSet};
-use nsapply::model::{CallerSpec, FileSpec, NsSpec, World};
+use nsapply::model::{CallerSpec, FileSpec, NsSpec, ProcessSpec, ProcessState, World};
 use nsapply::plan::Plan;
 use nsapply::sync::{answer_sync, Channel, ChildSync, ToChild, ToParent};
 use nsapply::syscall::linux::{self, Linux};
@@ -131,6 +131,8 @@ pub struct Realized {
     mounts: Vec<PathBuf>,
     /// Files and directories created, in creation order (removed in reverse).
     created: Vec<PathBuf>,
+    /// Per world process (by its pid in the world): its real pid.
+    process_pids: BTreeMap<i32, i32>,
 }
 
 /// A fresh, empty directory under the system temp directory, removed with
@@ -206,6 +208,7 @@ impl Realized {
             children: Vec::new(),
             mounts: Vec::new(),
             created: Vec::new(),
+            process_pids: BTreeMap::new(),
         };
         check_caller(&world.caller)?;
         // The host's limits and clocks are what they are: a world that
@@ -222,6 +225,9 @@ impl Realized {
             } else {
                 r.spawn(spec)?;
             }
+        }
+        for spec in &world.processes {
+            r.spawn_process(spec)?;
         }
         // Helpers are made before this process leaves the host mount
         // namespace: a mount namespace file can only be bind-mounted into
@@ -271,6 +277,11 @@ impl Realized {
         if let Ok(limits) = nsapply::simulate::host_limits() {
             w.limits = limits;
         }
+        for p in &mut w.processes {
+            if let Some(real) = self.process_pids.get(&p.pid) {
+                p.pid = *real;
+            }
+        }
         for ns in &mut w.namespaces {
             if ns.name.starts_with("host:") {
                 continue;
@@ -301,6 +312,87 @@ impl Realized {
             .proc_path(name)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
         fs::metadata(p).map(|m| m.ino())
+    }
+
+    /// The real pid of the world's process `pid` (the targets of an exec:
+    /// a world names them by a pid of its own choosing).
+    pub fn process_pid(&self, pid: i32) -> Option<i32> {
+        self.process_pids.get(&pid).copied()
+    }
+
+    /// Starts the world's process `spec`: a child that joins its
+    /// namespaces from their holders (every kind but user first, as root;
+    /// user last), becomes `spec.uid` (root of the joined user namespace
+    /// when it maps 0 to it, dumpable again as a container's init is made),
+    /// forks into a joined pid namespace, and reports; an exited process
+    /// then exits and stays a zombie, a reaped one is reaped here.
+    fn spawn_process(&mut self, spec: &ProcessSpec) -> Result<(), RealizeError> {
+        let mut joins = Vec::new();
+        for (kind, name) in &spec.namespaces {
+            if name.starts_with("host:") {
+                continue;
+            }
+            let path = self.proc_path(name).ok_or_else(|| {
+                RealizeError::Unsupported(format!(
+                    "process {}: namespace {name:?} is not in the world",
+                    spec.pid
+                ))
+            })?;
+            joins.push((*kind, path));
+        }
+        if spec.time_for_children.is_some() {
+            return Err(RealizeError::Unsupported(format!(
+                "process {}: a time_for_children of its own",
+                spec.pid
+            )));
+        }
+        // User last: after it, root has capabilities only inside it.
+        joins.sort_by_key(|(k, _)| (*k == Kind::User, k.index()));
+        let uid = spec.uid;
+        let state = spec.state;
+        let (ready_r, ready_w) = process::pipe().map_err(sys("pipe"))?;
+        let child = host::fork_with(move || process_main(&joins, uid, state, ready_w))
+            .map_err(sys(format!("fork of world process {}", spec.pid)))?;
+        self.pids.push(child);
+        self.children.push(child);
+        let mut line = String::new();
+        BufReader::new(ready_r)
+            .read_line(&mut line)
+            .map_err(io_err("reading the world process's report"))?;
+        let line = line.trim();
+        let real: i32 = line
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| RealizeError::Helper {
+                name: format!("process {}", spec.pid),
+                message: if line.is_empty() {
+                    "exited without a report".to_owned()
+                } else {
+                    line.to_owned()
+                },
+            })?;
+        if real != child {
+            self.pids.insert(0, real);
+        }
+        match state {
+            ProcessState::Running => {}
+            // It exits after its report: wait until it is a zombie (its
+            // namespaces gone), which its parent does not reap.
+            ProcessState::Exited => wait_zombie(real)?,
+            ProcessState::Reaped => {
+                if real != child {
+                    return Err(RealizeError::Unsupported(format!(
+                        "process {}: reaped, in a joined pid namespace",
+                        spec.pid
+                    )));
+                }
+                process::wait(child).map_err(sys("reaping the world process"))?;
+                self.children.retain(|c| *c != child);
+                self.pids.retain(|c| *c != child);
+            }
+        }
+        self.process_pids.insert(spec.pid, real);
+        Ok(())
     }
 
     fn spawn(&mut self, spec: &NsSpec) -> Result<(), RealizeError> {
@@ -594,6 +686,76 @@ fn make_namespace(plan: &HelperPlan, ready: &mut Option<File>) -> Result<(), Str
         fork_and_continue(ready)?;
     }
     Ok(())
+}
+
+/// Runs in a forked world process: see [`Realized::spawn_process`].
+fn process_main(joins: &[(Kind, PathBuf)], uid: u32, state: ProcessState, ready: File) -> i32 {
+    let mut ready = Some(ready);
+    let result = enter_world_process(joins, uid, &mut ready);
+    if let Some(mut w) = ready {
+        let line = match result {
+            Ok(()) => format!("ready {}\n", self_pid_in_proc()),
+            Err(m) => format!("error {m}\n"),
+        };
+        let _ = w.write_all(line.as_bytes());
+    }
+    if state != ProcessState::Running {
+        return 0;
+    }
+    sleep_forever()
+}
+
+/// The process's uid comes from the joined user namespace's map of 0 when
+/// it joins one (a rootless container's init), else it becomes `uid`.
+fn enter_world_process(
+    joins: &[(Kind, PathBuf)],
+    uid: u32,
+    ready: &mut Option<File>,
+) -> Result<(), String> {
+    let die_with_parent =
+        || linux::set_parent_death_signal().map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"));
+    die_with_parent()?;
+    for (kind, path) in joins {
+        let fd = Linux
+            .open_ns(path)
+            .map_err(|e| format!("open {}: {e}", path.display()))?;
+        Linux
+            .setns(&fd, *kind)
+            .map_err(|e| format!("setns({kind}) {}: {e}", path.display()))?;
+    }
+    let in_user = joins.iter().any(|(k, _)| *k == Kind::User);
+    if in_user {
+        // Root of the joined user namespace: the uid its map gives 0.
+        Linux
+            .set_root_ids()
+            .map_err(|e| format!("becoming 0 in the joined user namespace: {e}"))?;
+    } else if uid != 0 {
+        host::become_user(uid, uid).map_err(|e| format!("becoming uid {uid}: {e}"))?;
+    }
+    // Changing credentials cleared dumpable and the parent-death signal.
+    linux::set_dumpable(true).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))?;
+    die_with_parent()?;
+    if joins.iter().any(|(k, _)| *k == Kind::Pid) {
+        fork_and_continue(ready)?;
+    }
+    Ok(())
+}
+
+/// Waits (up to 10 s) until process `pid` is a zombie.
+fn wait_zombie(pid: i32) -> Result<(), RealizeError> {
+    for _ in 0..1000 {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next());
+        if state == Some("Z") {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(RealizeError::Child(format!(
+        "world process {pid} did not become a zombie"
+    )))
 }
 
 /// Forks; the parent gives up its copy of the report pipe (so the report

@@ -13,7 +13,10 @@ use proptest::sample::select;
 use nsapply::config::{IdMapping, NsConfig, RawLinux, RawNamespace, RawTimeOffset};
 use nsapply::error::Errno;
 use nsapply::kind::{Kind, KindSet};
-use nsapply::model::{CallOp, CallerSpec, Fault, FaultAt, FaultScript, FileSpec, NsSpec, World};
+use nsapply::model::{
+    CallOp, CallerSpec, Fault, FaultAt, FaultScript, FileSpec, NsSpec, ProcessSpec, ProcessState,
+    World,
+};
 
 /// The join path the generators use for `kind` (absolute).
 pub fn join_path(kind: Kind) -> PathBuf {
@@ -440,4 +443,139 @@ pub fn fault_script(calls: usize) -> impl Strategy<Value = FaultScript> {
         1 => Just(FaultScript::new()),
         4 => (at, errno).prop_map(|(at, errno)| FaultScript { faults: vec![Fault { at, errno }] }),
     ]
+}
+
+/// The world's pid of a generated exec's target.
+pub const EXEC_TARGET: i32 = 4242;
+
+/// Where a generated exec target has its namespace of one kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetNs {
+    /// The caller's (the host's).
+    Host,
+    /// A namespace of its own, owned by the host user namespace.
+    HostOwned,
+    /// A namespace of its own, owned by the caller's child user namespace
+    /// ([`CHILD_USER`], a container's).
+    ChildOwned,
+}
+
+/// An exec scenario: the world (its caller, a child user namespace made
+/// by the caller, and the target [`EXEC_TARGET`] with a namespace per kind
+/// from [`TargetNs`]), the kinds asked for (`None`: those that differ),
+/// and whether the pidfd join is tried.
+#[derive(Clone, Debug)]
+pub struct ExecScenario {
+    /// The world.
+    pub world: World,
+    /// `--kinds`, or `None`.
+    pub kinds: Option<KindSet>,
+    /// Whether the pidfd join is tried first.
+    pub pidfd: bool,
+}
+
+impl ExecScenario {
+    /// The exec plan, as `nsapply exec` makes it on the model: the target
+    /// found by [`nsapply::model::Model::exec_target`]; one the caller may
+    /// not look at (or one that is gone) is planned for the kinds asked,
+    /// or all eight, so the join itself meets it.
+    pub fn plan(&self) -> nsapply::Plan {
+        use nsapply::exec::ExecTarget;
+        let model =
+            nsapply::model::Model::new(&self.world).expect("generated worlds are consistent");
+        let target = model
+            .exec_target(EXEC_TARGET, self.kinds)
+            .unwrap_or_else(|_| ExecTarget::new(EXEC_TARGET, self.kinds.unwrap_or(KindSet::ALL)));
+        ExecTarget {
+            pidfd: self.pidfd,
+            ..target
+        }
+        .plan()
+        .expect("a positive pid")
+    }
+}
+
+/// Arbitrary exec scenarios (see [`ExecScenario`]).
+pub fn exec_scenario() -> impl Strategy<Value = ExecScenario> {
+    let target_ns = prop_oneof![
+        3 => Just(TargetNs::Host),
+        2 => Just(TargetNs::HostOwned),
+        3 => Just(TargetNs::ChildOwned),
+    ];
+    let state = prop_oneof![
+        8 => Just(ProcessState::Running),
+        1 => Just(ProcessState::Exited),
+        1 => Just(ProcessState::Reaped),
+    ];
+    (
+        prop_oneof![3 => Just(0u32), 2 => Just(1000u32)],
+        prop_oneof![8 => Just(1usize), 1 => 2usize..5],
+        proptest::array::uniform8(target_ns),
+        state,
+        prop_oneof![2 => Just(None), 1 => kind_set().prop_map(Some)],
+        any::<bool>(),
+        prop_oneof![4 => Just(None), 1 => Just(Some(false))],
+        prop_oneof![3 => Just(None), 1 => Just(Some(0u32))],
+    )
+        .prop_map(
+            |(uid, threads, places, state, kinds, pidfd, pidfd_setns, other_uid)| ExecScenario {
+                world: exec_world(uid, threads, places, state, other_uid, pidfd_setns),
+                kinds,
+                pidfd,
+            },
+        )
+}
+
+/// The world of an exec scenario: the caller (`uid` 0 is root, with
+/// `threads`), the child user namespace [`CHILD_USER`] it made, and the
+/// target [`EXEC_TARGET`] in `state`, with its namespace of each kind as
+/// `places` says, its uid root's of [`CHILD_USER`] when it is in it, else
+/// the caller's (`other_uid` instead when given); `pidfd_setns` as
+/// [`World::pidfd_setns`].
+pub fn exec_world(
+    uid: u32,
+    threads: usize,
+    places: [TargetNs; 8],
+    state: ProcessState,
+    other_uid: Option<u32>,
+    pidfd_setns: Option<bool>,
+) -> World {
+    let caller = if uid == 0 {
+        CallerSpec::root()
+    } else {
+        CallerSpec::unprivileged(uid, uid)
+    };
+    let (host_id, size) = if uid == 0 {
+        (100_000, 65_536)
+    } else {
+        (uid, 1)
+    };
+    let map = vec![IdMapping {
+        container_id: 0,
+        host_id,
+        size,
+    }];
+    let mut world = World::new().caller(caller.threads(threads)).namespace(
+        NsSpec::new(CHILD_USER, Kind::User)
+            .created_by(uid)
+            .maps(map.clone(), map),
+    );
+    let in_child = places[Kind::User.index()] != TargetNs::Host;
+    let target_uid = other_uid.unwrap_or(if in_child { host_id } else { uid });
+    let mut process = ProcessSpec::new(EXEC_TARGET).uid(target_uid).state(state);
+    if in_child {
+        process = process.in_ns(Kind::User, CHILD_USER);
+    }
+    for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::User) {
+        let owner = match places[kind.index()] {
+            TargetNs::Host => continue,
+            TargetNs::HostOwned => "host:user",
+            TargetNs::ChildOwned => CHILD_USER,
+        };
+        let name = format!("target-{}", kind.spec_name());
+        world = world.namespace(NsSpec::new(name.clone(), kind).owned_by(owner));
+        process = process.in_ns(kind, name);
+    }
+    world.pidfd_setns = pidfd_setns;
+    world.process(process)
 }

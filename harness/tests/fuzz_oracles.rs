@@ -165,6 +165,51 @@ fn apply_model_oracle_holds_on_random_inputs() {
     test_n_times(FuzzTarget::ApplyModel, 10_000, |rng| rng.bytes(160));
 }
 
+/// The random inputs of `apply_model` reach exec plans (DESIGN §9): its
+/// pidfd join succeeding, falling back, and the target gone.
+#[test]
+fn apply_model_random_inputs_reach_exec_plans() {
+    use nsapply::model::Model;
+    use nsapply::simulate::simulate;
+    use nsapply::{Outcome, TraceStep};
+    let mut rng = Rng::new(0x5eed_e8ec);
+    let (mut exec, mut joined, mut fell_back, mut exited) = (0, 0, 0, 0);
+    for _ in 0..4000 {
+        let bytes = rng.bytes(160);
+        let Some(input) = fuzzing::decode::<fuzzing::ApplyInput>(&bytes) else {
+            continue;
+        };
+        let Some(shape) = input.exec else { continue };
+        exec += 1;
+        let sc = shape.scenario(&input.world);
+        let mut model = Model::new(&sc.world).unwrap();
+        let run = simulate(&sc.plan(), &mut model);
+        match run.steps.first() {
+            Some(TraceStep::PidfdJoin {
+                result: Outcome::Ok,
+                ..
+            }) => joined += 1,
+            Some(TraceStep::PidfdJoin { fallback: true, .. }) => fell_back += 1,
+            _ => {}
+        }
+        if run
+            .error()
+            .is_some_and(|e| e.code == nsapply::ErrorCode::TargetExited)
+        {
+            exited += 1;
+        }
+        assert!(
+            FuzzTarget::ApplyModel.check(&bytes).is_ok(),
+            "{}",
+            hex(&bytes)
+        );
+    }
+    assert!(
+        exec > 400 && joined > 10 && fell_back > 20 && exited > 5,
+        "exec inputs {exec}: pidfd joined {joined}, fell back {fell_back}, target exited {exited}"
+    );
+}
+
 #[test]
 fn differential_plan_oracle_holds_on_random_inputs() {
     test_n_times(FuzzTarget::DifferentialPlan, 10_000, |rng| rng.bytes(200));

@@ -685,19 +685,24 @@ impl Syscall for Model {
 impl Model {
     /// setns(2) with a pidfd of the world's process `p`: `check_setns_flags`
     /// (EINVAL for no kinds, and where the kernel does not take a pidfd),
-    /// then `validate_nsset`: ESRCH for a process gone (reaped, or exited:
-    /// no namespaces), EPERM without ptrace access, then each kind's
-    /// install hook.
+    /// then `validate_nsset` in its order: ESRCH for a reaped process (no
+    /// task), EPERM without ptrace access, ESRCH for an exited one (a
+    /// zombie has no nsproxy), then each kind's install hook. A zombie of
+    /// another user is EPERM, not ESRCH: measured on Linux 6.18, and what
+    /// the order of the checks in kernel/nsproxy.c gives.
     fn setns_process(&mut self, p: usize, kinds: KindSet) -> Result<(), Errno> {
         if !self.kernel.pidfd_setns || kinds.is_empty() {
             return Err(Errno::EINVAL);
         }
         let proc = self.kernel.processes[p];
-        if proc.state != ProcessState::Running {
+        if proc.state == ProcessState::Reaped {
             return Err(Errno::ESRCH);
         }
         if !self.kernel.may_ptrace(p) {
             return Err(Errno::EPERM);
+        }
+        if proc.state == ProcessState::Exited {
+            return Err(Errno::ESRCH);
         }
         self.kernel.setns_process(proc.ns, kinds)
     }
