@@ -941,6 +941,22 @@ fn readme_starts_with_the_main_command_and_the_test_command() {
     );
 }
 
+/// The world shown under "Worlds (model input)" is one the model takes.
+#[test]
+fn readme_world_example_is_a_world() {
+    let readme = readme();
+    let at = readme
+        .find("### Worlds (model input)")
+        .expect("the section");
+    let rest = &readme[at..];
+    let start = rest.find("```json\n").expect("its example") + "```json\n".len();
+    let end = start + rest[start..].find("```").unwrap();
+    let world = nsapply::model::World::from_json(&rest[start..end])
+        .unwrap_or_else(|e| panic!("README world example: {e}"));
+    assert_eq!(world.processes.len(), 1);
+    nsapply::model::Model::new(&world).expect("a world that can exist");
+}
+
 #[test]
 fn readme_documents_every_error_code() {
     let readme = readme();

@@ -275,7 +275,7 @@ fn namespaces_of(m: &Model) -> Vec<(String, String)> {
 proptest! {
     #![proptest_config(config())]
 
-    /// Property 9 (exec, DESIGN §9): joining a process through a pidfd and
+    /// Property 10 (exec, DESIGN §9): joining a process through a pidfd and
     /// joining it one namespace file at a time end alike: the same error
     /// code, or both succeed with the caller in the same namespaces (and
     /// the same for its children). When the pidfd join fails and falls
@@ -301,7 +301,7 @@ proptest! {
         prop_assert_eq!(ma.open_fd_count() + mb.open_fd_count(), 0, "{}", why());
     }
 
-    /// Property 10 (exec atomicity): setns through a pidfd joins all the
+    /// Property 11 (exec atomicity): setns through a pidfd joins all the
     /// kinds asked for or none: when it fails, the caller's namespaces (and
     /// its children's) are what they were; when it succeeds, the caller is
     /// in the target's namespace of each kind asked for and in its own of
