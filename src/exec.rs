@@ -2,7 +2,7 @@
 //! `runc exec`, `crun exec`, `youki exec` and `nsenter --all` do.
 //!
 //! An exec plan is an ordinary [`Plan`] that joins the target's
-//! `/proc/<pid>/ns/*` files, with one step in front: a [`Step::PidfdJoin`]
+//! `/proc/<pid>/ns/*` files, with one step in front: a [`Step::PidfdJoin`](crate::Step::PidfdJoin)
 //! that joins them all at once through a pidfd (`setns(pidfd, flags)`,
 //! Linux 5.8). When that succeeds, the per-namespace steps are skipped;
 //! when the kernel refuses it, they are the fallback, in DESIGN §4's order

@@ -9,7 +9,7 @@
 //!   it (row format, `caller`, `world`, `ops`).
 //! * [`run_on_model`]: one row on the model: the row's caller and world
 //!   become a [`World`], its ops calls on the [`Model`], and the answer is
-//!   each op's [`Outcome`].
+//!   each op's [`Outcome`](nsapply::Outcome).
 //! * [`Unsupported`]: a row whose situation the engine's calls cannot
 //!   express (a raw nstype, a realtime clock, an ioctl the engine never
 //!   makes); each says why, and the test lists them.
