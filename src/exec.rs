@@ -88,6 +88,22 @@ impl ExecError {
     }
 }
 
+/// The trace's `error` for a target that could not be planned for (no
+/// steps were taken).
+impl From<&ExecError> for crate::trace::TraceError {
+    fn from(e: &ExecError) -> Self {
+        crate::trace::TraceError {
+            code: e.code(),
+            kind: None,
+            path: None,
+            errno: e.errno(),
+            message: e.to_string(),
+            index: None,
+            unjoined: Vec::new(),
+        }
+    }
+}
+
 /// The process an exec joins, and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExecTarget {

@@ -780,15 +780,7 @@ fn exec_scenario(
         Ok(t) => t,
         Err(e) => {
             let model_trace = Trace {
-                error: Some(nsapply::TraceError {
-                    code: e.code(),
-                    kind: None,
-                    path: None,
-                    errno: e.errno(),
-                    message: e.to_string(),
-                    index: None,
-                    unjoined: Vec::new(),
-                }),
+                error: Some((&e).into()),
                 ..Trace::default()
             };
             report.model_trace = Some(model_trace.clone());
