@@ -134,17 +134,24 @@ pub enum Mode {
     /// By uid [`ROOTLESS_UID`], creating a user namespace first (see the
     /// module docs); only the checks every case must pass.
     Rootless,
+    /// A row of the external-expectations corpus
+    /// ([`crate::external`]): its ops on the model and live on this
+    /// kernel ([`crate::external_kernel`]), the answers equal. In
+    /// `cargo test` its own target (`tests/external.rs`) runs these; the
+    /// VM guest runs them with the corpus on every pinned kernel.
+    External,
 }
 
 impl Mode {
-    /// Both modes.
-    pub const ALL: [Mode; 2] = [Mode::Root, Mode::Rootless];
+    /// Every mode.
+    pub const ALL: [Mode; 3] = [Mode::Root, Mode::Rootless, Mode::External];
 
-    /// `"root"` or `"rootless"`.
+    /// `"root"`, `"rootless"` or `"external"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Mode::Root => "root",
             Mode::Rootless => "rootless",
+            Mode::External => "external",
         }
     }
 }
@@ -156,7 +163,7 @@ impl std::str::FromStr for Mode {
         Mode::ALL
             .into_iter()
             .find(|m| m.as_str() == s)
-            .ok_or_else(|| format!("unknown mode {s:?} (root or rootless)"))
+            .ok_or_else(|| format!("unknown mode {s:?} (root, rootless or external)"))
     }
 }
 
@@ -474,11 +481,15 @@ fn cases() -> Vec<(String, BuildFn)> {
 /// root, whose config passes validation, and whose namespaces are all
 /// reachable through bind mounts.
 pub fn case_names(mode: Mode) -> Vec<String> {
+    if mode == Mode::External {
+        return external_rows();
+    }
     cases()
         .into_iter()
         .filter(|(_, build)| match mode {
             Mode::Root => true,
             Mode::Rootless => build().is_ok_and(|s| s.rootless_applies()),
+            Mode::External => false,
         })
         .map(|(name, _)| name)
         .collect()
@@ -569,6 +580,9 @@ pub fn case_process(name: &str, mode_var: &str) -> CaseReport {
 /// Never panics on a failing case: everything that goes wrong is in the
 /// report. Must run in a fresh single-threaded process, as root.
 pub fn run_case(name: &str, mode: Mode) -> CaseReport {
+    if mode == Mode::External {
+        return external_row(name);
+    }
     let Some((_, build)) = cases().into_iter().find(|(n, _)| n == name) else {
         return CaseReport::new(name, mode, Status::Fail, format!("no case named {name:?}"));
     };
@@ -616,7 +630,7 @@ pub fn run_case(name: &str, mode: Mode) -> CaseReport {
     };
     let checked = match mode {
         Mode::Root => check(&ran),
-        Mode::Rootless => Ok(()),
+        Mode::Rootless | Mode::External => Ok(()),
     };
     report.checks_passed = checked.is_ok();
     match checked {
@@ -728,6 +742,83 @@ fn scenario(
         own_after: own_namespaces(),
         real,
     }))
+}
+
+/// The ids of the external corpus's rows that run on the model (not left
+/// out by the corpus, expressible by the engine's calls), in corpus order.
+fn external_rows() -> Vec<String> {
+    use crate::external::{run_on_model, Corpus};
+    Corpus::load()
+        .map(|c| {
+            c.rows
+                .into_iter()
+                .filter(|r| r.left_out.is_none() && run_on_model(r).is_ok())
+                .map(|r| r.id)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs the external row `id` on the model and live on this kernel: pass
+/// when the answers are equal, unsupported when this kernel cannot
+/// realize the row.
+fn external_row(id: &str) -> CaseReport {
+    use crate::external::{run_on_model, Corpus};
+    use crate::external_kernel::{run_on_kernel, KernelError};
+    let mode = Mode::External;
+    let corpus = match Corpus::load() {
+        Ok(c) => c,
+        Err(e) => return CaseReport::new(id, mode, Status::Fail, format!("the corpus: {e}")),
+    };
+    let Some(row) = corpus.rows.iter().find(|r| r.id == id) else {
+        return CaseReport::new(id, mode, Status::Fail, format!("no row {id:?}"));
+    };
+    let model = match run_on_model(row) {
+        Ok(a) => a,
+        Err(u) => {
+            return CaseReport::new(
+                id,
+                mode,
+                Status::Fail,
+                format!("the model cannot run it: {u}"),
+            )
+        }
+    };
+    let list = |a: &[crate::external::Answer]| {
+        a.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match run_on_kernel(row) {
+        Err(KernelError::Unsupported(u)) => CaseReport::new(
+            id,
+            mode,
+            Status::Unsupported,
+            format!("cannot realize: {}", u.0),
+        ),
+        Err(KernelError::Failed(m)) => {
+            CaseReport::new(id, mode, Status::Fail, format!("the live run failed: {m}"))
+        }
+        Ok(live) => {
+            let equal = live == model;
+            let mut r = CaseReport::new(
+                id,
+                mode,
+                if equal { Status::Pass } else { Status::Fail },
+                format!(
+                    "{} ({}): model {}; live {}",
+                    row.id,
+                    row.area,
+                    list(&model),
+                    list(&live)
+                ),
+            );
+            r.equal = Some(equal);
+            r.checks_passed = equal;
+            r
+        }
+    }
 }
 
 /// An exec case's run: the target found on both sides (the same kinds, or
