@@ -2,4 +2,6 @@
 //! The oracle is `nsapply_harness::fuzzing::FuzzTarget::DifferentialPlan` (also run by `cargo test`).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| nsapply_harness::fuzzing::FuzzTarget::DifferentialPlan.fuzz(data));
+libfuzzer_sys::fuzz_target!(
+    |data: &[u8]| nsapply_harness::fuzzing::FuzzTarget::DifferentialPlan.fuzz(data)
+);
