@@ -11,8 +11,9 @@
 //! quoting (C string escapes, `{...}`, `[...]`, `<...>` decorations), and
 //! [`Decoder`] turns calls into [`Event`]s: it joins `<unfinished ...>` and
 //! `<... resumed>` halves of one call, and keeps only the calls nsapply
-//! compares (unshare, setns, clone, clone3, open/openat, write, close,
-//! execve). Text is only split, never matched with regular expressions.
+//! compares (unshare, setns, clone, clone3, fork, vfork, open/openat,
+//! pidfd_open, write, close, execve). Text is only split, never matched
+//! with regular expressions.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,7 +28,7 @@ pub const STRACE_ARGS: &[&str] = &[
     "-s",
     "4096",
     "-e",
-    "trace=unshare,setns,clone,clone3,open,openat,write,close,execve",
+    "trace=unshare,setns,clone,clone3,fork,vfork,open,openat,pidfd_open,write,close,execve",
     "-e",
     "signal=none",
 ];
@@ -96,7 +97,7 @@ pub enum Event {
         /// The result.
         ret: Ret,
     },
-    /// clone(2) or clone3(2).
+    /// clone(2), clone3(2), fork(2) or vfork(2).
     Clone {
         /// The calling thread.
         pid: i32,
@@ -117,6 +118,16 @@ pub enum Event {
         ret: Ret,
         /// The resulting fd's decoded path.
         fd_path: Option<String>,
+    },
+    /// pidfd_open(2): an fd that refers to process `target` (setns(2)
+    /// takes it to join several of that process's namespaces at once).
+    PidfdOpen {
+        /// The calling thread.
+        pid: i32,
+        /// The process the pidfd refers to (the caller's pid numbering).
+        target: i32,
+        /// The pidfd, or the error.
+        ret: Ret,
     },
     /// write(2) to a file.
     Write {
@@ -155,6 +166,7 @@ impl Event {
             | Event::Setns { pid, .. }
             | Event::Clone { pid, .. }
             | Event::Open { pid, .. }
+            | Event::PidfdOpen { pid, .. }
             | Event::Write { pid, .. }
             | Event::Close { pid, .. }
             | Event::Execve { pid, .. } => *pid,
@@ -457,6 +469,9 @@ fn struct_field<'a>(arg: &'a str, key: &str) -> Option<&'a str> {
 /// The low byte of clone(2)'s flags is the exit signal, not a flag.
 const CSIGNAL: u64 = 0xff;
 
+/// `CLONE_VM | CLONE_VFORK`: what vfork(2) is as a clone.
+const VFORK_FLAGS: u64 = 0x4100;
+
 /// Types one complete call; `None` for calls nsapply does not compare.
 ///
 /// # Errors
@@ -495,6 +510,18 @@ pub fn decode_call(call: &RawCall) -> Result<Option<Event>, String> {
                 flags: parse_flags(flags).ok_or_else(|| bad("flags", flags))? & !CSIGNAL,
                 ret,
             }
+        }
+        // fork(2) is clone(SIGCHLD), vfork(2) clone(CLONE_VM|CLONE_VFORK|SIGCHLD).
+        "fork" | "vfork" => Event::Clone {
+            pid,
+            flags: if call.name == "vfork" { VFORK_FLAGS } else { 0 },
+            ret,
+        },
+        "pidfd_open" => {
+            let target = parse_int(arg(0)?)
+                .and_then(|v| i32::try_from(v).ok())
+                .ok_or_else(|| bad("pid", arg(0).unwrap_or("")))?;
+            Event::PidfdOpen { pid, target, ret }
         }
         "clone3" => {
             let flags = struct_field(arg(0)?, "flags")
@@ -659,6 +686,45 @@ mod tests {
                 ret: Ret::Ok(9),
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn pidfd_open_and_fork_decode() {
+        // As strace 6.1 prints crun 1.8.1's exec (`-yy`: a pidfd shows
+        // its process, a namespace fd its inode).
+        let events = decode(
+            "23276 pidfd_open(23263, 0) = 5<pid:23263>\n\
+             23276 setns(5<pid:23263>, 0x10000000) = 0\n\
+             9 fork() = 10\n\
+             9 vfork() = 11\n",
+        )
+        .unwrap();
+        assert_eq!(
+            events[0],
+            Event::PidfdOpen {
+                pid: 23276,
+                target: 23263,
+                ret: Ret::Ok(5)
+            }
+        );
+        assert!(
+            matches!(&events[1], Event::Setns { fd, nstype: 0x1000_0000, .. } if fd.path.as_deref() == Some("pid:23263"))
+        );
+        assert!(matches!(
+            events[2],
+            Event::Clone {
+                flags: 0,
+                ret: Ret::Ok(10),
+                ..
+            }
+        ));
+        assert!(matches!(
+            events[3],
+            Event::Clone {
+                flags: VFORK_FLAGS,
+                ..
+            }
         ));
     }
 

@@ -520,8 +520,10 @@ mod tests {
                 "pid" => activity.creations.push(creation(Kind::Pid, "unshare")),
                 "user" => activity.creations.push(creation(Kind::User, "unshare")),
                 _ => activity.joins.push(Join {
+                    pid: 1,
                     path: "/w/net".into(),
                     nstype: Some(Kind::Network),
+                    fd_kind: Some(Kind::Network),
                     cloexec: Some(true),
                     ret: Ret::Ok(0),
                     seq,
@@ -545,6 +547,7 @@ mod tests {
             view: Some(ContainerView {
                 inodes,
                 fds: vec![],
+                proc_self: None,
             }),
             success: true,
             timed_out: false,
