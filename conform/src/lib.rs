@@ -33,6 +33,7 @@
 
 pub mod bundle;
 pub mod case;
+pub mod exec;
 pub mod message;
 pub mod observe;
 pub mod report;

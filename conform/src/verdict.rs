@@ -107,6 +107,8 @@ pub enum Difference {
         /// Its target.
         target: String,
     },
+    /// An exec differs from nsapply's exec plan ([`crate::exec`]).
+    Exec(crate::exec::ExecDifference),
     /// An id map or the time offsets were not written as configured.
     Written {
         /// `uid_map`, `gid_map` or `timens_offsets`.
@@ -162,6 +164,7 @@ impl fmt::Display for Difference {
                     None => write!(f, "container's {kind} namespace unknown, wanted {want}"),
                 }
             }
+            Difference::Exec(d) => d.fmt(f),
             Difference::FdLeak { fd, target } => {
                 write!(f, "container has fd {fd} open on {target}")
             }
