@@ -29,12 +29,27 @@ pub const CONTAINER_PROGRAM: &str = "/bin/busybox";
 /// assert_eq!(c["root"]["path"], "rootfs");
 /// ```
 pub fn config(linux: &serde_json::Value) -> serde_json::Value {
+    let args: Vec<String> = [CONTAINER_PROGRAM, "sh", "-c", CONTAINER_SCRIPT]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    config_running(linux, &args)
+}
+
+/// [`config`] with another container command (an exec case's container
+/// runs [`crate::exec::init_args`]).
+///
+/// ```
+/// let c = nsapply_conform::bundle::config_running(&serde_json::json!({}), &["/bin/busybox".to_owned()]);
+/// assert_eq!(c["process"]["args"], serde_json::json!(["/bin/busybox"]));
+/// ```
+pub fn config_running(linux: &serde_json::Value, args: &[String]) -> serde_json::Value {
     json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
             "user": {"uid": 0, "gid": 0},
-            "args": [CONTAINER_PROGRAM, "sh", "-c", CONTAINER_SCRIPT],
+            "args": args,
             "env": ["PATH=/bin"],
             "cwd": "/",
             "noNewPrivileges": true

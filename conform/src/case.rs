@@ -24,7 +24,10 @@
 //!   stable nsapply error code and the stage (`validation`: before any
 //!   system call; `open`: opening a namespace path, before any namespace
 //!   is joined or created). `tests/conform.rs` checks that nsapply itself
-//!   gives exactly this verdict for every case.
+//!   gives exactly this verdict for every case;
+//! * `exec: true` (optional) makes it an exec case ([`crate::exec`]): the
+//!   runtime starts the container detached, and what is compared is
+//!   `RUNTIME exec` into it. Its config must be valid (`accept`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -87,6 +90,10 @@ pub struct Case {
     /// What must exist before the run (with `${WORLD}`); none by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub world: Option<serde_json::Value>,
+    /// An exec case: the container runs detached and `RUNTIME exec` is
+    /// what is traced and judged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exec: bool,
     /// The reference verdict.
     pub expect: Expect,
 }
@@ -142,6 +149,11 @@ impl Case {
         case.name = name.to_owned();
         if !case.linux.is_object() {
             return Err("\"linux\" must be an object".to_owned());
+        }
+        if case.exec && case.expect != Expect::Accept {
+            return Err(
+                "an exec case runs a container: its config must be valid (accept)".to_owned(),
+            );
         }
         // The world must parse once its placeholder is filled.
         case.instantiate(Path::new("/nonexistent-world"))?;
@@ -237,8 +249,9 @@ pub fn reference(config: &serde_json::Value, world: &World) -> Reference {
     }
 }
 
-/// Loads every `*.json` case of `dir`: the valid ones, then the bad inputs,
-/// each sorted by name; with `names`, only those, in that order.
+/// Loads every `*.json` case of `dir`: the valid ones, the bad inputs,
+/// then the exec cases, each sorted by name; with `names`, only those, in
+/// that order.
 ///
 /// # Errors
 ///
@@ -268,8 +281,8 @@ pub fn load_corpus(dir: &Path, names: &[String]) -> Result<Vec<Case>, CaseError>
         cases.push(case);
     }
     if names.is_empty() {
-        // Valid cases first, then the bad inputs; by name within each.
-        cases.sort_by_key(|c| (c.expect != Expect::Accept, c.name.clone()));
+        // Valid cases first, then the bad inputs, then exec; by name within each.
+        cases.sort_by_key(|c| (c.exec, c.expect != Expect::Accept, c.name.clone()));
         return Ok(cases);
     }
     names

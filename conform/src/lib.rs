@@ -19,6 +19,11 @@
 //!    runtime's namespace activity ([`observe`]) and judges it against
 //!    nsapply's reference for the same config and world ([`verdict`]).
 //!
+//! An exec case ([`case::Case::exec`], module [`exec`]) starts the container
+//! detached instead (`RUNTIME run -d`), takes nsapply's exec plan for its
+//! init ([`nsapply::exec::resolve`]), and traces and judges
+//! `RUNTIME exec <id> <command>`; the container is deleted on every path.
+//!
 //! The caller must be root and single-threaded (the world's helpers are
 //! forked, and this process changes mount namespace). Everything made for
 //! a case (helpers, bind mounts, the container, its state, the bundle
@@ -43,6 +48,7 @@ pub mod verdict;
 
 use nsapply_harness::host;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
@@ -88,6 +94,17 @@ pub enum ConformError {
         /// The case.
         case: String,
         /// What failed.
+        message: String,
+    },
+    /// An exec case could not be run on a runtime: starting, finding or
+    /// cleaning up its container, or nsapply's exec target for it.
+    #[error("case {case:?} on {runtime}: {message}")]
+    Exec {
+        /// The runtime.
+        runtime: String,
+        /// The case.
+        case: String,
+        /// What failed, with the errno or exit status.
         message: String,
     },
     /// The trace did not decode: a decoder bug or an unknown strace format.
@@ -388,6 +405,9 @@ impl Session {
     /// Setting up the world or bundle, running strace, or decoding the
     /// trace failed.
     pub fn run_case(&self, rt: &Runtime, case: &Case) -> Result<CaseResult, ConformError> {
+        if case.exec {
+            return self.run_exec_case(rt, case);
+        }
         let setup = |message: String| ConformError::Setup {
             case: case.name.clone(),
             message,
@@ -417,8 +437,21 @@ impl Session {
         let trace_path = scratch.join("trace");
         // Unique on the machine: runtimes name cgroups after it.
         let id = format!("nsapply-conform-{}-{}", std::process::id(), case.name);
+        let bundle_arg = bundle_dir.as_os_str();
         let run = self
-            .run_traced(rt, &state, &bundle_dir, &id, &trace_path, scratch.path())
+            .run_runtime(
+                rt,
+                &state,
+                &[
+                    OsStr::new("run"),
+                    OsStr::new("--bundle"),
+                    bundle_arg,
+                    OsStr::new(&id),
+                ],
+                Some(&trace_path),
+                &bundle_dir,
+                &scratch.join("stdout"),
+            )
             .map_err(setup)?;
         self.delete(rt, &state, &id);
         drop(realized);
@@ -485,40 +518,53 @@ impl Session {
         })
     }
 
-    /// Runs the runtime under strace, in its own process group, with the
-    /// session's time limit.
-    fn run_traced(
+    /// Runs `RUNTIME --root STATE ARGS...` in `cwd`, under strace when
+    /// `trace` is given, in its own process group, with the session's time
+    /// limit; its stdout goes to `stdout` and its stderr to the same path
+    /// with the extension `stderr` (`.../stdout` and `.../stderr`,
+    /// `.../start.stdout` and `.../start.stderr`).
+    fn run_runtime(
         &self,
         rt: &Runtime,
         state: &Path,
-        bundle_dir: &Path,
-        id: &str,
-        trace: &Path,
-        scratch: &Path,
+        args: &[&OsStr],
+        trace: Option<&Path>,
+        cwd: &Path,
+        stdout: &Path,
     ) -> Result<RunOutput, String> {
-        let stdout_path = scratch.join("stdout");
-        let stderr_path = scratch.join("stderr");
+        let stdout_path = stdout.to_owned();
+        let stderr_path = match stdout.extension() {
+            Some(_) => stdout.with_extension("stderr"),
+            None => stdout.with_file_name("stderr"),
+        };
         let create = |p: &Path| File::create(p).map_err(|e| format!("{}: {e}", p.display()));
-        let mut cmd = Command::new(&self.strace);
-        cmd.args(strace::STRACE_ARGS)
-            .arg("-o")
-            .arg(trace)
-            .arg("--")
-            .arg(&rt.path)
-            .arg("--root")
+        let mut cmd = match trace {
+            Some(trace) => {
+                let mut cmd = Command::new(&self.strace);
+                cmd.args(strace::STRACE_ARGS)
+                    .arg("-o")
+                    .arg(trace)
+                    .arg("--")
+                    .arg(&rt.path);
+                cmd
+            }
+            None => Command::new(&rt.path),
+        };
+        cmd.arg("--root")
             .arg(state)
-            .arg("run")
-            .arg("--bundle")
-            .arg(bundle_dir)
-            .arg(id)
-            .current_dir(bundle_dir)
+            .args(args)
+            .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(create(&stdout_path)?)
             .stderr(create(&stderr_path)?)
             .process_group(0);
         let start = Instant::now();
+        let under = if trace.is_some() { " under strace" } else { "" };
+        let what = args
+            .first()
+            .map_or(String::new(), |a| a.to_string_lossy().into_owned());
         let (status, timed_out) = run_with_timeout(cmd, self.options.timeout)
-            .map_err(|e| format!("running {} under strace: {e}", rt.name))?;
+            .map_err(|e| format!("running {} {what}{under}: {e}", rt.name))?;
         let took = start.elapsed();
         let read = |p: &Path| fs::read_to_string(p).unwrap_or_default();
         Ok(RunOutput {
@@ -533,8 +579,13 @@ impl Session {
     /// `RUNTIME --root STATE delete --force ID`, bounded; a container that
     /// never got created makes it fail, which is fine.
     fn delete(&self, rt: &Runtime, state: &Path, id: &str) {
+        let _ = self.delete_checked(rt, state, id);
+    }
+
+    /// [`Session::delete`], saying how it failed.
+    fn delete_checked(&self, rt: &Runtime, state: &Path, id: &str) -> Result<(), String> {
         if !state.exists() {
-            return;
+            return Ok(());
         }
         let mut cmd = Command::new(&rt.path);
         cmd.arg("--root")
@@ -544,7 +595,16 @@ impl Session {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0);
-        let _ = run_with_timeout(cmd, self.options.timeout);
+        let what = format!("{} delete --force {id}", rt.name);
+        match run_with_timeout(cmd, self.options.timeout) {
+            Err(e) => Err(format!("{what}: {e}")),
+            Ok((_, true)) => Err(format!(
+                "{what}: timed out after {}s",
+                self.options.timeout.as_secs()
+            )),
+            Ok((Some(s), false)) if !s.success() => Err(format!("{what}: {s}")),
+            Ok(_) => Ok(()),
+        }
     }
 }
 

@@ -39,6 +39,7 @@
 //! command's namespaces (inode for inode those of the container's init,
 //! read before the exec) with no namespace fd or pidfd open.
 
+mod run;
 
 use std::collections::BTreeMap;
 use std::fmt;
