@@ -543,6 +543,9 @@ const REQUIRED_CASES: &[&str] = &[
     "bad-wrong-type",
     "bad-unknown-type",
     "bad-time-offsets-without-time",
+    "exec-default",
+    "exec-user",
+    "exec-host-netns-new-user",
 ];
 
 fn corpus_has_every_required_case() -> Result<(), Failed> {
@@ -560,6 +563,10 @@ fn corpus_has_every_required_case() -> Result<(), Failed> {
         check(
             (c.expect == Expect::Accept) != c.name.starts_with("bad-"),
             format!("{}: bad- names go with reject", c.name),
+        )?;
+        check(
+            c.exec == c.name.starts_with("exec-"),
+            format!("{}: exec- names go with \"exec\": true", c.name),
         )?;
     }
     Ok(())
@@ -603,6 +610,10 @@ fn a_broken_case_is_refused() -> Result<(), Failed> {
         (
             r#"{"description":"x","linux":{},"world":{"namespaces":[{"name":"a"}]},"expect":{"outcome":"accept"}}"#,
             "world without a type",
+        ),
+        (
+            r#"{"description":"x","linux":{},"exec":true,"expect":{"outcome":"reject","code":"unknown-type","stage":"validation"}}"#,
+            "an exec case whose container config is bad",
         ),
     ] {
         check(

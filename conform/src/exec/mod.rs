@@ -14,17 +14,23 @@
 //! * runc 1.1 (`libcontainer/nsenter/nsexec.c`, `join_namespaces`): opens
 //!   every `/proc/<pid>/ns/*` path first with `open(path, O_RDONLY)` (no
 //!   `O_CLOEXEC`), then joins them in the order Go gives, user first,
-//!   each `setns(fd, type)`; forks for pid in its stage-2 child. runc 1.2
-//!   and later (1.3.6 here) join the non-user namespaces first, skipping
-//!   EPERM, then user, then retry (`__join_namespaces`).
+//!   each `setns(fd, type)`; forks for pid in its stage-2 child. runc 1.3
+//!   (1.3.6 here; commit fadc55eb, "nsenter: implement a two-stage join
+//!   for setns") joins the non-user namespaces first, skipping EPERM, then
+//!   user, then retries (`__join_namespaces`).
 //! * crun (`src/libcrun/linux.c`, `try_setns_with_pidfd` and
 //!   `join_process_namespaces`): `pidfd_open` of the container's pid 1 and
 //!   `setns(pidfd, flags)` with every kind the kernel has, whatever the
 //!   container's namespaces are; 1.8.1 joins the user namespace alone
 //!   through the pidfd first (the order crun issue 1264 reports, changed by
-//!   crun pull request 1265). When that fails, or when the config names any
-//!   namespace path, it opens every `/proc/<pid>/ns/*` file (no `O_CLOEXEC`)
-//!   and joins them with `setns(fd, 0)` in up to three passes, passing over
+//!   crun pull request 1265, in 1.8.7 and 1.9). A flag set that holds the
+//!   caller's own user namespace is EINVAL (setns(2): already a member),
+//!   all or none, so a container without a user namespace always takes
+//!   the fallback. When that fails, or when the config names any
+//!   namespace path, it opens every namespace file of the process (1.8.1:
+//!   `open("/proc/<pid>/ns/<name>", O_RDONLY)`, no `O_CLOEXEC`; 1.21 and
+//!   1.28: `<pid>/ns/<name>` under its own procfs fd, `O_CLOEXEC`) and
+//!   joins them with `setns(fd, 0)` in up to three passes, passing over
 //!   errors for kinds the config does not list. Then it forks.
 //! * youki 0.7.0 (`crates/libcontainer/src/container/tenant_builder.rs`,
 //!   `NAMESPACE_TYPES`): the tenant joins ipc, uts, net, pid, mnt, cgroup
