@@ -12,7 +12,10 @@
 //! `nsapply conform --runtime runc --runtime crun --bundle DIR` (runc
 //! 1.1.5, crun 1.8.1, strace 6.1, Linux 6.18), and of youki 0.7.0 and
 //! sid's runc 1.3.6 and crun 1.28 (`--runtime youki --runtime runc@sid
-//! --runtime crun@sid`, strace 7.2 for the sid ones).
+//! --runtime crun@sid`, strace 7.2 for the sid ones). An exec case's
+//! fixture (`<runtime>-exec-<case>/`) is the trace of `RUNTIME exec` and
+//! the command's output, with `exec.json`: the container's init, the kinds
+//! nsapply's exec plan joins and the init's namespace inodes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,6 +24,7 @@ use std::process::Command;
 use libtest_mimic::{Arguments, Failed, Trial};
 use nsapply::{Kind, KindSet};
 use nsapply_conform::case::{self, Case, Expect, Reference};
+use nsapply_conform::exec::{self as conform_exec, ExecDifference, ExecObserved, ExecRecord};
 use nsapply_conform::observe::{self, Activity};
 use nsapply_conform::strace::{self, Event, Ret};
 use nsapply_conform::verdict::{self, Difference, Observed, Verdict};
@@ -175,6 +179,13 @@ const FIXTURES: &[&str] = &[
     "crun@sid-user",
     "crun@sid-time-without-pid",
     "runc@sid-default",
+    "runc-exec-user",
+    "runc-exec-host-netns-new-user",
+    "runc@sid-exec-host-netns-new-user",
+    "crun-exec-user",
+    "crun@sid-exec-user",
+    "crun@sid-exec-default",
+    "youki-exec-user",
 ];
 
 fn every_fixture_decodes_and_is_listed() -> Result<(), Failed> {
@@ -495,6 +506,226 @@ fn runc_1_3_own_mount_join_is_not_a_config_join() -> Result<(), Failed> {
     check(v == Verdict::Pass, format!("verdict {v:?}"))
 }
 
+/// An exec fixture judged again: its record's plan, and what the runner
+/// observed (the fixture keeps no exit status: the exec succeeded when
+/// the command printed its namespaces).
+fn exec_fixture(name: &str) -> Result<(Verdict, Activity, ExecRecord), Failed> {
+    let f = fixture(name)?;
+    check(f.case.exec, format!("{name}: not an exec case"))?;
+    let dir = root().join("conformance/fixtures").join(name);
+    let text = std::fs::read_to_string(dir.join("exec.json"))
+        .map_err(|e| format!("{}/exec.json: {e}", dir.display()))?;
+    let record: ExecRecord = serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+    let plan = record.plan().map_err(|e| e.to_string())?;
+    let activity = observe::activity(&f.events, bundle::CONTAINER_PROGRAM, &BTreeSet::new());
+    let view = observe::container_view(&f.stdout);
+    let success = !view.inodes.is_empty();
+    let seen = ExecObserved {
+        activity: activity.clone(),
+        view: success.then_some(view),
+        success,
+        timed_out: false,
+        message: error_line(&f.stderr),
+        init: record.init_inodes(),
+    };
+    Ok((conform_exec::judge(&plan, &seen), activity, record))
+}
+
+fn exec_differences(v: &Verdict) -> Vec<ExecDifference> {
+    match v {
+        Verdict::Differs(d) => d
+            .iter()
+            .filter_map(|d| match d {
+                Difference::Exec(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn ks(list: &str) -> KindSet {
+    list.parse().expect("kinds")
+}
+
+/// runc 1.1.5: every /proc/<pid>/ns file opened first without O_CLOEXEC,
+/// user joined first (nsexec's order), then a fork for pid; the command
+/// is in every namespace of the init.
+fn runc_1_1_exec_joins_per_path_user_first() -> Result<(), Failed> {
+    let (v, a, record) = exec_fixture("runc-exec-user")?;
+    check(
+        record.kinds == ks("user,pid,uts,ipc,network,cgroup,mount"),
+        format!("kinds {}", record.kinds),
+    )?;
+    check(
+        a.pidfd_joins.is_empty() && a.joins.len() == 7,
+        format!("{a:?}"),
+    )?;
+    check(a.joins[0].nstype == Some(Kind::User), "user joined first")?;
+    let d = exec_differences(&v);
+    check(
+        d == [
+            ExecDifference::NoPidfd { calls: 7 },
+            ExecDifference::NotCloexec {
+                kinds: record.kinds,
+            },
+            ExecDifference::UserFirst {
+                before: ks("pid,uts,ipc,network,cgroup,mount"),
+            },
+        ],
+        format!("{v:?}"),
+    )
+}
+
+/// runc 1.1.5 into a container that joined a host-owned network namespace
+/// (runc issue 4390): user first, then EPERM on the network namespace.
+fn runc_1_1_exec_fails_on_a_host_owned_network_namespace() -> Result<(), Failed> {
+    let (v, a, _) = exec_fixture("runc-exec-host-netns-new-user")?;
+    check(!a.container_started, "the command never ran")?;
+    let d = exec_differences(&v);
+    check(
+        matches!(d.first(), Some(ExecDifference::ExecFailed { message })
+            if message.ends_with("failed to setns into net namespace: Operation not permitted")),
+        format!("{d:?}"),
+    )?;
+    check(
+        d.contains(&ExecDifference::UserFirst {
+            before: ks("uts,ipc,network"),
+        }),
+        format!("{d:?}"),
+    )
+}
+
+/// runc 1.3.6 joins the non-user namespaces first, user last: the same
+/// container's exec works; per path and without O_CLOEXEC still.
+fn runc_1_3_exec_joins_user_last() -> Result<(), Failed> {
+    let (v, a, record) = exec_fixture("runc@sid-exec-host-netns-new-user")?;
+    check(
+        a.joins.last().and_then(|j| j.nstype) == Some(Kind::User),
+        format!("{:?}", a.joins),
+    )?;
+    let d = exec_differences(&v);
+    check(
+        d == [
+            ExecDifference::NoPidfd { calls: 6 },
+            ExecDifference::NotCloexec {
+                kinds: record.kinds,
+            },
+        ],
+        format!("{v:?}"),
+    )
+}
+
+/// crun 1.8.1: the user namespace alone through the pidfd, then every
+/// kind (EINVAL: user again), then the files opened from inside the user
+/// namespace and joined untyped, three passes (crun issue 1264's order).
+fn crun_1_8_exec_joins_user_alone_through_its_pidfd() -> Result<(), Failed> {
+    let (v, a, _) = exec_fixture("crun-exec-user")?;
+    let calls: Vec<(KindSet, bool)> = a
+        .pidfd_joins
+        .iter()
+        .map(|j| (j.kinds, j.ret.is_ok()))
+        .collect();
+    check(
+        calls == [(KindSet::one(Kind::User), true), (KindSet::ALL, false)],
+        format!("{calls:?}"),
+    )?;
+    let d = exec_differences(&v);
+    for want in [
+        ExecDifference::OpenedAfterJoin {
+            kinds: KindSet::ALL,
+            after: KindSet::one(Kind::User),
+        },
+        ExecDifference::UserFirst {
+            before: ks("pid,uts,ipc,network,cgroup,mount"),
+        },
+        ExecDifference::Untyped {
+            kinds: KindSet::ALL,
+        },
+    ] {
+        check(d.contains(&want), format!("no {want:?} in {d:?}"))?;
+    }
+    check(
+        !d.iter().any(|d| {
+            matches!(
+                d,
+                ExecDifference::Missing { .. } | ExecDifference::NotTargetNamespace { .. }
+            )
+        }),
+        format!("the command is in the container: {d:?}"),
+    )
+}
+
+/// crun 1.28: one setns(pidfd) with every kind; the runtime's own time
+/// namespace is the only difference in what is joined.
+fn crun_1_28_exec_joins_every_kind_through_one_pidfd() -> Result<(), Failed> {
+    let (v, _, record) = exec_fixture("crun@sid-exec-user")?;
+    let d = exec_differences(&v);
+    check(
+        d == [
+            ExecDifference::PidfdCalls {
+                expected: Some(record.kinds),
+                got: vec![(KindSet::ALL, Ret::Ok(0))],
+            },
+            ExecDifference::Extra {
+                kinds: KindSet::one(Kind::Time),
+            },
+        ],
+        format!("{v:?}"),
+    )
+}
+
+/// crun 1.28 into a container without a user namespace: its pidfd call
+/// asks for the runtime's own user namespace too, which the kernel
+/// refuses (EINVAL), so it falls back to `<pid>/ns/<name>` opened
+/// O_CLOEXEC under its own procfs fd.
+fn crun_1_28_exec_falls_back_when_it_asks_for_its_own_user_namespace() -> Result<(), Failed> {
+    let (v, a, _) = exec_fixture("crun@sid-exec-default")?;
+    check(
+        a.ns_opens.len() == 8
+            && a.ns_opens
+                .iter()
+                .all(|o| o.cloexec && !o.path.starts_with('/') && o.kind.is_some()),
+        format!("{:?}", a.ns_opens),
+    )?;
+    let d = exec_differences(&v);
+    check(
+        matches!(d.first(), Some(ExecDifference::PidfdCalls { got, .. })
+            if got == &[(KindSet::ALL, Ret::Err("EINVAL".into()))]),
+        format!("{d:?}"),
+    )?;
+    check(
+        d.contains(&ExecDifference::FailedJoins {
+            calls: vec![(Some(Kind::User), "EINVAL".into(), 2)],
+        }) && d.contains(&ExecDifference::Extra {
+            kinds: ks("cgroup,time"),
+        }),
+        format!("{d:?}"),
+    )
+}
+
+/// youki 0.7.0 never joins the user namespace: the command runs as the
+/// host's root in the container's other namespaces.
+fn youki_exec_does_not_join_the_user_namespace() -> Result<(), Failed> {
+    let (v, a, _) = exec_fixture("youki-exec-user")?;
+    check(
+        !a.joins.iter().any(|j| j.nstype == Some(Kind::User)),
+        "no user join",
+    )?;
+    let d = exec_differences(&v);
+    for want in [
+        ExecDifference::Missing {
+            kinds: KindSet::one(Kind::User),
+        },
+        ExecDifference::NotTargetNamespace {
+            kinds: KindSet::one(Kind::User),
+        },
+    ] {
+        check(d.contains(&want), format!("no {want:?} in {d:?}"))?;
+    }
+    Ok(())
+}
+
 fn decoder_joins_unfinished_and_resumed_halves() -> Result<(), Failed> {
     let text = "7 clone(child_stack=NULL, flags=0x6c020000|17 <unfinished ...>\n\
                 8 unshare(0x80) = 0\n\
@@ -730,6 +961,180 @@ fn end_to_end_runc() -> Result<(), Failed> {
     )
 }
 
+/// The processes whose command line names `marker` (an exec case's
+/// container init carries its container id as its last argument).
+fn processes_naming(marker: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            text.contains(marker)
+                .then(|| format!("{}: {text}", e.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+/// runc's exec rows, and nothing left behind: no container process, no
+/// mount, no scratch directory.
+fn end_to_end_runc_exec() -> Result<(), Failed> {
+    let (out, pid) = conform(&["--runtime", "runc", "exec-user", "exec-host-netns-new-user"])?;
+    let expect = [
+        (
+            "exec-user",
+            "differs: joined per /proc/<pid>/ns path (7 setns), no setns(pidfd)",
+        ),
+        (
+            "exec-host-netns-new-user",
+            "differs: exec failed: nsexec-1[N]: failed to setns into net namespace: Operation not permitted",
+        ),
+    ];
+    for (case, want) in expect {
+        let got = row(&out, case).unwrap_or("(no row)");
+        check(
+            got.starts_with(want),
+            format!("{case}: {got:?}, want {want:?}\n{out}"),
+        )?;
+    }
+    let marker = format!("nsapply-conform-{pid}-");
+    let left = processes_naming(&marker);
+    check(left.is_empty(), format!("processes left: {left:?}"))?;
+    check(
+        mounts_with(&format!("nsapply-{pid}-")) == 0,
+        "a bind mount was left in this mount namespace",
+    )?;
+    let left = scratch_dirs_of(pid);
+    check(
+        left.is_empty(),
+        format!("scratch directories left: {left:?}"),
+    )
+}
+
+/// A container runc runs detached, deleted when dropped.
+struct RuncContainer {
+    state: PathBuf,
+    id: String,
+}
+
+impl Drop for RuncContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&self.state)
+            .args(["delete", "--force", &self.id])
+            .status();
+    }
+}
+
+/// nsapply's own exec, traced and judged as a runtime's is, passes: the
+/// verdict is not one that nothing can meet. The container is runc's
+/// (exec-user's config), the exec `nsapply exec PID -- COMMAND`.
+fn end_to_end_nsapply_exec_passes_the_exec_verdict() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let cases = case::load_corpus(&root().join("conformance/cases"), &["exec-user".to_owned()])
+        .map_err(|e| e.to_string())?;
+    let inst = cases[0].instantiate(&tmp.path().join("world"))?;
+    let id = format!("nsapply-conform-test-{}", std::process::id());
+    let config = bundle::config_running(&inst.linux, &conform_exec::init_args(&id));
+    let busybox = std::fs::read("/bin/busybox").map_err(|e| format!("/bin/busybox: {e}"))?;
+    let dir = tmp.path().join("bundle");
+    bundle::build(&dir, &busybox, &config).map_err(|e| e.to_string())?;
+    let container = RuncContainer {
+        state: tmp.path().join("state"),
+        id: id.clone(),
+    };
+    // Files, not pipes: the detached container keeps runc's stdout and
+    // stderr, and a pipe would only end with it.
+    let runc = |args: &[&str]| -> Result<String, Failed> {
+        let (out, err) = (tmp.path().join("runc.out"), tmp.path().join("runc.err"));
+        let file = |p: &Path| std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()));
+        let status = Command::new("runc")
+            .arg("--root")
+            .arg(&container.state)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(file(&out)?)
+            .stderr(file(&err)?)
+            .status()
+            .map_err(|e| format!("runc {args:?}: {e}"))?;
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        check(
+            status.success(),
+            format!("runc {args:?}: {status}: {}", read(&err)),
+        )?;
+        Ok(read(&out))
+    };
+    let dir_arg = dir.to_str().ok_or("temp path")?;
+    runc(&["run", "-d", "--bundle", dir_arg, &id])?;
+    let state: serde_json::Value =
+        serde_json::from_str(&runc(&["state", &id])?).map_err(|e| e.to_string())?;
+    let pid = state["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .ok_or("no pid in runc state")?;
+    let target = nsapply::exec::resolve(pid, None).map_err(|e| e.to_string())?;
+    let plan = target.plan().map_err(|e| e.to_string())?;
+    let init: BTreeMap<Kind, u64> = Kind::ALL
+        .into_iter()
+        .map(|k| nsapply_harness::host::ns_inode(Some(pid), k.proc_name()).map(|i| (k, i)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("/proc/{pid}/ns: {e}"))?;
+    let trace = tmp.path().join("trace");
+    let out = Command::new("strace")
+        .args(strace::STRACE_ARGS)
+        .arg("-o")
+        .arg(&trace)
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_nsapply"))
+        .args([
+            "exec",
+            &pid.to_string(),
+            "--",
+            bundle::CONTAINER_PROGRAM,
+            "sh",
+            "-c",
+        ])
+        .arg(observe::exec_script())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("strace nsapply exec: {e}"))?;
+    drop(container);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    check(
+        out.status.success(),
+        format!("nsapply exec: {}: {stderr}", out.status),
+    )?;
+    let text = std::fs::read_to_string(&trace).map_err(|e| e.to_string())?;
+    let events = strace::decode(&text).map_err(|e| e.to_string())?;
+    let activity = observe::activity(&events, bundle::CONTAINER_PROGRAM, &BTreeSet::new());
+    check(
+        activity.pidfd_joins.len() == 1 && activity.pidfd_joins[0].kinds == target.kinds,
+        format!("{:?}", activity.pidfd_joins),
+    )?;
+    let seen = ExecObserved {
+        activity,
+        view: Some(observe::container_view(&String::from_utf8_lossy(
+            &out.stdout,
+        ))),
+        success: true,
+        timed_out: false,
+        message: String::new(),
+        init,
+    };
+    let v = conform_exec::judge(&plan, &seen);
+    check(v == Verdict::Pass, format!("{}\n{stderr}", v.summary()))?;
+    let left = processes_naming(&id);
+    check(left.is_empty(), format!("processes left: {left:?}"))
+}
+
 /// `NAME@RELEASE` with no root built, or no name, is refused with the
 /// command that builds the root.
 fn a_runtime_of_a_missing_root_is_refused() -> Result<(), Failed> {
@@ -890,6 +1295,34 @@ fn main() {
             runc_1_3_own_mount_join_is_not_a_config_join,
         ),
         Trial::test(
+            "fixtures::runc_1_1_exec_joins_per_path_user_first",
+            runc_1_1_exec_joins_per_path_user_first,
+        ),
+        Trial::test(
+            "fixtures::runc_1_1_exec_fails_on_a_host_owned_network_namespace",
+            runc_1_1_exec_fails_on_a_host_owned_network_namespace,
+        ),
+        Trial::test(
+            "fixtures::runc_1_3_exec_joins_user_last",
+            runc_1_3_exec_joins_user_last,
+        ),
+        Trial::test(
+            "fixtures::crun_1_8_exec_joins_user_alone_through_its_pidfd",
+            crun_1_8_exec_joins_user_alone_through_its_pidfd,
+        ),
+        Trial::test(
+            "fixtures::crun_1_28_exec_joins_every_kind_through_one_pidfd",
+            crun_1_28_exec_joins_every_kind_through_one_pidfd,
+        ),
+        Trial::test(
+            "fixtures::crun_1_28_exec_falls_back_when_it_asks_for_its_own_user_namespace",
+            crun_1_28_exec_falls_back_when_it_asks_for_its_own_user_namespace,
+        ),
+        Trial::test(
+            "fixtures::youki_exec_does_not_join_the_user_namespace",
+            youki_exec_does_not_join_the_user_namespace,
+        ),
+        Trial::test(
             "decoder::joins_unfinished_and_resumed_halves",
             decoder_joins_unfinished_and_resumed_halves,
         ),
@@ -929,6 +1362,14 @@ fn main() {
         eprintln!("conform report test skipped: crun missing (run conformance/install)");
     }
     trials.push(Trial::test("e2e::runc", end_to_end_runc).with_ignored_flag(!runc));
+    trials.push(Trial::test("e2e::runc_exec", end_to_end_runc_exec).with_ignored_flag(!runc));
+    trials.push(
+        Trial::test(
+            "e2e::nsapply_exec_passes_the_exec_verdict",
+            end_to_end_nsapply_exec_passes_the_exec_verdict,
+        )
+        .with_ignored_flag(!runc),
+    );
     let sid = nsapply_conform::userland::cache_dir().join("roots/sid/.nsapply-root");
     let crun_sid = is_root && sid.is_file();
     if is_root && !crun_sid {
