@@ -43,6 +43,12 @@ pub(super) struct Applier<'a> {
     pub init: bool,
     /// The procfs P0 checked before the first fork.
     pub proc: &'a ProcRoot,
+    /// P0 writes a trace file before the command may start, and says when
+    /// ([`ToChild::Start`]); without one there is nothing to wait for, and
+    /// C1 starts the command as soon as it reported the trace (one round
+    /// trip less per run, issue 15). Signals P0 forwards meanwhile are
+    /// read by the supervision loop, after the start, either way.
+    pub waits_for_start: bool,
 }
 
 /// The pipes between C1 and the command's process, made before the apply
@@ -109,8 +115,11 @@ impl Applier<'_> {
             // other command's process dies with C1.
             dies_with_c1: !middle || self.init,
         };
-        let mut hooks =
-            ChildSync::new(&mut channel).after_id_mapping(|| linux::set_dumpable(false));
+        // P0 does nothing at cgroup-placed (`answer_sync`: C1 stays in its
+        // cgroup), so C1 answers it itself: one round trip less (issue 15).
+        let mut hooks = ChildSync::new(&mut channel)
+            .after_id_mapping(|| linux::set_dumpable(false))
+            .answered_here(SyncPoint::CgroupPlaced);
         let applied = apply(self.plan, &mut backend, &mut hooks);
         let pending = std::mem::take(&mut hooks.signals);
         drop(hooks);
@@ -190,7 +199,12 @@ impl Applier<'_> {
         {
             return watch.shut_down(None);
         }
-        match watch.wait_for_start() {
+        let start = if self.waits_for_start {
+            watch.wait_for_start()
+        } else {
+            Start::Go
+        };
+        match start {
             Start::Go => {}
             Start::CallerGone => return watch.shut_down(None),
             Start::KeeperGone => {
@@ -606,8 +620,13 @@ impl Syscall for Supervised<'_> {
     fn write_time_offsets(&mut self, offsets: &[TimeOffset]) -> Result<(), Errno> {
         Linux.write_time_offsets(offsets)
     }
+    /// One, without reading `/proc/self/stat`: C1 is a forked child of
+    /// the single-threaded keeper (fork copies only the calling thread),
+    /// and neither C1 nor its sync hooks (messages on a socket) start a
+    /// thread; [`Supervised::fork`] relies on the same fact. Two reads of
+    /// `/proc/self/stat` less per run (issue 15).
     fn thread_count(&mut self) -> Result<usize, ThreadCountError> {
-        Linux.thread_count()
+        Ok(1)
     }
     fn pidfd_open(&mut self, pid: i32) -> Result<OwnedFd, Errno> {
         Linux.pidfd_open(pid)

@@ -313,7 +313,8 @@ fn read_thread_count() -> Result<usize, ThreadCountError> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| failed(nix_errno(e)))?;
-    let mut bytes = Vec::new();
+    // A stat line is a few hundred bytes: one read(2), and one for the end.
+    let mut bytes = Vec::with_capacity(1024);
     File::from(fd)
         .read_to_end(&mut bytes)
         .map_err(|e| ThreadCountError {

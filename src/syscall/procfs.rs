@@ -133,7 +133,9 @@ impl ProcRoot {
         use std::io::Read;
         let fd = Self::open_in(&self.dir, path, nix::fcntl::OFlag::O_RDONLY, false)
             .map_err(ProcError::sys(format!("opening /proc/{path}")))?;
-        let mut bytes = Vec::new();
+        // One page up front: a procfs file is read in one read(2) (and one
+        // for the end), not from 32 bytes up (issue 15).
+        let mut bytes = Vec::with_capacity(4096);
         File::from(fd)
             .read_to_end(&mut bytes)
             .map_err(|e| ProcError {
@@ -377,6 +379,12 @@ impl ProcRoot {
     /// A file cannot be read, or this procfs does not show the caller (it
     /// belongs to another pid namespace than the caller's or an ancestor's).
     pub fn children(&self) -> Result<Vec<ChildProcess>, ProcError> {
+        // The list first: no children (the common case at a run's end)
+        // needs no depth.
+        let listed = self.read("thread-self/children")?;
+        if listed.trim().is_empty() {
+            return Ok(Vec::new());
+        }
         let depth = nspids(&self.read("self/status")?)
             .filter(|p| !p.is_empty())
             .map(|p| p.len() - 1)
@@ -384,7 +392,6 @@ impl ProcRoot {
                 reason: "/proc/self/status has no NSpid line".to_owned(),
                 errno: None,
             })?;
-        let listed = self.read("thread-self/children")?;
         let mut children = Vec::new();
         for n in listed.split_whitespace() {
             let status = self.read(&format!("{n}/status"))?;
