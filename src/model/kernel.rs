@@ -234,6 +234,10 @@ pub(super) struct Kernel {
     pub(super) processes: Vec<super::process::Proc>,
     /// setns(2) takes a pidfd (Linux 5.8 and later).
     pub(super) pidfd_setns: bool,
+    /// The pid namespace whose numbers the world gives its processes: the
+    /// caller's active one at the start (pidfd_open looks a number up in
+    /// the caller's active pid namespace).
+    pub(super) pids_from: NsId,
 }
 
 pub(super) fn ranges_overlap(a: u32, a_len: u32, b: u32, b_len: u32) -> bool {
@@ -302,6 +306,7 @@ impl Kernel {
             charges: Vec::new(),
             processes: Vec::new(),
             pidfd_setns: true,
+            pids_from: Kind::Pid.index(),
         }
     }
 

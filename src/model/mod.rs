@@ -631,7 +631,15 @@ impl Syscall for Model {
     }
 
     /// pidfd_open(2) of a world process: ESRCH for a pid no process has
-    /// (or one reaped); an exited, unreaped one has a pidfd.
+    /// (or one reaped); an exited, unreaped one has a pidfd. The kernel
+    /// looks the pid up in the caller's active pid namespace
+    /// (`find_get_pid` in `pidfd_open`, kernel/pid.c): once the caller is
+    /// in another one than the world numbers its processes in (it forked
+    /// into a pid namespace it made or joined), those numbers name no
+    /// process there, ESRCH. (The model
+    /// takes it that they name no other process either: a new pid
+    /// namespace numbers from 1.) Measured on Linux 6.18 by property 6
+    /// (proptests/model_machine.rs), where the model answered with a pidfd.
     fn pidfd_open(&mut self, pid: i32) -> Result<ModelFd, Errno> {
         let path = PathBuf::from(format!("pidfd:{pid}"));
         let r = self.call(
@@ -640,7 +648,10 @@ impl Syscall for Model {
             Some(path.clone()),
             None,
             |m| match m.kernel.process(pid) {
-                Some(p) if m.kernel.processes[p].state != ProcessState::Reaped => {
+                Some(p)
+                    if m.kernel.processes[p].state != ProcessState::Reaped
+                        && m.kernel.caller.ns[Kind::Pid.index()] == m.kernel.pids_from =>
+                {
                     Ok(m.allocate_fd(&path, FdTarget::Process(p)))
                 }
                 _ => Err(Errno::ESRCH),
@@ -654,19 +665,32 @@ impl Syscall for Model {
 
     /// setns(2) through a pidfd ([`Syscall::setns_pidfd`]): EBADF for an
     /// fd not open; EINVAL where the world's kernel does not take a pidfd,
-    /// for an fd that is no pidfd, or no kinds; then ESRCH, EPERM and the
-    /// install hooks of each kind, all or nothing (see `Kernel::setns_process`).
+    /// or no kinds; then ESRCH, EPERM and the install hooks of each kind,
+    /// all or nothing (see `Kernel::setns_process`). Given another fd, the
+    /// kernel's setns(2) answers as for that fd (`SYSCALL_DEFINE2(setns)`
+    /// in kernel/nsproxy.c: `proc_ns_file` first, then `pidfd_pid`): a
+    /// namespace file with flags 0 or exactly its own type is joined, with
+    /// other flags EINVAL; a file that is not a namespace is EBADF (an
+    /// `O_PATH` reference, which `fdget` refuses). Measured on Linux 6.18
+    /// by property 6 (proptests/model_machine.rs), where the model
+    /// answered EINVAL for a namespace file.
     fn setns_pidfd(&mut self, pidfd: &ModelFd, kinds: KindSet) -> Result<(), Errno> {
         let target = self.entry(pidfd).map(|o| o.target);
         let injected = self.fault(CallOp::SetnsPidfd, None, kinds);
         let result = match injected {
             Some(errno) => Err(errno),
             None => match target {
-                None => Err(Errno::EBADF),
+                None | Some(FdTarget::File) => Err(Errno::EBADF),
                 Some(FdTarget::Process(p)) => self.setns_process(p, kinds),
-                // setns(2) with a namespace fd and several flags, or a
-                // file: not what this call makes.
-                Some(_) => Err(Errno::EINVAL),
+                // `proc_ns_file`: flags 0 or the file's own type.
+                Some(FdTarget::Ns(id)) => {
+                    let kind = self.kernel.spaces[id].kind;
+                    if kinds.iter().all(|k| k == kind) {
+                        self.kernel.setns(id, kind)
+                    } else {
+                        Err(Errno::EINVAL)
+                    }
+                }
             },
         };
         self.calls.push(Call {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::kernel::{Kernel, NsId};
+use super::kernel::{Ids, Kernel, NsId};
 use super::world::{lookup, World, WorldError};
 use crate::kind::Kind;
 
@@ -27,7 +27,10 @@ use crate::kind::Kind;
 pub struct ProcessSpec {
     /// Its pid, as the caller sees it.
     pub pid: i32,
-    /// Its uid (kuid), for the ptrace access check.
+    /// Its uid (kuid), for the ptrace access check; the model takes its
+    /// gid (kgid) to be the same number, as the test harness starts world
+    /// processes (`become_user(uid, uid)`, or root of a user namespace
+    /// whose uid and gid maps agree).
     #[serde(default)]
     pub uid: u32,
     /// Running, exited (a zombie) or reaped.
@@ -175,13 +178,38 @@ impl Kernel {
         self.processes.iter().position(|p| p.pid == pid)
     }
 
-    /// `ptrace_may_access` of the caller on process `p` (the read modes
-    /// that `/proc/<pid>/ns/*` and setns through a pidfd use): the same
-    /// uid, or CAP_SYS_PTRACE over the process's user namespace.
+    /// `ptrace_may_access` of the caller on process `p` (kernel/ptrace.c;
+    /// the read modes that `/proc/<pid>/ns/*` and setns through a pidfd
+    /// use: `validate_nsset` in kernel/nsproxy.c asks it before it looks
+    /// at the target's nsproxy, so its EPERM comes before a zombie's
+    /// ESRCH). CAP_SYS_PTRACE
+    /// over the process's user namespace grants it; without, two checks
+    /// must both pass:
+    ///
+    /// * `__ptrace_may_access`: the same uid *and* gid (the caller's uid
+    ///   against the target's three uids, its gid against the three gids;
+    ///   the model's ids change together, so real ids are effective ones);
+    /// * the LSM hook of the capability module, `cap_ptrace_access_check`
+    ///   (security/commoncap.c): the caller is in the process's user
+    ///   namespace itself, not an ancestor or a sibling, with every
+    ///   capability the process has (a process has all of them in its
+    ///   user namespace when it is root there, else none).
+    ///
+    /// Both measured on Linux 6.18 by property 6 (proptests/model_machine.rs),
+    /// where the model answered ESRCH for setns through the pidfd of a
+    /// zombie and the kernel EPERM: a caller with the target's uid but
+    /// another gid (setresgid done, setresuid refused); a caller with the
+    /// target's ids in a user namespace of its own (unshare(user)).
     pub(super) fn may_ptrace(&self, p: usize) -> bool {
         let proc = &self.processes[p];
         let cred = self.caller.cred();
-        cred.euid == proc.uid || self.capable(&cred, proc.ns[Kind::User.index()])
+        let user = proc.ns[Kind::User.index()];
+        if self.capable(&cred, user) {
+            return true;
+        }
+        let same_ids = cred.euid == proc.uid && cred.egid == proc.uid;
+        let root_there = self.id_down(user, Ids::Uid, 0) == Some(proc.uid);
+        same_ids && cred.user_ns == user && (cred.caps || !root_there)
     }
 }
 

@@ -595,6 +595,7 @@ impl Model {
         place_caller(&mut kernel, &world.caller, &names)?;
         super::process::place_processes(&mut kernel, world, &names)?;
         kernel.pidfd_setns = world.pidfd_setns.unwrap_or(true);
+        kernel.pids_from = kernel.caller.ns[Kind::Pid.index()];
         Ok(Model::start(kernel, nodes))
     }
 }
