@@ -1,11 +1,14 @@
 //! Property 6 of issue 3, "model semantics": the kernel model
 //! ([`nsapply::model::Model`]) driven by random sequences of raw operations
 //! (open, close, setns, unshare, fork, time offsets, id maps, setgroups,
-//! set root ids, spawn a thread) answers, step by step, like
+//! set root ids, spawn a thread, and for exec (issue 17) pidfd_open of a
+//! world process and setns through a pidfd with any set of kinds)
+//! answers, step by step, like
 //!
 //! 1. a small reference state machine written here from the rules of
-//!    DESIGN §5, user_namespaces(7), time_namespaces(7), setns(2) and
-//!    unshare(2), independent of the model's code; and
+//!    DESIGN §5, user_namespaces(7), time_namespaces(7), setns(2),
+//!    unshare(2) and kernel/nsproxy.c (`validate_nsset`/`commit_nsset`
+//!    for a pidfd), independent of the model's code; and
 //! 2. the real kernel: as root, the same kind of sequence runs in a fresh
 //!    single-threaded process (a re-execution of this binary) on a world
 //!    built by [`nsapply_harness::realize`], and every answer, errno included, and
@@ -30,7 +33,20 @@
 //!   active pid namespace (`copy_process`);
 //! * the runtime parent can write `uid_map`/`gid_map` only of a user
 //!   namespace that is its own or a child of its own (EPERM otherwise,
-//!   before any other check; user_namespaces(7)).
+//!   before any other check; user_namespaces(7));
+//! * setns through the pidfd of a zombie is EPERM, not ESRCH, unless the
+//!   caller passes `ptrace_may_access`, which without CAP_SYS_PTRACE wants
+//!   the target's uid *and* gid and the caller in the target's user
+//!   namespace itself (`cap_ptrace_access_check`);
+//! * pidfd_open of a world process is ESRCH once the caller forked into
+//!   another pid namespace (the pid is looked up in the caller's active
+//!   one);
+//! * setns(2) given a namespace fd with flags 0 joins it, whatever the
+//!   call is meant for (kernel/nsproxy.c looks at the fd first).
+//!
+//! The world has up to two processes besides the caller (exec targets,
+//! started by `realize` on the kernel side: in world or host namespaces,
+//! running, a zombie or reaped); the pidfd operations reach them.
 //!
 //! This target has no libtest harness (`harness = false`): the kernel cases
 //! need a single-threaded process, so `main` lists libtest-mimic trials and
@@ -58,7 +74,9 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use nsapply::config::id_map_text;
-use nsapply::model::{CallerSpec, FileSpec, Model, ModelFd, NsSpec, World};
+use nsapply::model::{
+    CallerSpec, FileSpec, Model, ModelFd, NsSpec, ProcessSpec, ProcessState, World,
+};
 use nsapply::syscall::linux::{self, Linux};
 use nsapply::{Clock, Errno, Forked, IdMapping, Kind, KindSet, MapFile, Syscall, TimeOffset};
 use nsapply_harness::realize::{Realized, ScratchDir};
@@ -136,6 +154,9 @@ struct Setting {
     limits: [u64; 8],
     fs_shared: bool,
     chroot: bool,
+    /// setns(2) takes a pidfd (Linux 5.8 and later; the world's
+    /// `pidfd_setns`). This host's kernel does.
+    pidfd_setns: bool,
 }
 
 impl Setting {
@@ -145,6 +166,7 @@ impl Setting {
         limits: [u64::MAX; 8],
         fs_shared: false,
         chroot: false,
+        pidfd_setns: true,
     };
 
     /// How many namespaces of `kind` the world has (all count in the host
@@ -170,13 +192,17 @@ fn setting() -> impl Strategy<Value = Setting> {
         limits,
         proptest::bool::weighted(0.2),
         proptest::bool::weighted(0.15),
+        proptest::bool::weighted(0.9),
     )
-        .prop_map(|((mono, boot), limits, fs_shared, chroot)| Setting {
-            clocks: [mono, boot],
-            limits: std::array::from_fn(|i| limits[i]),
-            fs_shared,
-            chroot,
-        })
+        .prop_map(
+            |((mono, boot), limits, fs_shared, chroot, pidfd_setns)| Setting {
+                clocks: [mono, boot],
+                limits: std::array::from_fn(|i| limits[i]),
+                fs_shared,
+                chroot,
+                pidfd_setns,
+            },
+        )
 }
 
 /// One pre-made namespace of the world.
@@ -256,10 +282,90 @@ const WORLD: &[WorldNs] = &[
     },
 ];
 
-/// The world as a model [`World`]; `with_paths` adds the model's paths
-/// (the realized world has none: the kernel child opens its namespaces
-/// through fds it holds).
-fn world(caller: Caller, setting: Setting, with_paths: bool) -> World {
+/// The pid the world gives its process `i` (the kernel child finds the
+/// real one with [`Realized::process_pid`]; the model never shows a pid).
+fn world_pid(i: usize) -> i32 {
+    4200 + i32::try_from(i).unwrap_or(0)
+}
+
+/// A process of the world besides the caller (an exec target), as
+/// [`Realized`] starts one: it joins its world namespaces (user last, a
+/// fork into a joined pid namespace), and is root of a joined user
+/// namespace, else `uid`.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct WorldProc {
+    /// Per kind (by index): `Some(i)` is `WORLD[i]`, `None` the host's.
+    ns: [Option<usize>; 8],
+    /// Its uid and gid in host terms (the same number: `Realized` makes
+    /// it with `become_user(uid, uid)` or as root of a user namespace
+    /// whose uid and gid maps are one line).
+    uid: u32,
+    state: ProcessState,
+}
+
+impl fmt::Debug for WorldProc {
+    // The world names it is in, so a failure prints short.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns: Vec<&str> = self.ns.iter().flatten().map(|&i| WORLD[i].name).collect();
+        write!(f, "{:?} {{ uid: {}, in: {ns:?} }}", self.state, self.uid)
+    }
+}
+
+/// The namespaces of `kind` a world process may be in: the host's, and
+/// each world one that [`Realized`] can put a process in and the model
+/// reads the same way: a user namespace whose map gives 0 an id (the
+/// process becomes root there), a time namespace already entered (a
+/// process in one would freeze offsets the world says are writable).
+fn process_ns_choices(kind: Kind) -> Vec<Option<usize>> {
+    let fits = |n: &WorldNs| match n.kind {
+        Kind::User => n.map.is_some_and(|m| m.container_id == 0),
+        Kind::Time => n.entered,
+        _ => true,
+    };
+    std::iter::once(None)
+        .chain(
+            WORLD
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.kind == kind && fits(n))
+                .map(|(i, _)| Some(i)),
+        )
+        .collect()
+}
+
+/// A world process: namespaces among the world's (or the host's), the
+/// uid of the rootless caller, of root, or of the root of `r` (a user
+/// the rootless caller is not), running, a zombie or reaped.
+fn world_process() -> impl Strategy<Value = WorldProc> {
+    let ns: Vec<_> = Kind::ALL
+        .into_iter()
+        .map(|k| proptest::sample::select(process_ns_choices(k)))
+        .collect();
+    let uid = proptest::sample::select(vec![0, ROOTLESS, 100_000]);
+    let state = prop_oneof![
+        3 => Just(ProcessState::Running),
+        2 => Just(ProcessState::Exited),
+        1 => Just(ProcessState::Reaped),
+    ];
+    (ns, uid, state).prop_map(|(ns, uid, state)| {
+        let mut ns: [Option<usize>; 8] = std::array::from_fn(|i| ns[i]);
+        // `Realized` reaps only its own child, not one forked into a
+        // joined pid namespace.
+        if state == ProcessState::Reaped {
+            ns[Kind::Pid.index()] = None;
+        }
+        // Root of a joined user namespace: the host id its map gives 0.
+        let uid = ns[HOST_USER]
+            .and_then(|i| WORLD[i].map)
+            .map_or(uid, |m| m.host_id);
+        WorldProc { ns, uid, state }
+    })
+}
+
+/// The world as a model [`World`], with the processes `procs`;
+/// `with_paths` adds the model's paths (the realized world has none: the
+/// kernel child opens its namespaces through fds it holds).
+fn world(caller: Caller, setting: Setting, procs: &[WorldProc], with_paths: bool) -> World {
     let mut spec = match caller {
         Caller::Root => CallerSpec::root(),
         Caller::Rootless => CallerSpec::unprivileged(ROOTLESS, ROOTLESS),
@@ -301,6 +407,18 @@ fn world(caller: Caller, setting: Setting, with_paths: bool) -> World {
     if with_paths {
         w = w.file(format!("{MODEL_DIR}/regular"), FileSpec::Regular);
     }
+    for (i, p) in procs.iter().enumerate() {
+        let mut s = ProcessSpec::new(world_pid(i)).uid(p.uid).state(p.state);
+        for k in Kind::ALL {
+            if let Some(n) = p.ns[k.index()] {
+                s = s.in_ns(k, WORLD[n].name);
+            }
+        }
+        w = w.process(s);
+    }
+    if !setting.pidfd_setns {
+        w.pidfd_setns = Some(false);
+    }
     w
 }
 
@@ -321,6 +439,9 @@ enum OpTarget {
     ProcSelf(Kind),
     /// `/proc/self/ns/{pid,time}_for_children`.
     ForChildren(Kind),
+    /// A pidfd of the world's process `i` ([`Op::PidfdOpen`]; an
+    /// [`Op::Open`] of it is the same pidfd_open(2), never generated).
+    Pidfd(usize),
 }
 
 /// One raw operation. An fd argument names the target the fd was opened
@@ -349,6 +470,15 @@ enum Op {
     SetgroupsDeny,
     SetRootIds,
     SpawnThread,
+    /// pidfd_open(2) of the world's process `i`: the fd's target is
+    /// [`OpTarget::Pidfd`]`(i)`, so [`Op::Close`] closes it and
+    /// [`Op::Setns`] joins one kind through it.
+    PidfdOpen(usize),
+    /// setns(2) with the newest open fd opened from the target and the
+    /// flags of these kinds (none: flags 0): through a pidfd, several
+    /// namespaces at once; also with a namespace fd or a file, as the
+    /// kernel takes any fd.
+    SetnsPidfd(OpTarget, KindSet),
 }
 
 /// Open fds with the target each was opened from, oldest first.
@@ -509,6 +639,22 @@ struct Cred {
 enum RefFd {
     Ns(usize),
     File,
+    /// A pidfd of the world's process `i`.
+    Pidfd(usize),
+}
+
+/// A process of the world as the reference keeps it.
+#[derive(Clone, Copy, Debug)]
+struct RefProc {
+    /// Per kind (pid and time: the active ones), a reference index.
+    ns: [usize; 8],
+    /// Its real, effective and saved uid and gid, in host terms.
+    uid: u32,
+    gid: u32,
+    /// Its permitted capabilities are all of them (it is root of its user
+    /// namespace), else none.
+    caps: bool,
+    state: ProcessState,
 }
 
 /// The reference: the kernel's objects for one process, the rules written
@@ -518,6 +664,9 @@ enum RefFd {
 struct RefState {
     caller: Caller,
     setting: Setting,
+    /// The world's processes as generated (for the model and the kernel).
+    world_procs: Vec<WorldProc>,
+    procs: Vec<RefProc>,
     /// Namespaces per kind counted in the host user namespace (every one
     /// is at or below it), against `setting.limits`.
     host_counts: [u64; 8],
@@ -545,8 +694,8 @@ impl fmt::Debug for RefState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "RefState {{ caller: {:?}, setting: {:?} }}",
-            self.caller, self.setting
+            "RefState {{ caller: {:?}, setting: {:?}, processes: {:?} }}",
+            self.caller, self.setting, self.world_procs
         )
     }
 }
@@ -575,7 +724,7 @@ fn valid_lines(lines: &[IdMapping]) -> bool {
 }
 
 impl RefState {
-    fn new(caller: Caller, setting: Setting) -> RefState {
+    fn new(caller: Caller, setting: Setting, world_procs: Vec<WorldProc>) -> RefState {
         let identity = Some(vec![map(0, 0, u32::MAX)]);
         let mut spaces: Vec<RefNs> = Kind::ALL
             .into_iter()
@@ -621,9 +770,24 @@ impl RefState {
                 caps: false,
             },
         };
+        let procs = world_procs
+            .iter()
+            .map(|p| RefProc {
+                ns: std::array::from_fn(|k| p.ns[k].map_or(k, |i| 8 + i)),
+                uid: p.uid,
+                gid: p.uid,
+                // Root of a joined user namespace (full capabilities from
+                // setns, kept by setresuid to its root); in the host's,
+                // root keeps them and become_user drops them.
+                caps: p.ns[HOST_USER].is_some() || p.uid == 0,
+                state: p.state,
+            })
+            .collect();
         RefState {
             caller,
             setting,
+            world_procs,
+            procs,
             host_counts: std::array::from_fn(|i| Setting::existing(Kind::ALL[i])),
             spaces,
             cur: std::array::from_fn(|i| i),
@@ -725,6 +889,7 @@ impl RefState {
 
     fn step(&mut self, op: &Op) -> Result<(), Errno> {
         match op {
+            Op::Open(OpTarget::Pidfd(i)) | Op::PidfdOpen(i) => self.pidfd_open(*i),
             Op::Open(t) => {
                 let fd = match *t {
                     OpTarget::World(i) => RefFd::Ns(8 + i),
@@ -739,6 +904,7 @@ impl RefState {
                     }
                     OpTarget::ForChildren(Kind::Pid) => RefFd::Ns(self.pid_children),
                     OpTarget::ForChildren(_) => RefFd::Ns(self.time_children),
+                    OpTarget::Pidfd(i) => RefFd::Pidfd(i),
                 };
                 self.fds.push(*t, fd);
                 Ok(())
@@ -753,7 +919,24 @@ impl RefState {
                 // reference (it is never opened for real), and setns(2)
                 // does not take O_PATH fds (fdget refuses them).
                 Some(RefFd::File) => Err(Errno::EBADF),
+                // setns(pidfd, CLONE_NEW<kind>): one kind through a pidfd.
+                Some(&RefFd::Pidfd(p)) => self.setns_process(p, KindSet::one(*kind)),
                 _ => Err(Errno::EINVAL),
+            },
+            Op::SetnsPidfd(t, kinds) => match self.fds.get(*t) {
+                Some(&RefFd::Pidfd(p)) => self.setns_process(p, *kinds),
+                // setns(2) on a namespace file (`proc_ns_file`): flags 0
+                // or exactly its own type join it, other flags are EINVAL.
+                Some(&RefFd::Ns(n)) => {
+                    let kind = self.spaces[n].kind;
+                    if kinds.iter().all(|k| k == kind) {
+                        self.setns(n, kind)
+                    } else {
+                        Err(Errno::EINVAL)
+                    }
+                }
+                // An O_PATH reference: fdget refuses it whatever the flags.
+                Some(RefFd::File) | None => Err(Errno::EBADF),
             },
             Op::Unshare(kinds) => {
                 let before = self.clone();
@@ -882,6 +1065,169 @@ impl RefState {
                     return Err(Errno::EPERM);
                 }
                 self.cur[kind.index()] = t;
+            }
+        }
+        Ok(())
+    }
+
+    /// pidfd_open(2) of the world's process `p` (pidfd_open(2): ESRCH
+    /// when "the process specified by pid does not exist"). The number is
+    /// looked up in the caller's active pid namespace (`find_get_pid`,
+    /// pid_namespaces(7): a process has one pid per namespace it is
+    /// visible in). The world numbers its processes in the host pid
+    /// namespace, where the caller starts; once the caller is in another
+    /// (a fork after joining or making one), its processes have other
+    /// numbers there, and the world's numbers name nothing (ESRCH). A
+    /// zombie still has its pid (pidfd_open takes it); a reaped process
+    /// has none.
+    fn pidfd_open(&mut self, p: usize) -> Result<(), Errno> {
+        if self.procs[p].state == ProcessState::Reaped
+            || self.cur[Kind::Pid.index()] != Kind::Pid.index()
+        {
+            return Err(Errno::ESRCH);
+        }
+        self.fds.push(OpTarget::Pidfd(p), RefFd::Pidfd(p));
+        Ok(())
+    }
+
+    /// `ptrace_may_access(target, PTRACE_MODE_READ_REALCREDS)`
+    /// (kernel/ptrace.c, `__ptrace_may_access`), two checks that must both
+    /// pass (with CAP_SYS_PTRACE over the target's user namespace,
+    /// `ptrace_has_cap(tcred->user_ns)`, passing either):
+    ///
+    /// * the caller's real uid equals the target's real, effective and
+    ///   saved uid, and its real gid the target's three gids; then the
+    ///   dumpable check, which looks at the target's mm: a zombie has
+    ///   none, and `Realized` keeps its running processes dumpable;
+    /// * the LSM hook, here the capability module's
+    ///   `cap_ptrace_access_check` (security/commoncap.c; Yama checks only
+    ///   attaching): the caller's credentials are in the target's user
+    ///   namespace itself (not an ancestor) and its permitted capabilities
+    ///   include the target's.
+    ///
+    /// (Every id change here sets real, effective and saved ids together,
+    /// so the caller's real ids are its effective ones, and its permitted
+    /// capabilities its effective ones.)
+    fn may_read(&self, p: &RefProc) -> bool {
+        let user = p.ns[HOST_USER];
+        let ptrace_cap = self.capable(&self.me, user);
+        let same_ids = self.me.euid == p.uid && self.me.egid == p.gid;
+        let lsm = self.me.user_ns == user && (self.me.caps || !p.caps);
+        ptrace_cap || (same_ids && lsm)
+    }
+
+    /// setns(2) with a pidfd of the world's process `p` and the flags of
+    /// `kinds` (setns(2), "Since Linux 5.8, fd may refer to a PID file
+    /// descriptor"; kernel/nsproxy.c):
+    ///
+    /// 1. before 5.8 a pidfd is no namespace file: EINVAL;
+    ///    `check_setns_flags`: EINVAL for no flags;
+    /// 2. the target (`setns_target_get`, once part of `validate_nsset`):
+    ///    ESRCH when its pid has no task (reaped), EPERM without ptrace
+    ///    read access, ESRCH when it has no nsproxy (a zombie: do_exit
+    ///    dropped its namespaces) — so a zombie of another user is EPERM;
+    /// 3. `validate_nsset` installs each kind into a copy in the order
+    ///    user, mount, uts, ipc, pid, cgroup, net, time, each install hook
+    ///    checking capabilities with the caller's credentials as they are
+    ///    (`ns_capable` reads `current_cred()`) over the target's owner and
+    ///    over `nsset->cred->user_ns`, the user namespace joined first
+    ///    when user is among the kinds; the first refusal is the answer
+    ///    and nothing changes;
+    /// 4. `commit_nsset` switches the caller to all of them at once.
+    ///
+    /// The targets are the process's namespaces: its user namespace (of
+    /// its credentials), its active pid namespace (`task_active_pid_ns`),
+    /// its active time namespace (`nsp->time_ns`), the rest of its nsproxy.
+    fn setns_process(&mut self, p: usize, kinds: KindSet) -> Result<(), Errno> {
+        if !self.setting.pidfd_setns || kinds.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        let proc = self.procs[p];
+        if proc.state == ProcessState::Reaped {
+            return Err(Errno::ESRCH);
+        }
+        if !self.may_read(&proc) {
+            return Err(Errno::EPERM);
+        }
+        if proc.state == ProcessState::Exited {
+            return Err(Errno::ESRCH);
+        }
+        let me = self.me;
+        let threaded = self.threads > 1;
+        // nsset->cred->user_ns: the caller's until userns_install replaces it.
+        let mut nsset_user = me.user_ns;
+        // The order of validate_nsset (and of create_new_namespaces).
+        let order = [
+            Kind::User,
+            Kind::Mount,
+            Kind::Uts,
+            Kind::Ipc,
+            Kind::Pid,
+            Kind::Cgroup,
+            Kind::Network,
+            Kind::Time,
+        ];
+        for kind in order.into_iter().filter(|k| kinds.contains(*k)) {
+            let t = proc.ns[kind.index()];
+            if kind == Kind::User {
+                // userns_install looks at the caller itself: its own user
+                // namespace, its threads, its own fs_struct.
+                if t == me.user_ns || threaded || self.fs_shared {
+                    return Err(Errno::EINVAL);
+                }
+                if !self.capable(&me, t) {
+                    return Err(Errno::EPERM);
+                }
+                nsset_user = t;
+                continue;
+            }
+            // timens_install: one thread (EUSERS) before capabilities.
+            if kind == Kind::Time && threaded {
+                return Err(Errno::EUSERS);
+            }
+            if !(self.capable(&me, self.owner(t)) && self.capable(&me, nsset_user)) {
+                return Err(Errno::EPERM);
+            }
+            match kind {
+                // mntns_install: `nsset->fs->users != 1`; prepare_nsset
+                // hands it the caller's own fs_struct only when
+                // CLONE_NEWNS is the only flag, else a private copy.
+                Kind::Mount if self.fs_shared && kinds == KindSet::one(Kind::Mount) => {
+                    return Err(Errno::EINVAL);
+                }
+                // pidns_install: the active pid namespace or one below it.
+                Kind::Pid => {
+                    let active = self.cur[Kind::Pid.index()];
+                    let mut up = Some(t);
+                    while up.is_some_and(|n| n != active) {
+                        up = up.and_then(|n| self.spaces[n].pid_parent);
+                    }
+                    if up.is_none() {
+                        return Err(Errno::EINVAL);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for kind in order.into_iter().filter(|k| kinds.contains(*k)) {
+            let t = proc.ns[kind.index()];
+            match kind {
+                // commit_creds of the prepared credentials: full
+                // capabilities in the joined namespace (set_cred_user_ns).
+                Kind::User => {
+                    self.cur[HOST_USER] = t;
+                    self.me.user_ns = t;
+                    self.me.caps = true;
+                }
+                // pid_ns_for_children only.
+                Kind::Pid => self.pid_children = t,
+                // timens_install sets time_ns and time_ns_for_children.
+                Kind::Time => {
+                    self.cur[kind.index()] = t;
+                    self.time_children = t;
+                    self.spaces[t].entered = true;
+                }
+                _ => self.cur[kind.index()] = t,
             }
         }
         Ok(())
@@ -1090,13 +1436,14 @@ impl<const KERNEL: bool> ReferenceStateMachine for RefMachine<KERNEL> {
 
     fn init_state() -> BoxedStrategy<RefState> {
         let caller = prop_oneof![Just(Caller::Root), Just(Caller::Rootless)];
+        let procs = proptest::collection::vec(world_process(), 0..=2);
         if KERNEL {
-            caller
-                .prop_map(|c| RefState::new(c, Setting::KERNEL))
+            (caller, procs)
+                .prop_map(|(c, p)| RefState::new(c, Setting::KERNEL, p))
                 .boxed()
         } else {
-            (caller, setting())
-                .prop_map(|(c, s)| RefState::new(c, s))
+            (caller, setting(), procs)
+                .prop_map(|(c, s, p)| RefState::new(c, s, p))
                 .boxed()
         }
     }
@@ -1140,6 +1487,9 @@ impl<const KERNEL: bool> ReferenceStateMachine for RefMachine<KERNEL> {
             (1, Just(Op::SetRootIds).boxed()),
             (1, Just(Op::SpawnThread).boxed()),
         ];
+        if !state.procs.is_empty() {
+            arms.push((3, (0..state.procs.len()).prop_map(Op::PidfdOpen).boxed()));
+        }
         if !state.fds.0.is_empty() {
             // The open fds' targets, with the kind of namespace each fd is
             // on: setns mostly asks for that kind, to get past the type check.
@@ -1149,10 +1499,38 @@ impl<const KERNEL: bool> ReferenceStateMachine for RefMachine<KERNEL> {
                 .iter()
                 .map(|(t, f)| match f {
                     RefFd::Ns(n) => (*t, Some(state.spaces[*n].kind)),
-                    RefFd::File => (*t, None),
+                    RefFd::File | RefFd::Pidfd(_) => (*t, None),
                 })
                 .collect();
             let targets: Vec<OpTarget> = open.iter().map(|(t, _)| *t).collect();
+            let pidfds: Vec<OpTarget> = targets
+                .iter()
+                .copied()
+                .filter(|t| matches!(t, OpTarget::Pidfd(_)))
+                .collect();
+            // Mostly a pidfd; sometimes whatever fd is open (the kernel
+            // takes any fd).
+            let (weight, fd) = if pidfds.is_empty() {
+                (1, proptest::sample::select(targets.clone()).boxed())
+            } else {
+                let fd = prop_oneof![
+                    9 => proptest::sample::select(pidfds),
+                    1 => proptest::sample::select(targets.clone()),
+                ];
+                (6, fd.boxed())
+            };
+            // Any set of kinds, often without user (joining the user
+            // namespace one is in is EINVAL), sometimes none.
+            let kinds = prop_oneof![
+                3 => proptest::sample::subsequence(Kind::ALL.to_vec(), 1..=8),
+                2 => proptest::sample::subsequence(Kind::ALL[1..].to_vec(), 1..=7),
+                1 => Just(Vec::new()),
+            ]
+            .prop_map(|k| k.into_iter().collect::<KindSet>());
+            arms.push((
+                weight,
+                (fd, kinds).prop_map(|(t, k)| Op::SetnsPidfd(t, k)).boxed(),
+            ));
             let setns = (proptest::sample::select(open), any_kind(), 0..4u8).prop_map(
                 |((t, own), k, coin)| Op::Setns(t, own.filter(|_| coin > 0).unwrap_or(k)),
             );
@@ -1169,7 +1547,10 @@ impl<const KERNEL: bool> ReferenceStateMachine for RefMachine<KERNEL> {
 
     fn preconditions(state: &RefState, op: &Op) -> bool {
         match op {
-            Op::Close(t) | Op::Setns(t, _) => state.fds.get(*t).is_some(),
+            Op::Close(t) | Op::Setns(t, _) | Op::SetnsPidfd(t, _) => state.fds.get(*t).is_some(),
+            // A pidfd is opened by PidfdOpen only (the same call).
+            Op::Open(OpTarget::Pidfd(_)) => false,
+            Op::PidfdOpen(i) => *i < state.procs.len(),
             // fork(2) in a multithreaded process is only safe for
             // async-signal-safe work in the child; the child here runs Rust.
             Op::Fork => !KERNEL || state.threads == 1,
@@ -1229,8 +1610,9 @@ struct ModelRun {
 }
 
 impl ModelRun {
-    fn new(caller: Caller, setting: Setting) -> ModelRun {
-        let model = Model::new(&world(caller, setting, true)).expect("the test world is valid");
+    fn new(caller: Caller, setting: Setting, procs: &[WorldProc]) -> ModelRun {
+        let model =
+            Model::new(&world(caller, setting, procs, true)).expect("the test world is valid");
         ModelRun {
             model,
             fds: Fds::new(),
@@ -1240,6 +1622,11 @@ impl ModelRun {
     fn step(&mut self, op: &Op) -> Result<(), Errno> {
         let m = &mut self.model;
         match op {
+            Op::Open(OpTarget::Pidfd(i)) | Op::PidfdOpen(i) => {
+                let fd = m.pidfd_open(world_pid(*i))?;
+                self.fds.push(OpTarget::Pidfd(*i), fd);
+                Ok(())
+            }
             Op::Open(t) => {
                 let path = match *t {
                     OpTarget::World(i) => format!("{MODEL_DIR}/{}", WORLD[i].name),
@@ -1249,6 +1636,7 @@ impl ModelRun {
                     OpTarget::ForChildren(k) => {
                         format!("/proc/self/ns/{}", k.proc_name_for_children())
                     }
+                    OpTarget::Pidfd(_) => unreachable!("opened by pidfd_open above"),
                 };
                 let fd = m.open_ns(PathBuf::from(path).as_path())?;
                 self.fds.push(*t, fd);
@@ -1262,6 +1650,10 @@ impl ModelRun {
             }
             Op::Setns(t, k) => match self.fds.get(*t) {
                 Some(fd) => m.setns(fd, *k),
+                None => Err(Errno::EBADF),
+            },
+            Op::SetnsPidfd(t, kinds) => match self.fds.get(*t) {
+                Some(fd) => m.setns_pidfd(fd, *kinds),
                 None => Err(Errno::EBADF),
             },
             Op::Unshare(kinds) => m.unshare(kinds.iter().copied().collect::<KindSet>()),
@@ -1314,7 +1706,7 @@ impl StateMachineTest for ModelVsReference {
             }
         }
         ModelVsReference {
-            run: ModelRun::new(reference.caller, reference.setting),
+            run: ModelRun::new(reference.caller, reference.setting, &reference.world_procs),
             ids: RefCell::new(ids),
         }
     }
@@ -1414,6 +1806,7 @@ fn model_matches_reference_state_machine() -> Result<(), Failed> {
 #[derive(Debug, Serialize, Deserialize)]
 struct ChildInput {
     caller: Caller,
+    processes: Vec<WorldProc>,
     ops: Vec<Op>,
 }
 
@@ -1462,7 +1855,7 @@ fn model_matches_kernel_on_random_sequences() -> Result<(), Failed> {
     let mut runner = TestRunner::new(cfg);
     let strategy = RefMachine::<true>::sequential_strategy(1..24);
     let r = runner.run(&strategy, |(init, ops, seen)| {
-        let compared = compare_with_kernel(init.caller, &ops);
+        let compared = compare_with_kernel(init.caller, &init.world_procs, &ops);
         if let Some(s) = &seen {
             let n = compared.as_ref().map_or_else(|(n, _)| *n, |()| ops.len());
             s.fetch_add(n, Ordering::SeqCst);
@@ -1474,8 +1867,12 @@ fn model_matches_kernel_on_random_sequences() -> Result<(), Failed> {
 
 /// Runs `ops` on the model and, in a fresh process, on the kernel; on a
 /// difference, the number of steps run up to it and a description.
-fn compare_with_kernel(caller: Caller, ops: &[Op]) -> Result<(), (usize, String)> {
-    let out = run_child(caller, ops).map_err(|e| (ops.len(), e))?;
+fn compare_with_kernel(
+    caller: Caller,
+    procs: &[WorldProc],
+    ops: &[Op],
+) -> Result<(), (usize, String)> {
+    let out = run_child(caller, procs, ops).map_err(|e| (ops.len(), e))?;
     let mut lines = out.lines.iter();
     let Some(ChildLine::Setup(setup)) = lines.next() else {
         return Err((0, format!("no setup line\n{}", out.stderr)));
@@ -1484,7 +1881,7 @@ fn compare_with_kernel(caller: Caller, ops: &[Op]) -> Result<(), (usize, String)
     for (name, ino) in setup {
         ids.bind(name, *ino).map_err(|e| (0, e))?;
     }
-    let mut run = ModelRun::new(caller, Setting::KERNEL);
+    let mut run = ModelRun::new(caller, Setting::KERNEL, procs);
     for (i, op) in ops.iter().enumerate() {
         let fail = |what: String| {
             (
@@ -1555,7 +1952,7 @@ struct ChildOutput {
     stderr: String,
 }
 
-fn run_child(caller: Caller, ops: &[Op]) -> Result<ChildOutput, String> {
+fn run_child(caller: Caller, procs: &[WorldProc], ops: &[Op]) -> Result<ChildOutput, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut child = Command::new(exe)
         .env(CHILD_ENV, "1")
@@ -1566,6 +1963,7 @@ fn run_child(caller: Caller, ops: &[Op]) -> Result<ChildOutput, String> {
         .map_err(|e| format!("re-executing the test binary: {e}"))?;
     let input = serde_json::to_string(&ChildInput {
         caller,
+        processes: procs.to_vec(),
         ops: ops.to_vec(),
     })
     .map_err(|e| e.to_string())?;
@@ -1654,8 +2052,19 @@ fn kernel_child_setup() -> Result<i32, String> {
     let scratch = ScratchDir::new().map_err(|e| format!("scratch directory: {e}"))?;
     let regular = scratch.join("regular");
     fs::write(&regular, "").map_err(|e| format!("creating {}: {e}", regular.display()))?;
-    let real = Realized::new(&world(input.caller, Setting::KERNEL, false))
-        .map_err(|e| format!("realize: {e}"))?;
+    let real = Realized::new(&world(
+        input.caller,
+        Setting::KERNEL,
+        &input.processes,
+        false,
+    ))
+    .map_err(|e| format!("realize: {e}"))?;
+    let pids = (0..input.processes.len())
+        .map(|i| {
+            real.process_pid(world_pid(i))
+                .ok_or_else(|| format!("world process {i} has no pid"))
+        })
+        .collect::<Result<Vec<i32>, String>>()?;
     let mut setup = BTreeMap::new();
     for k in Kind::ALL {
         let ino = host::ns_inode(None, k.proc_name()).map_err(|e| e.to_string())?;
@@ -1681,6 +2090,7 @@ fn kernel_child_setup() -> Result<i32, String> {
             .collect(),
         regular,
         missing: scratch.join("missing"),
+        pids,
     };
     let caller = host::fork_with(|| match run_caller(&input, &paths) {
         Ok(()) => 0,
@@ -1704,6 +2114,9 @@ struct Paths {
     world: Vec<PathBuf>,
     regular: PathBuf,
     missing: PathBuf,
+    /// The real pid of each world process (as the host pid namespace,
+    /// where the caller starts, numbers it).
+    pids: Vec<i32>,
 }
 
 /// A request to the writer (the runtime parent).
@@ -1883,6 +2296,9 @@ fn run_ops(
     let mut kept: BTreeSet<u64> = BTreeSet::new();
     for op in &input.ops {
         let result = match op {
+            Op::Open(OpTarget::Pidfd(i)) | Op::PidfdOpen(i) => Linux
+                .pidfd_open(paths.pids[*i])
+                .map(|fd| fds.push(OpTarget::Pidfd(*i), fd)),
             Op::Open(t) => {
                 let path = match *t {
                     OpTarget::World(i) => paths.world[i].clone(),
@@ -1892,6 +2308,7 @@ fn run_ops(
                     OpTarget::ForChildren(k) => {
                         format!("/proc/self/ns/{}", k.proc_name_for_children()).into()
                     }
+                    OpTarget::Pidfd(_) => unreachable!("opened by pidfd_open above"),
                 };
                 Linux.open_ns(&path).map(|fd| fds.push(*t, fd))
             }
@@ -1903,6 +2320,10 @@ fn run_ops(
             }
             Op::Setns(t, k) => match fds.get(*t) {
                 Some(fd) => Linux.setns(fd, *k),
+                None => Err(Errno::EBADF),
+            },
+            Op::SetnsPidfd(t, kinds) => match fds.get(*t) {
+                Some(fd) => Linux.setns_pidfd(fd, *kinds),
                 None => Err(Errno::EBADF),
             },
             Op::Unshare(kinds) => Linux.unshare(kinds.iter().copied().collect::<KindSet>()),
