@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub jobs: usize,
     /// Wall-clock limit per boot, in seconds
-    #[arg(long = "timeout", value_name = "SECS", default_value_t = 120)]
+    #[arg(long = "timeout", value_name = "SECS", default_value_t = 300)]
     pub timeout_secs: u64,
     /// Guest CPUs; the guest runs N cases at a time (default: the CPUs
     /// left per boot, at least 1)
@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(a.guest, Some(PathBuf::from("g")));
         assert!(a.kernels.is_empty());
         assert_eq!((a.jobs, a.smp, a.guest_jobs), (1, None, None));
-        assert_eq!(a.timeout(), Duration::from_secs(120));
+        assert_eq!(a.timeout(), Duration::from_secs(300));
         assert_eq!(a.accel, AccelChoice::Auto);
         assert_eq!(a.initramfs_name, "guest");
         assert!(!a.expect_mismatch && !a.fetch_only && !a.list);
