@@ -43,12 +43,6 @@ pub(super) struct Applier<'a> {
     pub init: bool,
     /// The procfs P0 checked before the first fork.
     pub proc: &'a ProcRoot,
-    /// P0 writes a trace file before the command may start, and says when
-    /// ([`ToChild::Start`]); without one there is nothing to wait for, and
-    /// C1 starts the command as soon as it reported the trace (one round
-    /// trip less per run, issue 15). Signals P0 forwards meanwhile are
-    /// read by the supervision loop, after the start, either way.
-    pub waits_for_start: bool,
 }
 
 /// The pipes between C1 and the command's process, made before the apply
@@ -199,12 +193,11 @@ impl Applier<'_> {
         {
             return watch.shut_down(None);
         }
-        let start = if self.waits_for_start {
-            watch.wait_for_start()
-        } else {
-            Start::Go
-        };
-        match start {
+        // Always P0's word, with or without a trace file: a P0 that
+        // stopped the run (and reports it failed) meanwhile never says go,
+        // so CMD runs only in a run that succeeds (DESIGN §8). Starting
+        // without it would save a round trip (issue 15) and break that.
+        match watch.wait_for_start() {
             Start::Go => {}
             Start::CallerGone => return watch.shut_down(None),
             Start::KeeperGone => {

@@ -304,7 +304,6 @@ fn fork_and_supervise(
         Ok(Forked::Child) => {
             // Nothing of P0's but what the keeper and C1 need.
             drop((parent_end, from_keeper, signals));
-            let waits_for_start = trace.wanted();
             trace.file = None;
             let keeper = Keeper {
                 p0,
@@ -317,7 +316,6 @@ fn fork_and_supervise(
                     command,
                     init: options.init,
                     proc,
-                    waits_for_start,
                 },
             };
             // A panic must not unwind into the caller's frames, which
@@ -513,9 +511,7 @@ impl Supervisor<'_> {
                     self.phase = Phase::WritingTrace;
                     self.write_trace();
                 } else {
-                    // C1 did not wait for a start (Applier::waits_for_start):
-                    // the command is starting already.
-                    self.phase = Phase::Started;
+                    self.start();
                 }
             }
             ToParent::Exited { exit } => self.report.exit = Some(exit),
