@@ -738,6 +738,47 @@ fn run_leaves_no_nsapply_fd_open_in_the_command() {
 }
 
 #[test]
+fn run_asks_the_parent_only_at_id_mapping_and_reads_the_thread_count_once() {
+    if skip_unless_root("run_asks_the_parent_only_at_id_mapping_and_reads_the_thread_count_once") {
+        return;
+    }
+    if Command::new("strace").arg("-V").output().is_err() {
+        skip_line("SKIP run_asks_the_parent_only_at_id_mapping_and_reads_the_thread_count_once: strace is not installed; .ci/install-deps installs it");
+        return;
+    }
+    // Issue 15: P0 answers nothing at cgroup-placed, so C1 acknowledges it
+    // itself (ChildSync::answered_here), and C1, a forked child of a
+    // single-threaded process, counts no threads; P0 counts its own once.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("strace.txt");
+    let o = Command::new("strace")
+        .args(["-f", "-qq", "-s", "256", "-e", "trace=sendto,openat", "-o"])
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_nsapply"))
+        .args(["run", &example("all-kinds"), "--", "true"])
+        .output()
+        .unwrap();
+    assert_ok(&o);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let syncs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(r#"\"msg\":\"sync\""#))
+        .collect();
+    assert_eq!(
+        syncs.len(),
+        1,
+        "one sync message (id-mapping):\n{}",
+        syncs.join("\n")
+    );
+    assert!(syncs[0].contains("id-mapping"), "{}", syncs[0]);
+    let stats = text
+        .lines()
+        .filter(|l| l.contains("/proc/self/stat\""))
+        .count();
+    assert_eq!(stats, 1, "/proc/self/stat read once (by P0):\n{text}");
+}
+
+#[test]
 fn run_writes_the_trace_of_a_failed_apply_and_exits_1() {
     if skip_unless_root("run_writes_the_trace_of_a_failed_apply_and_exits_1") {
         return;
