@@ -227,9 +227,6 @@ pub(super) struct Kernel {
     pub(super) created: [u32; 8],
     /// `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` now, as (secs, nanosecs).
     pub(super) clocks: [(i64, u32); 2],
-    /// Every ucount charge made, in order (user namespace, kind), so an
-    /// unshare that fails takes back exactly its own.
-    pub(super) charges: Vec<(NsId, Kind)>,
     /// The world's processes besides the caller (exec targets).
     pub(super) processes: Vec<super::process::Proc>,
     /// setns(2) takes a pidfd (Linux 5.8 and later).
@@ -303,7 +300,6 @@ impl Kernel {
             },
             created: [0; 8],
             clocks: [(86_400, 0); 2],
-            charges: Vec::new(),
             processes: Vec::new(),
             pidfd_setns: true,
             pids_from: Kind::Pid.index(),
@@ -552,14 +548,17 @@ impl Kernel {
         // unshare only appends namespaces and changes the caller, so undoing
         // a failed one is putting those back. (Cloning the whole kernel for
         // that was two thirds of the model's cost, and grew with the world.)
+        // Each namespace it appends was charged to its owner's ucounts (a
+        // charge no namespace followed is taken back where it was made), so
+        // those charges go too; no log of charges is kept.
         let (caller, created, len) = (self.caller, self.created, self.spaces.len());
-        let charged = self.charges.len();
         let result = self.unshare_in_place(kinds);
         if result.is_err() {
             self.caller = caller;
             self.created = created;
-            for (ns, kind) in self.charges.drain(charged..) {
-                self.spaces[ns].counts[kind.index()] -= 1;
+            for id in len..self.spaces.len() {
+                let (owner, kind) = (self.spaces[id].owner, self.spaces[id].kind);
+                self.uncharge(owner, kind);
             }
             self.spaces.truncate(len);
         }
@@ -630,10 +629,17 @@ impl Kernel {
         let mut at = Some(ns);
         while let Some(n) = at {
             self.spaces[n].counts[k] += 1;
-            self.charges.push((n, kind));
             at = self.spaces[n].owner;
         }
         Ok(())
+    }
+
+    /// `dec_ucount`: takes back a [`Kernel::charge`] of `kind` made at `at`.
+    pub(super) fn uncharge(&mut self, mut at: Option<NsId>, kind: Kind) {
+        while let Some(n) = at {
+            self.spaces[n].counts[kind.index()] -= 1;
+            at = self.spaces[n].owner;
+        }
     }
 
     /// `create_user_ns`.
@@ -644,14 +650,13 @@ impl Kernel {
         }
         self.charge(parent, Kind::User)?;
         // The root directory must be the mount namespace's root, so a new
-        // user namespace cannot widen what a chroot hides.
-        if self.caller.chroot {
-            return Err(Errno::EPERM);
-        }
-        // The creator must be mapped in the parent namespace.
-        if self.id_up(parent, Ids::Uid, self.caller.euid).is_none()
+        // user namespace cannot widen what a chroot hides; and the creator
+        // must be mapped in the parent namespace.
+        if self.caller.chroot
+            || self.id_up(parent, Ids::Uid, self.caller.euid).is_none()
             || self.id_up(parent, Ids::Gid, self.caller.egid).is_none()
         {
+            self.uncharge(Some(parent), Kind::User);
             return Err(Errno::EPERM);
         }
         let could_setfcap = self.capable(&self.caller.cred(), parent);
