@@ -29,7 +29,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AbsPath, IdMapping, NsConfig, Propagation, TimeOffset};
+use crate::config::{AbsPath, Action, IdMapping, NsConfig, Propagation, TimeOffset};
 use crate::kind::{Kind, KindSet};
 
 /// The two stages of the user-namespace and cgroup hand-off that a caller
@@ -197,43 +197,52 @@ pub struct Plan {
 /// assert_eq!(p.steps().last(), Some(&Step::Fork));
 /// ```
 pub fn plan(cfg: &NsConfig) -> Plan {
+    // Each kind's entry read once; the passes below then visit only the
+    // kinds joined or created, not all eight each time.
+    let (mut joined, mut created) = (KindSet::EMPTY, KindSet::EMPTY);
+    let mut paths: [Option<&AbsPath>; 8] = [None; 8];
+    for kind in Kind::ALL {
+        match cfg.entry(kind).map(|e| &e.action) {
+            Some(Action::Join(path)) => {
+                joined.insert(kind);
+                paths[kind.index()] = Some(path);
+            }
+            Some(Action::Create) => created.insert(kind),
+            None => {}
+        }
+    }
+    let joins = || members(joined).filter_map(|k| paths[k.index()].map(|p| (k, p)));
     let mut steps = Vec::with_capacity(24);
-    let joined = || {
-        Kind::ALL
-            .into_iter()
-            .filter_map(|k| cfg.join_path(k).map(|p| (k, p)))
-    };
 
-    for (kind, path) in joined() {
+    for (kind, path) in joins() {
         steps.push(Step::Open {
             kind,
             path: path.clone(),
         });
     }
-    for (kind, path) in joined().filter(|(k, _)| *k != Kind::User) {
+    for (kind, path) in joins().filter(|(k, _)| *k != Kind::User) {
         steps.push(Step::Setns {
             kind,
             path: path.clone(),
         });
     }
-    if let Some(path) = cfg.join_path(Kind::User) {
+    if let Some(path) = paths[Kind::User.index()] {
         steps.push(Step::Setns {
             kind: Kind::User,
             path: path.clone(),
         });
         steps.push(Step::Setid);
         steps.push(Step::DeferredJoins);
-    } else if cfg.creates(Kind::User) {
+    } else if created.contains(Kind::User) {
         steps.push(Step::Unshare { kind: Kind::User });
         steps.push(Step::Sync {
             point: SyncPoint::IdMapping,
         });
         steps.push(Step::Setid);
     }
-    for kind in Kind::ALL
-        .into_iter()
-        .filter(|k| *k != Kind::User && cfg.creates(*k))
-    {
+    let mut others = created;
+    others.remove(Kind::User);
+    for kind in members(others) {
         if kind == Kind::Cgroup {
             steps.push(Step::Sync {
                 point: SyncPoint::CgroupPlaced,
@@ -249,17 +258,18 @@ pub fn plan(cfg: &NsConfig) -> Plan {
             });
         }
     }
-    for (kind, path) in joined() {
+    for (kind, path) in joins() {
         steps.push(Step::Close {
             kind,
             path: path.clone(),
         });
     }
-    if cfg.kinds().contains(Kind::Pid) || cfg.kinds().contains(Kind::Time) {
+    let named = joined.bits() | created.bits();
+    if named & (KindSet::one(Kind::Pid).bits() | KindSet::one(Kind::Time).bits()) != 0 {
         steps.push(Step::Fork);
     }
 
-    let (uid_mappings, gid_mappings) = if cfg.creates(Kind::User) {
+    let (uid_mappings, gid_mappings) = if created.contains(Kind::User) {
         (cfg.uid_mappings().to_vec(), cfg.gid_mappings().to_vec())
     } else {
         (Vec::new(), Vec::new())
@@ -270,6 +280,18 @@ pub fn plan(cfg: &NsConfig) -> Plan {
         uid_mappings,
         gid_mappings,
     }
+}
+
+/// The kinds of `set` in canonical order, found bit by bit, so a loop over
+/// a few kinds takes a few turns ([`KindSet::iter`] tests all eight).
+pub(crate) fn members(set: KindSet) -> impl Iterator<Item = Kind> {
+    let mut bits = set.bits();
+    std::iter::from_fn(move || {
+        let index = bits.trailing_zeros() as usize;
+        let kind = Kind::ALL.get(index).copied()?;
+        bits &= bits - 1;
+        Some(kind)
+    })
 }
 
 impl Plan {

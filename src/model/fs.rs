@@ -3,6 +3,8 @@
 //! which the model resolves from the caller's state.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Component, Path};
 
 use super::kernel::NsId;
@@ -16,6 +18,56 @@ use super::process::ProcessState;
 use super::Model;
 use crate::error::Errno;
 use crate::kind::Kind;
+
+/// What each path of a world names, by its normal form (see [`normalize`]).
+pub(super) type Nodes = HashMap<Box<str>, Node, FastHash>;
+
+/// The hasher of the model's maps of paths and names: FxHash (rustc's
+/// own), one rotate, xor and multiply per eight bytes. Their keys are the
+/// world's paths and names, which the caller wrote, and the model looks a
+/// path up once per component; SipHash with a random key, the std
+/// default, costs several times more per lookup and a thread-local read
+/// per map.
+pub(super) type FastHash = BuildHasherDefault<FxHasher>;
+
+/// See [`FastHash`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut word = [0; 8];
+            word.copy_from_slice(w);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut word = [0; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// What a path names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

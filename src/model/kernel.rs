@@ -84,25 +84,42 @@ pub(super) const IDENTITY_MAP: &[IdMapping] = &[IdMapping {
 
 /// The names of the host namespaces (`host:user`, ...) and of the first
 /// namespace of each kind a run creates (`new:user:1`, ...), by
-/// [`Kind::index`], made once from [`Kind::ALL`]: borrowed for every model,
-/// so a default run formats and allocates no name.
-pub(super) static NAMES: std::sync::LazyLock<[[String; 8]; 2]> = std::sync::LazyLock::new(|| {
+/// [`Kind::index`]: borrowed for every model, so a default run formats and
+/// allocates no name. Constants, so that reading one checks no lazy
+/// initialization (a model test holds them to [`Kind::spec_name`]).
+pub(super) const NAMES: [[&str; 8]; 2] = [
     [
-        Kind::ALL.map(|k| format!("host:{}", k.spec_name())),
-        Kind::ALL.map(|k| format!("new:{}:1", k.spec_name())),
-    ]
-});
+        "host:user",
+        "host:pid",
+        "host:uts",
+        "host:ipc",
+        "host:network",
+        "host:cgroup",
+        "host:mount",
+        "host:time",
+    ],
+    [
+        "new:user:1",
+        "new:pid:1",
+        "new:uts:1",
+        "new:ipc:1",
+        "new:network:1",
+        "new:cgroup:1",
+        "new:mount:1",
+        "new:time:1",
+    ],
+];
 
 /// The name of the host namespace of `kind` (`host:network`).
 pub(super) fn host_name(kind: Kind) -> &'static str {
-    &NAMES[0][kind.index()]
+    NAMES[0][kind.index()]
 }
 
 /// The name of the `n`-th namespace of `kind` a run creates
 /// (`new:network:1`).
 pub(super) fn created_name(kind: Kind, n: u32) -> Cow<'static, str> {
     if n == 1 {
-        Cow::Borrowed(&NAMES[1][kind.index()])
+        Cow::Borrowed(NAMES[1][kind.index()])
     } else {
         Cow::Owned(format!("new:{}:{n}", kind.spec_name()))
     }
@@ -143,16 +160,45 @@ pub(super) struct Space {
     pub(super) offsets: Vec<TimeOffset>,
     /// Where the world made it reachable.
     pub(super) paths: Vec<PathBuf>,
-    /// User: `max_<kind>_namespaces`, by [`Kind::index`].
-    pub(super) limits: [u64; 8],
+    /// User: `max_<kind>_namespaces`, by [`Kind::index`]. Held as `u32`,
+    /// a larger limit saturated: a count never comes near it either way,
+    /// and the smaller object is cheaper to make, move and drop.
+    pub(super) limits: [u32; 8],
     /// User: the namespaces of each kind that exist in it and below it
     /// (its ucounts; the kernel keeps them per user namespace *and* uid,
     /// the model per user namespace: a world has one caller).
-    pub(super) counts: [u64; 8],
+    pub(super) counts: [u32; 8],
 }
 
 impl Space {
-    pub(super) fn new(name: Cow<'static, str>, kind: Kind, owner: Option<NsId>) -> Space {
+    /// The host namespace of `kind`, owned by `host:user`; the initial user
+    /// namespace maps every id to itself, so its maps count as written
+    /// (another write fails EPERM).
+    const fn host(kind: Kind) -> Space {
+        let name = Cow::Borrowed(NAMES[0][kind.index()]);
+        match kind {
+            Kind::User => Space::with_maps(
+                name,
+                kind,
+                None,
+                Some(Cow::Borrowed(IDENTITY_MAP)),
+                Some(Cow::Borrowed(IDENTITY_MAP)),
+            ),
+            _ => Space::new(name, kind, Some(HOST_USER)),
+        }
+    }
+
+    pub(super) const fn new(name: Cow<'static, str>, kind: Kind, owner: Option<NsId>) -> Space {
+        Space::with_maps(name, kind, owner, None, None)
+    }
+
+    const fn with_maps(
+        name: Cow<'static, str>,
+        kind: Kind,
+        owner: Option<NsId>,
+        uid_map: Option<Cow<'static, [IdMapping]>>,
+        gid_map: Option<Cow<'static, [IdMapping]>>,
+    ) -> Space {
         Space {
             name,
             kind,
@@ -160,15 +206,15 @@ impl Space {
             parent: None,
             level: 0,
             creator: 0,
-            uid_map: None,
-            gid_map: None,
+            uid_map,
+            gid_map,
             setgroups_allowed: true,
             parent_could_setfcap: true,
             has_init: true,
             entered: true,
             offsets: Vec::new(),
             paths: Vec::new(),
-            limits: [u64::MAX; 8],
+            limits: [u32::MAX; 8],
             counts: [0; 8],
         }
     }
@@ -275,14 +321,7 @@ impl Kernel {
     /// The host namespaces, with room for `more` namespaces besides them.
     pub(super) fn host(more: usize) -> Kernel {
         let mut spaces = Vec::with_capacity(Kind::ALL.len() + more);
-        spaces.extend(Kind::ALL.into_iter().map(|k| {
-            let owner = (k != Kind::User).then_some(HOST_USER);
-            Space::new(Cow::Borrowed(host_name(k)), k, owner)
-        }));
-        // The initial user namespace maps every id to itself, so its maps
-        // count as written: another write fails EPERM.
-        spaces[HOST_USER].uid_map = Some(Cow::Borrowed(IDENTITY_MAP));
-        spaces[HOST_USER].gid_map = Some(Cow::Borrowed(IDENTITY_MAP));
+        spaces.extend(Kind::ALL.into_iter().map(Space::host));
         let host: [NsId; 8] = std::array::from_fn(|i| i);
         Kernel {
             spaces,
@@ -593,6 +632,10 @@ impl Kernel {
         for kind in CREATE_ORDER {
             if others.contains(kind) {
                 self.create(kind, cred.user_ns)?;
+                others.remove(kind);
+                if others.is_empty() {
+                    break;
+                }
             }
         }
         Ok(())

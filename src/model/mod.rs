@@ -39,7 +39,7 @@
 //! values, the namespace limits and nesting depths, chroot and a shared
 //! fs_struct are in the [`World`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
@@ -63,7 +63,7 @@ pub use process::{ProcessSpec, ProcessState};
 pub use views::{ModelFd, NsView, OpenFdView};
 pub use world::{CallerSpec, ClockValue, Clocks, FileSpec, Limits, NsSpec, World, WorldError};
 
-use fs::Node;
+use fs::{Node, Nodes};
 use kernel::{Cred, Ids, Kernel};
 use views::{FdTarget, OpenFile, NEXT_SERIAL};
 
@@ -111,7 +111,7 @@ pub struct Model {
     /// paths imply. One hash lookup per component: ordered maps of
     /// `PathBuf` compared component by component made `Model::new` grow
     /// as n log n with a large constant.
-    nodes: HashMap<Box<str>, Node>,
+    nodes: Nodes,
     fds: BTreeMap<u32, OpenFile>,
     calls: Vec<Call>,
     faults: FaultScript,
@@ -122,7 +122,7 @@ pub struct Model {
 impl Model {
     /// A model of a world just loaded ([`Model::new`]): the caller as it
     /// starts is also the runtime parent that writes the id maps.
-    fn start(kernel: Kernel, nodes: HashMap<Box<str>, Node>) -> Model {
+    fn start(kernel: Kernel, nodes: Nodes) -> Model {
         let parent = kernel.caller.cred();
         Model {
             kernel,
@@ -551,7 +551,13 @@ impl Syscall for Model {
     /// CAP_SYS_ADMIN there; for pid, EINVAL when `pid_for_children` is not
     /// the active pid namespace and ENOSPC past level 32.
     fn unshare(&mut self, kinds: KindSet) -> Result<(), Errno> {
-        let one = (kinds.len() == 1).then(|| kinds.iter().next()).flatten();
+        let one = (kinds.len() == 1)
+            .then(|| {
+                Kind::ALL
+                    .get(kinds.bits().trailing_zeros() as usize)
+                    .copied()
+            })
+            .flatten();
         let injected = self.fault(CallOp::Unshare, one, kinds);
         let result = match injected {
             Some(errno) => Err(errno),

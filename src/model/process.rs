@@ -4,7 +4,7 @@
 //! `pidfd_open` and at `/proc/<pid>/ns/*`, each guarded by the ptrace
 //! access check the kernel makes (`ptrace_may_access`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -115,7 +115,7 @@ pub(super) struct Proc {
 pub(super) fn place_processes(
     kernel: &mut Kernel,
     world: &World,
-    names: &HashMap<&str, NsId>,
+    names: &super::world::Names<'_>,
 ) -> Result<(), WorldError> {
     let mut pids = Vec::with_capacity(world.processes.len());
     for p in &world.processes {

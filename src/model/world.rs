@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::fs::{normalize, Node};
+use super::fs::{normalize, FastHash, Node, Nodes};
 use super::kernel::{
     check_map_lines, host_name, is_host, Ids, Kernel, NsId, Space, MAX_PID_NS_LEVEL,
     MAX_USER_NS_PARENT_LEVEL,
@@ -586,12 +586,19 @@ impl Model {
         kernel.spaces[Kind::User.index()].limits = limits_of(&world.limits);
         kernel.clocks =
             [world.clocks.monotonic, world.clocks.boottime].map(|c| (c.secs, c.nanosecs));
-        let (names, ids) = add_objects(&mut kernel, world)?;
-        link(&mut kernel, world, &names, &ids)?;
-        set_levels(&mut kernel)?;
-        count_existing(&mut kernel);
-        write_maps(&mut kernel, world, &ids)?;
-        let nodes = file_system(&mut kernel, world, &ids)?;
+        // A world of the host namespaces alone (the default world, and
+        // `nsapply simulate` without a world file) has no entries to pass over.
+        let (names, nodes) = if world.namespaces.is_empty() && world.files.is_empty() {
+            (Names::default(), Nodes::default())
+        } else {
+            let (names, ids) = add_objects(&mut kernel, world)?;
+            link(&mut kernel, world, &names, &ids)?;
+            set_levels(&mut kernel)?;
+            count_existing(&mut kernel);
+            write_maps(&mut kernel, world, &ids)?;
+            let nodes = file_system(&mut kernel, world, &ids)?;
+            (names, nodes)
+        };
         place_caller(&mut kernel, &world.caller, &names)?;
         super::process::place_processes(&mut kernel, world, &names)?;
         kernel.pidfd_setns = world.pidfd_setns.unwrap_or(true);
@@ -600,15 +607,18 @@ impl Model {
     }
 }
 
+/// The world's namespace names and their objects.
+pub(super) type Names<'w> = HashMap<&'w str, NsId, FastHash>;
+
 /// Pass 1: one namespace object per world entry (references are resolved
 /// in [`link`]); a `host:*` entry only gives paths to that host namespace.
 /// Returns the world's names and each entry's object, in world order.
 fn add_objects<'w>(
     kernel: &mut Kernel,
     world: &'w World,
-) -> Result<(HashMap<&'w str, NsId>, Vec<NsId>), WorldError> {
+) -> Result<(Names<'w>, Vec<NsId>), WorldError> {
     // The world's names (the host ones are looked up by `host_name`).
-    let mut names: HashMap<&str, NsId> = HashMap::with_capacity(world.namespaces.len());
+    let mut names = Names::with_capacity_and_hasher(world.namespaces.len(), FastHash::default());
     // The host namespaces the world gives paths to.
     let mut host_refs = [false; 8];
     let mut ids = Vec::with_capacity(world.namespaces.len());
@@ -674,7 +684,7 @@ fn add_objects<'w>(
 fn link(
     kernel: &mut Kernel,
     world: &World,
-    names: &HashMap<&str, NsId>,
+    names: &Names<'_>,
     ids: &[NsId],
 ) -> Result<(), WorldError> {
     for (spec, &id) in world.namespaces.iter().zip(ids) {
@@ -795,18 +805,14 @@ fn write_maps(kernel: &mut Kernel, world: &World, ids: &[NsId]) -> Result<(), Wo
 
 /// The file system: every namespace path and file of the world, and the
 /// directories above them.
-fn file_system(
-    kernel: &mut Kernel,
-    world: &World,
-    ids: &[NsId],
-) -> Result<HashMap<Box<str>, Node>, WorldError> {
+fn file_system(kernel: &mut Kernel, world: &World, ids: &[NsId]) -> Result<Nodes, WorldError> {
     let paths = world
         .namespaces
         .iter()
         .map(|s| s.paths.len())
         .sum::<usize>();
     // Each path, and usually few directories besides.
-    let mut nodes: HashMap<Box<str>, Node> = HashMap::with_capacity(paths + world.files.len());
+    let mut nodes = Nodes::with_capacity_and_hasher(paths + world.files.len(), FastHash::default());
     let mut add = |path: String, node: Node| match nodes.entry(path.into()) {
         std::collections::hash_map::Entry::Occupied(e) => Err(WorldError::DuplicatePath {
             path: PathBuf::from(&**e.key()),
@@ -849,11 +855,7 @@ fn file_system(
 }
 
 /// The caller: its namespaces (by name), credentials and threads.
-fn place_caller(
-    kernel: &mut Kernel,
-    c: &CallerSpec,
-    names: &HashMap<&str, NsId>,
-) -> Result<(), WorldError> {
+fn place_caller(kernel: &mut Kernel, c: &CallerSpec, names: &Names<'_>) -> Result<(), WorldError> {
     if c.threads == 0 {
         return Err(WorldError::InvalidCaller {
             reason: "a process has at least one thread".to_owned(),
@@ -912,10 +914,10 @@ fn place_caller(
 
 /// A world's limits as the kernel keeps them: one per kind, no limit where
 /// none is named.
-fn limits_of(limits: &Limits) -> [u64; 8] {
-    let mut out = [u64::MAX; 8];
+fn limits_of(limits: &Limits) -> [u32; 8] {
+    let mut out = [u32::MAX; 8];
     for (kind, max) in limits {
-        out[kind.index()] = *max;
+        out[kind.index()] = u32::try_from(*max).unwrap_or(u32::MAX);
     }
     out
 }
@@ -935,7 +937,7 @@ fn count_existing(kernel: &mut Kernel) {
 
 /// The namespace named `name`: a host one, or one of the world's (`names`).
 pub(super) fn lookup<'a>(
-    names: &HashMap<&str, NsId>,
+    names: &Names<'_>,
     spaces: &'a [Space],
     name: &str,
 ) -> Option<(NsId, &'a Space)> {

@@ -146,3 +146,22 @@ fn nesting_deeper_than_the_kernel_allows_is_refused() {
         }
     ));
 }
+
+#[test]
+fn host_and_first_created_names_follow_the_kinds() {
+    for kind in Kind::ALL {
+        let s = kind.spec_name();
+        assert_eq!(kernel::host_name(kind), format!("host:{s}"));
+        assert_eq!(kernel::created_name(kind, 1), format!("new:{s}:1"));
+        assert_eq!(kernel::created_name(kind, 2), format!("new:{s}:2"));
+    }
+}
+
+#[test]
+fn a_limit_beyond_u32_is_no_limit() {
+    let mut world = World::new();
+    world.limits.insert(Kind::Network, u64::from(u32::MAX) + 1);
+    world.limits.insert(Kind::Uts, u64::MAX);
+    let mut m = model(world);
+    assert_eq!(m.unshare("network,uts".parse().unwrap()), Ok(()));
+}
