@@ -199,28 +199,28 @@ pub struct Plan {
 pub fn plan(cfg: &NsConfig) -> Plan {
     // Each kind's entry read once; the passes below then visit only the
     // kinds joined or created, not all eight each time.
-    let (mut joined, mut created) = (KindSet::EMPTY, KindSet::EMPTY);
+    let (mut joins, mut creates) = (KindSet::EMPTY, KindSet::EMPTY);
     let mut paths: [Option<&AbsPath>; 8] = [None; 8];
     for kind in Kind::ALL {
         match cfg.entry(kind).map(|e| &e.action) {
             Some(Action::Join(path)) => {
-                joined.insert(kind);
+                joins.insert(kind);
                 paths[kind.index()] = Some(path);
             }
-            Some(Action::Create) => created.insert(kind),
+            Some(Action::Create) => creates.insert(kind),
             None => {}
         }
     }
-    let joins = || members(joined).filter_map(|k| paths[k.index()].map(|p| (k, p)));
+    let joined = || members(joins).filter_map(|k| paths[k.index()].map(|p| (k, p)));
     let mut steps = Vec::with_capacity(24);
 
-    for (kind, path) in joins() {
+    for (kind, path) in joined() {
         steps.push(Step::Open {
             kind,
             path: path.clone(),
         });
     }
-    for (kind, path) in joins().filter(|(k, _)| *k != Kind::User) {
+    for (kind, path) in joined().filter(|(k, _)| *k != Kind::User) {
         steps.push(Step::Setns {
             kind,
             path: path.clone(),
@@ -233,14 +233,14 @@ pub fn plan(cfg: &NsConfig) -> Plan {
         });
         steps.push(Step::Setid);
         steps.push(Step::DeferredJoins);
-    } else if created.contains(Kind::User) {
+    } else if cfg.creates(Kind::User) {
         steps.push(Step::Unshare { kind: Kind::User });
         steps.push(Step::Sync {
             point: SyncPoint::IdMapping,
         });
         steps.push(Step::Setid);
     }
-    let mut others = created;
+    let mut others = creates;
     others.remove(Kind::User);
     for kind in members(others) {
         if kind == Kind::Cgroup {
@@ -258,18 +258,18 @@ pub fn plan(cfg: &NsConfig) -> Plan {
             });
         }
     }
-    for (kind, path) in joins() {
+    for (kind, path) in joined() {
         steps.push(Step::Close {
             kind,
             path: path.clone(),
         });
     }
-    let named = joined.bits() | created.bits();
+    let named = joins.bits() | creates.bits();
     if named & (KindSet::one(Kind::Pid).bits() | KindSet::one(Kind::Time).bits()) != 0 {
         steps.push(Step::Fork);
     }
 
-    let (uid_mappings, gid_mappings) = if created.contains(Kind::User) {
+    let (uid_mappings, gid_mappings) = if cfg.creates(Kind::User) {
         (cfg.uid_mappings().to_vec(), cfg.gid_mappings().to_vec())
     } else {
         (Vec::new(), Vec::new())
