@@ -31,7 +31,9 @@ use std::path::PathBuf;
 pub use arbitrary;
 use arbitrary::{Arbitrary, Unstructured};
 
-use crate::oracles::{deferral_violation, error_path_violation, order_violation, validation_rule};
+use crate::oracles::{
+    order_violation, run_deferral_violation, run_error_path_violation, validation_rule,
+};
 use crate::testing::{build_world, join_path, shuffle, PathTarget, Pick, ERRNOS, UNKNOWN_TYPES};
 use nsapply::apply::ApplyError;
 use nsapply::config::{validate, IdMapping, NsConfig, RawLinux, RawNamespace, RawTimeOffset};
@@ -732,7 +734,8 @@ pub fn apply_model(input: &ApplyInput) -> Result<(), String> {
 
 /// The invariants of one run of `p` on `model`, whose calls for this run
 /// start at `start`: the trace mirrors the result, and
-/// [`error_path_violation`] and [`deferral_violation`] find nothing.
+/// [`crate::oracles::error_path_violation`] and
+/// [`crate::oracles::deferral_violation`] find nothing.
 ///
 /// # Errors
 ///
@@ -744,16 +747,19 @@ pub fn check_run(
     start: usize,
     threads_at_start: usize,
 ) -> Result<(), String> {
-    match (&applied.result, &applied.error()) {
+    // The trace's error, made once for every check below.
+    let error = applied.error();
+    match (&applied.result, &error) {
         (Ok(_), None) => {}
         (Err(e), Some(t)) if mirrors(t, e) => {}
         (r, t) => return Err(format!("result {r:?} and trace error {t:?} disagree")),
     }
     let calls = &model.calls()[start..];
-    if let Some(v) = error_path_violation(p, threads_at_start, applied, model, calls) {
+    let error = error.as_ref();
+    if let Some(v) = run_error_path_violation(p, threads_at_start, applied, error, model, calls) {
         return Err(v);
     }
-    if let Some(v) = deferral_violation(p, applied) {
+    if let Some(v) = run_deferral_violation(p, applied, error) {
         return Err(v);
     }
     Ok(())

@@ -16,7 +16,7 @@ use nsapply::kind::Kind;
 use nsapply::model::{Call, CallOp, Model};
 use nsapply::plan::SyncPoint;
 use nsapply::plan::{Plan, Step};
-use nsapply::trace::{Outcome, TraceStep};
+use nsapply::trace::{Outcome, TraceError, TraceStep};
 
 /// The validation rules of DESIGN §3, restated from the text in the
 /// simplest form, independent of `nsapply::config`: the code of the first
@@ -281,6 +281,21 @@ pub fn error_path_violation(
     model: &Model,
     calls: &[Call],
 ) -> Option<String> {
+    let error = applied.error();
+    run_error_path_violation(p, threads_at_start, applied, error.as_ref(), model, calls)
+}
+
+/// [`error_path_violation`] with the run's trace error made once by the
+/// caller (`applied.error()`, which formats the error's message: most of
+/// the cost of a failed run's checks when each check made its own).
+pub fn run_error_path_violation(
+    p: &Plan,
+    threads_at_start: usize,
+    applied: &Applied,
+    error: Option<&TraceError>,
+    model: &Model,
+    calls: &[Call],
+) -> Option<String> {
     // setns(user|mount|time), unshare(user) and the fork need one thread.
     let needs_one_thread = p.steps().iter().any(|s| match s {
         Step::PidfdJoin { kinds, .. } => [Kind::User, Kind::Mount, Kind::Time]
@@ -318,7 +333,7 @@ pub fn error_path_violation(
         });
         // A count that could not be read is its own error (with its errno),
         // still before the first step.
-        let refused = applied.error().as_ref().is_some_and(|e| {
+        let refused = error.is_some_and(|e| {
             e.kind == first
                 && match e.errno {
                     None => e.code == ErrorCode::Multithreaded,
@@ -383,8 +398,7 @@ pub fn error_path_violation(
             break;
         }
     }
-    let error = applied.error();
-    match (fatal, error.as_ref()) {
+    match (fatal, error) {
         (None, None) => None,
         (None, Some(e)) if e.code == ErrorCode::SyncFailed => None,
         (None, Some(e)) => Some(format!("error {} without a failing call", e.code)),
@@ -483,6 +497,16 @@ pub fn error_path_violation(
 
 /// Checks property 5 on one run.
 pub fn deferral_violation(p: &Plan, applied: &Applied) -> Option<String> {
+    run_deferral_violation(p, applied, applied.error().as_ref())
+}
+
+/// [`deferral_violation`] with the run's trace error made once by the
+/// caller (see [`run_error_path_violation`]).
+pub fn run_deferral_violation(
+    p: &Plan,
+    applied: &Applied,
+    error: Option<&TraceError>,
+) -> Option<String> {
     let steps = &applied.steps;
     let setid = steps
         .iter()
@@ -536,7 +560,7 @@ pub fn deferral_violation(p: &Plan, applied: &Applied) -> Option<String> {
             _ => return Some(format!("{kind} retried more than once")),
         }
     }
-    if let Some(e) = &applied.error() {
+    if let Some(e) = error {
         if e.code == ErrorCode::JoinFailed {
             let failed = steps.iter().rev().find_map(|s| match s {
                 TraceStep::Setns {
