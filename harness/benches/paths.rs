@@ -11,8 +11,9 @@
 //! `plan`, `model_new` (the default world), `simulate` (a fresh default
 //! model, then the default config's plan), `pipeline_default`,
 //! `pipeline_all_kinds`, `pipeline_large` (validate + plan + `Model::new` +
-//! simulate), `fuzz_config_json`, `fuzz_apply_model` (the fuzz oracles over
-//! their seed corpus; N counts passes over the corpus).
+//! simulate), `fuzz_config_json`, `fuzz_apply_model`,
+//! `fuzz_differential_plan` (the fuzz oracles over their seed corpus; N
+//! counts passes over the corpus).
 
 mod common;
 
@@ -95,13 +96,9 @@ fn main() {
             let (raw, world) = (common::large(), common::world(1000));
             (0..n).for_each(|_| ok += pipeline(black_box(&raw), &world) as usize)
         }
-        "fuzz_config_json" | "fuzz_apply_model" => {
-            let (dir, target) = if args[1] == "fuzz_config_json" {
-                ("config_json", FuzzTarget::ConfigJson)
-            } else {
-                ("apply_model", FuzzTarget::ApplyModel)
-            };
-            let seeds = corpus(dir);
+        "fuzz_config_json" | "fuzz_apply_model" | "fuzz_differential_plan" => {
+            let target = FuzzTarget::from_name(&args[1]["fuzz_".len()..]).expect("a target");
+            let seeds = corpus(target.name());
             for _ in 0..n {
                 for s in &seeds {
                     ok += target.check(black_box(s)).is_ok() as usize;
