@@ -277,6 +277,9 @@ pub(super) struct Kernel {
     pub(super) processes: Vec<super::process::Proc>,
     /// setns(2) takes a pidfd (Linux 5.8 and later).
     pub(super) pidfd_setns: bool,
+    /// `mntns_install` tests `current->fs`, not the nsset's copy (Linux
+    /// 6.12.117 and later 6.12; see [`super::World::mntns_checks_caller_fs`]).
+    pub(super) mntns_checks_caller_fs: bool,
     /// The pid namespace whose numbers the world gives its processes: the
     /// caller's active one at the start (pidfd_open looks a number up in
     /// the caller's active pid namespace).
@@ -341,6 +344,7 @@ impl Kernel {
             clocks: [(86_400, 0); 2],
             processes: Vec::new(),
             pidfd_setns: true,
+            mntns_checks_caller_fs: false,
             pids_from: Kind::Pid.index(),
         }
     }
@@ -554,7 +558,8 @@ impl Kernel {
     /// change the caller: all or nothing. The mount namespace is set on a
     /// private copy of the fs_struct unless it is the only kind asked
     /// (`prepare_nsset`), so a shared fs_struct refuses `CLONE_NEWNS` only
-    /// alone.
+    /// alone, except on kernels whose `mntns_install` tests the caller's
+    /// own fs_struct (`mntns_checks_caller_fs`): there it refuses it always.
     pub(super) fn setns_process(
         &mut self,
         targets: [NsId; 8],
@@ -563,7 +568,12 @@ impl Kernel {
         let cred = self.caller.cred();
         let mut nsset_user = cred.user_ns;
         let mount_alone = kinds.len() == 1 && kinds.contains(Kind::Mount);
-        let fs_shared = self.caller.fs_shared && mount_alone;
+        // Linux 6.12.117 (Debian's linux-source-6.12: the stable update's
+        // "mount: refuse setns() with a shared fs_struct again") changed
+        // mntns_install's `fs->users != 1` to `current->fs->users != 1` in
+        // fs/namespace.c; 6.12.116, 6.1.176, 6.1.192, 7.2.13 keep `fs`, the
+        // copy, and 6.18.44 answers as they do (measured in the VM tests).
+        let fs_shared = self.caller.fs_shared && (mount_alone || self.mntns_checks_caller_fs);
         for kind in NSSET_ORDER {
             if !kinds.contains(kind) {
                 continue;

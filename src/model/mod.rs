@@ -52,6 +52,7 @@ use crate::trace::Outcome;
 mod faults;
 mod fs;
 mod kernel;
+mod kernel_version;
 mod process;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -59,6 +60,7 @@ mod views;
 mod world;
 
 pub use faults::{Call, CallOp, Fault, FaultAt, FaultScript};
+pub use kernel_version::KernelVersion;
 pub use process::{ProcessSpec, ProcessState};
 pub use views::{ModelFd, NsView, OpenFdView};
 pub use world::{CallerSpec, ClockValue, Clocks, FileSpec, Limits, NsSpec, World, WorldError};

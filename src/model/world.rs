@@ -70,6 +70,16 @@ pub struct World {
     /// is not a namespace file there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pidfd_setns: Option<bool>,
+    /// Whether the kernel's `mntns_install` tests the caller's own
+    /// fs_struct, so that a caller sharing it (threads, `CLONE_FS`) cannot
+    /// join a mount namespace through a pidfd even with other kinds
+    /// (EINVAL): Linux 6.12.117 and later 6.12 releases
+    /// ([`KernelVersion::mntns_checks_caller_fs`](super::KernelVersion::mntns_checks_caller_fs)).
+    /// `None` is no, as Linux 6.18 answers: it tests the private copy
+    /// `prepare_nsset` makes when `CLONE_NEWNS` comes with another flag,
+    /// and lets the join through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mntns_checks_caller_fs: Option<bool>,
 }
 
 /// `max_<kind>_namespaces` per kind (the `user.max_*_namespaces` sysctls of
@@ -602,6 +612,7 @@ impl Model {
         place_caller(&mut kernel, &world.caller, &names)?;
         super::process::place_processes(&mut kernel, world, &names)?;
         kernel.pidfd_setns = world.pidfd_setns.unwrap_or(true);
+        kernel.mntns_checks_caller_fs = world.mntns_checks_caller_fs.unwrap_or(false);
         kernel.pids_from = kernel.caller.ns[Kind::Pid.index()];
         Ok(Model::start(kernel, nodes))
     }

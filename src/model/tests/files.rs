@@ -285,3 +285,61 @@ fn a_pidfd_joins_every_kind_asked_or_none() {
     m.close(fd);
     assert_eq!(m.open_fd_count(), 0);
 }
+
+#[test]
+fn a_shared_fs_struct_joins_mount_with_another_kind_through_a_pidfd_but_on_6_12_117() {
+    use crate::model::{KernelVersion, ProcessSpec};
+    let world = World::new()
+        .namespace(NsSpec::new("m", Kind::Mount))
+        .namespace(NsSpec::new("s", Kind::Uts))
+        .process(
+            ProcessSpec::new(20)
+                .in_ns(Kind::Mount, "m")
+                .in_ns(Kind::Uts, "s"),
+        );
+    let mount = KindSet::one(Kind::Mount);
+    let mount_uts = mount.with(Kind::Uts);
+    // (caller, kernel, mount with uts): CLONE_FS sharing or threads, on
+    // kernels testing the nsset's copy (the default: 6.18; 6.1.176,
+    // 6.12.116, 7.2.13) and on 6.12.117 and later 6.12, which test the
+    // caller's own fs_struct.
+    let callers = [
+        CallerSpec::root().sharing_fs(),
+        CallerSpec::root().threads(2),
+    ];
+    let kernels = [
+        (None, Ok(())),
+        (Some(KernelVersion::new(6, 1, 176)), Ok(())),
+        (Some(KernelVersion::new(6, 12, 116)), Ok(())),
+        (Some(KernelVersion::new(6, 12, 117)), Err(Errno::EINVAL)),
+        (Some(KernelVersion::new(6, 12, 118)), Err(Errno::EINVAL)),
+        (Some(KernelVersion::new(6, 18, 44)), Ok(())),
+        (Some(KernelVersion::new(7, 2, 13)), Ok(())),
+    ];
+    for caller in callers {
+        for (kernel, want) in kernels {
+            let mut w = world.clone().caller(caller.clone());
+            if let Some(v) = kernel {
+                w = w.on_kernel(v);
+            }
+            let mut m = model(w);
+            let fd = m.pidfd_open(20).unwrap();
+            // Mount alone: EINVAL on every kernel.
+            assert_eq!(m.setns_pidfd(&fd, mount), Err(Errno::EINVAL), "{kernel:?}");
+            assert_eq!(m.setns_pidfd(&fd, mount_uts), want, "{kernel:?} {caller:?}");
+            let joined = want.is_ok();
+            assert_eq!(m.current(Kind::Mount) == "m", joined, "{kernel:?}");
+            assert_eq!(m.current(Kind::Uts) == "s", joined, "all or nothing");
+            m.close(fd);
+        }
+    }
+    // A caller of its own fs_struct joins on every kernel.
+    let mut m = model(
+        world
+            .caller(CallerSpec::root())
+            .on_kernel(KernelVersion::new(6, 12, 117)),
+    );
+    let fd = m.pidfd_open(20).unwrap();
+    assert_eq!(m.setns_pidfd(&fd, mount_uts), Ok(()));
+    m.close(fd);
+}

@@ -165,3 +165,53 @@ fn a_limit_beyond_u32_is_no_limit() {
     let mut m = model(world);
     assert_eq!(m.unshare("network,uts".parse().unwrap()), Ok(()));
 }
+
+#[test]
+fn kernel_versions_come_from_uname_and_set_the_kernel_properties() {
+    use crate::model::KernelVersion;
+    let v = KernelVersion::new;
+    // The pinned kernels of the VM tests and this host, as uname gives them.
+    let unames = [
+        (
+            "6.1.0-50-cloud-amd64",
+            "#1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2026-07-02)",
+            v(6, 1, 176),
+        ),
+        (
+            "6.12.117+deb12-cloud-amd64",
+            "#1 SMP PREEMPT_DYNAMIC Debian 6.12.117-1~deb12u1 (2026-11-14)",
+            v(6, 12, 117),
+        ),
+        (
+            "5.10.0-32-cloud-amd64",
+            "#1 SMP Debian 5.10.223-1 (2024-08-10)",
+            v(5, 10, 223),
+        ),
+        ("6.18.44-fc-v1045", "#1 SMP PREEMPT_DYNAMIC", v(6, 18, 44)),
+        ("7.2-rc1", "#1 SMP", v(7, 2, 0)),
+    ];
+    for (release, version, want) in unames {
+        assert_eq!(KernelVersion::from_uname(release, version), Some(want));
+    }
+    assert_eq!(KernelVersion::parse("6"), None);
+    assert_eq!(KernelVersion::parse("x.1"), None);
+    assert_eq!(v(6, 12, 117).to_string(), "6.12.117");
+    // The properties: pidfd setns from 5.8; the caller's fs_struct tested
+    // by mntns_install in 6.12.117 to the end of 6.12.
+    for (version, pidfd, caller_fs) in [
+        (v(5, 7, 19), false, false),
+        (v(5, 8, 0), true, false),
+        (v(6, 1, 192), true, false),
+        (v(6, 12, 116), true, false),
+        (v(6, 12, 117), true, true),
+        (v(6, 12, 200), true, true),
+        (v(6, 13, 0), true, false),
+        (v(6, 18, 44), true, false),
+        (v(7, 2, 13), true, false),
+    ] {
+        let w = World::new().on_kernel(version);
+        assert_eq!(w.pidfd_setns, Some(pidfd), "{version}");
+        assert_eq!(w.mntns_checks_caller_fs, Some(caller_fs), "{version}");
+        assert_eq!(World::from_json(&w.to_json()).unwrap(), w);
+    }
+}
