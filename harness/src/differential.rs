@@ -759,11 +759,12 @@ fn external_rows() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Runs the external row `id` on the model and live on this kernel: pass
-/// when the answers are equal, unsupported when this kernel cannot
-/// realize the row.
+/// Runs the external row `id` on the model of this kernel (its version
+/// from uname, [`crate::host::running_kernel`]) and live on it: pass when
+/// the answers are equal, unsupported when this kernel cannot realize the
+/// row.
 fn external_row(id: &str) -> CaseReport {
-    use crate::external::{run_on_model, Corpus};
+    use crate::external::{run_on_model_on, Corpus};
     use crate::external_kernel::{run_on_kernel, KernelError};
     let mode = Mode::External;
     let corpus = match Corpus::load() {
@@ -773,7 +774,18 @@ fn external_row(id: &str) -> CaseReport {
     let Some(row) = corpus.rows.iter().find(|r| r.id == id) else {
         return CaseReport::new(id, mode, Status::Fail, format!("no row {id:?}"));
     };
-    let model = match run_on_model(row) {
+    let version = match crate::host::running_kernel() {
+        Ok(v) => v,
+        Err(e) => {
+            return CaseReport::new(
+                id,
+                mode,
+                Status::Fail,
+                format!("which kernel the model is: {e}"),
+            )
+        }
+    };
+    let model = match run_on_model_on(row, version) {
         Ok(a) => a,
         Err(u) => {
             return CaseReport::new(
@@ -807,7 +819,7 @@ fn external_row(id: &str) -> CaseReport {
                 mode,
                 if equal { Status::Pass } else { Status::Fail },
                 format!(
-                    "{} ({}): model {}; live {}",
+                    "{} ({}): model (as {version}) {}; live {}",
                     row.id,
                     row.area,
                     list(&model),

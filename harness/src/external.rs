@@ -28,7 +28,8 @@ use nsapply::config::{Clock, IdMapping, TimeOffset};
 use nsapply::error::{Errno, MapFile};
 use nsapply::kind::{Kind, KindSet};
 use nsapply::model::{
-    CallerSpec, ClockValue, FileSpec, Model, ModelFd, NsSpec, ProcessSpec, ProcessState, World,
+    CallerSpec, ClockValue, FileSpec, KernelVersion, Model, ModelFd, NsSpec, ProcessSpec,
+    ProcessState, World,
 };
 use nsapply::syscall::Syscall;
 
@@ -82,6 +83,10 @@ pub struct Row {
     pub expect: String,
     /// What the kernel returned for the last op (`ok` or an errno name).
     pub kernel: String,
+    /// Kernels that answer the last op otherwise than [`Row::kernel`], by
+    /// version range (the model knows them: [`World::on_kernel`]).
+    #[serde(default)]
+    pub kernels: Vec<KernelAnswer>,
     /// Remarks.
     #[serde(default)]
     pub notes: Option<String>,
@@ -90,6 +95,34 @@ pub struct Row {
     pub left_out: Option<String>,
     /// How the row was produced on the kernel.
     pub realize: String,
+}
+
+/// What a range of kernel versions answers for a row's last op, where it
+/// differs from the corpus's kernel.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelAnswer {
+    /// The first version that answers so (`6.12.117`).
+    pub from: String,
+    /// The first version past the range (`6.13`): it answers as
+    /// [`Row::kernel`] again.
+    pub before: String,
+    /// The answer (`ok` or an errno name).
+    pub kernel: String,
+    /// Where the range was read and measured.
+    pub evidence: String,
+}
+
+impl KernelAnswer {
+    /// `from` and `before` as versions.
+    ///
+    /// # Errors
+    ///
+    /// One of them is not a version.
+    pub fn range(&self) -> Result<(KernelVersion, KernelVersion), String> {
+        let v = |t: &str| KernelVersion::parse(t).ok_or_else(|| format!("{t:?} is not a version"));
+        Ok((v(&self.from)?, v(&self.before)?))
+    }
 }
 
 /// A source of an expectation.
@@ -1055,13 +1088,28 @@ impl Backend for ModelCaller {
     }
 }
 
-/// Runs one row on the model: each op's answer.
+/// Runs one row on the model: each op's answer. The model's kernel is
+/// the one the corpus's `kernel` column was measured on (Linux 6.18, the
+/// model's default world); [`run_on_model_on`] takes another.
 ///
 /// # Errors
 ///
 /// The row needs what the engine's calls or the model cannot express.
 pub fn run_on_model(row: &Row) -> Result<Vec<Answer>, Unsupported> {
-    let world = model_world(row)?;
+    run_world(row, model_world(row)?)
+}
+
+/// Runs one row on the model of kernel `kernel` ([`World::on_kernel`]):
+/// what a live run of the row on that kernel must answer.
+///
+/// # Errors
+///
+/// As [`run_on_model`].
+pub fn run_on_model_on(row: &Row, kernel: KernelVersion) -> Result<Vec<Answer>, Unsupported> {
+    run_world(row, model_world(row)?.on_kernel(kernel))
+}
+
+fn run_world(row: &Row, world: World) -> Result<Vec<Answer>, Unsupported> {
     let mut caller = ModelCaller::new(&world)?;
     for e in &row.world {
         if let Entry::Process(p) = e {

@@ -12,6 +12,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::unistd::{Gid, Uid};
+use nsapply::model::KernelVersion;
 use nsapply::syscall::linux::Linux;
 use nsapply::syscall::process::exit_now;
 use nsapply::{Errno, Forked, Kind, Syscall};
@@ -267,6 +268,29 @@ pub fn become_user(uid: u32, gid: u32) -> Result<(), Errno> {
 /// The effective uid (geteuid(2)).
 pub fn euid() -> u32 {
     nix::unistd::geteuid().as_raw()
+}
+
+/// The version of the running kernel, from `/proc/sys/kernel/osrelease`
+/// and `/proc/sys/kernel/version` ([`KernelVersion::from_uname`]): what a
+/// model world that is compared with this kernel takes
+/// ([`World::on_kernel`](nsapply::model::World::on_kernel)).
+///
+/// # Errors
+///
+/// A file could not be read, or names no version.
+pub fn running_kernel() -> io::Result<KernelVersion> {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease")?;
+    let version = fs::read_to_string("/proc/sys/kernel/version")?;
+    KernelVersion::from_uname(&release, &version).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "no kernel version in {:?} / {:?}",
+                release.trim(),
+                version.trim()
+            ),
+        )
+    })
 }
 
 /// `mount(source, target, NULL, MS_BIND, NULL)`: bind-mount a file or

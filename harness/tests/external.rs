@@ -19,7 +19,7 @@
 use std::process::Command;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use nsapply_harness::external::{judge, run_on_model, Answer, Corpus, Row};
+use nsapply_harness::external::{judge, run_on_model, run_on_model_on, Answer, Corpus, Row};
 use nsapply_harness::external_kernel::{
     decode_answer, encode_answer, kernel_support, run_on_kernel, KernelError,
 };
@@ -89,7 +89,23 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
+/// The model's answers equal the corpus's kernel's, and for each range of
+/// `kernels` the model of its first version answers as the range says and
+/// the model of the version past it as the corpus's kernel.
 fn model_equals_kernel(row: &Row) -> Result<(), Failed> {
+    for other in &row.kernels {
+        let (from, before) = other.range()?;
+        for (version, want) in [(from, &other.kernel), (before, &row.kernel)] {
+            let answers = run_on_model_on(row, version).map_err(|u| u.to_string())?;
+            if let Some(diff) = judge(row, &answers, Answer::parse(want)?) {
+                return Err(format!(
+                    "{} ({}): the model of Linux {version} differs from that kernel: {diff}\n  evidence: {}",
+                    row.id, row.area, other.evidence
+                )
+                .into());
+            }
+        }
+    }
     let want = Answer::parse(&row.kernel)?;
     let answers = run_on_model(row).map_err(|u| u.to_string())?;
     match judge(row, &answers, want) {
@@ -134,9 +150,12 @@ fn live_row_process(id: &str) -> i32 {
     }
 }
 
-/// Runs the row live in a fresh process; its answers must be the model's.
+/// Runs the row live in a fresh process; its answers must be those of the
+/// model of this kernel (its version from uname).
 fn live_equals_model(row: &Row) -> Result<(), Failed> {
-    let model = run_on_model(row).map_err(|u| format!("the model cannot run it: {u}"))?;
+    let version = host::running_kernel().map_err(|e| format!("which kernel this is: {e}"))?;
+    let model =
+        run_on_model_on(row, version).map_err(|u| format!("the model cannot run it: {u}"))?;
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let out = Command::new(exe)
         .env(ROW_ENV, &row.id)
@@ -178,7 +197,7 @@ fn live_equals_model(row: &Row) -> Result<(), Failed> {
             .join(", ")
     };
     Err(format!(
-        "{} ({}): this kernel, live, differs from the model\n  model:    {}\n  live:     {}\n  recorded: {} (the corpus's `kernel` column, last op)\n  realize:  {}",
+        "{} ({}): this kernel, live, differs from the model of Linux {version}\n  model:    {}\n  live:     {}\n  recorded: {} (the corpus's `kernel` column, last op)\n  realize:  {}",
         row.id,
         row.area,
         list(&model),

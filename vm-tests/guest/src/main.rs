@@ -78,6 +78,13 @@ fn init() {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".to_owned());
+    // The external rows' model takes this kernel's version (from uname:
+    // host::running_kernel, read again by each case) for the rules that
+    // differ between kernels (World::on_kernel); say so if it has none.
+    match host::running_kernel() {
+        Ok(v) => eprintln!("nsapply-vm-guest: the model is Linux {v} ({kernel})"),
+        Err(e) => problems.push(format!("the kernel's version for the model: {e}")),
+    }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let words: Vec<&str> = cmdline.split_whitespace().collect();
     if words.contains(&"nsapply.probe") {
