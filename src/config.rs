@@ -1107,6 +1107,91 @@ mod tests {
     }
 
     #[test]
+    fn errors_about_an_entry_name_its_path() {
+        let m = r#""uidMappings":[{"containerID":0,"hostID":1,"size":1}]"#;
+        for (json, path) in [
+            (
+                r#"{"linux":{"namespaces":[{"type":"ipc","path":"run/ipc"}]}}"#.to_owned(),
+                "run/ipc",
+            ),
+            (
+                r#"{"linux":{"namespaces":[{"type":"ipc","path":"/run/a\u0000b"}]}}"#.to_owned(),
+                "/run/a\0b",
+            ),
+            (
+                format!(r#"{{"linux":{{"namespaces":[{{"type":"user","path":"/u"}}],{m}}}}}"#),
+                "/u",
+            ),
+        ] {
+            let err = NsConfig::from_json(&json).unwrap_err();
+            let want = PathBuf::from(path);
+            assert_eq!(err.path(), Some(want.as_path()), "{err}");
+        }
+        // The user entry's mappings name which map is wrong: uid only here.
+        assert_eq!(
+            NsConfig::from_json(&format!(
+                r#"{{"linux":{{"namespaces":[{{"type":"user","path":"/u"}}],{m}}}}}"#
+            )),
+            Err(ConfigError::UserNamespacePathWithMappings {
+                index: 0,
+                path: "/u".into(),
+                which: MapKind::Uid
+            })
+        );
+    }
+
+    #[test]
+    fn a_mapping_covers_exactly_its_range() {
+        let m = IdMapping {
+            container_id: 10,
+            host_id: 100_000,
+            size: 5,
+        };
+        assert!(!m.maps_container_id(9));
+        assert!(m.maps_container_id(10));
+        assert!(m.maps_container_id(14));
+        // One past the end: the last id mapped is container_id + size - 1.
+        assert!(!m.maps_container_id(15));
+        let empty = IdMapping { size: 0, ..m };
+        assert!(!empty.maps_container_id(10));
+        // The range ends past u32::MAX without wrapping around.
+        let top = IdMapping {
+            container_id: u32::MAX - 1,
+            host_id: 0,
+            size: 10,
+        };
+        assert!(top.maps_container_id(u32::MAX));
+        assert!(!top.maps_container_id(0));
+    }
+
+    #[test]
+    fn linux_section_and_json_paths_agree() {
+        let linux = r#"{"namespaces":[{"type":"user"},{"type":"mount"},{"type":"network","path":"/run/netns/x"},{"type":"time"}],
+            "uidMappings":[{"containerID":0,"hostID":100000,"size":65536}],
+            "gidMappings":[{"containerID":0,"hostID":200000,"size":1}],
+            "timeOffsets":{"monotonic":{"secs":7,"nanosecs":9}},"rootfsPropagation":"private"}"#;
+        let parsed: oci_spec::runtime::Linux = serde_json::from_str(linux).unwrap();
+        let cfg = NsConfig::from_linux(&parsed).unwrap();
+        assert_eq!(
+            cfg,
+            NsConfig::from_json(&format!(r#"{{"ociVersion":"1.2.0","linux":{linux}}}"#)).unwrap()
+        );
+        assert!(cfg.creates(Kind::User) && cfg.joins(Kind::Network));
+        assert_eq!(cfg.gid_mappings()[0].host_id, 200_000);
+        // And the rules are the same: mappings without a user namespace.
+        let bad: oci_spec::runtime::Linux = serde_json::from_str(
+            r#"{"namespaces":[{"type":"pid"}],"uidMappings":[{"containerID":0,"hostID":1,"size":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            NsConfig::from_linux(&bad),
+            Err(ConfigError::MappingsWithoutNewUserNamespace {
+                which: MapKind::Uid
+            })
+        );
+    }
+
+    #[test]
     fn spec_and_json_paths_agree() {
         let json = r#"{"ociVersion":"1.2.0","linux":{"namespaces":[{"type":"mount"},{"type":"network","path":"/run/netns/x"},{"type":"time"}],"timeOffsets":{"boottime":{"secs":3}},"rootfsPropagation":"rshared"}}"#;
         let spec: oci_spec::runtime::Spec = serde_json::from_str(json).unwrap();

@@ -465,3 +465,29 @@ impl SyncError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_errno_is_its_number_and_shows_its_name() {
+        assert_eq!(Errno::EPERM.raw(), libc::EPERM);
+        assert_eq!(Errno::ENOTTY.raw(), libc::ENOTTY);
+        assert_eq!(Errno(Errno::EUSERS.raw()), Errno::EUSERS);
+        // Debug is the name too, so a failed assertion names the errno.
+        assert_eq!(format!("{:?}", Errno::EPERM), "EPERM");
+        assert_eq!(format!("{:?}", Some(Errno(4095))), "Some(E4095)");
+    }
+
+    #[test]
+    fn a_numeric_errno_name_round_trips_and_must_be_positive() {
+        for e in [Errno(200), Errno(1), Errno::ECONNREFUSED] {
+            assert_eq!(e.name().parse::<Errno>(), Ok(e), "{}", e.name());
+        }
+        assert_eq!("E2".parse::<Errno>(), Ok(Errno::ENOENT));
+        for bad in ["E0", "E-1", "E", "EBOGUS", "2", ""] {
+            assert!(bad.parse::<Errno>().is_err(), "{bad:?}");
+        }
+    }
+}

@@ -370,4 +370,28 @@ mod tests {
         assert_eq!((s.bits() | s.complement().bits()), 0xff);
         assert!("user,bogus".parse::<KindSet>().is_err());
     }
+
+    #[test]
+    fn adding_a_kind_already_in_a_set_keeps_it() {
+        let s = KindSet::one(Kind::Pid).with(Kind::Time);
+        assert_eq!(s.with(Kind::Pid), s);
+        assert_eq!(
+            s.with(Kind::Time).iter().collect::<Vec<_>>(),
+            [Kind::Pid, Kind::Time]
+        );
+        let mut t = s;
+        t.insert(Kind::Pid);
+        assert_eq!(t, s);
+    }
+
+    #[test]
+    fn kind_set_serializes_as_a_list_and_reads_any_order() {
+        let s: KindSet = "time,user".parse().unwrap();
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#"["user","time"]"#);
+        let back: KindSet = serde_json::from_str(r#"["time","user","time"]"#).unwrap();
+        assert_eq!(back, s);
+        assert!(serde_json::from_str::<KindSet>(r#"["net"]"#).is_err());
+        assert_eq!(format!("{s:?}"), "{User, Time}");
+        assert_eq!(format!("{:?}", KindSet::EMPTY), "{}");
+    }
 }
