@@ -326,4 +326,31 @@ mod tests {
         assert_eq!(open(&mut m, &long), Some(Errno::ENAMETOOLONG));
         assert_eq!(open(&mut m, &fifo), None, "a reference to the FIFO");
     }
+
+    #[test]
+    fn host_world_is_this_caller_with_this_machines_clocks_and_limits() {
+        let before = host_clocks().unwrap();
+        let world = host_world().unwrap();
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        // Root has its capabilities; anyone else is unprivileged.
+        let caller = if uid == 0 {
+            CallerSpec::root()
+        } else {
+            CallerSpec::unprivileged(uid, gid)
+        };
+        assert_eq!(world.caller, caller);
+        assert_eq!(world.caller.caps, (uid != 0).then_some(false));
+        assert_eq!(world.limits, host_limits().unwrap());
+        assert!(
+            !world.limits.is_empty(),
+            "this kernel has the max_*_namespaces sysctls"
+        );
+        // The clocks were read then: not before `before`, and the machine
+        // has been up for more than a second.
+        let t = |c: ClockValue| (c.secs, c.nanosecs);
+        assert!(t(world.clocks.monotonic) >= t(before.monotonic));
+        assert!(t(world.clocks.boottime) >= t(before.boottime));
+        assert!(before.monotonic.secs > 0 && before.boottime.secs > 0);
+    }
 }
