@@ -356,4 +356,27 @@ mod tests {
             matches!(&p.steps()[1], Step::Open { path, .. } if path.as_path() == std::path::Path::new("/proc/900/ns/net"))
         );
     }
+
+    #[test]
+    fn an_exec_error_gives_the_errno_of_its_call() {
+        let invalid = ExecError::InvalidTarget {
+            pid: 5,
+            reason: "reading its ipc namespace".into(),
+            errno: Some(Errno::EACCES),
+        };
+        assert_eq!(invalid.errno(), Some(Errno::EACCES));
+        let exited = ExecError::TargetExited {
+            pid: 5,
+            errno: Some(Errno::ESRCH),
+        };
+        assert_eq!(exited.errno(), Some(Errno::ESRCH));
+        assert_eq!(
+            ExecError::TargetExited {
+                pid: 5,
+                errno: None
+            }
+            .errno(),
+            None
+        );
+    }
 }

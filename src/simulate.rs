@@ -317,6 +317,13 @@ mod tests {
         assert_eq!(world.files.get(dir.path()), Some(&FileSpec::Directory));
         assert_eq!(world.files.get(&fifo), Some(&FileSpec::Fifo));
         assert!(!world.files.contains_key(&missing));
+        // A character device (a block device alike) is a device file.
+        let mut devices = World::new();
+        observe_paths(&mut devices, [Path::new("/dev/null")]);
+        assert_eq!(
+            devices.files.get(Path::new("/dev/null")),
+            Some(&FileSpec::Device)
+        );
         let mut m = model(world);
         let open = |m: &mut Model, p: &Path| {
             use crate::syscall::Syscall;
