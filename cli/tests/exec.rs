@@ -54,6 +54,11 @@ const CASES: &[Case] = &[
         strace: false,
     },
     Case {
+        name: "exec_of_a_process_whose_namespaces_it_may_not_read_is_invalid_target",
+        body: exec_of_a_process_whose_namespaces_it_may_not_read_is_invalid_target,
+        strace: false,
+    },
+    Case {
         name: "exec_under_a_proc_of_the_parent_pid_namespace_joins_the_right_process",
         body: exec_under_a_proc_of_the_parent_pid_namespace_joins_the_right_process,
         strace: false,
@@ -514,6 +519,50 @@ fn exec_of_a_gone_or_own_pid_is_a_clean_error() -> Outcome {
         2,
         "invalid-target",
     )?;
+    Ok(())
+}
+
+/// uid 1000 may not read the namespaces of root's process (no ptrace read
+/// access: EACCES): invalid-target (exit 2) naming the file it could not
+/// read, before any join; neither target-exited nor a join attempted.
+fn exec_of_a_process_whose_namespaces_it_may_not_read_is_invalid_target() -> Outcome {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let bin = dir.path().join("nsapply");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+        fs::copy(nsapply_bin(), &bin).map_err(|e| e.to_string())?;
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    }
+    let mut target = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = target.id().to_string();
+    let mut outcomes = Vec::new();
+    for extra in [&[][..], &["--kinds", "network"][..]] {
+        let mut cmd = Command::new(&bin);
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(1000).gid(1000);
+        }
+        cmd.arg("exec").args(extra).args([&pid, "--", "true"]);
+        outcomes.push((extra, run_bounded(cmd, Duration::from_secs(30))));
+    }
+    let _ = target.kill();
+    let _ = target.wait();
+    for (extra, o) in outcomes {
+        let o = o?;
+        expect_error(&o, 2, "invalid-target")?;
+        let err = text(&o.stderr);
+        ensure(
+            err.contains(&format!(
+                "reading its user namespace \"/proc/{pid}/ns/user\""
+            )) && err.contains("EACCES"),
+            || format!("uid 1000, exec {extra:?} of root's {pid}: {err:?}"),
+        )?;
+    }
     Ok(())
 }
 
