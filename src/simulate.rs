@@ -317,13 +317,17 @@ mod tests {
         assert_eq!(world.files.get(dir.path()), Some(&FileSpec::Directory));
         assert_eq!(world.files.get(&fifo), Some(&FileSpec::Fifo));
         assert!(!world.files.contains_key(&missing));
-        // A character device (a block device alike) is a device file.
-        let mut devices = World::new();
-        observe_paths(&mut devices, [Path::new("/dev/null")]);
+        // A character device (a block device alike) is a device file; a
+        // regular file not on nsfs is a regular file.
+        let regular = dir.path().join("regular");
+        std::fs::write(&regular, b"").unwrap();
+        let mut more = World::new();
+        observe_paths(&mut more, [Path::new("/dev/null"), regular.as_path()]);
         assert_eq!(
-            devices.files.get(Path::new("/dev/null")),
+            more.files.get(Path::new("/dev/null")),
             Some(&FileSpec::Device)
         );
+        assert_eq!(more.files.get(&regular), Some(&FileSpec::Regular));
         let mut m = model(world);
         let open = |m: &mut Model, p: &Path| {
             use crate::syscall::Syscall;
