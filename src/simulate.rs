@@ -364,4 +364,13 @@ mod tests {
         assert!(t(world.clocks.boottime) >= t(before.boottime));
         assert!(before.monotonic.secs > 0 && before.boottime.secs > 0);
     }
+
+    #[test]
+    fn a_namespace_file_is_on_nsfs_and_a_regular_file_is_not() {
+        // statfs follows the magic link to the namespace's nsfs inode.
+        assert!(is_nsfs(Path::new("/proc/self/ns/net")));
+        let file = tempfile::NamedTempFile::new().unwrap();
+        assert!(!is_nsfs(file.path()));
+        assert!(!is_nsfs(Path::new("/nonexistent/ns")));
+    }
 }
