@@ -64,6 +64,7 @@
 //!   namespace goes with its last process, so nothing stays mounted and no
 //!   file is left on the host.
 
+use crate::realize::{fork_and_continue, self_pid_in_proc, sleep_forever};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -1316,7 +1317,7 @@ fn spawn_process(
             .and_then(|()| enter(&joins, uid, parent))
             .and_then(|entered| {
                 if entered.joined_pid {
-                    fork_and_hold(&mut ready)?;
+                    fork_and_continue(&mut ready)?;
                 }
                 Ok(())
             });
@@ -1357,7 +1358,7 @@ fn end_process(name: &str, pid: i32, state: TargetState) -> Result<(), String> {
 fn report_ready(ready: Option<File>, result: Result<(), String>) -> ! {
     if let Some(mut w) = ready {
         let line = match result {
-            Ok(()) => format!("ready {}\n", pid_in_proc()),
+            Ok(()) => format!("ready {}\n", self_pid_in_proc()),
             Err(m) => format!("error {m}\n"),
         };
         let _ = w.write_all(line.as_bytes());
@@ -1444,14 +1445,14 @@ fn make_holder(job: &HolderJob, ready: &mut Option<File>, parent: i32) -> Result
             .map_err(|e| format!("setns(pid) into the parent: {e}"))?;
         // unshare(CLONE_NEWPID) makes a child of the active pid namespace:
         // go on in a child, which is in the parent.
-        fork_and_hold(ready)?;
+        fork_and_continue(ready)?;
     }
     if let Some(k) = job.kind {
         Linux
             .unshare(KindSet::one(k))
             .map_err(|e| format!("unshare({k}): {e}"))?;
         if job.enter {
-            fork_and_hold(ready)?;
+            fork_and_continue(ready)?;
         }
     }
     Ok(())
@@ -1462,38 +1463,6 @@ fn make_holder(job: &HolderJob, ready: &mut Option<File>, parent: i32) -> Result
 fn become_uid(uid: u32) -> Result<(), String> {
     host::become_user(uid, uid).map_err(|e| format!("becoming uid {uid}: {e}"))?;
     linux::set_dumpable(true).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))
-}
-
-/// Forks; the parent gives up its copy of the report pipe and holds (it
-/// sleeps), the child goes on.
-fn fork_and_hold(ready: &mut Option<File>) -> Result<(), String> {
-    match Linux.fork().map_err(|e| format!("fork: {e}"))? {
-        Forked::Parent { .. } => {
-            drop(ready.take());
-            sleep_forever()
-        }
-        // In a new pid namespace the parent is outside it (getppid is 0),
-        // so die_with_parent's check cannot be made; the group kill ends
-        // it in any case.
-        Forked::Child => {
-            linux::set_parent_death_signal().map_err(|e| format!("PR_SET_PDEATHSIG: {e}"))
-        }
-    }
-}
-
-fn sleep_forever() -> ! {
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
-}
-
-/// This process's pid as the mounted `/proc` numbers it (`getpid()` gives
-/// the pid in a new pid namespace instead).
-fn pid_in_proc() -> i32 {
-    fs::read_link("/proc/self")
-        .ok()
-        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0)
 }
 
 /// What the caller process needs.

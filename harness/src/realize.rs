@@ -759,8 +759,11 @@ fn wait_zombie(pid: i32) -> Result<(), RealizeError> {
 }
 
 /// Forks; the parent gives up its copy of the report pipe (so the report
-/// reader sees EOF if the child dies) and sleeps, the child goes on.
-fn fork_and_continue(ready: &mut Option<File>) -> Result<(), String> {
+/// reader sees EOF if the child dies) and sleeps, the child goes on. In a
+/// new pid namespace the parent is outside it (getppid is 0), so
+/// die_with_parent's check cannot be made; the group kill ends it in any
+/// case. (Also the external corpus's world builder's.)
+pub(crate) fn fork_and_continue(ready: &mut Option<File>) -> Result<(), String> {
     match Linux.fork().map_err(|e| format!("fork: {e}"))? {
         Forked::Parent { .. } => {
             drop(ready.take());
@@ -772,7 +775,7 @@ fn fork_and_continue(ready: &mut Option<File>) -> Result<(), String> {
     }
 }
 
-fn sleep_forever() -> ! {
+pub(crate) fn sleep_forever() -> ! {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
@@ -780,7 +783,7 @@ fn sleep_forever() -> ! {
 
 /// This process's pid as the mounted `/proc` shows it: `getpid()` would
 /// give the pid in a new pid namespace instead.
-fn self_pid_in_proc() -> i32 {
+pub(crate) fn self_pid_in_proc() -> i32 {
     fs::read_link("/proc/self")
         .ok()
         .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
