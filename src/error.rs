@@ -441,8 +441,13 @@ pub enum SyncError {
         errno: Option<Errno>,
     },
     /// A message that does not belong to the protocol at this point.
-    #[error("protocol error: {0}")]
-    Protocol(String),
+    /// (A struct variant: the enum is serialized with an internal tag,
+    /// which a newtype of a string cannot carry.)
+    #[error("protocol error: {message}")]
+    Protocol {
+        /// What was wrong.
+        message: String,
+    },
     /// A caller's own [`SyncHooks`](crate::SyncHooks) failed.
     #[error("{message}{}", errno.map(|e| format!(": {e}")).unwrap_or_default())]
     Caller {
@@ -461,7 +466,7 @@ impl SyncError {
             SyncError::Proc { errno, .. }
             | SyncError::Channel { errno, .. }
             | SyncError::Caller { errno, .. } => *errno,
-            SyncError::ShortWrite { .. } | SyncError::Protocol(_) => None,
+            SyncError::ShortWrite { .. } | SyncError::Protocol { .. } => None,
         }
     }
 }
@@ -469,6 +474,42 @@ impl SyncError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_sync_error_round_trips_through_json() {
+        // It crosses the channel of `nsapply run` (ToChild::Refused).
+        let all = [
+            SyncError::MapWrite {
+                file: MapFile::UidMap,
+                errno: Errno::EPERM,
+            },
+            SyncError::ShortWrite {
+                file: MapFile::GidMap,
+                written: 1,
+                len: 2,
+            },
+            SyncError::Proc {
+                reason: "r".into(),
+                errno: None,
+            },
+            SyncError::Channel {
+                what: "w".into(),
+                errno: Some(Errno::EPIPE),
+            },
+            SyncError::Protocol {
+                message: "m".into(),
+            },
+            SyncError::Caller {
+                message: "c".into(),
+                errno: None,
+            },
+        ];
+        for e in all {
+            let json = serde_json::to_string(&e).unwrap_or_else(|x| panic!("{e:?}: {x}"));
+            let back: SyncError = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, e, "{json}");
+        }
+    }
 
     #[test]
     fn an_errno_is_its_number_and_shows_its_name() {

@@ -164,8 +164,9 @@ impl Channel {
     pub fn send<T: Serialize>(&mut self, message: &T) -> Result<(), SyncError> {
         use nix::sys::socket::{send, MsgFlags};
         use std::os::fd::AsRawFd;
-        let mut line = serde_json::to_vec(message)
-            .map_err(|e| SyncError::Protocol(format!("encoding a message: {e}")))?;
+        let mut line = serde_json::to_vec(message).map_err(|e| SyncError::Protocol {
+            message: format!("encoding a message: {e}"),
+        })?;
         line.push(b'\n');
         let fd = self.reader.get_ref().as_raw_fd();
         let mut rest = &line[..];
@@ -204,19 +205,23 @@ impl Channel {
                             what: "reading from the other process".to_owned(),
                             errno: Some(errno),
                         },
-                        None => SyncError::Protocol(format!("a message that is not UTF-8: {e}")),
+                        None => SyncError::Protocol {
+                            message: format!("a message that is not UTF-8: {e}"),
+                        },
                     })
                 }
             }
         }
         if !line.ends_with('\n') {
-            return Err(SyncError::Protocol(format!(
-                "a message cut short by the end of the channel: {line:?}"
-            )));
+            return Err(SyncError::Protocol {
+                message: format!("a message cut short by the end of the channel: {line:?}"),
+            });
         }
         serde_json::from_str(&line)
             .map(Some)
-            .map_err(|e| SyncError::Protocol(format!("{e}: {:?}", line.trim_end())))
+            .map_err(|e| SyncError::Protocol {
+                message: format!("{e}: {:?}", line.trim_end()),
+            })
     }
 
     /// Whether a whole message is already buffered, so [`Channel::recv`]
@@ -286,9 +291,9 @@ impl<'a> ChildSync<'a> {
                     terminal_group,
                 }) => self.signals.push((signal, terminal_group)),
                 Some(ToChild::Start) => {
-                    return Err(SyncError::Protocol(
-                        "a start message in answer to a sync point".to_owned(),
-                    ))
+                    return Err(SyncError::Protocol {
+                        message: "a start message in answer to a sync point".to_owned(),
+                    })
                 }
                 None => {
                     return Err(SyncError::Channel {
@@ -534,7 +539,13 @@ mod tests {
         raw.write_all(b"{\"msg\":\"nonsense\"}\n{\"msg\":\"ack\"")
             .unwrap();
         drop(raw);
-        assert!(matches!(b.recv::<ToChild>(), Err(SyncError::Protocol(_))));
-        assert!(matches!(b.recv::<ToChild>(), Err(SyncError::Protocol(_))));
+        assert!(matches!(
+            b.recv::<ToChild>(),
+            Err(SyncError::Protocol { .. })
+        ));
+        assert!(matches!(
+            b.recv::<ToChild>(),
+            Err(SyncError::Protocol { .. })
+        ));
     }
 }

@@ -346,7 +346,9 @@ fn samples() -> Vec<(ErrorCode, String)> {
         },
         ApplyError::Sync {
             point: SyncPoint::CgroupPlaced,
-            source: SyncError::Protocol("expected value at line 1 column 1".into()),
+            source: SyncError::Protocol {
+                message: "expected value at line 1 column 1".into(),
+            },
         },
         ApplyError::Sync {
             point: SyncPoint::CgroupPlaced,

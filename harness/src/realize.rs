@@ -1077,9 +1077,11 @@ fn serve_sync_points(channel: &mut Channel, plan: &Plan, child: &Pidfd) -> Resul
     let proc = ProcRoot::open()?;
     while let Some(msg) = channel.recv::<ToParent>()? {
         let ToParent::Sync { point } = msg else {
-            return Err(SyncError::Protocol(format!(
-                "the applying process sent {msg:?}, which only nsapply run's children send"
-            )));
+            return Err(SyncError::Protocol {
+                message: format!(
+                    "the applying process sent {msg:?}, which only nsapply run's children send"
+                ),
+            });
         };
         let answer = match answer_sync(point, plan, &proc, child) {
             Ok(()) => ToChild::Ack,
