@@ -586,6 +586,73 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_step_names_its_kind_and_outcome() {
+        let step = |json: &str| -> TraceStep { serde_json::from_str(json).unwrap() };
+        let eperm = Outcome::Err(Errno::EPERM);
+        let cases = [
+            (
+                r#"{"op":"open","type":"network","path":"/a","result":"EPERM"}"#,
+                Some(Kind::Network),
+                eperm,
+            ),
+            (
+                r#"{"op":"setns","type":"ipc","path":"/a","result":"EPERM"}"#,
+                Some(Kind::Ipc),
+                eperm,
+            ),
+            (
+                r#"{"op":"unshare","type":"uts","result":"EPERM"}"#,
+                Some(Kind::Uts),
+                eperm,
+            ),
+            (
+                r#"{"op":"setid","type":"user","result":"EPERM"}"#,
+                Some(Kind::User),
+                eperm,
+            ),
+            (
+                r#"{"op":"propagation","type":"mount","propagation":"rslave","result":"EPERM"}"#,
+                Some(Kind::Mount),
+                eperm,
+            ),
+            (
+                r#"{"op":"time-offsets","type":"time","offsets":[],"result":"EPERM"}"#,
+                Some(Kind::Time),
+                eperm,
+            ),
+            (r#"{"op":"fork","result":"EPERM"}"#, None, eperm),
+            (
+                r#"{"op":"sync","point":"cgroup-placed"}"#,
+                Some(Kind::Cgroup),
+                Outcome::Ok,
+            ),
+            (
+                r#"{"op":"close","type":"pid","path":"/a"}"#,
+                Some(Kind::Pid),
+                Outcome::Ok,
+            ),
+            (
+                r#"{"op":"deferred-joins","type":"user","retried":["ipc"]}"#,
+                Some(Kind::User),
+                Outcome::Ok,
+            ),
+        ];
+        for (json, kind, outcome) in cases {
+            let s = step(json);
+            assert_eq!((s.kind(), s.outcome()), (kind, outcome), "{json}");
+        }
+    }
+
+    #[test]
+    fn shown_escapes_control_characters_and_backslashes_only() {
+        let shown = |p: &str| shown(std::path::Path::new(p)).to_string();
+        assert_eq!(shown("/run/netns/a b"), "/run/netns/a b");
+        assert_eq!(shown("/a\nb"), r"/a\nb");
+        assert_eq!(shown("/a\u{1b}[31m"), r"/a\u{1b}[31m");
+        assert_eq!(shown(r"/a\nb"), r"/a\\nb");
+    }
+
+    #[test]
     fn design_example_round_trips() {
         let doc = r#"{
           "version": 1,
