@@ -1738,19 +1738,33 @@ fn init_reaps_orphans_and_forwards_signals() -> Outcome {
 // 7. Bad input and environments.
 
 /// No /proc at all (an empty tmpfs over it): the thread count cannot be
-/// read, which has its own code (not `fork-failed`).
+/// read, which has its own code (not `fork-failed`), and the trace says so
+/// with the errno of the read (ENOENT: no `/proc/self/stat`), as the
+/// library's `RunError::errno` gives it.
 fn an_unreadable_thread_count_has_its_own_code() -> Outcome {
     private_mount_namespace()?;
     become_subreaper()?;
+    let scratch = Scratch::new();
+    let trace = scratch.join("trace.json");
     mount_tmpfs(Path::new("/proc"))?;
     let r = run_bounded(
-        nsapply(&["run"])
+        nsapply(&["run", "--trace"])
+            .arg(&trace)
             .arg(example("default"))
             .args(["--", "true"]),
         Duration::from_secs(20),
     );
     let _ = nix::mount::umount2("/proc", nix::mount::MntFlags::MNT_DETACH);
     expect_error("a run without /proc", &r?, 1, "thread-count-failed")?;
+    let text = fs::read_to_string(&trace).map_err(|e| format!("reading the trace: {e}"))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("the trace {text:?}: {e}"))?;
+    let (code, errno) = (&doc["error"]["code"], &doc["error"]["errno"]);
+    if code != "thread-count-failed" || errno != "ENOENT" {
+        return Err(format!(
+            "the trace's error is {code} with errno {errno}, not thread-count-failed with ENOENT: {text}"
+        ));
+    }
     expect_no_leftovers("after the run without /proc")
 }
 
