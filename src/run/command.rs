@@ -284,7 +284,12 @@ impl Middle<'_> {
     /// process of the namespace (`kill(-1)` spares only the caller);
     /// otherwise every child (orphans come here, a subreaper).
     fn end_all(&self, keep: &[i32]) {
-        if self.start.init {
+        // kill(-1) only where it means "every process of this namespace":
+        // as its pid 1. run() refuses --init without a new pid namespace,
+        // and this check does not trust that one: with it removed (a
+        // mutant of check_command), an --init run in the host's pid
+        // namespace killed every process of the machine.
+        if self.start.init && nix::unistd::getpid().as_raw() == 1 {
             if keep.is_empty() {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-1), Signal::SIGKILL);
                 reap::let_children_end(std::time::Duration::from_secs(2));
