@@ -109,6 +109,24 @@ fn nsapply_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nsapply"))
 }
 
+/// Waits until a fresh copy of a binary can be executed. The cases run as
+/// threads of this process: a fork for another case's spawn between the
+/// copy's open and close holds the copy open for writing until that child
+/// execs (the fd is O_CLOEXEC), and an exec of the copy meanwhile fails
+/// with ETXTBSY (seen with eight cases at once).
+fn wait_until_runnable(bin: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Command::new(bin).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(format!("running the copy {}: {e}", bin.display())),
+            Ok(_) => return Ok(()),
+        }
+    }
+}
+
 fn example(name: &str) -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .join("examples")
@@ -457,6 +475,7 @@ fn exec_into_a_rootless_container_as_its_owner() -> Outcome {
             .map_err(|e| e.to_string())?;
     }
     let bin = public(&nsapply_bin(), "nsapply", 0o755)?;
+    wait_until_runnable(&bin)?;
     let config = public(&example("rootless"), "rootless.json", 0o644)?;
     let c = Container::start_with(&bin, &config, Some(1000))?;
     let want = ns_links(&c.target.to_string());
@@ -535,6 +554,7 @@ fn exec_of_a_process_whose_namespaces_it_may_not_read_is_invalid_target() -> Out
         fs::copy(nsapply_bin(), &bin).map_err(|e| e.to_string())?;
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
     }
+    wait_until_runnable(&bin)?;
     let mut target = Command::new("sleep")
         .arg("30")
         .spawn()

@@ -470,6 +470,26 @@ fn plan_row(row: &Row) -> Result<RowPlan, Unsupported> {
             joins,
         });
     }
+    // caller.nesting.pid is a level counted from the initial pid
+    // namespace; from a nested one (a container, the mutants' sandbox) the
+    // level reached is not known.
+    // The same for user namespaces.
+    if c.nesting.pid > 0
+        && !host::in_initial_pid_ns()
+            .map_err(|e| Unsupported(format!("the pid namespace here: {e}")))?
+    {
+        return unsupported(
+            "a caller at a pid namespace level counted from the initial one: this process is in a nested pid namespace, whose level it cannot see",
+        );
+    }
+    if c.nesting.user > 0
+        && !host::in_initial_user_ns()
+            .map_err(|e| Unsupported(format!("the user namespace here: {e}")))?
+    {
+        return unsupported(
+            "a caller at a user namespace level counted from the initial one: this process is in a nested user namespace",
+        );
+    }
     let caller = CallerPlan {
         uid: c.uid,
         joins,

@@ -293,6 +293,37 @@ pub fn running_kernel() -> io::Result<KernelVersion> {
     })
 }
 
+/// The inode of the initial pid namespace: `PROC_PID_INIT_INO`
+/// (include/linux/proc_ns.h), fixed since Linux 3.8.
+pub const INITIAL_PID_NS_INODE: u64 = 0xEFFF_FFFC;
+
+/// The inode of the initial user namespace: `PROC_USER_INIT_INO`.
+pub const INITIAL_USER_NS_INODE: u64 = 0xEFFF_FFFD;
+
+/// Whether this process is in the initial user namespace (by the inode of
+/// `/proc/self/ns/user`): as [`in_initial_pid_ns`], for the user
+/// namespace levels (the kernel's limit of 32 too).
+///
+/// # Errors
+///
+/// `/proc/self/ns/user` could not be read.
+pub fn in_initial_user_ns() -> io::Result<bool> {
+    Ok(ns_inode(None, "user")? == INITIAL_USER_NS_INODE)
+}
+
+/// Whether this process is in the initial pid namespace (by the inode of
+/// `/proc/self/ns/pid`). A nested one cannot tell how deep it is: its
+/// parent is outside its scope (`NS_GET_PARENT` is EPERM, ioctl_ns(2)),
+/// and its own `/proc` shows no ancestor. Tests that count pid namespace
+/// levels from the initial one (the kernel's limit of 32) need it.
+///
+/// # Errors
+///
+/// `/proc/self/ns/pid` could not be read.
+pub fn in_initial_pid_ns() -> io::Result<bool> {
+    Ok(ns_inode(None, "pid")? == INITIAL_PID_NS_INODE)
+}
+
 /// `mount(source, target, NULL, MS_BIND, NULL)`: bind-mount a file or
 /// directory (mount(2)); used to give a namespace a path.
 ///
