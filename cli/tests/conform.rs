@@ -531,18 +531,6 @@ fn exec_fixture(name: &str) -> Result<(Verdict, Activity, ExecRecord), Failed> {
     Ok((conform_exec::judge(&plan, &seen), activity, record))
 }
 
-fn exec_differences(v: &Verdict) -> Vec<ExecDifference> {
-    match v {
-        Verdict::Differs(d) => d
-            .iter()
-            .filter_map(|d| match d {
-                Difference::Exec(e) => Some(e.clone()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
 
 fn ks(list: &str) -> KindSet {
     list.parse().expect("kinds")
@@ -562,7 +550,7 @@ fn runc_1_1_exec_joins_per_path_user_first() -> Result<(), Failed> {
         format!("{a:?}"),
     )?;
     check(a.joins[0].nstype == Some(Kind::User), "user joined first")?;
-    let d = exec_differences(&v);
+    let d = v.exec_differences();
     check(
         d == [
             ExecDifference::NoPidfd { calls: 7 },
@@ -582,7 +570,7 @@ fn runc_1_1_exec_joins_per_path_user_first() -> Result<(), Failed> {
 fn runc_1_1_exec_fails_on_a_host_owned_network_namespace() -> Result<(), Failed> {
     let (v, a, _) = exec_fixture("runc-exec-host-netns-new-user")?;
     check(!a.container_started, "the command never ran")?;
-    let d = exec_differences(&v);
+    let d = v.exec_differences();
     check(
         matches!(d.first(), Some(ExecDifference::ExecFailed { message })
             if message.ends_with("failed to setns into net namespace: Operation not permitted")),
@@ -604,7 +592,7 @@ fn runc_1_3_exec_joins_user_last() -> Result<(), Failed> {
         a.joins.last().and_then(|j| j.nstype) == Some(Kind::User),
         format!("{:?}", a.joins),
     )?;
-    let d = exec_differences(&v);
+    let d = v.exec_differences();
     check(
         d == [
             ExecDifference::NoPidfd { calls: 6 },
@@ -630,7 +618,7 @@ fn crun_1_8_exec_joins_user_alone_through_its_pidfd() -> Result<(), Failed> {
         calls == [(KindSet::one(Kind::User), true), (KindSet::ALL, false)],
         format!("{calls:?}"),
     )?;
-    let d = exec_differences(&v);
+    let d = v.exec_differences();
     for want in [
         ExecDifference::OpenedAfterJoin {
             kinds: KindSet::ALL,
@@ -660,7 +648,7 @@ fn crun_1_8_exec_joins_user_alone_through_its_pidfd() -> Result<(), Failed> {
 /// namespace is the only difference in what is joined.
 fn crun_1_28_exec_joins_every_kind_through_one_pidfd() -> Result<(), Failed> {
     let (v, _, record) = exec_fixture("crun@sid-exec-user")?;
-    let d = exec_differences(&v);
+    let d = v.exec_differences();
     check(
         d == [
             ExecDifference::PidfdCalls {
@@ -688,7 +676,7 @@ fn crun_1_28_exec_falls_back_when_it_asks_for_its_own_user_namespace() -> Result
                 .all(|o| o.cloexec && !o.path.starts_with('/') && o.kind.is_some()),
         format!("{:?}", a.ns_opens),
     )?;
-    let d = exec_differences(&v);
+    let d = v.exec_differences();
     check(
         matches!(d.first(), Some(ExecDifference::PidfdCalls { got, .. })
             if got == &[(KindSet::ALL, Ret::Err("EINVAL".into()))]),
@@ -712,7 +700,7 @@ fn youki_exec_does_not_join_the_user_namespace() -> Result<(), Failed> {
         !a.joins.iter().any(|j| j.nstype == Some(Kind::User)),
         "no user join",
     )?;
-    let d = exec_differences(&v);
+    let d = v.exec_differences();
     for want in [
         ExecDifference::Missing {
             kinds: KindSet::one(Kind::User),

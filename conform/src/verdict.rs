@@ -210,6 +210,21 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The exec differences of a [`Verdict::Differs`] (none for another
+    /// verdict), in order.
+    pub fn exec_differences(&self) -> Vec<crate::exec::ExecDifference> {
+        match self {
+            Verdict::Differs(d) => d
+                .iter()
+                .filter_map(|d| match d {
+                    Difference::Exec(e) => Some(e.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The short name of the verdict (`pass`, `differs`, ...).
     pub fn name(&self) -> &'static str {
         match self {

@@ -563,18 +563,6 @@ mod tests {
         judge(&plan(kinds), &seen)
     }
 
-    fn exec_differences(v: &Verdict) -> Vec<ExecDifference> {
-        match v {
-            Verdict::Differs(d) => d
-                .iter()
-                .filter_map(|d| match d {
-                    Difference::Exec(e) => Some(e.clone()),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
 
     fn ks(kinds: &str) -> KindSet {
         kinds.parse().unwrap()
@@ -605,7 +593,7 @@ mod tests {
         let stdout = IN_THE_CONTAINER.replace("self 8", "self ");
         let v = judge_text("user,pid,uts,ipc,network,mount", &trace, &stdout, true);
         assert_eq!(
-            exec_differences(&v),
+            v.exec_differences(),
             [ExecDifference::NoFork, ExecDifference::NotInPidNamespace]
         );
     }
@@ -666,7 +654,7 @@ mod tests {
         };
         let v = judge(&plan("user,pid,network"), &seen);
         assert_eq!(
-            exec_differences(&v),
+            v.exec_differences(),
             [
                 ExecDifference::NoPidfd { calls: 3 },
                 ExecDifference::NotCloexec {
@@ -702,7 +690,7 @@ mod tests {
             .join("\n");
         let v = judge_text("user,pid,network", &trace, "", false);
         assert_eq!(
-            exec_differences(&v),
+            v.exec_differences(),
             [
                 ExecDifference::ExecFailed {
                     message:
@@ -735,7 +723,7 @@ mod tests {
             true,
         );
         assert_eq!(
-            exec_differences(&v),
+            v.exec_differences(),
             [
                 ExecDifference::PidfdCalls {
                     expected: Some(ks("user,pid,uts,ipc,network,cgroup,mount")),
@@ -763,7 +751,7 @@ mod tests {
             23277 execve(\"/bin/busybox\", [\"/bin/busybox\", \"sh\"], 0x558e4a66c320 /* 2 vars */) = 0\n";
         let v = judge_text("user,network,mount", trace, IN_THE_CONTAINER, true);
         assert_eq!(
-            exec_differences(&v),
+            v.exec_differences(),
             [
                 ExecDifference::PidfdCalls {
                     expected: Some(ks("user,network,mount")),
@@ -806,7 +794,7 @@ mod tests {
         let stdout = IN_THE_CONTAINER.replace("user:[11]", "user:[1]");
         let v = judge_text("user,pid,network", trace, &stdout, true);
         assert_eq!(
-            exec_differences(&v),
+            v.exec_differences(),
             [
                 ExecDifference::NoPidfd { calls: 2 },
                 ExecDifference::OpenedAfterJoin {
