@@ -706,15 +706,42 @@ fn scenario(
         }
     };
     let p = plan(&cfg);
-    let model_trace = simulate(&p, &mut model).into_trace();
+    let (model_trace, kernel) = run_both(&p, &mut model, world, &full, report, || {
+        format!("config: {cfg_json}")
+    })?;
+    Ok(Some(Ran {
+        model,
+        model_trace,
+        kernel: Some(kernel),
+        rejected: None,
+        own_before,
+        own_after: own_namespaces(),
+        real,
+    }))
+}
+
+/// Runs the plan on the model and on this kernel (as the world's caller)
+/// and records both traces in the report; an error when they differ (with
+/// `what`, the config or exec that ran, and the world), or when the kernel
+/// run or the model left an fd open.
+fn run_both(
+    p: &nsapply::Plan,
+    model: &mut Model,
+    world: &World,
+    full: &World,
+    report: &mut CaseReport,
+    what: impl Fn() -> String,
+) -> Result<(Trace, KernelRun), String> {
+    let model_trace = simulate(p, model).into_trace();
     report.model_trace = Some(model_trace.clone());
-    let kernel = apply_as_caller(&p, &world.caller).map_err(|e| format!("kernel run: {e}"))?;
+    let kernel = apply_as_caller(p, &world.caller).map_err(|e| format!("kernel run: {e}"))?;
     report.kernel_trace = Some(kernel.trace.clone());
     report.equal = Some(kernel.trace == model_trace);
     if kernel.trace != model_trace {
         return Err(format!(
-            "MODEL AND KERNEL DISAGREE\n{}\nconfig: {cfg_json}\nworld: {}",
+            "MODEL AND KERNEL DISAGREE\n{}\n{}\nworld: {}",
             trace_diff(&model_trace, &kernel.trace),
+            what(),
             full.to_json()
         ));
     }
@@ -733,15 +760,7 @@ fn scenario(
     if model.open_fd_count() != 0 {
         return Err(format!("model fds left open: {:?}", model.open_fds()));
     }
-    Ok(Some(Ran {
-        model,
-        model_trace,
-        kernel: Some(kernel),
-        rejected: None,
-        own_before,
-        own_after: own_namespaces(),
-        real,
-    }))
+    Ok((model_trace, kernel))
 }
 
 /// The ids of the external corpus's rows that run on the model (not left
@@ -891,33 +910,9 @@ fn exec_scenario(
         }
     };
     let (_, p) = target;
-    let model_trace = simulate(&p, &mut model).into_trace();
-    report.model_trace = Some(model_trace.clone());
-    let kernel = apply_as_caller(&p, &world.caller).map_err(|e| format!("kernel run: {e}"))?;
-    report.kernel_trace = Some(kernel.trace.clone());
-    report.equal = Some(kernel.trace == model_trace);
-    if kernel.trace != model_trace {
-        return Err(format!(
-            "MODEL AND KERNEL DISAGREE\n{}\nexec: {exec:?} (pid {pid})\nworld: {}",
-            trace_diff(&model_trace, &kernel.trace),
-            full.to_json()
-        ));
-    }
-    if !kernel.after.ns_fds.is_empty() {
-        return Err(format!(
-            "namespace fds left open: {:?}",
-            kernel.after.ns_fds
-        ));
-    }
-    if kernel.after.fds != kernel.before.fds {
-        return Err(format!(
-            "open fds changed: before {:?}, after {:?}",
-            kernel.before.fds, kernel.after.fds
-        ));
-    }
-    if model.open_fd_count() != 0 {
-        return Err(format!("model fds left open: {:?}", model.open_fds()));
-    }
+    let (model_trace, kernel) = run_both(&p, &mut model, world, &full, report, || {
+        format!("exec: {exec:?} (pid {pid})")
+    })?;
     Ok((model, model_trace, Some(kernel), None))
 }
 
