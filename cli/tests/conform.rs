@@ -531,7 +531,6 @@ fn exec_fixture(name: &str) -> Result<(Verdict, Activity, ExecRecord), Failed> {
     Ok((conform_exec::judge(&plan, &seen), activity, record))
 }
 
-
 fn ks(list: &str) -> KindSet {
     list.parse().expect("kinds")
 }

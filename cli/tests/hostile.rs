@@ -3171,6 +3171,59 @@ fn a_run_reported_failed_did_not_run_cmd() -> Outcome {
     Ok(())
 }
 
+/// What CMD printed after a Ctrl-C on its terminal.
+struct CtrlC {
+    /// The number the `count-int` probe printed (`count N`), if it did.
+    count: Option<String>,
+    status: Option<std::process::ExitStatus>,
+    out: Vec<String>,
+    err: String,
+}
+
+/// Runs the shell line under script(1) (a pty, whose session the line
+/// leads) with the `count-int` probe as CMD, waits until the probe is
+/// ready, calls `ready` with script's pid, types ^C on the terminal and
+/// collects what the probe counted.
+fn ctrl_c_on_a_terminal(what: &str, line: &str, ready: impl FnOnce(i32)) -> Result<CtrlC, String> {
+    let mut child = Command::new("script")
+        .args(["-qfec", line, "/dev/null"])
+        .env(PROBE_ENV, "count-int")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("script: {e}"))?;
+    let lines = lines_in_background(child.stdout.take().expect("stdout"));
+    let err = read_all_in_background(child.stderr.take());
+    let waited = wait_line(&lines, "ready", Duration::from_secs(20));
+    ready(child.id() as i32);
+    let mut stdin = child.stdin.take().expect("stdin");
+    if waited.is_ok() {
+        // ^C, typed on the terminal.
+        let _ = stdin.write_all(b"\x03");
+        let _ = stdin.flush();
+    }
+    let status = wait_deadline(&mut child, Duration::from_secs(10));
+    drop(stdin);
+    let mut out = Vec::new();
+    while let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
+        out.push(l);
+    }
+    let err = err.recv().unwrap_or_default();
+    waited.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
+    // The terminal echoes the ^C before CMD's line.
+    let count = out
+        .iter()
+        .find_map(|l| l.split("count ").nth(1))
+        .map(|c| c.trim().to_owned());
+    Ok(CtrlC {
+        count,
+        status,
+        out,
+        err,
+    })
+}
+
 /// Ctrl-C on a terminal: the kernel sends SIGINT (`SI_KERNEL`) to the
 /// terminal's whole foreground process group, which holds nsapply and CMD
 /// (the keeper and the applying child have a group of their own). CMD must
@@ -3192,36 +3245,12 @@ fn a_terminals_ctrl_c_reaches_cmd_once() -> Outcome {
             cfg.display(),
             probe.display()
         );
-        let mut child = Command::new("script")
-            .args(["-qfec", &line, "/dev/null"])
-            .env(PROBE_ENV, "count-int")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("script: {e}"))?;
-        let lines = lines_in_background(child.stdout.take().expect("stdout"));
-        let err = read_all_in_background(child.stderr.take());
-        let ready = wait_line(&lines, "ready", Duration::from_secs(20));
-        let mut stdin = child.stdin.take().expect("stdin");
-        if ready.is_ok() {
-            // ^C, typed on the terminal.
-            let _ = stdin.write_all(b"\x03");
-            let _ = stdin.flush();
-        }
-        let status = wait_deadline(&mut child, Duration::from_secs(10));
-        drop(stdin);
-        let mut out = Vec::new();
-        while let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
-            out.push(l);
-        }
-        let err = err.recv().unwrap_or_default();
-        ready.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
-        // The terminal echoes the ^C before CMD's line.
-        let count = out
-            .iter()
-            .find_map(|l| l.split("count ").nth(1))
-            .map(|c| c.trim().to_owned());
+        let CtrlC {
+            count,
+            status,
+            out,
+            err,
+        } = ctrl_c_on_a_terminal(what, &line, |_| {})?;
         if count.as_deref() != Some("1") {
             return Err(format!(
                 "{what}: Ctrl-C on the terminal should reach CMD once, it counted {count:?} (status {status:?}); output {out:?}; stderr: {err}"
@@ -3417,35 +3446,12 @@ fn a_terminals_ctrl_c_reaches_a_cmd_that_left_the_foreground_group() -> Outcome 
             cfg.display(),
             probe.display()
         );
-        let mut child = Command::new("script")
-            .args(["-qfec", &line, "/dev/null"])
-            .env(PROBE_ENV, "count-int")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("script: {e}"))?;
-        let lines = lines_in_background(child.stdout.take().expect("stdout"));
-        let err = read_all_in_background(child.stderr.take());
-        let ready = wait_line(&lines, "ready", Duration::from_secs(20));
-        let mut stdin = child.stdin.take().expect("stdin");
-        if ready.is_ok() {
-            // ^C, typed on the terminal.
-            let _ = stdin.write_all(b"\x03");
-            let _ = stdin.flush();
-        }
-        let status = wait_deadline(&mut child, Duration::from_secs(10));
-        drop(stdin);
-        let mut out = Vec::new();
-        while let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
-            out.push(l);
-        }
-        let err = err.recv().unwrap_or_default();
-        ready.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
-        let count = out
-            .iter()
-            .find_map(|l| l.split("count ").nth(1))
-            .map(|c| c.trim().to_owned());
+        let CtrlC {
+            count,
+            status,
+            out,
+            err,
+        } = ctrl_c_on_a_terminal(what, &line, |_| {})?;
         if count.as_deref() != Some("1") {
             return Err(format!(
                 "{what}: Ctrl-C on nsapply's terminal should reach CMD (which called setsid) once, \
@@ -3494,42 +3500,18 @@ fn in_a_pid_namespace_without_its_group_leader_cmd_joins_the_callers_group() -> 
             cfg.display(),
             probe.display()
         );
-        let mut child = Command::new("script")
-            .args(["-qfec", &line, "/dev/null"])
-            .env(PROBE_ENV, "count-int")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("script: {e}"))?;
-        let lines = lines_in_background(child.stdout.take().expect("stdout"));
-        let err = read_all_in_background(child.stderr.take());
-        let ready = wait_line(&lines, "ready", Duration::from_secs(20));
-        // Who is in which group: nsapply's processes and CMD.
-        let groups: Vec<(i32, String, Option<i32>)> = descendants(child.id() as i32)
-            .into_iter()
-            .map(|p| (p.pid, p.comm(), pgrp_of(p.pid)))
-            .collect();
-        let mut stdin = child.stdin.take().expect("stdin");
-        if ready.is_ok() {
-            // ^C, typed on the terminal.
-            let _ = stdin.write_all(b"\x03");
-            let _ = stdin.flush();
-        }
-        let status = wait_deadline(&mut child, Duration::from_secs(10));
-        drop(stdin);
-        let mut out = Vec::new();
-        while let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
-            out.push(l);
-        }
-        let err = err.recv().unwrap_or_default();
-        ready.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
+        let mut groups: Vec<(i32, String, Option<i32>)> = Vec::new();
+        let CtrlC {
+            count, status, err, ..
+        } = ctrl_c_on_a_terminal(what, &line, |script| {
+            // Who is in which group: nsapply's processes and CMD.
+            groups = descendants(script)
+                .into_iter()
+                .map(|p| (p.pid, p.comm(), pgrp_of(p.pid)))
+                .collect();
+        })?;
         let p0_group = groups.iter().find(|g| g.1 == "nsapply").and_then(|g| g.2);
         let cmd_group = groups.iter().find(|g| g.1 == probe_comm).and_then(|g| g.2);
-        let count = out
-            .iter()
-            .find_map(|l| l.split("count ").nth(1))
-            .map(|c| c.trim().to_owned());
         if p0_group.is_none() || cmd_group != p0_group || count.as_deref() != Some("1") {
             return Err(format!(
                 "{what}: under `unshare --pid --fork`, CMD should be in nsapply's process group \

@@ -563,7 +563,6 @@ mod tests {
         judge(&plan(kinds), &seen)
     }
 
-
     fn ks(kinds: &str) -> KindSet {
         kinds.parse().unwrap()
     }
