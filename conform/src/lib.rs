@@ -306,6 +306,16 @@ pub struct Session {
     options: Options,
 }
 
+/// A case's scratch directory, the world directory in it and the case
+/// instantiated there.
+fn case_scratch(case: &Case) -> Result<(ScratchDir, PathBuf, case::Instance), String> {
+    let scratch = ScratchDir::new().map_err(|e| format!("scratch directory: {e}"))?;
+    let world_dir = scratch.join("world");
+    fs::create_dir(&world_dir).map_err(|e| format!("{}: {e}", world_dir.display()))?;
+    let inst = case.instantiate(&world_dir)?;
+    Ok((scratch, world_dir, inst))
+}
+
 impl Session {
     /// Checks the environment (root, strace, a static busybox) and moves
     /// this process into a private mount namespace.
@@ -343,6 +353,31 @@ impl Session {
             base,
             options,
         })
+    }
+
+    /// The case's world realized (`None` when it has nothing to make) and
+    /// its bundle built with `config`: under the bundle directory the
+    /// options name, else in the scratch directory.
+    fn world_and_bundle(
+        &self,
+        rt: &Runtime,
+        case: &Case,
+        scratch: &ScratchDir,
+        inst: &case::Instance,
+        config: &serde_json::Value,
+    ) -> Result<(Option<Realized>, PathBuf), String> {
+        let realized = if inst.world.namespaces.is_empty() && inst.world.files.is_empty() {
+            None
+        } else {
+            Some(Realized::new(&inst.world).map_err(|e| format!("world: {e}"))?)
+        };
+        let bundle_dir = match &self.options.bundle {
+            Some(d) => d.join(&rt.name).join(&case.name),
+            None => scratch.join("bundle"),
+        };
+        bundle::build(&bundle_dir, &self.busybox, config)
+            .map_err(|e| format!("bundle {}: {e}", bundle_dir.display()))?;
+        Ok((realized, bundle_dir))
     }
 
     /// Enters a fresh mount namespace for `rt`, made from the base one.
@@ -413,23 +448,12 @@ impl Session {
             message,
         };
         self.enter_runtime_namespace(rt, &case.name)?;
-        let scratch = ScratchDir::new().map_err(|e| setup(format!("scratch directory: {e}")))?;
-        let world_dir = scratch.join("world");
-        fs::create_dir(&world_dir).map_err(|e| setup(format!("{}: {e}", world_dir.display())))?;
-        let inst = case.instantiate(&world_dir).map_err(setup)?;
+        let (scratch, world_dir, inst) = case_scratch(case).map_err(setup)?;
         let config = bundle::config(&inst.linux);
         let reference = case::reference(&config, &inst.world);
-        let realized = if inst.world.namespaces.is_empty() && inst.world.files.is_empty() {
-            None
-        } else {
-            Some(Realized::new(&inst.world).map_err(|e| setup(format!("world: {e}")))?)
-        };
-        let bundle_dir = match &self.options.bundle {
-            Some(d) => d.join(&rt.name).join(&case.name),
-            None => scratch.join("bundle"),
-        };
-        bundle::build(&bundle_dir, &self.busybox, &config)
-            .map_err(|e| setup(format!("bundle {}: {e}", bundle_dir.display())))?;
+        let (realized, bundle_dir) = self
+            .world_and_bundle(rt, case, &scratch, &inst, &config)
+            .map_err(setup)?;
 
         let path_inodes = path_inodes(&inst.linux);
         let host = host_inodes().map_err(|e| setup(format!("reading /proc/self/ns: {e}")))?;

@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 use nsapply::kind::Kind;
 use nsapply::syscall::process::Pidfd;
 use nsapply_harness::host;
-use nsapply_harness::realize::{Realized, ScratchDir};
 
 use crate::case::{self, Case, Reference};
 use crate::verdict::{Difference, Verdict};
 use crate::{
-    bundle, error_line, exec, mask_bracketed_numbers, observe, strace, CaseResult, ConformError,
-    Runtime, Session,
+    bundle, case_scratch, error_line, exec, mask_bracketed_numbers, observe, strace, CaseResult,
+    ConformError, Runtime, Session,
 };
 
 impl Session {
@@ -39,10 +38,7 @@ impl Session {
             message,
         };
         self.enter_runtime_namespace(rt, &case.name)?;
-        let scratch = ScratchDir::new().map_err(|e| fail(format!("scratch directory: {e}")))?;
-        let world_dir = scratch.join("world");
-        fs::create_dir(&world_dir).map_err(|e| fail(format!("{}: {e}", world_dir.display())))?;
-        let inst = case.instantiate(&world_dir).map_err(&fail)?;
+        let (scratch, world_dir, inst) = case_scratch(case).map_err(&fail)?;
         let id = format!("nsapply-conform-{}-{}", std::process::id(), case.name);
         let config = bundle::config_running(&inst.linux, &exec::init_args(&id));
         if let Reference::Reject { code, message, .. } = case::reference(&config, &inst.world) {
@@ -50,17 +46,9 @@ impl Session {
                 "nsapply refuses the container's config ({code}): {message}"
             )));
         }
-        let realized = if inst.world.namespaces.is_empty() && inst.world.files.is_empty() {
-            None
-        } else {
-            Some(Realized::new(&inst.world).map_err(|e| fail(format!("world: {e}")))?)
-        };
-        let bundle_dir = match &self.options.bundle {
-            Some(d) => d.join(&rt.name).join(&case.name),
-            None => scratch.join("bundle"),
-        };
-        bundle::build(&bundle_dir, &self.busybox, &config)
-            .map_err(|e| fail(format!("bundle {}: {e}", bundle_dir.display())))?;
+        let (realized, bundle_dir) = self
+            .world_and_bundle(rt, case, &scratch, &inst, &config)
+            .map_err(&fail)?;
         let state = scratch.join("state");
         let trace_path = scratch.join("trace");
         let stable = |s: &str, pid: Option<i32>| {
