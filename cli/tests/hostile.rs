@@ -2742,7 +2742,9 @@ fn without_procfs_a_path_swapped_after_its_check_is_never_opened() -> Outcome {
 /// subreapers (a subreaper must be in the same pid namespace). README:
 /// "Nothing outlives nsapply"; it names two cases, a new pid namespace and
 /// none, and this third one is neither. On c397d0c the orphan outlives a
-/// run that ended normally, and one that ended by SIGKILL of nsapply.
+/// run that ended normally, and one that ended by SIGKILL of nsapply. The
+/// same for `nsapply exec` into the namespace's init through a pidfd (a
+/// plan whose pid join is a `pidfd-join` step, not a `setns` by path).
 fn orphans_in_a_joined_pid_namespace_do_not_outlive_nsapply() -> Outcome {
     become_subreaper()?;
     let scratch = Scratch::new();
@@ -2781,63 +2783,74 @@ fn orphans_in_a_joined_pid_namespace_do_not_outlive_nsapply() -> Outcome {
         ),
     );
     let mut problems = Vec::new();
-    let r = run_bounded(
-        nsapply(&["run"])
-            .arg(&cfg)
-            .args(["--", "sh", "-c", "sleep 60 >/dev/null 2>&1 & exit 0"]),
-        Duration::from_secs(20),
-    );
+    // `run` with the config, and `exec` into the namespace's init (its pid
+    // namespace only, through a pidfd: one setns(pidfd, CLONE_NEWPID)).
+    let target = init.to_string();
+    let nsapply_with = |how: &str, script: &str| {
+        let mut cmd = match how {
+            "run" => {
+                let mut c = nsapply(&["run"]);
+                c.arg(&cfg);
+                c
+            }
+            _ => nsapply(&["exec", &target, "--kinds", "pid"]),
+        };
+        cmd.args(["--", "sh", "-c", script]);
+        cmd
+    };
     let orphans = || -> Vec<Proc> {
         std::thread::sleep(Duration::from_millis(300));
         descendants(init).into_iter().filter(Proc::alive).collect()
     };
-    match r {
-        Ok((s, _, _)) if s.success() => {
-            let left = orphans();
-            if !left.is_empty() {
-                problems.push(format!(
-                    "after a normal run, what CMD left behind is still running in the joined pid namespace: {:?}",
-                    left.iter().map(|p| (p.pid, p.comm())).collect::<Vec<_>>()
-                ));
+    for how in ["run", "exec"] {
+        let r = run_bounded(
+            &mut nsapply_with(how, "sleep 60 >/dev/null 2>&1 & exit 0"),
+            Duration::from_secs(20),
+        );
+        match r {
+            Ok((s, _, _)) if s.success() => {
+                let left = orphans();
+                if !left.is_empty() {
+                    problems.push(format!(
+                        "{how}: after a normal run, what CMD left behind is still running in the joined pid namespace: {:?}",
+                        left.iter().map(|p| (p.pid, p.comm())).collect::<Vec<_>>()
+                    ));
+                }
             }
+            Ok((s, out, err)) => problems.push(format!(
+                "{how}: the run failed: exit {}\n{out}{err}",
+                status_code(s)
+            )),
+            Err(e) => problems.push(format!("{how}: {e}")),
         }
-        Ok((s, out, err)) => problems.push(format!(
-            "the run failed: exit {}\n{out}{err}",
-            status_code(s)
-        )),
-        Err(e) => problems.push(e),
-    }
-    for p in descendants(init) {
-        let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
-    }
-    // nsapply killed with SIGKILL while CMD runs.
-    let mut child = nsapply(&["run"])
-        .arg(&cfg)
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "sleep 60 >/dev/null 2>&1 & echo started; wait",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let lines = lines_in_background(child.stdout.take().expect("stdout"));
-    let started = wait_line(&lines, "started", Duration::from_secs(20));
-    let _ = child.kill();
-    let _ = child.wait();
-    match started {
-        Ok(()) => {
-            let left = orphans();
-            if !left.is_empty() {
-                problems.push(format!(
-                    "after SIGKILL of nsapply, what CMD started is still running in the joined pid namespace: {:?}",
-                    left.iter().map(|p| (p.pid, p.comm())).collect::<Vec<_>>()
-                ));
+        for p in descendants(init) {
+            let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
+        }
+        // nsapply killed with SIGKILL while CMD runs.
+        let mut child = nsapply_with(how, "sleep 60 >/dev/null 2>&1 & echo started; wait")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let started = wait_line(&lines, "started", Duration::from_secs(20));
+        let _ = child.kill();
+        let _ = child.wait();
+        match started {
+            Ok(()) => {
+                let left = orphans();
+                if !left.is_empty() {
+                    problems.push(format!(
+                        "{how}: after SIGKILL of nsapply, what CMD started is still running in the joined pid namespace: {:?}",
+                        left.iter().map(|p| (p.pid, p.comm())).collect::<Vec<_>>()
+                    ));
+                }
             }
+            Err(e) => problems.push(format!("{how}: {e}")),
         }
-        Err(e) => problems.push(e),
+        for p in descendants(init) {
+            let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
+        }
     }
     let _ = holder.kill();
     let _ = kill(Pid::from_raw(init), Signal::SIGKILL);

@@ -419,13 +419,62 @@ fn check_command(plan: &Plan, command: &[OsString], options: &RunOptions) -> Res
     Ok(())
 }
 
-/// Whether the plan joins a pid namespace (by path, or through a pidfd in
-/// an exec plan): the command's process is then in a pid namespace where
-/// no process of the run is pid 1.
+/// Whether the plan joins a pid namespace: the command's process is then
+/// in a pid namespace where no process of the run is pid 1. An exec plan's
+/// `pidfd-join` step is always followed by its per-namespace fallback
+/// (exec.rs), whose `setns` of the pid namespace says it (a separate arm
+/// for the pidfd step could not change the answer: cargo-mutants found it
+/// deleted unnoticed; the test below holds the plan's shape instead).
 fn joins_pid_namespace(plan: &Plan) -> bool {
-    plan.steps().iter().any(|s| match s {
-        Step::Setns { kind, .. } => *kind == Kind::Pid,
-        Step::PidfdJoin { kinds, .. } => kinds.contains(Kind::Pid),
-        _ => false,
+    plan.steps().iter().any(|s| {
+        matches!(
+            s,
+            Step::Setns {
+                kind: Kind::Pid,
+                ..
+            }
+        )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::ExecTarget;
+    use crate::kind::KindSet;
+
+    #[test]
+    fn an_exec_plan_joins_a_pid_namespace_exactly_when_its_kinds_have_pid() {
+        for kinds in [
+            KindSet::ALL,
+            KindSet::one(Kind::Pid),
+            "pid,network".parse().unwrap(),
+        ] {
+            let target = ExecTarget::new(7, kinds);
+            assert!(joins_pid_namespace(&target.plan().unwrap()), "{kinds}");
+            assert!(
+                joins_pid_namespace(&target.per_namespace().plan().unwrap()),
+                "{kinds}"
+            );
+        }
+        for kinds in [
+            KindSet::one(Kind::Network),
+            "user,mount,time".parse().unwrap(),
+        ] {
+            let target = ExecTarget::new(7, kinds);
+            assert!(!joins_pid_namespace(&target.plan().unwrap()), "{kinds}");
+        }
+    }
+
+    #[test]
+    fn a_config_joins_a_pid_namespace_by_path_only() {
+        let join = crate::NsConfig::from_json(
+            r#"{"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}}"#,
+        )
+        .unwrap();
+        assert!(joins_pid_namespace(&crate::plan(&join)));
+        let new =
+            crate::NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"pid"}]}}"#).unwrap();
+        assert!(!joins_pid_namespace(&crate::plan(&new)));
+    }
 }
