@@ -194,22 +194,21 @@ impl Channel {
     /// [`SyncError::Protocol`] for a line that is not a message.
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, SyncError> {
         let mut line = String::new();
-        loop {
-            match self.reader.read_line(&mut line) {
-                Ok(0) => return Ok(None),
-                Ok(_) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(match Errno::of_io(&e) {
-                        Some(errno) => SyncError::Channel {
-                            what: "reading from the other process".to_owned(),
-                            errno: Some(errno),
-                        },
-                        None => SyncError::Protocol {
-                            message: format!("a message that is not UTF-8: {e}"),
-                        },
-                    })
-                }
+        // read_line retries EINTR itself (BufRead::read_until ignores every
+        // ErrorKind::Interrupted): any error here is the message's end.
+        match self.reader.read_line(&mut line) {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(match Errno::of_io(&e) {
+                    Some(errno) => SyncError::Channel {
+                        what: "reading from the other process".to_owned(),
+                        errno: Some(errno),
+                    },
+                    None => SyncError::Protocol {
+                        message: format!("a message that is not UTF-8: {e}"),
+                    },
+                })
             }
         }
         if !line.ends_with('\n') {
@@ -458,6 +457,22 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(err.errno(), Some(Errno::EPIPE));
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_a_protocol_error_not_the_end() {
+        use std::io::Write;
+        let (a, mut b) = Channel::pair().unwrap();
+        a.reader
+            .get_ref()
+            .write_all(b"{\"op\":\"\xff\"}\n")
+            .unwrap();
+        drop(a);
+        let err = b.recv::<ToParent>().unwrap_err();
+        assert!(
+            matches!(&err, SyncError::Protocol { message } if message.contains("not UTF-8")),
+            "{err:?}"
+        );
     }
 
     #[test]
