@@ -85,6 +85,11 @@ const CASES: &[Case] = &[
         body: sigkill_of_the_supervising_child_ends_the_container_too,
     },
     Case {
+        name: "sigkill_of_every_nsapply_process_at_once_ends_cmd",
+        root: true,
+        body: sigkill_of_every_nsapply_process_at_once_ends_cmd,
+    },
+    Case {
         name: "a_caller_with_almost_no_free_fds_fails_cleanly",
         root: true,
         body: a_caller_with_almost_no_free_fds_fails_cleanly,
@@ -1297,11 +1302,75 @@ fn sigkill_of_nsapply_ends_a_container_that_changed_its_credentials() -> Outcome
     Ok(())
 }
 
+/// Every nsapply process of a run killed with SIGKILL at once (nsapply,
+/// the keeper, the applying child, and an init or middle process when
+/// there is one), as an OOM killer or `kill -9` of them all would: none is
+/// left to end CMD, which must die by its parent-death signal (armed by
+/// the child at the fork, and kept while CMD keeps its credentials:
+/// prctl(2) clears it when they change). With the signal not armed, CMD
+/// and what it started ran on, re-parented. Run with CMD as pid 1 of a new
+/// pid namespace (its death ends the namespace), with --init (the init is
+/// one of nsapply's processes), and without a pid namespace: there CMD
+/// dies, but what it started is out of every process's reach once none of
+/// nsapply's is left (README: a cgroup is the tool for that), so only CMD
+/// itself (`sh`) must be gone.
+fn sigkill_of_every_nsapply_process_at_once_ends_cmd() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    for (what, cfg, init, only_cmd) in [
+        ("all eight kinds", example("all-kinds"), false, false),
+        ("all eight kinds, --init", example("all-kinds"), true, false),
+        ("no pid namespace", no_pid, false, true),
+    ] {
+        let mut child = nsapply(if init { &["run", "--init"] } else { &["run"] })
+            .arg(&cfg)
+            .args(["--", "sh", "-c", "sleep 60 & echo started; wait"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let started = wait_line(&lines, "started", Duration::from_secs(20));
+        let p0 = child.id() as i32;
+        let ours: Vec<i32> = std::iter::once(p0)
+            .chain(
+                descendants(p0)
+                    .into_iter()
+                    .filter(|p| p.comm() == "nsapply")
+                    .map(|p| p.pid),
+            )
+            .collect();
+        for pid in &ours {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        let _ = child.wait();
+        started.map_err(|e| format!("{what}: {e}"))?;
+        if ours.len() < 3 {
+            return Err(format!(
+                "{what}: expected nsapply, its keeper and its applying child, found {ours:?}"
+            ));
+        }
+        let left = leftovers(Duration::from_secs(3));
+        let wrong: Vec<_> = left
+            .iter()
+            .filter(|(_, comm)| !only_cmd || comm == "sh")
+            .collect();
+        if !wrong.is_empty() {
+            return Err(format!(
+                "{what}: after SIGKILL of every nsapply process ({ours:?}), still running: {wrong:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The processes between nsapply and CMD (the keeper, nsapply's child, and
 /// the child that applied the plan and supervises CMD, the keeper's child)
 /// are each killed with SIGKILL after CMD changed its credentials: the
 /// other one notices, ends what is left (it comes to it, a child
-/// subreaper), and nsapply reports `run-failed`.
+/// subreaper), and nsapply reports `run-failed`. With `--init` too: its
+/// init, between the applying child and CMD, must die with that child.
 fn sigkill_of_the_supervising_child_ends_the_container_too() -> Outcome {
     become_subreaper()?;
     let scratch = Scratch::new();
@@ -1316,13 +1385,14 @@ fn sigkill_of_the_supervising_child_ends_the_container_too() -> Outcome {
             .next()
             .and_then(|p| p.parse::<i32>().ok())
     };
-    for (what, cfg) in [
-        ("all eight kinds", example("all-kinds")),
-        ("no pid or time namespace", no_pid),
+    for (what, cfg, init) in [
+        ("all eight kinds", example("all-kinds"), false),
+        ("all eight kinds, --init", example("all-kinds"), true),
+        ("no pid or time namespace", no_pid, false),
     ] {
         for victim in ["the keeper", "the applying child"] {
             let what = format!("{what}, SIGKILL of {victim}");
-            let mut child = nsapply(&["run"])
+            let mut child = nsapply(if init { &["run", "--init"] } else { &["run"] })
                 .arg(&cfg)
                 .args([
                     "--",
