@@ -1033,3 +1033,39 @@ fn readme_documents_every_error_code() {
         );
     }
 }
+
+/// A namespace file bind-mounted on a path is a regular file to lstat(2),
+/// but on nsfs: `simulate` does not take it for a regular file from the
+/// host (which the model would refuse as `not-a-namespace`); only a world
+/// file can say which namespace it is, so without one the model has no
+/// file there (`path-not-found`, as for a path it never saw).
+#[test]
+fn simulate_leaves_a_namespace_bind_mount_to_a_world_file() {
+    if skip_unless_root("simulate_leaves_a_namespace_bind_mount_to_a_world_file") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("net");
+    let cfg = dir.path().join("join.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"ociVersion":"1.0.2","linux":{{"namespaces":[{{"type":"network","path":"{}"}}]}}}}"#,
+            file.display()
+        ),
+    )
+    .unwrap();
+    // In a mount namespace of its own (private: util-linux's default), so
+    // the bind mount goes with it.
+    let script = format!(
+        "touch {f} && mount --bind /proc/self/ns/net {f} && exec {bin} simulate --world host {cfg}",
+        f = file.display(),
+        bin = env!("CARGO_BIN_EXE_nsapply"),
+        cfg = cfg.display()
+    );
+    let o = Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert_error(&o, 1, "path-not-found");
+}
