@@ -1069,3 +1069,46 @@ fn simulate_leaves_a_namespace_bind_mount_to_a_world_file() {
         .unwrap();
     assert_error(&o, 1, "path-not-found");
 }
+
+/// `--world host` reads the `user.max_*_namespaces` limits; a kernel
+/// without one of those files (a kind it does not have) leaves that kind
+/// unlimited instead of failing. Here every file is hidden (a tmpfs over
+/// `/proc/sys/user`, in a mount namespace of its own): simulate runs. A
+/// limit of 0 bind-mounted over one file is then read and applied.
+#[test]
+fn simulate_on_the_host_reads_the_limits_and_a_missing_one_is_unlimited() {
+    if skip_unless_root("simulate_on_the_host_reads_the_limits_and_a_missing_one_is_unlimited") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("uts.json");
+    let zero = dir.path().join("zero");
+    std::fs::write(
+        &cfg,
+        r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"uts"}]}}"#,
+    )
+    .unwrap();
+    std::fs::write(&zero, "0\n").unwrap();
+    let run = |setup: &str| {
+        let script = format!(
+            "{setup} && exec {bin} simulate --world host {cfg}",
+            bin = env!("CARGO_BIN_EXE_nsapply"),
+            cfg = cfg.display()
+        );
+        Command::new("unshare")
+            .args(["--mount", "sh", "-c", &script])
+            .output()
+            .unwrap()
+    };
+    let hidden = run("mount -t tmpfs none /proc/sys/user");
+    assert!(
+        hidden.status.success(),
+        "without the limit files: {hidden:?}"
+    );
+    let limited = run(&format!(
+        "mount --bind {} /proc/sys/user/max_uts_namespaces",
+        zero.display()
+    ));
+    assert_error(&limited, 1, "unshare-failed");
+    assert!(stderr(&limited).contains("ENOSPC"), "{}", stderr(&limited));
+}
