@@ -89,8 +89,8 @@ pub(super) fn normalize(path: &Path) -> (Cow<'_, str>, bool) {
     // Paths are almost always written in normal form already: then the
     // path is its own normal form and resolving it allocates nothing.
     if let Some(text) = path.to_str() {
-        let normal = text.len() > 1
-            && text.starts_with('/')
+        // ("/" is not: its one component after the slash is empty.)
+        let normal = text.starts_with('/')
             && text[1..]
                 .split('/')
                 .all(|c| !c.is_empty() && c != "." && c != "..");

@@ -113,3 +113,33 @@ fn calls_serialize_with_kebab_ops_and_errno_names() {
     let back: Call = serde_json::from_str(&json).unwrap();
     assert_eq!(back, m.calls()[1]);
 }
+
+/// The call record as JSON (a library caller's log): an unshare's kinds
+/// and an injected result are written and read back; the fields that say
+/// nothing (no kinds, not injected) are left out.
+#[test]
+fn calls_round_trip_through_json_and_empty_fields_are_left_out() {
+    let mut m = model(World::new());
+    m.set_faults(FaultScript::parse("1=ENOMEM").unwrap());
+    assert_eq!(m.unshare("uts,ipc".parse().unwrap()), Err(Errno::ENOMEM));
+    assert_eq!(m.unshare(KindSet::one(Kind::Uts)), Ok(()));
+    let calls = m.calls().to_vec();
+    let json = serde_json::to_value(&calls).unwrap();
+    assert_eq!(
+        json[0]["kinds"],
+        serde_json::json!(["uts", "ipc"]),
+        "{json}"
+    );
+    assert_eq!(json[0]["injected"], serde_json::json!(true), "{json}");
+    assert!(json[1].get("injected").is_none(), "{json}");
+    let back: Vec<Call> = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, calls);
+    // A call of one kind has its kind and no list.
+    let open = {
+        let mut m = model(World::new());
+        let fd = open(&mut m, "/proc/self/ns/net");
+        m.close(fd);
+        serde_json::to_value(&m.calls()[0]).unwrap()
+    };
+    assert!(open.get("kinds").is_none(), "{open}");
+}

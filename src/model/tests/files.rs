@@ -343,3 +343,35 @@ fn a_shared_fs_struct_joins_mount_with_another_kind_through_a_pidfd_but_on_6_12_
     assert_eq!(m.setns_pidfd(&fd, mount_uts), Ok(()));
     m.close(fd);
 }
+
+/// The lexical normal form of a path, and the fast path that keeps a path
+/// already in normal form as it is (no allocation): the root is the empty
+/// path, `.` and empty components go, `..` takes one back, a trailing
+/// slash is said apart.
+#[test]
+fn paths_are_normalized_lexically_and_normal_ones_borrowed() {
+    use super::super::fs::normalize;
+    use std::borrow::Cow;
+    for (path, want, slash) in [
+        ("/", "", false),
+        ("/.", "", false),
+        ("/..", "", false),
+        ("//", "", true),
+        ("/a/./b", "/a/b", false),
+        ("/a//b", "/a/b", false),
+        ("/a/../b", "/b", false),
+        ("/a/b/..", "/a", false),
+        ("/a/b/.", "/a/b", false),
+        ("/a/b/", "/a/b", true),
+        ("/run/netns/x", "/run/netns/x", false),
+    ] {
+        let (norm, trailing) = normalize(Path::new(path));
+        assert_eq!((norm.as_ref(), trailing), (want, slash), "{path:?}");
+    }
+    for normal in ["/a", "/run/netns/x", "/a.b/..c/.d"] {
+        assert!(
+            matches!(normalize(Path::new(normal)).0, Cow::Borrowed(p) if p == normal),
+            "{normal:?} is in normal form"
+        );
+    }
+}
