@@ -90,6 +90,11 @@ const CASES: &[Case] = &[
         body: sigkill_of_every_nsapply_process_at_once_ends_cmd,
     },
     Case {
+        name: "a_burst_of_signals_is_forwarded_and_the_run_goes_on",
+        root: true,
+        body: a_burst_of_signals_is_forwarded_and_the_run_goes_on,
+    },
+    Case {
         name: "a_caller_with_almost_no_free_fds_fails_cleanly",
         root: true,
         body: a_caller_with_almost_no_free_fds_fails_cleanly,
@@ -1756,6 +1761,57 @@ fn a_caller_that_ignores_sigchld_and_blocks_signals_changes_nothing() -> Outcome
 /// `--init`: nsapply's init is pid 1 of the new pid namespace, CMD is
 /// pid 2, an orphan is reaped (no zombie stays), and a signal sent to
 /// nsapply reaches CMD through init.
+/// Signals sent to nsapply faster than the supervising child reads them
+/// (each a message on the channel: several arrive in one read, and the
+/// later ones wait in its buffer) are each forwarded, and the run goes on:
+/// CMD answers after the burst and ends with its own status when it is
+/// asked to. With CMD as pid 1 and with --init.
+fn a_burst_of_signals_is_forwarded_and_the_run_goes_on() -> Outcome {
+    become_subreaper()?;
+    let script = "trap 'echo usr1' USR1; trap 'echo usr2' USR2; trap 'exit 7' TERM; \
+        echo ready; while :; do sleep 0.02; done";
+    for init in [false, true] {
+        let what = if init { "--init" } else { "CMD as pid 1" };
+        let mut child = nsapply(if init { &["run", "--init"] } else { &["run"] })
+            .arg(example("default"))
+            .args(["--", "sh", "-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let err = read_all_in_background(child.stderr.take());
+        let p0 = Pid::from_raw(child.id() as i32);
+        let result = (|| {
+            wait_line(&lines, "ready", Duration::from_secs(20))?;
+            for _ in 0..20 {
+                let _ = kill(p0, Signal::SIGUSR1);
+                let _ = kill(p0, Signal::SIGUSR2);
+            }
+            wait_line(&lines, "usr1", Duration::from_secs(10))?;
+            wait_line(&lines, "usr2", Duration::from_secs(10))?;
+            // The run is still on: one more, answered.
+            std::thread::sleep(Duration::from_millis(300));
+            while lines.try_recv().is_ok() {}
+            let _ = kill(p0, Signal::SIGUSR1);
+            wait_line(&lines, "usr1", Duration::from_secs(10))
+                .map_err(|e| format!("after the burst: {e}"))?;
+            let _ = kill(p0, Signal::SIGTERM);
+            Ok::<(), String>(())
+        })();
+        let status = wait_deadline(&mut child, Duration::from_secs(10));
+        let err = err.recv().unwrap_or_default();
+        result.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
+        if status.and_then(|s| s.code()) != Some(7) {
+            return Err(format!(
+                "{what}: nsapply should exit with CMD's 7, got {status:?}; stderr: {err}"
+            ));
+        }
+        expect_no_leftovers(what)?;
+    }
+    Ok(())
+}
+
 fn init_reaps_orphans_and_forwards_signals() -> Outcome {
     private_mount_namespace()?;
     become_subreaper()?;
