@@ -95,6 +95,11 @@ const CASES: &[Case] = &[
         body: a_burst_of_signals_is_forwarded_and_the_run_goes_on,
     },
     Case {
+        name: "what_cmd_leaves_behind_runs_while_cmd_runs",
+        root: true,
+        body: what_cmd_leaves_behind_runs_while_cmd_runs,
+    },
+    Case {
         name: "a_caller_with_almost_no_free_fds_fails_cleanly",
         root: true,
         body: a_caller_with_almost_no_free_fds_fails_cleanly,
@@ -1810,6 +1815,34 @@ fn a_burst_of_signals_is_forwarded_and_the_run_goes_on() -> Outcome {
         expect_no_leftovers(what)?;
     }
     Ok(())
+}
+
+/// Without a new pid namespace, a process that CMD leaves behind (its
+/// parent exits: a daemon's double fork) comes to the supervising child, a
+/// subreaper; it is ended when CMD ends, never while CMD still runs.
+fn what_cmd_leaves_behind_runs_while_cmd_runs() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let cfg = no_pid_namespace(&scratch);
+    let script = "(sleep 30 >/dev/null 2>&1 & echo $! > \"$0\"); sleep 1; \
+        if kill -0 \"$(cat \"$0\")\"; then echo alive; else echo gone; fi";
+    let pidfile = scratch.join("orphan.pid");
+    let r = run_bounded(
+        nsapply(&["run"])
+            .arg(&cfg)
+            .args(["--", "sh", "-c", script])
+            .arg(&pidfile),
+        Duration::from_secs(20),
+    )?;
+    let (status, out, err) = r;
+    if !status.success() || out.trim() != "alive" {
+        return Err(format!(
+            "CMD's orphan, one second later, while CMD runs: {:?} (exit {}); stderr: {err}",
+            out.trim(),
+            status_code(status)
+        ));
+    }
+    expect_no_leftovers("after the run")
 }
 
 fn init_reaps_orphans_and_forwards_signals() -> Outcome {
