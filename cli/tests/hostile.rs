@@ -100,6 +100,11 @@ const CASES: &[Case] = &[
         body: what_cmd_leaves_behind_runs_while_cmd_runs,
     },
     Case {
+        name: "nsapplys_processes_wait_without_spinning_while_cmd_runs",
+        root: true,
+        body: nsapplys_processes_wait_without_spinning_while_cmd_runs,
+    },
+    Case {
         name: "a_caller_with_almost_no_free_fds_fails_cleanly",
         root: true,
         body: a_caller_with_almost_no_free_fds_fails_cleanly,
@@ -1810,6 +1815,55 @@ fn a_burst_of_signals_is_forwarded_and_the_run_goes_on() -> Outcome {
         if status.and_then(|s| s.code()) != Some(7) {
             return Err(format!(
                 "{what}: nsapply should exit with CMD's 7, got {status:?}; stderr: {err}"
+            ));
+        }
+        expect_no_leftovers(what)?;
+    }
+    Ok(())
+}
+
+/// While CMD runs, nsapply's processes (nsapply, the keeper, the
+/// supervising child, an init) sleep in poll(2): two seconds of CMD cost
+/// them a few clock ticks, not the seconds a loop around a ready fd would
+/// (the report pipe stays readable until what it holds is read).
+fn nsapplys_processes_wait_without_spinning_while_cmd_runs() -> Outcome {
+    become_subreaper()?;
+    for init in [false, true] {
+        let what = if init { "--init" } else { "CMD as pid 1" };
+        let mut child = nsapply(if init { &["run", "--init"] } else { &["run"] })
+            .arg(example("default"))
+            .args(["--", "sh", "-c", "sleep 2; echo done; sleep 1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let done = wait_line(&lines, "done", Duration::from_secs(20));
+        let p0 = child.id() as i32;
+        let ticks: Vec<(i32, u64)> = std::iter::once(p0)
+            .chain(
+                descendants(p0)
+                    .into_iter()
+                    .filter(|p| p.comm() == "nsapply")
+                    .map(|p| p.pid),
+            )
+            .map(|pid| {
+                let cpu = stat_fields(pid).map_or(0, |(_, f)| {
+                    f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0)
+                });
+                (pid, cpu)
+            })
+            .collect();
+        let status = wait_deadline(&mut child, Duration::from_secs(10));
+        done.map_err(|e| format!("{what}: {e}"))?;
+        if status.is_none_or(|s| !s.success()) {
+            return Err(format!("{what}: the run failed: {status:?}"));
+        }
+        let total: u64 = ticks.iter().map(|(_, t)| t).sum();
+        // USER_HZ is 100: 50 ticks are half a second of CPU in two.
+        if ticks.len() < 3 || total > 50 {
+            return Err(format!(
+                "{what}: nsapply's processes used {total} clock ticks of CPU while CMD slept 2 s: {ticks:?}"
             ));
         }
         expect_no_leftovers(what)?;
@@ -4491,6 +4545,13 @@ fn sigkill_of_cmds_process_before_it_started_is_not_cmds_status() -> Outcome {
         expect_error(what, &r, 1, "run-failed").map_err(|e| {
             format!("{e}\n(CMD never ran: its process was killed with SIGKILL before \"go\")")
         })?;
+        // The message says how that process ended.
+        if !r.2.contains("(killed by signal 9)") {
+            return Err(format!(
+                "{what}: the message does not say the process was killed by signal 9: {}",
+                r.2
+            ));
+        }
         if !left.is_empty() {
             return Err(format!("{what}: left behind: {left:?}"));
         }

@@ -493,9 +493,8 @@ impl Watch<'_> {
                         let lines: Vec<u8> = self.report_rest.drain(..=end).collect();
                         parse_reports(&mut self.reports, &lines);
                     }
-                    if !to_end {
-                        return;
-                    }
+                    // On until the pipe holds nothing more (without
+                    // to_end, the poll above returns then).
                 }
             }
         }
