@@ -375,3 +375,23 @@ fn paths_are_normalized_lexically_and_normal_ones_borrowed() {
         );
     }
 }
+
+/// A world process's `time_for_children` is its own file, naming the
+/// namespace its children get, not its active one.
+#[test]
+fn a_processs_time_for_children_names_its_childrens_namespace() {
+    use crate::model::ProcessSpec;
+    let mut p = ProcessSpec::new(10).in_ns(Kind::Time, "t");
+    p.time_for_children = Some("c".into());
+    let world = World::new()
+        .namespace(NsSpec::new("t", Kind::Time))
+        .namespace(NsSpec::new("c", Kind::Time))
+        .process(p);
+    let mut m = model(world);
+    let active = open(&mut m, "/proc/10/ns/time");
+    let children = open(&mut m, "/proc/10/ns/time_for_children");
+    let named: Vec<Option<String>> = m.open_fds().into_iter().map(|f| f.namespace).collect();
+    assert_eq!(named, [Some("t".to_owned()), Some("c".to_owned())]);
+    m.close(active);
+    m.close(children);
+}
