@@ -126,6 +126,20 @@ fn world_json_errors_name_the_problem() {
     ));
     let e = err(r#"{"namespaces":[{"name":"n","type":"network","owner":"nope"}]}"#);
     assert_eq!(e.to_string(), r#"n: owner names unknown namespace "nope""#);
+    // The reason names what is wrong with the line: id 4294967295 on either
+    // side (the kernel's (u32)-1 is "no id"), not a range that wraps.
+    for line in [
+        r#"{"containerID":0,"hostID":4294967295,"size":1}"#,
+        r#"{"containerID":4294967295,"hostID":0,"size":1}"#,
+    ] {
+        let e = err(&format!(
+            r#"{{"namespaces":[{{"name":"u","type":"user","uid_map":[{line}]}}]}}"#
+        ));
+        assert!(
+            e.to_string().contains("id 4294967295 cannot be mapped"),
+            "{line}: {e}"
+        );
+    }
 }
 
 #[test]
