@@ -66,6 +66,29 @@ fn id_map_lines_empty_overlapping_or_of_size_0_are_einval() {
 }
 
 #[test]
+fn id_map_lines_that_only_touch_do_not_overlap() {
+    // kernel/user_namespace.c, mappings_overlap: a range's last id is
+    // first + count - 1, so a line that starts where another ends shares
+    // no id with it, on either side of the map and in either order.
+    let line = |c, h, size| IdMapping {
+        container_id: c,
+        host_id: h,
+        size,
+    };
+    for lines in [
+        [line(0, 1000, 10), line(10, 1010, 10)],
+        [line(10, 1010, 10), line(0, 1000, 10)],
+        [line(0, 1000, 10), line(10, 5000, 10)],
+        [line(0, 1000, 10), line(100, 1010, 10)],
+        [line(10, 1010, 10), line(100, 1000, 10)],
+    ] {
+        let mut m = model(World::new());
+        m.unshare(KindSet::one(Kind::User)).unwrap();
+        assert_eq!(m.write_uid_map(&lines), Ok(()), "{lines:?}");
+    }
+}
+
+#[test]
 fn parent_write_id_maps_into_the_host_user_ns_is_eperm() {
     let mut m = model(World::new());
     assert_eq!(
