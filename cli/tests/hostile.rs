@@ -470,6 +470,26 @@ fn lines_in_background(r: impl Read + Send + 'static) -> mpsc::Receiver<String> 
     rx
 }
 
+/// A command started with its stdout read line by line and its stderr read
+/// whole, each in the background: a leftover that holds either open
+/// blocks nothing but a `recv` of `err`.
+struct Started {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    err: mpsc::Receiver<String>,
+}
+
+fn start_piped(cmd: &mut Command) -> Result<Started, String> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawning {cmd:?}: {e}"))?;
+    let lines = lines_in_background(child.stdout.take().expect("stdout"));
+    let err = read_all_in_background(child.stderr.take());
+    Ok(Started { child, lines, err })
+}
+
 fn wait_line(rx: &mpsc::Receiver<String>, want: &str, within: Duration) -> Result<(), String> {
     let deadline = Instant::now() + within;
     let mut seen = Vec::new();
@@ -1120,16 +1140,16 @@ fn mounts_made_in_the_container_do_not_propagate_to_the_host() -> Outcome {
             inner = inner.display(),
             host = host_side.display()
         );
-        let mut child = nsapply(&["run"])
-            .arg(&cfg)
-            .args(["--", "sh", "-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let lines = lines_in_background(child.stdout.take().expect("stdout"));
-        let err = read_all_in_background(child.stderr.take());
+        let Started {
+            mut child,
+            lines,
+            err,
+        } = start_piped(
+            nsapply(&["run"])
+                .arg(&cfg)
+                .args(["--", "sh", "-c", &script])
+                .stdin(Stdio::piped()),
+        )?;
         let what = format!("rootfsPropagation {propagation:?}");
         let step = wait_line(&lines, "mounted", Duration::from_secs(20));
         let leaked = mount_points().contains(&inner.display().to_string());
@@ -1278,24 +1298,20 @@ fn sigkill_of_nsapply_ends_a_container_that_changed_its_credentials() -> Outcome
         ("all eight kinds", example("all-kinds")),
         ("no pid or time namespace", no_pid),
     ] {
-        let mut child = nsapply(&["run"])
-            .arg(&cfg)
-            .args([
-                "--",
-                "setpriv",
-                "--reuid=1",
-                "--regid=1",
-                "--clear-groups",
-                "sh",
-                "-c",
-                "sleep 60 & echo started; wait",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let lines = lines_in_background(child.stdout.take().expect("stdout"));
-        let err = read_all_in_background(child.stderr.take());
+        let Started {
+            mut child,
+            lines,
+            err,
+        } = start_piped(nsapply(&["run"]).arg(&cfg).args([
+            "--",
+            "setpriv",
+            "--reuid=1",
+            "--regid=1",
+            "--clear-groups",
+            "sh",
+            "-c",
+            "sleep 60 & echo started; wait",
+        ]))?;
         if let Err(e) = wait_line(&lines, "started", Duration::from_secs(20)) {
             let _ = child.kill();
             let _ = child.wait();
@@ -1338,14 +1354,13 @@ fn sigkill_of_every_nsapply_process_at_once_ends_cmd() -> Outcome {
         ("all eight kinds, --init", example("all-kinds"), true, false),
         ("no pid namespace", no_pid, false, true),
     ] {
-        let mut child = nsapply(if init { &["run", "--init"] } else { &["run"] })
-            .arg(&cfg)
-            .args(["--", "sh", "-c", "sleep 60 & echo started; wait"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let Started {
+            mut child, lines, ..
+        } = start_piped(
+            nsapply(if init { &["run", "--init"] } else { &["run"] })
+                .arg(&cfg)
+                .args(["--", "sh", "-c", "sleep 60 & echo started; wait"]),
+        )?;
         let started = wait_line(&lines, "started", Duration::from_secs(20));
         let p0 = child.id() as i32;
         let ours: Vec<i32> = std::iter::once(p0)
@@ -1407,24 +1422,24 @@ fn sigkill_of_the_supervising_child_ends_the_container_too() -> Outcome {
     ] {
         for victim in ["the keeper", "the applying child"] {
             let what = format!("{what}, SIGKILL of {victim}");
-            let mut child = nsapply(if init { &["run", "--init"] } else { &["run"] })
-                .arg(&cfg)
-                .args([
-                    "--",
-                    "setpriv",
-                    "--reuid=1",
-                    "--regid=1",
-                    "--clear-groups",
-                    "sh",
-                    "-c",
-                    "sleep 60 & echo started; wait",
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| e.to_string())?;
-            let lines = lines_in_background(child.stdout.take().expect("stdout"));
-            let err = read_all_in_background(child.stderr.take());
+            let Started {
+                mut child,
+                lines,
+                err,
+            } = start_piped(
+                nsapply(if init { &["run", "--init"] } else { &["run"] })
+                    .arg(&cfg)
+                    .args([
+                        "--",
+                        "setpriv",
+                        "--reuid=1",
+                        "--regid=1",
+                        "--clear-groups",
+                        "sh",
+                        "-c",
+                        "sleep 60 & echo started; wait",
+                    ]),
+            )?;
             let started = wait_line(&lines, "started", Duration::from_secs(20));
             let p0 = child.id() as i32;
             let keeper = first_child(p0);
@@ -1663,16 +1678,16 @@ fn forwarded_signals_reach_cmd_and_its_status_comes_back() -> Outcome {
             ],
         ),
     ] {
-        let mut child = Command::new(nsapply_bin())
-            .args(&args)
-            .args(["--", "sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let lines = lines_in_background(child.stdout.take().expect("stdout"));
-        let err = read_all_in_background(child.stderr.take());
+        let Started {
+            mut child,
+            lines,
+            err,
+        } = start_piped(
+            Command::new(nsapply_bin())
+                .args(&args)
+                .args(["--", "sh", "-c", &script])
+                .stdin(Stdio::null()),
+        )?;
         let mut result = wait_line(&lines, "ready", Duration::from_secs(20));
         for (sig, name) in FORWARDED {
             if result.is_err() {
@@ -1782,15 +1797,15 @@ fn a_burst_of_signals_is_forwarded_and_the_run_goes_on() -> Outcome {
         echo ready; while :; do sleep 0.02; done";
     for init in [false, true] {
         let what = if init { "--init" } else { "CMD as pid 1" };
-        let mut child = nsapply(if init { &["run", "--init"] } else { &["run"] })
-            .arg(example("default"))
-            .args(["--", "sh", "-c", script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let lines = lines_in_background(child.stdout.take().expect("stdout"));
-        let err = read_all_in_background(child.stderr.take());
+        let Started {
+            mut child,
+            lines,
+            err,
+        } = start_piped(
+            nsapply(if init { &["run", "--init"] } else { &["run"] })
+                .arg(example("default"))
+                .args(["--", "sh", "-c", script]),
+        )?;
         let p0 = Pid::from_raw(child.id() as i32);
         let result = (|| {
             wait_line(&lines, "ready", Duration::from_secs(20))?;
@@ -1830,14 +1845,13 @@ fn nsapplys_processes_wait_without_spinning_while_cmd_runs() -> Outcome {
     become_subreaper()?;
     for init in [false, true] {
         let what = if init { "--init" } else { "CMD as pid 1" };
-        let mut child = nsapply(if init { &["run", "--init"] } else { &["run"] })
-            .arg(example("default"))
-            .args(["--", "sh", "-c", "sleep 2; echo done; sleep 1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let Started {
+            mut child, lines, ..
+        } = start_piped(
+            nsapply(if init { &["run", "--init"] } else { &["run"] })
+                .arg(example("default"))
+                .args(["--", "sh", "-c", "sleep 2; echo done; sleep 1"]),
+        )?;
         let done = wait_line(&lines, "done", Duration::from_secs(20));
         let p0 = child.id() as i32;
         let ticks: Vec<(i32, u64)> = std::iter::once(p0)
@@ -1907,15 +1921,15 @@ fn init_reaps_orphans_and_forwards_signals() -> Outcome {
         (sleep 0.1 &); sleep 0.5; \
         zombies=$(grep -l '^[0-9]* ([^)]*) Z' /proc/[0-9]*/stat | wc -l); echo \"zombies $zombies\"; \
         trap 'exit 7' TERM; echo ready; while :; do sleep 0.02; done";
-    let mut child = nsapply(&["run", "--init"])
-        .arg(example("default"))
-        .args(["--", "sh", "-c", script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let lines = lines_in_background(child.stdout.take().expect("stdout"));
-    let err = read_all_in_background(child.stderr.take());
+    let Started {
+        mut child,
+        lines,
+        err,
+    } = start_piped(
+        nsapply(&["run", "--init"])
+            .arg(example("default"))
+            .args(["--", "sh", "-c", script]),
+    )?;
     let result = (|| {
         wait_line(&lines, "me 2 init nsapply", Duration::from_secs(20))?;
         wait_line(&lines, "zombies 0", Duration::from_secs(10))?;
@@ -2282,16 +2296,15 @@ fn a_signal_to_nsapplys_process_group_reaches_cmd_and_its_status_comes_back() ->
             if init {
                 c.arg("--init");
             }
-            let mut child = c
-                .arg(cfg)
-                .args(["--", "sh", "-c", &script])
-                .process_group(0)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| e.to_string())?;
-            let lines = lines_in_background(child.stdout.take().expect("stdout"));
-            let err = read_all_in_background(child.stderr.take());
+            let Started {
+                mut child,
+                lines,
+                err,
+            } = start_piped(
+                c.arg(cfg)
+                    .args(["--", "sh", "-c", &script])
+                    .process_group(0),
+            )?;
             let ready = wait_line(&lines, "ready", Duration::from_secs(20));
             if ready.is_ok() {
                 // The group nsapply leads (process_group(0)): kill(-pgid).
@@ -2323,21 +2336,21 @@ fn sigkill_of_nsapplys_process_group_leaves_no_daemon_behind() -> Outcome {
     become_subreaper()?;
     let scratch = Scratch::new();
     let no_pid = no_pid_namespace(&scratch);
-    let mut child = nsapply(&["run"])
-        .arg(&no_pid)
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "setsid sleep 60 & sleep 0.2; echo started; wait",
-        ])
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let lines = lines_in_background(child.stdout.take().expect("stdout"));
-    let err = read_all_in_background(child.stderr.take());
+    let Started {
+        mut child,
+        lines,
+        err,
+    } = start_piped(
+        nsapply(&["run"])
+            .arg(&no_pid)
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "setsid sleep 60 & sleep 0.2; echo started; wait",
+            ])
+            .process_group(0),
+    )?;
     let started = wait_line(&lines, "started", Duration::from_secs(20));
     let _ = kill(Pid::from_raw(-(child.id() as i32)), Signal::SIGKILL);
     let _ = child.wait();
@@ -2447,16 +2460,15 @@ fn a_deep_chain_of_orphans_does_not_outlive_nsapply() -> Outcome {
         ));
     }
     // nsapply killed with SIGKILL while CMD (which keeps the chain) runs.
-    let mut child = nsapply(&["run"])
-        .arg(&no_pid)
-        .args(["--", "sh", "-c", r#""$0" 100; echo chained; sleep 60"#])
-        .arg(&probe)
-        .env(PROBE_ENV, "chain")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let lines = lines_in_background(child.stdout.take().expect("stdout"));
+    let Started {
+        mut child, lines, ..
+    } = start_piped(
+        nsapply(&["run"])
+            .arg(&no_pid)
+            .args(["--", "sh", "-c", r#""$0" 100; echo chained; sleep 60"#])
+            .arg(&probe)
+            .env(PROBE_ENV, "chain"),
+    )?;
     let started = wait_line(&lines, "chained", Duration::from_secs(30));
     let _ = child.kill();
     let _ = child.wait();
@@ -2483,20 +2495,16 @@ fn orphans_hidden_by_a_mount_over_proc_do_not_outlive_nsapply() -> Outcome {
     become_subreaper()?;
     let scratch = Scratch::new();
     let no_pid = no_pid_namespace(&scratch);
-    let mut child = nsapply(&["run"])
-        .arg(&no_pid)
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "mount -t tmpfs hidden /proc || exit 9; sleep 60 & echo started; wait",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let lines = lines_in_background(child.stdout.take().expect("stdout"));
-    let err = read_all_in_background(child.stderr.take());
+    let Started {
+        mut child,
+        lines,
+        err,
+    } = start_piped(nsapply(&["run"]).arg(&no_pid).args([
+        "--",
+        "sh",
+        "-c",
+        "mount -t tmpfs hidden /proc || exit 9; sleep 60 & echo started; wait",
+    ]))?;
     let started = wait_line(&lines, "started", Duration::from_secs(20));
     let _ = child.kill();
     let _ = child.wait();
@@ -2643,15 +2651,14 @@ fn a_trace_file_that_blocks_leaves_no_cmd_unsupervised() -> Outcome {
     nix::fcntl::fcntl(&keep, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096))
         .map_err(|e| format!("F_SETPIPE_SZ: {e}"))?;
     while keep.write(&[b'x'; 512]).is_ok() {}
-    let mut child = nsapply(&["run", "--trace"])
-        .arg(&fifo)
-        .arg(&no_pid)
-        .args(["--", "sh", "-c", "echo started; exec sleep 60"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let lines = lines_in_background(child.stdout.take().expect("stdout"));
+    let Started {
+        mut child, lines, ..
+    } = start_piped(nsapply(&["run", "--trace"]).arg(&fifo).arg(&no_pid).args([
+        "--",
+        "sh",
+        "-c",
+        "echo started; exec sleep 60",
+    ]))?;
     // Whether CMD runs at all while the trace cannot be written is
     // nsapply's choice; a CMD that runs must be supervised.
     let cmd_runs = wait_line(&lines, "started", Duration::from_secs(5)).is_ok();
@@ -3040,12 +3047,12 @@ fn orphans_in_a_joined_pid_namespace_do_not_outlive_nsapply() -> Outcome {
             let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
         }
         // nsapply killed with SIGKILL while CMD runs.
-        let mut child = nsapply_with(how, "sleep 60 >/dev/null 2>&1 & echo started; wait")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let lines = lines_in_background(child.stdout.take().expect("stdout"));
+        let Started {
+            mut child, lines, ..
+        } = start_piped(&mut nsapply_with(
+            how,
+            "sleep 60 >/dev/null 2>&1 & echo started; wait",
+        ))?;
         let started = wait_line(&lines, "started", Duration::from_secs(20));
         let _ = child.kill();
         let _ = child.wait();
