@@ -56,6 +56,14 @@ struct Pipes {
 }
 
 impl Applier<'_> {
+    /// Whether a middle process stands between C1 and the command: an
+    /// init asked for, or a joined pid namespace (orphans there go to the
+    /// nearest subreaper of that namespace, never to K or C1, so the
+    /// middle process is that subreaper; src/run/mod.rs).
+    fn has_middle(&self) -> bool {
+        self.init || joins_pid_namespace(self.plan)
+    }
+
     /// C1's whole life (and C2's, which comes out of it); the exit status.
     pub(super) fn main(self, mut channel: Channel, keeper_alive: File, keeper: i32) -> i32 {
         // Die with the keeper, until there are children to end first.
@@ -100,7 +108,7 @@ impl Applier<'_> {
                 return 1;
             }
         };
-        let middle = self.init || joins_pid_namespace(self.plan);
+        let middle = self.has_middle();
         let mut backend = Supervised {
             keeper,
             proc: self.proc,
@@ -223,7 +231,7 @@ impl Applier<'_> {
             program: self.program,
             command: self.command,
             init: self.init,
-            middle: self.init || joins_pid_namespace(self.plan),
+            middle: self.has_middle(),
             go: go_r,
             report: report_w,
             proc: self.proc,
