@@ -189,3 +189,63 @@ fn setgroups_allow_after_deny_is_eperm_and_needs_caps() {
     let mut m = model(world);
     assert_eq!(m.caller_allow_setgroups("u"), Err(Errno::EACCES));
 }
+
+#[test]
+fn a_line_that_wraps_on_one_side_only_is_einval() {
+    // map_write checks first + count and lower_first + count each for
+    // wrapping (kernel/user_namespace.c): one side is enough to refuse.
+    let line = |c, h, size| IdMapping {
+        container_id: c,
+        host_id: h,
+        size,
+    };
+    for lines in [[line(0, 4_294_967_290, 10)], [line(4_294_967_290, 0, 10)]] {
+        let mut m = model(World::new());
+        m.unshare(KindSet::one(Kind::User)).unwrap();
+        assert_eq!(m.write_uid_map(&lines), Err(Errno::EINVAL), "{lines:?}");
+    }
+}
+
+/// A caller in user namespace `a` (`1000 100000 65536`: a's id 2000 is
+/// kernel id 101000), as that kernel id, without capabilities in `a`.
+fn caller_in_an_offset_namespace(kernel_uid: u32) -> World {
+    let a_map = vec![IdMapping {
+        container_id: 1000,
+        host_id: 100_000,
+        size: 65_536,
+    }];
+    World::new()
+        .namespace(NsSpec::new("a", Kind::User).maps(a_map.clone(), a_map))
+        .caller(CallerSpec::unprivileged(kernel_uid, kernel_uid).in_ns(Kind::User, "a"))
+}
+
+#[test]
+fn a_nested_creator_maps_its_own_id_as_its_parent_numbers_it() {
+    // new_idmap_permitted: one line of size 1 whose parent id is the
+    // writer's own kernel id. In `a`, kernel id 101000 is 2000 (100000 +
+    // 2000 - 1000): that line is the creator's own; its neighbours are not.
+    let mut m = model(caller_in_an_offset_namespace(101_000));
+    m.unshare(KindSet::one(Kind::User)).unwrap();
+    let own = |id| {
+        vec![IdMapping {
+            container_id: 0,
+            host_id: id,
+            size: 1,
+        }]
+    };
+    assert_eq!(m.write_uid_map(&own(1999)), Err(Errno::EPERM));
+    assert_eq!(m.write_uid_map(&own(2001)), Err(Errno::EPERM));
+    assert_eq!(m.write_uid_map(&own(1000)), Err(Errno::EPERM));
+    assert_eq!(m.write_uid_map(&own(2000)), Ok(()));
+}
+
+#[test]
+fn a_creator_outside_its_namespaces_map_cannot_unshare_a_user_namespace() {
+    // create_user_ns: the creator's euid and egid must be mapped in its
+    // user namespace. `a` maps kernel ids 100000..=165535: the last one
+    // may, the next one may not.
+    let mut m = model(caller_in_an_offset_namespace(165_535));
+    assert_eq!(m.unshare(KindSet::one(Kind::User)), Ok(()));
+    let mut m = model(caller_in_an_offset_namespace(165_536));
+    assert_eq!(m.unshare(KindSet::one(Kind::User)), Err(Errno::EPERM));
+}

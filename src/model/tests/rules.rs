@@ -604,3 +604,29 @@ fn unshare_user_gives_a_caller_that_shared_its_fs_struct_its_own() {
     // own now.
     assert_eq!(m.setns(&host_user, Kind::User), Err(Errno::EPERM));
 }
+
+#[test]
+fn unshare_pid_under_a_pid_namespace_of_another_user_namespace_is_einval() {
+    // create_pid_namespace: the new namespace's owner must be the active
+    // pid namespace's owner or below it (in_userns). Root in the host user
+    // namespace whose process is in a container's pid namespace (nsenter
+    // --pid does that) cannot unshare a pid namespace there, neither alone
+    // nor with a new user namespace: both EINVAL on this machine's 6.1
+    // (`nsenter -t PID --pid -- unshare --pid --fork true`, PID the init
+    // of `unshare --user --map-root-user --pid --fork`).
+    let world = World::new()
+        .namespace(NsSpec::new("u", Kind::User).maps(map(100_000, 65_536), map(100_000, 65_536)))
+        .namespace(NsSpec::new("p", Kind::Pid).owned_by("u"))
+        .caller(CallerSpec::root().in_ns(Kind::Pid, "p"));
+    for kinds in [
+        KindSet::one(Kind::Pid),
+        KindSet::from_iter([Kind::User, Kind::Pid]),
+    ] {
+        let mut m = model(world.clone());
+        assert_eq!(m.unshare(kinds), Err(Errno::EINVAL), "{kinds}");
+        assert_eq!(m.for_children(Kind::Pid), "p", "{kinds}");
+    }
+    // In the host's pid namespace the same unshare is fine.
+    let mut m = model(World::new());
+    assert_eq!(m.unshare(KindSet::one(Kind::Pid)), Ok(()));
+}
