@@ -3158,16 +3158,19 @@ fn a_failed_open_or_pipe_is_never_reported_as_a_failed_fork() -> Outcome {
 /// returns ("A library caller of run gets its signal state back"), and the
 /// container must not get it. On c397d0c `run`'s signalfd takes it at once
 /// and forwards it to CMD, which it kills (`sleep` ends by SIGUSR1) and the
-/// caller never sees it.
+/// caller never sees it. A pending SIGPIPE (one of the signals `run`
+/// takes back when its own trace write raised them) stays too.
 fn a_library_callers_pending_signal_stays_its_own() -> Outcome {
     use nsapply::run::{run, Exit, RunOptions};
     let cfg = nsapply::NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"uts"}]}}"#)
         .map_err(|e| e.to_string())?;
     let plan = nsapply::plan(&cfg);
-    let mut usr1 = SigSet::empty();
-    usr1.add(Signal::SIGUSR1);
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&usr1), None).map_err(|e| e.to_string())?;
+    let mut pending = SigSet::empty();
+    pending.add(Signal::SIGUSR1);
+    pending.add(Signal::SIGPIPE);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&pending), None).map_err(|e| e.to_string())?;
     nix::sys::signal::raise(Signal::SIGUSR1).map_err(|e| e.to_string())?;
+    nix::sys::signal::raise(Signal::SIGPIPE).map_err(|e| e.to_string())?;
     let result = run(
         &plan,
         &["sleep".into(), "0.5".into()],
@@ -3183,14 +3186,16 @@ fn a_library_callers_pending_signal_stays_its_own() -> Outcome {
     // SAFETY: sigpending writes into `set`, a live sigset_t.
     let r = unsafe { libc::sigpending(&mut set) };
     // SAFETY: `set` was filled by sigpending.
-    let still_pending = r == 0 && unsafe { libc::sigismember(&set, libc::SIGUSR1) } == 1;
+    let still_pending = |sig| r == 0 && unsafe { libc::sigismember(&set, sig) } == 1;
     if result != Ok(Exit::Code(0)) {
         return Err(format!(
             "CMD (sleep 0.5) should have run to its end; run returned {result:?} (Signal(10): the caller's SIGUSR1 was sent to it)"
         ));
     }
-    if !still_pending {
-        return Err("the caller's pending SIGUSR1 is gone after run".into());
+    for (sig, name) in [(libc::SIGUSR1, "SIGUSR1"), (libc::SIGPIPE, "SIGPIPE")] {
+        if !still_pending(sig) {
+            return Err(format!("the caller's pending {name} is gone after run"));
+        }
     }
     Ok(())
 }
