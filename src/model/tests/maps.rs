@@ -249,3 +249,79 @@ fn a_creator_outside_its_namespaces_map_cannot_unshare_a_user_namespace() {
     let mut m = model(caller_in_an_offset_namespace(165_536));
     assert_eq!(m.unshare(KindSet::one(Kind::User)), Err(Errno::EPERM));
 }
+
+#[test]
+fn a_creator_two_levels_down_is_found_through_both_maps() {
+    // from_kuid through `a` (`1000 100000 65536`: kernel 101000 is a's
+    // 2000) and then `b` (`0 2000 1`: a's 2000 is b's 0): a caller in `b`
+    // as kernel id 101000 is mapped there and may make a user namespace.
+    let a_map = vec![IdMapping {
+        container_id: 1000,
+        host_id: 100_000,
+        size: 65_536,
+    }];
+    let b_map = vec![IdMapping {
+        container_id: 0,
+        host_id: 2000,
+        size: 1,
+    }];
+    let world = |uid| {
+        World::new()
+            .namespace(NsSpec::new("a", Kind::User).maps(a_map.clone(), a_map.clone()))
+            .namespace(
+                NsSpec::new("b", Kind::User)
+                    .owned_by("a")
+                    .maps(b_map.clone(), b_map.clone()),
+            )
+            .caller(CallerSpec::unprivileged(uid, uid).in_ns(Kind::User, "b"))
+    };
+    assert_eq!(
+        model(world(101_000)).unshare(KindSet::one(Kind::User)),
+        Ok(())
+    );
+    // Kernel id 101001 is a's 2001, which `b` does not map.
+    assert_eq!(
+        model(world(101_001)).unshare(KindSet::one(Kind::User)),
+        Err(Errno::EPERM)
+    );
+}
+
+#[test]
+fn a_map_line_must_lie_whole_in_one_line_of_the_parents_map() {
+    // map_id_range_down: a privileged writer (root in `a`, with its
+    // capabilities: map_write wants the writer in the target or its
+    // parent) writes the map of `b`, a child of `a` (`0 100000 1000`);
+    // each line's parent ids [host_id, host_id + size) must lie in a's
+    // one line.
+    let a_map = map(100_000, 1000);
+    let world = World::new()
+        .namespace(NsSpec::new("a", Kind::User).maps(a_map.clone(), a_map))
+        .namespace(NsSpec::new("b", Kind::User).owned_by("a"))
+        .caller(
+            CallerSpec::unprivileged(100_000, 100_000)
+                .with_caps(true)
+                .in_ns(Kind::User, "a"),
+        );
+    let line = |h, size| {
+        vec![IdMapping {
+            container_id: 0,
+            host_id: h,
+            size,
+        }]
+    };
+    for (h, size, want) in [
+        (100, 100, Ok(())),
+        (0, 1000, Ok(())),
+        (999, 1, Ok(())),
+        (500, 1000, Err(Errno::EPERM)),
+        (999, 2, Err(Errno::EPERM)),
+        (1000, 1, Err(Errno::EPERM)),
+    ] {
+        let mut m = model(world.clone());
+        assert_eq!(
+            m.caller_write_map("b", MapFile::UidMap, &line(h, size)),
+            want,
+            "b's line 0 {h} {size}"
+        );
+    }
+}
