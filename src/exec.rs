@@ -42,7 +42,7 @@ use crate::error::{Errno, ErrorCode};
 use crate::kind::{Kind, KindSet};
 use crate::plan::{plan, Plan};
 use crate::syscall::process::Pidfd;
-use crate::syscall::procfs::ProcRoot;
+use crate::syscall::procfs::{NsIdentity, ProcRoot};
 
 /// Why an exec target cannot be planned for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -261,20 +261,18 @@ pub fn resolve_pidfd(pidfd: &Pidfd, kinds: Option<KindSet>) -> Result<ExecTarget
         kinds: KindSet::EMPTY,
         pidfd: true,
     };
-    let gone = |errno: Errno| errno == Errno::ENOENT && pidfd.has_exited();
     let mut differing = KindSet::EMPTY;
     for kind in Kind::ALL {
-        let theirs = match dir.namespace(kind.proc_name()) {
-            Ok(id) => id,
-            Err(errno) if gone(errno) => {
+        let theirs = match NsRead::of(dir.namespace(kind.proc_name()), || pidfd.has_exited()) {
+            NsRead::Id(id) => id,
+            NsRead::Exited(errno) => {
                 return Err(ExecError::TargetExited {
                     pid,
                     errno: Some(errno),
                 })
             }
-            // This kernel has no namespaces of the kind.
-            Err(errno) if errno == Errno::ENOENT => continue,
-            Err(errno) => {
+            NsRead::Absent => continue,
+            NsRead::Failed(errno) => {
                 return Err(invalid(
                     format!("reading its {kind} namespace {:?}", target.ns_path(kind)),
                     Some(errno),
@@ -300,10 +298,76 @@ pub fn resolve_pidfd(pidfd: &Pidfd, kinds: Option<KindSet>) -> Result<ExecTarget
     Ok(target)
 }
 
+/// What one of the target's namespace files said, read after the target
+/// was checked alive: the target may end between two reads, and its files
+/// are then gone (ENOENT), as they are on a kernel without that kind.
+#[derive(Debug, PartialEq, Eq)]
+enum NsRead {
+    /// The namespace it names.
+    Id(NsIdentity),
+    /// No such file, the target still alive: this kernel has no
+    /// namespaces of the kind.
+    Absent,
+    /// No such file because the target ended meanwhile.
+    Exited(Errno),
+    /// Any other error (EACCES: the ptrace check).
+    Failed(Errno),
+}
+
+impl NsRead {
+    /// `exited` asks the pidfd, and only when the file is missing.
+    fn of(read: Result<NsIdentity, Errno>, exited: impl FnOnce() -> bool) -> NsRead {
+        match read {
+            Ok(id) => NsRead::Id(id),
+            Err(Errno::ENOENT) if exited() => NsRead::Exited(Errno::ENOENT),
+            Err(Errno::ENOENT) => NsRead::Absent,
+            Err(errno) => NsRead::Failed(errno),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plan::Step;
+
+    #[test]
+    fn a_missing_namespace_file_is_an_exit_only_when_the_pidfd_says_so() {
+        // The race resolve_pidfd guards against (the target ends between
+        // two reads of its namespace files) cannot be made to happen on
+        // demand, so the decision is tested here, each answer of the pidfd.
+        let id = NsIdentity {
+            dev: 4,
+            ino: 4026531840,
+        };
+        let asked = std::cell::Cell::new(0);
+        let exited = |answer: bool| {
+            let asked = &asked;
+            move || {
+                asked.set(asked.get() + 1);
+                answer
+            }
+        };
+        assert_eq!(NsRead::of(Ok(id), exited(true)), NsRead::Id(id));
+        assert_eq!(asked.get(), 0, "a file that is there needs no question");
+        assert_eq!(
+            NsRead::of(Err(Errno::ENOENT), exited(true)),
+            NsRead::Exited(Errno::ENOENT)
+        );
+        assert_eq!(
+            NsRead::of(Err(Errno::ENOENT), exited(false)),
+            NsRead::Absent
+        );
+        assert_eq!(
+            NsRead::of(Err(Errno::EACCES), exited(true)),
+            NsRead::Failed(Errno::EACCES)
+        );
+        assert_eq!(
+            NsRead::of(Err(Errno::EACCES), exited(false)),
+            NsRead::Failed(Errno::EACCES)
+        );
+        assert_eq!(asked.get(), 2, "only a missing file asks the pidfd");
+    }
 
     #[test]
     fn pidfd_join_comes_first_and_per_namespace_plan_follows() {
