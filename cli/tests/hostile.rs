@@ -440,6 +440,22 @@ impl Scratch {
     }
 }
 
+/// `-- CMD` for a command that first changes its credentials (uid and gid
+/// 1, no supplementary groups: the change clears its parent-death signal)
+/// and then runs `sh -c SCRIPT`.
+fn as_uid_1(script: &str) -> [&str; 8] {
+    [
+        "--",
+        "setpriv",
+        "--reuid=1",
+        "--regid=1",
+        "--clear-groups",
+        "sh",
+        "-c",
+        script,
+    ]
+}
+
 fn config(namespaces: &str, extra: &str) -> String {
     format!(r#"{{"ociVersion":"1.2.0","linux":{{"namespaces":[{namespaces}]{extra}}}}}"#)
 }
@@ -1302,16 +1318,11 @@ fn sigkill_of_nsapply_ends_a_container_that_changed_its_credentials() -> Outcome
             mut child,
             lines,
             err,
-        } = start_piped(nsapply(&["run"]).arg(&cfg).args([
-            "--",
-            "setpriv",
-            "--reuid=1",
-            "--regid=1",
-            "--clear-groups",
-            "sh",
-            "-c",
-            "sleep 60 & echo started; wait",
-        ]))?;
+        } = start_piped(
+            nsapply(&["run"])
+                .arg(&cfg)
+                .args(as_uid_1("sleep 60 & echo started; wait")),
+        )?;
         if let Err(e) = wait_line(&lines, "started", Duration::from_secs(20)) {
             let _ = child.kill();
             let _ = child.wait();
@@ -1429,16 +1440,7 @@ fn sigkill_of_the_supervising_child_ends_the_container_too() -> Outcome {
             } = start_piped(
                 nsapply(if init { &["run", "--init"] } else { &["run"] })
                     .arg(&cfg)
-                    .args([
-                        "--",
-                        "setpriv",
-                        "--reuid=1",
-                        "--regid=1",
-                        "--clear-groups",
-                        "sh",
-                        "-c",
-                        "sleep 60 & echo started; wait",
-                    ]),
+                    .args(as_uid_1("sleep 60 & echo started; wait")),
             )?;
             let started = wait_line(&lines, "started", Duration::from_secs(20));
             let p0 = child.id() as i32;
@@ -3822,26 +3824,25 @@ fn sigkill_of_nsapplys_process_group_in_a_joined_pid_namespace_leaves_no_daemon(
             "",
         ),
     );
-    let spawned = nsapply(&["run"])
-        .arg(&cfg)
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "setsid sleep 60 >/dev/null 2>&1 & sleep 0.2; echo started; wait",
-        ])
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
+    let Started {
+        mut child, lines, ..
+    } = match start_piped(
+        nsapply(&["run"])
+            .arg(&cfg)
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "setsid sleep 60 >/dev/null 2>&1 & sleep 0.2; echo started; wait",
+            ])
+            .process_group(0),
+    ) {
+        Ok(started) => started,
         Err(e) => {
             end_pid_namespace(holder, init);
-            return Err(e.to_string());
+            return Err(e);
         }
     };
-    let lines = lines_in_background(child.stdout.take().expect("stdout"));
     let started = wait_line(&lines, "started", Duration::from_secs(20));
     let _ = kill(Pid::from_raw(-(child.id() as i32)), Signal::SIGKILL);
     let _ = child.wait();
@@ -3891,30 +3892,21 @@ fn sigkill_of_the_middle_process_is_not_reported_as_cmds_status() -> Outcome {
             "",
         ),
     );
-    let spawned = nsapply(&["run"])
-        .arg(&cfg)
-        .args([
-            "--",
-            "setpriv",
-            "--reuid=1",
-            "--regid=1",
-            "--clear-groups",
-            "sh",
-            "-c",
-            "sleep 60 >/dev/null 2>&1 & echo started; wait",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
+    let Started {
+        mut child,
+        lines,
+        err,
+    } = match start_piped(
+        nsapply(&["run"])
+            .arg(&cfg)
+            .args(as_uid_1("sleep 60 >/dev/null 2>&1 & echo started; wait")),
+    ) {
+        Ok(started) => started,
         Err(e) => {
             end_pid_namespace(holder, init);
-            return Err(e.to_string());
+            return Err(e);
         }
     };
-    let lines = lines_in_background(child.stdout.take().expect("stdout"));
-    let err = read_all_in_background(child.stderr.take());
     let started = wait_line(&lines, "started", Duration::from_secs(20));
     // nsapply -> keeper -> applying child -> middle process -> CMD.
     let middle = first_child_of(child.id() as i32)
