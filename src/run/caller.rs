@@ -455,8 +455,8 @@ impl Supervisor<'_> {
             }
             // A keeper that died early is C1's to notice: it does not start
             // the command without one (and says so).
-            if !self.keeper_ended && self.keeper.has_exited() {
-                self.keeper_ended = true;
+            if !self.keeper_ended {
+                self.keeper_ended = self.keeper.has_exited();
             }
             if self.keeper_ended && self.channel.is_none() {
                 break;
