@@ -1055,19 +1055,29 @@ fn simulate_leaves_a_namespace_bind_mount_to_a_world_file() {
         ),
     )
     .unwrap();
-    // In a mount namespace of its own (private: util-linux's default), so
-    // the bind mount goes with it.
+    let o = simulate_on_the_host_after(
+        &format!(
+            "touch {f} && mount --bind /proc/self/ns/net {f}",
+            f = file.display()
+        ),
+        &cfg,
+    );
+    assert_error(&o, 1, "path-not-found");
+}
+
+/// `nsapply simulate --world host CFG` after the shell command `setup`, in
+/// a mount namespace of its own (private: util-linux's default), so what
+/// `setup` mounts goes with it.
+fn simulate_on_the_host_after(setup: &str, cfg: &Path) -> Output {
     let script = format!(
-        "touch {f} && mount --bind /proc/self/ns/net {f} && exec {bin} simulate --world host {cfg}",
-        f = file.display(),
+        "{setup} && exec {bin} simulate --world host {cfg}",
         bin = env!("CARGO_BIN_EXE_nsapply"),
         cfg = cfg.display()
     );
-    let o = Command::new("unshare")
+    Command::new("unshare")
         .args(["--mount", "sh", "-c", &script])
         .output()
-        .unwrap();
-    assert_error(&o, 1, "path-not-found");
+        .unwrap()
 }
 
 /// `--world host` reads the `user.max_*_namespaces` limits; a kernel
@@ -1089,17 +1099,7 @@ fn simulate_on_the_host_reads_the_limits_and_a_missing_one_is_unlimited() {
     )
     .unwrap();
     std::fs::write(&zero, "0\n").unwrap();
-    let run = |setup: &str| {
-        let script = format!(
-            "{setup} && exec {bin} simulate --world host {cfg}",
-            bin = env!("CARGO_BIN_EXE_nsapply"),
-            cfg = cfg.display()
-        );
-        Command::new("unshare")
-            .args(["--mount", "sh", "-c", &script])
-            .output()
-            .unwrap()
-    };
+    let run = |setup: &str| simulate_on_the_host_after(setup, &cfg);
     let hidden = run("mount -t tmpfs none /proc/sys/user");
     assert!(
         hidden.status.success(),
