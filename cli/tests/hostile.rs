@@ -85,6 +85,11 @@ const CASES: &[Case] = &[
         body: sigkill_of_the_supervising_child_ends_the_container_too,
     },
     Case {
+        name: "a_signal_while_the_keeper_ends_what_c1_left_is_not_nsapplys_death",
+        root: true,
+        body: a_signal_while_the_keeper_ends_what_c1_left_is_not_nsapplys_death,
+    },
+    Case {
         name: "sigkill_of_every_nsapply_process_at_once_ends_cmd",
         root: true,
         body: sigkill_of_every_nsapply_process_at_once_ends_cmd,
@@ -1415,17 +1420,7 @@ fn sigkill_of_every_nsapply_process_at_once_ends_cmd() -> Outcome {
 fn sigkill_of_the_supervising_child_ends_the_container_too() -> Outcome {
     become_subreaper()?;
     let scratch = Scratch::new();
-    let no_pid = scratch.write(
-        "no-pid.json",
-        &config(r#"{"type":"uts"},{"type":"ipc"},{"type":"mount"}"#, ""),
-    );
-    let first_child = |pid: i32| {
-        fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse::<i32>().ok())
-    };
+    let no_pid = no_pid_namespace(&scratch);
     for (what, cfg, init) in [
         ("all eight kinds", example("all-kinds"), false),
         ("all eight kinds, --init", example("all-kinds"), true),
@@ -1444,11 +1439,11 @@ fn sigkill_of_the_supervising_child_ends_the_container_too() -> Outcome {
             )?;
             let started = wait_line(&lines, "started", Duration::from_secs(20));
             let p0 = child.id() as i32;
-            let keeper = first_child(p0);
+            let keeper = first_child_of(p0);
             let target = if victim == "the keeper" {
                 keeper
             } else {
-                keeper.and_then(first_child)
+                keeper.and_then(first_child_of)
             };
             if let Some(pid) = target {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -1473,6 +1468,55 @@ fn sigkill_of_the_supervising_child_ends_the_container_too() -> Outcome {
         }
     }
     Ok(())
+}
+
+/// Once the supervising child is killed, the keeper gives what it left 2 s
+/// to end (`ORPHAN_GRACE`: a command that changed its credentials lost its
+/// parent-death signal and does not end by itself) and then ends it. A
+/// SIGTERM to nsapply in those 2 s has no command to go to; nsapply still
+/// reads it and reports the run failed (exit 1, `run-failed`) rather than
+/// die by it (143) once it gives the signal mask back. cargo-mutants found
+/// the supervisor's loop could stop at the first of "keeper gone" and
+/// "channel closed" unnoticed: it then waited for the keeper without
+/// reading its signals.
+fn a_signal_while_the_keeper_ends_what_c1_left_is_not_nsapplys_death() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let Started {
+        mut child,
+        lines,
+        err,
+    } = start_piped(
+        nsapply(&["run"])
+            .arg(&no_pid)
+            .args(as_uid_1("sleep 60 & echo started; wait")),
+    )?;
+    let started = wait_line(&lines, "started", Duration::from_secs(20));
+    let p0 = child.id() as i32;
+    let c1 = first_child_of(p0).and_then(first_child_of);
+    if let (Ok(()), Some(pid)) = (&started, c1) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = kill(Pid::from_raw(p0), Signal::SIGTERM);
+    }
+    let status = wait_deadline(&mut child, Duration::from_secs(10));
+    let left = leftovers(Duration::from_secs(3));
+    let err = err.recv().unwrap_or_default();
+    started.map_err(|e| format!("{e}; stderr: {err}"))?;
+    if c1.is_none() {
+        return Err("nsapply had no supervising child to kill".into());
+    }
+    if !left.is_empty() {
+        return Err(format!("still running: {left:?}"));
+    }
+    let r = (status.ok_or("nsapply did not end")?, String::new(), err);
+    expect_error(
+        "SIGTERM while the keeper ends what C1 left",
+        &r,
+        1,
+        "run-failed",
+    )
 }
 
 /// Started with room for only a few more fds (RLIMIT_NOFILE 6: stdio and
