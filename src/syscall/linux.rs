@@ -25,8 +25,9 @@
 //! # Credentials and the parent-death signal
 //!
 //! The kernel clears a process's parent-death signal when its credentials
-//! change (`commit_creds`), which joining a user namespace and becoming
-//! root in it do. A supervisor that relies on it (nsapply's own, or a
+//! change (`commit_creds`), which joining a user namespace another uid
+//! owns and becoming root in one do (creating one does not: see
+//! [`Linux::unshare`]). A supervisor that relies on it (nsapply's own, or a
 //! runtime's) would lose it in the middle of the plan. So the calls that
 //! change credentials keep it: they read it before, set it again after,
 //! and if the parent died in between (its signal would have been lost),
@@ -98,11 +99,7 @@ impl Syscall for Linux {
         // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd,
         // which is open for the whole call because `fd` is borrowed.
         let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::NS_GET_NSTYPE) };
-        if r < 0 {
-            Err(Errno::last())
-        } else {
-            Ok(r)
-        }
+        nix::errno::Errno::result(r).map_err(nix_errno)
     }
 
     /// setns(2). Joining a user namespace changes the credentials: the
@@ -120,14 +117,13 @@ impl Syscall for Linux {
         drop(fd);
     }
 
-    /// unshare(2); with a user namespace, the parent-death signal is kept.
+    /// unshare(2). A new user namespace keeps the parent-death signal
+    /// without help: its owner is the caller, and commit_creds clears the
+    /// signal only for credentials that are not a subset of the old ones
+    /// (`cred_cap_issubset`: a namespace whose parent is the old one and
+    /// whose owner is the old euid is). Pinned by a test below.
     fn unshare(&mut self, kinds: KindSet) -> Result<(), Errno> {
-        let unshare = || nix::sched::unshare(clone_flags(kinds.clone_flags())).map_err(nix_errno);
-        if kinds.contains(Kind::User) {
-            keeping_parent_death_signal(unshare)
-        } else {
-            unshare()
-        }
+        nix::sched::unshare(clone_flags(kinds.clone_flags())).map_err(nix_errno)
     }
 
     /// gid first: after setresuid to a non-root uid the process could lose
@@ -456,6 +452,86 @@ mod tests {
         let fd = Linux.open_ns(Path::new("/proc/self/ns/net")).unwrap();
         let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
         assert_ne!(flags & libc::FD_CLOEXEC, 0);
+    }
+
+    /// Sets SIGKILL as the parent-death signal in a forked child, runs
+    /// `change` there and answers the child's exit code: 0 when the signal
+    /// was still set afterwards, 1 when it was gone, 2 when `change`
+    /// failed, 3 when it could not be set.
+    fn pdeathsig_after(change: impl FnOnce() -> Result<(), Errno>) -> i32 {
+        use nix::sys::prctl::{get_pdeathsig, set_pdeathsig};
+        use nix::sys::wait::{waitpid, WaitStatus};
+        // SAFETY: the test process has other threads, so the child makes
+        // only system calls (prctl, and unshare or setns through nix: no
+        // allocation, no lock) and leaves with _exit.
+        match unsafe { nix::unistd::fork() }.expect("fork") {
+            nix::unistd::ForkResult::Child => {
+                let code = if set_pdeathsig(Signal::SIGKILL).is_err() {
+                    3
+                } else if change().is_err() {
+                    2
+                } else if get_pdeathsig() == Ok(Some(Signal::SIGKILL)) {
+                    0
+                } else {
+                    1
+                };
+                // SAFETY: _exit ends the child at once, running nothing of
+                // the parent's (no atexit handler, no stdio flush).
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => code,
+                other => panic!("the child ended as {other:?}"),
+            },
+        }
+    }
+
+    #[test]
+    fn creating_or_joining_a_user_namespace_keeps_the_parent_death_signal() {
+        // The kernel keeps it across unshare(user) (see Linux::unshare).
+        assert_eq!(
+            pdeathsig_after(|| Linux.unshare(KindSet::one(Kind::User))),
+            0,
+            "unshare(user)"
+        );
+        // It clears it when joining a user namespace that another uid owns
+        // (module docs): made here by uid 65534 when this is root (only
+        // root can make one for another uid; otherwise one of this uid's,
+        // where the kernel keeps the signal anyway). The owner's parent
+        // namespace is ours, so root may join it.
+        let root = nix::unistd::geteuid().is_root();
+        let mut holder = std::process::Command::new(if root { "setpriv" } else { "unshare" })
+            .args(if root {
+                &[
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    "unshare",
+                    "--user",
+                    "sleep",
+                    "30",
+                ][..]
+            } else {
+                &["--user", "sleep", "30"][..]
+            })
+            .spawn()
+            .expect("setpriv(1) or unshare(1)");
+        let own = std::fs::read_link("/proc/self/ns/user").unwrap();
+        let path = format!("/proc/{}/ns/user", holder.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_link(&path).map_or(true, |l| l == own) {
+            assert!(std::time::Instant::now() < deadline, "{path} never changed");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let fd = Linux.open_ns(Path::new(&path)).unwrap();
+        let pidfd = crate::syscall::process::pidfd_open(holder.id() as i32).unwrap();
+        let joined = pdeathsig_after(|| Linux.setns(&fd, Kind::User));
+        let joined_by_pidfd =
+            pdeathsig_after(|| Linux.setns_pidfd(&pidfd, KindSet::one(Kind::User)));
+        let _ = holder.kill();
+        let _ = holder.wait();
+        assert_eq!(joined, 0, "setns(user)");
+        assert_eq!(joined_by_pidfd, 0, "setns(pidfd, user)");
     }
 
     #[test]

@@ -163,3 +163,21 @@ pub trait Syscall {
     /// 5.8: not a namespace file); EUSERS for time with threads.
     fn setns_pidfd(&mut self, pidfd: &Self::Fd, kinds: KindSet) -> Result<(), Errno>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_count_error_names_its_errno_or_the_proc_that_is_not_procfs() {
+        let failed = ThreadCountError {
+            errno: Some(Errno::EACCES),
+        };
+        assert_eq!(failed.to_string(), "EACCES (Permission denied)");
+        let not_stat = ThreadCountError { errno: None };
+        assert_eq!(
+            not_stat.to_string(),
+            "/proc/self/stat is not a stat line (is /proc a procfs?)"
+        );
+    }
+}
