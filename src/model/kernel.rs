@@ -813,7 +813,7 @@ impl Kernel {
         // current value plus the offset (timespec64_add: nanoseconds carry
         // into seconds) within [0, KTIME_SEC_MAX / 2] seconds.
         for o in offsets {
-            if o.secs > KTIME_SEC_MAX || o.secs < -KTIME_SEC_MAX {
+            if !(-KTIME_SEC_MAX..=KTIME_SEC_MAX).contains(&o.secs) {
                 return Err(Errno::ERANGE);
             }
             let (now, now_ns) = self.clocks[match o.clock {

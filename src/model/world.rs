@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fs::{normalize, FastHash, Node, Nodes};
 use super::kernel::{
-    check_map_lines, host_name, is_host, Ids, Kernel, NsId, Space, MAX_PID_NS_LEVEL,
+    check_map_lines, host_name, is_host, Ids, Kernel, NsId, Space, KTIME_SEC_MAX, MAX_PID_NS_LEVEL,
     MAX_USER_NS_PARENT_LEVEL,
 };
 use super::process::ProcessSpec;
@@ -876,12 +876,16 @@ fn place_caller(kernel: &mut Kernel, c: &CallerSpec, names: &Names<'_>) -> Resul
         ("monotonic", kernel.clocks[0]),
         ("boottime", kernel.clocks[1]),
     ] {
-        if clock.0 < 0 || clock.1 > 999_999_999 {
+        // At most KTIME_SEC_MAX / 2 s: the uptime proc_timens_set_offset
+        // assumes (and `now + offset` in the model cannot overflow then).
+        if !(0..=KTIME_SEC_MAX / 2).contains(&clock.0) || clock.1 > 999_999_999 {
             return Err(WorldError::InvalidClock {
                 clock: name,
                 reason: format!(
-                    "it reads {}.{:09} s: a clock is at least 0, with nanoseconds below 10^9",
-                    clock.0, clock.1
+                    "it reads {}.{:09} s: a clock is at least 0 and at most {} s (KTIME_SEC_MAX / 2), with nanoseconds below 10^9",
+                    clock.0,
+                    clock.1,
+                    KTIME_SEC_MAX / 2
                 ),
             });
         }

@@ -325,3 +325,21 @@ fn a_map_line_must_lie_whole_in_one_line_of_the_parents_map() {
         );
     }
 }
+
+#[test]
+fn becoming_root_without_capabilities_works_when_root_is_already_who_it_is() {
+    // setresgid/setresuid to the ids a process already holds need no
+    // capability: uid 1000 in `u`, whose root is uid 1000, without
+    // capabilities in it (it joined and changed nothing), becomes root
+    // there. Root mapped to another id needs CAP_SETUID.
+    let caller_in = |host_id| {
+        World::new()
+            .namespace(NsSpec::new("u", Kind::User).maps(map(host_id, 1), map(host_id, 1)))
+            .caller(CallerSpec::unprivileged(1000, 1000).in_ns(Kind::User, "u"))
+    };
+    let mut m = model(caller_in(1000));
+    assert_eq!(m.set_root_ids(), Ok(()));
+    assert_eq!((m.euid(), m.egid()), (1000, 1000));
+    let mut m = model(caller_in(2000));
+    assert_eq!(m.set_root_ids(), Err(Errno::EPERM));
+}

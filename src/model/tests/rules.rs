@@ -502,11 +502,12 @@ fn existing_namespaces_count_and_a_failed_unshare_charges_nothing() {
     // n exists: of a limit of 2 network namespaces, one is left.
     let mut world = World::new().namespace(NsSpec::new("n", Kind::Network));
     world.limits.insert(Kind::Network, 2);
-    world.limits.insert(Kind::Mount, 0);
+    world.limits.insert(Kind::Time, 0);
     let mut m = model(world);
-    // network is made (and charged) before mount fails: all or nothing,
-    // the charge is taken back, so the last network namespace still fits.
-    let both: KindSet = [Kind::Network, Kind::Mount].into_iter().collect();
+    // network is made (and charged) before time fails (create_new_namespaces
+    // makes time last): all or nothing, the charge is taken back, so the
+    // last network namespace still fits.
+    let both: KindSet = [Kind::Network, Kind::Time].into_iter().collect();
     assert_eq!(m.unshare(both), Err(Errno::ENOSPC));
     assert_eq!(m.current(Kind::Network), "host:network");
     assert_eq!(m.unshare(KindSet::one(Kind::Network)), Ok(()));
@@ -629,4 +630,48 @@ fn unshare_pid_under_a_pid_namespace_of_another_user_namespace_is_einval() {
     // In the host's pid namespace the same unshare is fine.
     let mut m = model(World::new());
     assert_eq!(m.unshare(KindSet::one(Kind::Pid)), Ok(()));
+}
+
+#[test]
+fn time_offsets_carry_the_nanoseconds_into_the_seconds() {
+    // timespec64_add normalizes: the clock's nanoseconds plus the offset's
+    // carry one second, which can take the sum over the upper bound or
+    // back up to 0. On this machine's 6.1 (a clock at n.05-n.30 s, offset
+    // nanoseconds 999000000): 4611686018 - n s is ERANGE, 500000000 ns
+    // instead is fine; -n - 1 s is fine, 100000000 ns instead is ERANGE.
+    let fresh = || {
+        let mut world = World::new();
+        world.clocks.monotonic = ClockValue {
+            secs: 1000,
+            nanosecs: 100_000_000,
+        };
+        let mut m = model(world);
+        m.unshare(KindSet::one(Kind::Time)).unwrap();
+        m
+    };
+    let top = 4_611_686_018 - 1000;
+    assert_eq!(
+        fresh().write_time_offsets(&[offset(top, 999_000_000)]),
+        Err(Errno::ERANGE)
+    );
+    assert_eq!(
+        fresh().write_time_offsets(&[offset(top, 500_000_000)]),
+        Ok(())
+    );
+    assert_eq!(
+        fresh().write_time_offsets(&[offset(-1001, 999_000_000)]),
+        Ok(())
+    );
+    assert_eq!(
+        fresh().write_time_offsets(&[offset(-1001, 100_000_000)]),
+        Err(Errno::ERANGE)
+    );
+    // Beyond ±KTIME_SEC_MAX: refused before any sum is made.
+    for secs in [i64::MAX, i64::MIN, 9_223_372_037, -9_223_372_037] {
+        assert_eq!(
+            fresh().write_time_offsets(&[offset(secs, 0)]),
+            Err(Errno::ERANGE),
+            "{secs}"
+        );
+    }
 }

@@ -229,3 +229,41 @@ fn kernel_versions_come_from_uname_and_set_the_kernel_properties() {
         assert_eq!(World::from_json(&w.to_json()).unwrap(), w);
     }
 }
+
+#[test]
+fn a_clock_reads_from_0_to_half_of_ktime_sec_max_seconds() {
+    // At most KTIME_SEC_MAX / 2 = 4611686018 s: the uptime the kernel's
+    // offset check assumes (a clock near i64::MAX would overflow the
+    // model's now + offset).
+    let world = |secs: i64, nanosecs: u32| {
+        let mut w = World::new();
+        w.clocks.boottime = ClockValue { secs, nanosecs };
+        w
+    };
+    for (secs, nanosecs, ok) in [
+        (0, 0, true),
+        (4_611_686_018, 999_999_999, true),
+        (-1, 0, false),
+        (4_611_686_019, 0, false),
+        (i64::MAX, 0, false),
+        (100, 1_000_000_000, false),
+    ] {
+        match Model::new(&world(secs, nanosecs)) {
+            Ok(_) => assert!(ok, "{secs}.{nanosecs:09} was taken"),
+            Err(e) => {
+                assert!(!ok, "{secs}.{nanosecs:09} was refused: {e}");
+                assert!(
+                    matches!(
+                        e,
+                        WorldError::InvalidClock {
+                            clock: "boottime",
+                            ..
+                        }
+                    ),
+                    "{e:?}"
+                );
+                assert!(e.to_string().contains("at most 4611686018 s"), "{e}");
+            }
+        }
+    }
+}
