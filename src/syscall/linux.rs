@@ -300,22 +300,16 @@ fn ensure_single_threaded() -> Result<(), Errno> {
 /// The thread count; the errno of the open or read when one failed, none
 /// when the text read is not a stat line.
 fn read_thread_count() -> Result<usize, ThreadCountError> {
-    use nix::fcntl::OFlag;
     use std::io::Read;
-    let failed = |errno| ThreadCountError { errno: Some(errno) };
-    let fd = nix::fcntl::open(
-        "/proc/self/stat",
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| failed(nix_errno(e)))?;
-    // A stat line is a few hundred bytes: one read(2), and one for the end.
+    let failed = |e: std::io::Error| ThreadCountError {
+        errno: Errno::of_io(&e),
+    };
+    // std opens it close-on-exec. A stat line is a few hundred bytes: one
+    // read(2), and one for the end.
     let mut bytes = Vec::with_capacity(1024);
-    File::from(fd)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ThreadCountError {
-            errno: Errno::of_io(&e),
-        })?;
+    File::open("/proc/self/stat")
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(failed)?;
     std::str::from_utf8(&bytes)
         .ok()
         .and_then(parse_thread_count)

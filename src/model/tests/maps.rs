@@ -172,6 +172,20 @@ fn a_process_maps_host_root_in_its_own_namespace_only_if_its_creator_could_setfc
         m.caller_write_map("self", MapFile::UidMap, &map(1000, 1)),
         Ok(())
     );
+    // verify_root_map guards the uid_map alone: uid and gid 0 without
+    // capabilities (so without CAP_SETFCAP when it made the namespace) map
+    // their own gid 0, not their own uid 0.
+    let mut m = model(World::new().caller(CallerSpec::unprivileged(0, 0)));
+    m.unshare(KindSet::one(Kind::User)).unwrap();
+    assert_eq!(m.caller_write_map("self", MapFile::Setgroups, &[]), Ok(()));
+    assert_eq!(
+        m.caller_write_map("self", MapFile::GidMap, &map(0, 1)),
+        Ok(())
+    );
+    assert_eq!(
+        m.caller_write_map("self", MapFile::UidMap, &map(0, 1)),
+        Err(Errno::EPERM)
+    );
 }
 
 #[test]

@@ -675,3 +675,21 @@ fn time_offsets_carry_the_nanoseconds_into_the_seconds() {
         );
     }
 }
+
+#[test]
+fn one_write_sets_the_offsets_of_both_clocks() {
+    // A later line for the same clock replaces the earlier one's; the
+    // other clock's stays.
+    let mut m = model(World::new());
+    m.unshare(KindSet::one(Kind::Time)).unwrap();
+    assert_eq!(
+        m.write_time_offsets(&[offset(10, 0), boottime(20, 0)]),
+        Ok(())
+    );
+    assert_eq!(m.write_time_offsets(&[offset(30, 0)]), Ok(()));
+    assert_eq!(
+        m.namespace("new:time:1").unwrap().offsets,
+        [boottime(20, 0), offset(30, 0)],
+        "one per clock, kept sorted by clock"
+    );
+}
