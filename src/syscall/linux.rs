@@ -448,36 +448,79 @@ mod tests {
         assert_ne!(flags & libc::FD_CLOEXEC, 0);
     }
 
-    /// Sets SIGKILL as the parent-death signal in a forked child, runs
-    /// `change` there and answers the child's exit code: 0 when the signal
-    /// was still set afterwards, 1 when it was gone, 2 when `change`
-    /// failed, 3 when it could not be set.
-    fn pdeathsig_after(change: impl FnOnce() -> Result<(), Errno>) -> i32 {
-        use nix::sys::prctl::{get_pdeathsig, set_pdeathsig};
+    /// Runs `body` in a forked child and answers its exit code, `body`'s
+    /// answer (a child killed by a signal is 128 + the signal).
+    fn in_child(body: impl FnOnce() -> i32) -> i32 {
         use nix::sys::wait::{waitpid, WaitStatus};
         // SAFETY: the test process has other threads, so the child makes
-        // only system calls (prctl, and unshare or setns through nix: no
-        // allocation, no lock) and leaves with _exit.
+        // only system calls (prctl, getppid, unshare or setns through nix:
+        // no allocation, no lock) and leaves with _exit.
         match unsafe { nix::unistd::fork() }.expect("fork") {
             nix::unistd::ForkResult::Child => {
-                let code = if set_pdeathsig(Signal::SIGKILL).is_err() {
-                    3
-                } else if change().is_err() {
-                    2
-                } else if get_pdeathsig() == Ok(Some(Signal::SIGKILL)) {
-                    0
-                } else {
-                    1
-                };
+                let code = body();
                 // SAFETY: _exit ends the child at once, running nothing of
                 // the parent's (no atexit handler, no stdio flush).
                 unsafe { libc::_exit(code) }
             }
             nix::unistd::ForkResult::Parent { child } => match waitpid(child, None) {
                 Ok(WaitStatus::Exited(_, code)) => code,
+                Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
                 other => panic!("the child ended as {other:?}"),
             },
         }
+    }
+
+    /// Sets SIGKILL as the parent-death signal in a forked child, runs
+    /// `change` there and answers the child's exit code: 0 when the signal
+    /// was still set afterwards, 1 when it was gone, 2 when `change`
+    /// failed, 3 when it could not be set.
+    fn pdeathsig_after(change: impl FnOnce() -> Result<(), Errno>) -> i32 {
+        use nix::sys::prctl::get_pdeathsig;
+        in_child(|| {
+            if set_parent_death_signal().is_err() {
+                3
+            } else if change().is_err() {
+                2
+            } else if get_pdeathsig() == Ok(Some(Signal::SIGKILL)) {
+                0
+            } else {
+                1
+            }
+        })
+    }
+
+    #[test]
+    fn the_parent_death_signal_is_sigkill_and_a_late_child_ends_itself() {
+        use nix::sys::prctl::get_pdeathsig;
+        assert_eq!(pdeathsig_after(|| Ok(())), 0, "set_parent_death_signal");
+        // die_with_parent of the pid that forked it: armed, and it goes on.
+        let armed = in_child(|| {
+            let parent = nix::unistd::getppid().as_raw();
+            match (die_with_parent(parent), get_pdeathsig()) {
+                (Ok(()), Ok(Some(Signal::SIGKILL))) => 0,
+                _ => 1,
+            }
+        });
+        assert_eq!(armed, 0);
+        // A parent that is not the one it names (it died and the child
+        // was adopted): the child ends itself as SIGKILL would (137).
+        let orphan = in_child(
+            || match die_with_parent(nix::unistd::getppid().as_raw() + 1) {
+                Ok(()) => 1,
+                Err(_) => 2,
+            },
+        );
+        assert_eq!(orphan, 137);
+    }
+
+    #[test]
+    fn dumpable_reads_what_set_dumpable_wrote() {
+        assert_eq!(dumpable(), Ok(true), "a test process is dumpable");
+        let code = in_child(|| match (set_dumpable(false), dumpable()) {
+            (Ok(()), Ok(false)) => 0,
+            _ => 1,
+        });
+        assert_eq!(code, 0);
     }
 
     #[test]
