@@ -227,11 +227,28 @@ fn a_processs_namespace_files_follow_its_state_and_the_ptrace_check() {
         Some(Errno::ENOENT)
     );
     // Another uid without capabilities: the link is not followed.
-    let mut m = model(world.caller(CallerSpec::unprivileged(1000, 1000)));
+    let mut m = model(world.clone().caller(CallerSpec::unprivileged(1000, 1000)));
     assert_eq!(
         m.open_ns(Path::new("/proc/10/ns/net")).err(),
         Some(Errno::EACCES)
     );
+    // __ptrace_may_access wants the uid and the gid alike: a process of
+    // uid and gid 1000 is reachable by a caller with both, not by one with
+    // its uid and another gid, nor its gid and another uid.
+    let world = world.process(ProcessSpec::new(13).uid(1000));
+    for (uid, gid, reached) in [(1000, 1000, true), (1000, 2000, false), (2000, 1000, false)] {
+        let mut m = model(world.clone().caller(CallerSpec::unprivileged(uid, gid)));
+        let r = m.open_ns(Path::new("/proc/13/ns/net"));
+        assert_eq!(
+            r.is_ok(),
+            reached,
+            "caller {uid}:{gid}: {:?}",
+            r.as_ref().err()
+        );
+        if let Ok(fd) = r {
+            m.close(fd);
+        }
+    }
 }
 
 #[test]

@@ -26,6 +26,18 @@ fn world_json_round_trips() {
     let json = world.to_json();
     assert_eq!(World::from_json(&json).unwrap(), world);
     assert_eq!(World::from_json("{}").unwrap(), World::default());
+    // A process's state is written unless it is running (the default).
+    use crate::model::{ProcessSpec, ProcessState};
+    let with = |state| World::new().process(ProcessSpec::new(7).state(state));
+    let running = with(ProcessState::Running).to_json();
+    assert!(!running.contains("state"), "{running}");
+    let exited = with(ProcessState::Exited);
+    assert!(
+        exited.to_json().contains(r#""state": "exited""#),
+        "{}",
+        exited.to_json()
+    );
+    assert_eq!(World::from_json(&exited.to_json()).unwrap(), exited);
     let parsed = World::from_json(
         r#"{"caller":{"uid":1000,"gid":1000,"namespaces":{"network":"n"}},
             "namespaces":[{"name":"n","type":"network","paths":["/run/n"]}],
