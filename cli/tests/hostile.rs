@@ -85,6 +85,11 @@ const CASES: &[Case] = &[
         body: sigkill_of_the_supervising_child_ends_the_container_too,
     },
     Case {
+        name: "a_sigint_sent_to_nsapply_on_a_terminal_reaches_cmd",
+        root: true,
+        body: a_sigint_sent_to_nsapply_on_a_terminal_reaches_cmd,
+    },
+    Case {
         name: "a_signal_while_the_keeper_ends_what_c1_left_is_not_nsapplys_death",
         root: true,
         body: a_signal_while_the_keeper_ends_what_c1_left_is_not_nsapplys_death,
@@ -765,7 +770,10 @@ extern "C" fn count_int(_: libc::c_int) {
 
 /// CMD that counts the SIGINTs it gets (a handler, which runs as each one
 /// arrives, so two are two): prints `ready`, waits 1.5 s, prints
-/// `count <n>`.
+/// `count <n>`. It waits running, not sleeping: a second SIGINT that came
+/// while the first was still pending would merge with it (a standard
+/// signal is pending once), and a sleeping process takes longer to run its
+/// handler than nsapply takes to forward the same signal.
 fn probe_count_int() -> i32 {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler};
     let act = SigAction::new(
@@ -783,7 +791,7 @@ fn probe_count_int() -> i32 {
     let _ = std::io::stdout().flush();
     let until = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(10));
+        std::hint::spin_loop();
     }
     println!("count {}", INTS.load(std::sync::atomic::Ordering::SeqCst));
     0
@@ -3466,9 +3474,14 @@ struct CtrlC {
 
 /// Runs the shell line under script(1) (a pty, whose session the line
 /// leads) with the `count-int` probe as CMD, waits until the probe is
-/// ready, calls `ready` with script's pid, types ^C on the terminal and
-/// collects what the probe counted.
-fn ctrl_c_on_a_terminal(what: &str, line: &str, ready: impl FnOnce(i32)) -> Result<CtrlC, String> {
+/// ready, calls `ready` with script's pid, types ^C on the terminal unless
+/// `ready` said not to (it returns whether to) and collects what the probe
+/// counted.
+fn ctrl_c_on_a_terminal(
+    what: &str,
+    line: &str,
+    ready: impl FnOnce(i32) -> bool,
+) -> Result<CtrlC, String> {
     let mut child = Command::new("script")
         .args(["-qfec", line, "/dev/null"])
         .env(PROBE_ENV, "count-int")
@@ -3480,9 +3493,9 @@ fn ctrl_c_on_a_terminal(what: &str, line: &str, ready: impl FnOnce(i32)) -> Resu
     let lines = lines_in_background(child.stdout.take().expect("stdout"));
     let err = read_all_in_background(child.stderr.take());
     let waited = wait_line(&lines, "ready", Duration::from_secs(20));
-    ready(child.id() as i32);
+    let type_ctrl_c = ready(child.id() as i32);
     let mut stdin = child.stdin.take().expect("stdin");
-    if waited.is_ok() {
+    if waited.is_ok() && type_ctrl_c {
         // ^C, typed on the terminal.
         let _ = stdin.write_all(b"\x03");
         let _ = stdin.flush();
@@ -3522,22 +3535,67 @@ fn a_terminals_ctrl_c_reaches_cmd_once() -> Outcome {
         ("CMD as pid 1", example("default"), false),
         ("--init", example("default"), true),
     ] {
-        let line = format!(
-            "exec {} run {}{} -- {}",
-            nsapply_bin().display(),
-            if init { "--init " } else { "" },
-            cfg.display(),
-            probe.display()
-        );
         let CtrlC {
             count,
             status,
             out,
             err,
-        } = ctrl_c_on_a_terminal(what, &line, |_| {})?;
+        } = ctrl_c_on_a_terminal(what, &exec_run_line(init, &cfg, &probe), |_| true)?;
         if count.as_deref() != Some("1") {
             return Err(format!(
                 "{what}: Ctrl-C on the terminal should reach CMD once, it counted {count:?} (status {status:?}); output {out:?}; stderr: {err}"
+            ));
+        }
+        expect_no_leftovers(what)?;
+    }
+    Ok(())
+}
+
+/// `exec nsapply run [--init] CFG -- CMD`, a shell line for script(1).
+fn exec_run_line(init: bool, cfg: &Path, cmd: &Path) -> String {
+    format!(
+        "exec {} run {}{} -- {}",
+        nsapply_bin().display(),
+        if init { "--init " } else { "" },
+        cfg.display(),
+        cmd.display()
+    )
+}
+
+/// A SIGINT sent to nsapply alone (`kill -INT <pid>`: `SI_USER`) while it
+/// runs on a terminal with CMD in the terminal's foreground group: no
+/// terminal sent it and CMD has not got it, so nsapply forwards it, and CMD
+/// counts one. cargo-mutants found that "a signal the kernel sent" could be
+/// widened to every signal unnoticed: nsapply then took it for the
+/// terminal's and CMD never got it.
+fn a_sigint_sent_to_nsapply_on_a_terminal_reaches_cmd() -> Outcome {
+    become_subreaper()?;
+    let probe = std::env::current_exe().map_err(|e| e.to_string())?;
+    for (what, init) in [("CMD as pid 1", false), ("--init", true)] {
+        let mut sent = false;
+        let CtrlC {
+            count,
+            status,
+            out,
+            err,
+        } = ctrl_c_on_a_terminal(
+            what,
+            &exec_run_line(init, &example("default"), &probe),
+            |script| {
+                if let Some(p0) = first_child_of(script) {
+                    sent = kill(Pid::from_raw(p0), Signal::SIGINT).is_ok();
+                }
+                false
+            },
+        )?;
+        if !sent {
+            return Err(format!(
+                "{what}: no nsapply under script(1) to send SIGINT to"
+            ));
+        }
+        if count.as_deref() != Some("1") {
+            return Err(format!(
+                "{what}: a SIGINT sent to nsapply should reach CMD once, it counted {count:?} (status {status:?}); output {out:?}; stderr: {err}"
             ));
         }
         expect_no_leftovers(what)?;
@@ -3735,7 +3793,7 @@ fn a_terminals_ctrl_c_reaches_a_cmd_that_left_the_foreground_group() -> Outcome 
             status,
             out,
             err,
-        } = ctrl_c_on_a_terminal(what, &line, |_| {})?;
+        } = ctrl_c_on_a_terminal(what, &line, |_| true)?;
         if count.as_deref() != Some("1") {
             return Err(format!(
                 "{what}: Ctrl-C on nsapply's terminal should reach CMD (which called setsid) once, \
@@ -3793,6 +3851,7 @@ fn in_a_pid_namespace_without_its_group_leader_cmd_joins_the_callers_group() -> 
                 .into_iter()
                 .map(|p| (p.pid, p.comm(), pgrp_of(p.pid)))
                 .collect();
+            true
         })?;
         let p0_group = groups.iter().find(|g| g.1 == "nsapply").and_then(|g| g.2);
         let cmd_group = groups.iter().find(|g| g.1 == probe_comm).and_then(|g| g.2);
