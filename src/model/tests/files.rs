@@ -412,3 +412,65 @@ fn a_processs_time_for_children_names_its_childrens_namespace() {
     m.close(active);
     m.close(children);
 }
+
+#[test]
+fn an_exec_target_is_a_running_process_the_caller_may_ptrace() {
+    use crate::exec::ExecError;
+    use crate::model::{ProcessSpec, ProcessState};
+    let world = World::new()
+        .namespace(NsSpec::new("n", Kind::Network))
+        .process(ProcessSpec::new(10).in_ns(Kind::Network, "n"))
+        .process(ProcessSpec::new(11).state(ProcessState::Exited));
+    let m = model(world.clone());
+    for pid in [0, -1] {
+        assert!(
+            matches!(
+                m.exec_target(pid, None),
+                Err(ExecError::InvalidTarget { errno: None, .. })
+            ),
+            "pid {pid}"
+        );
+    }
+    let target = m.exec_target(10, None).unwrap();
+    assert_eq!(
+        (target.pid, target.kinds),
+        (10, KindSet::one(Kind::Network))
+    );
+    let asked = KindSet::one(Kind::Uts);
+    assert_eq!(m.exec_target(10, Some(asked)).unwrap().kinds, asked);
+    assert!(matches!(
+        m.exec_target(11, None),
+        Err(ExecError::TargetExited {
+            errno: Some(Errno::ESRCH),
+            ..
+        })
+    ));
+    assert!(matches!(
+        m.exec_target(12, None),
+        Err(ExecError::TargetExited { .. })
+    ));
+    let rootless = model(world.caller(CallerSpec::unprivileged(1000, 1000)));
+    assert!(matches!(
+        rootless.exec_target(10, None),
+        Err(ExecError::InvalidTarget {
+            errno: Some(Errno::EACCES),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn an_exec_target_differs_in_pid_and_time_from_the_callers_namespaces_for_children() {
+    // After unshare(pid|time) the caller is still in the host's pid and time
+    // namespaces, but its children would not be: a process of the host's
+    // differs in those two kinds (what /proc/self/ns/*_for_children say).
+    use crate::model::ProcessSpec;
+    let mut m = model(World::new().process(ProcessSpec::new(10)));
+    assert_eq!(m.exec_target(10, None).unwrap().kinds, KindSet::EMPTY);
+    m.unshare([Kind::Pid, Kind::Time].into_iter().collect())
+        .unwrap();
+    assert_eq!(
+        m.exec_target(10, None).unwrap().kinds,
+        [Kind::Pid, Kind::Time].into_iter().collect::<KindSet>()
+    );
+}

@@ -279,3 +279,33 @@ fn a_clock_reads_from_0_to_half_of_ktime_sec_max_seconds() {
         }
     }
 }
+
+#[test]
+fn the_views_list_every_namespace_with_a_user_namespaces_parent() {
+    let mut m = model(World::new().namespace(NsSpec::new("n", Kind::Network)));
+    m.unshare(KindSet::one(Kind::User)).unwrap();
+    let names: Vec<String> = m.namespaces().into_iter().map(|v| v.name).collect();
+    assert_eq!(names.len(), Kind::ALL.len() + 2, "{names:?}");
+    assert!(
+        names[..Kind::ALL.len()]
+            .iter()
+            .all(|n| n.starts_with("host:")),
+        "{names:?}"
+    );
+    assert_eq!(names[Kind::ALL.len()..], ["n", "new:user:1"]);
+    let user = m.namespace("new:user:1").unwrap();
+    assert_eq!(user.parent.as_deref(), Some("host:user"));
+    assert_eq!(user.owner.as_deref(), Some("host:user"));
+    assert_eq!(m.namespace("n").unwrap().parent, None);
+}
+
+#[test]
+fn clocks_are_written_unless_they_are_the_default_day() {
+    let json = World::new().to_json();
+    assert!(!json.contains("clocks"), "{json}");
+    let mut world = World::new();
+    world.clocks.boottime.secs = 7;
+    let json = world.to_json();
+    assert!(json.contains("clocks"), "{json}");
+    assert_eq!(World::from_json(&json).unwrap(), world);
+}
