@@ -53,9 +53,9 @@ pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
     // SAFETY: pidfd_open takes a pid and flags by value and returns a new
     // fd or -1; no memory is passed.
     let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if r < 0 {
-        return Err(Errno::last());
-    }
+    // -1 and errno on failure; any other value is an fd (0 too, when the
+    // caller's stdin is closed).
+    let r = nix::errno::Errno::result(r).map_err(nix_errno)?;
     // A valid fd fits an i32; the kernel returns nothing else on success.
     let raw = i32::try_from(r).map_err(|_| Errno::EBADF)?;
     // SAFETY: pidfd_open returned a new fd that nothing else owns.
@@ -117,11 +117,7 @@ impl Pidfd {
                 0,
             )
         };
-        if r < 0 {
-            Err(Errno::last())
-        } else {
-            Ok(())
-        }
+        nix::errno::Errno::result(r).map(drop).map_err(nix_errno)
     }
 
     /// Whether the process has exited (the pidfd polls readable).
@@ -516,4 +512,35 @@ pub fn block_all_signals() -> Result<(), Errno> {
 pub fn pipe() -> Result<(File, File), Errno> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(nix_errno)?;
     Ok((File::from(r), File::from(w)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pidfd_signals_its_process_and_says_esrch_once_it_is_reaped() {
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pidfd = Pidfd::open(sleeper.id() as i32).unwrap();
+        assert!(!pidfd.has_exited());
+        assert_eq!(pidfd.send_signal(Signal::SIGTERM), Ok(()));
+        let status = sleeper.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGTERM)
+        );
+        assert!(pidfd.has_exited());
+        assert_eq!(pidfd.send_signal(Signal::SIGTERM), Err(Errno::ESRCH));
+    }
+
+    #[test]
+    fn a_saved_action_shows_its_handler_and_flags() {
+        let saved = signal_action(Signal::SIGUSR2).unwrap();
+        let text = format!("{saved:?}");
+        assert!(text.starts_with("SavedAction { handler: "), "{text}");
+        assert!(text.contains("flags: "), "{text}");
+    }
 }
