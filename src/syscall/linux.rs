@@ -413,6 +413,7 @@ fn on_nsfs(fd: &OwnedFd) -> Result<bool, Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::syscall::tests::in_child;
 
     #[test]
     fn nstype_of_a_regular_file_is_enotty() {
@@ -446,28 +447,6 @@ mod tests {
         let fd = Linux.open_ns(Path::new("/proc/self/ns/net")).unwrap();
         let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
         assert_ne!(flags & libc::FD_CLOEXEC, 0);
-    }
-
-    /// Runs `body` in a forked child and answers its exit code, `body`'s
-    /// answer (a child killed by a signal is 128 + the signal).
-    fn in_child(body: impl FnOnce() -> i32) -> i32 {
-        use nix::sys::wait::{waitpid, WaitStatus};
-        // SAFETY: the test process has other threads, so the child makes
-        // only system calls (prctl, getppid, unshare or setns through nix:
-        // no allocation, no lock) and leaves with _exit.
-        match unsafe { nix::unistd::fork() }.expect("fork") {
-            nix::unistd::ForkResult::Child => {
-                let code = body();
-                // SAFETY: _exit ends the child at once, running nothing of
-                // the parent's (no atexit handler, no stdio flush).
-                unsafe { libc::_exit(code) }
-            }
-            nix::unistd::ForkResult::Parent { child } => match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, code)) => code,
-                Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
-                other => panic!("the child ended as {other:?}"),
-            },
-        }
     }
 
     /// Sets SIGKILL as the parent-death signal in a forked child, runs

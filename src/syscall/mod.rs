@@ -165,8 +165,30 @@ pub trait Syscall {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Runs `body` in a forked child and answers its exit code, `body`'s
+    /// answer (a child killed by a signal is 128 + the signal).
+    pub(crate) fn in_child(body: impl FnOnce() -> i32) -> i32 {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        // SAFETY: the test process has other threads, so the child makes
+        // only system calls (prctl, getppid, unshare or setns through nix:
+        // no allocation, no lock) and leaves with _exit.
+        match unsafe { nix::unistd::fork() }.expect("fork") {
+            nix::unistd::ForkResult::Child => {
+                let code = body();
+                // SAFETY: _exit ends the child at once, running nothing of
+                // the parent's (no atexit handler, no stdio flush).
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => code,
+                Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+                other => panic!("the child ended as {other:?}"),
+            },
+        }
+    }
 
     #[test]
     fn a_thread_count_error_names_its_errno_or_the_proc_that_is_not_procfs() {

@@ -537,6 +537,78 @@ mod tests {
     }
 
     #[test]
+    fn signal_actions_are_read_ignored_defaulted_and_given_back() {
+        // In a child: the actions and the mask are the whole process's.
+        let code = crate::syscall::tests::in_child(|| {
+            let sig = Signal::SIGUSR2;
+            let steps = || -> Result<bool, Errno> {
+                let before = signal_action(sig)?;
+                ignore_signal(sig)?;
+                let ignored = signal_action(sig)?.is_ignored();
+                before.restore(sig)?;
+                let back = !signal_action(sig)?.is_ignored();
+                ignore_signal(sig)?;
+                let previous = default_signal_action(sig)?;
+                let defaulted = !signal_action(sig)?.is_ignored();
+                restore_signal_action(sig, &previous)?;
+                let given_back = signal_action(sig)?.is_ignored();
+                Ok(!before.is_ignored() && ignored && back && defaulted && given_back)
+            };
+            match steps() {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(_) => 2,
+            }
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn a_pending_blocked_signal_is_taken_back() {
+        let code = crate::syscall::tests::in_child(|| {
+            let mut set = SigSet::empty();
+            set.add(Signal::SIGUSR2);
+            if set.thread_block().is_err() || nix::sys::signal::raise(Signal::SIGUSR2).is_err() {
+                return 3;
+            }
+            let pending = || {
+                let mut now = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+                // SAFETY: sigpending fills the set it is given, storage of
+                // the right type owned by this frame.
+                unsafe {
+                    libc::sigpending(now.as_mut_ptr()) == 0
+                        && libc::sigismember(now.as_ptr(), libc::SIGUSR2) == 1
+                }
+            };
+            if !pending() {
+                return 2;
+            }
+            take_pending_signal(Signal::SIGUSR2);
+            i32::from(pending())
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn kill_and_reap_leaves_no_process_and_no_zombie() {
+        // Reaped by kill_and_reap, the function under test, not by std.
+        #[allow(clippy::zombie_processes)]
+        let sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = sleeper.id() as i32;
+        kill_and_reap(pid);
+        // Reaped: the pid names nothing (a zombie would still answer 0).
+        assert_eq!(
+            kill(Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        // Gone already: nothing to do, no error.
+        kill_and_reap(pid);
+    }
+
+    #[test]
     fn a_saved_action_shows_its_handler_and_flags() {
         let saved = signal_action(Signal::SIGUSR2).unwrap();
         let text = format!("{saved:?}");
