@@ -104,10 +104,6 @@ impl FromStr for CallOp {
     }
 }
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
 fn no_kinds(kinds: &KindSet) -> bool {
     kinds.is_empty()
 }
@@ -135,7 +131,7 @@ pub struct Call {
     /// `"ok"` or the errno.
     pub result: Outcome,
     /// Whether the result was forced by the [`FaultScript`].
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "super::is_false")]
     pub injected: bool,
 }
 

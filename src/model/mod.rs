@@ -69,6 +69,12 @@ use fs::{Node, Nodes};
 use kernel::{Cred, Ids, Kernel};
 use views::{FdTarget, OpenFile, NEXT_SERIAL};
 
+/// serde's `skip_serializing_if` for a flag whose default is `false`
+/// (the world's and the fault script's files leave it out).
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// The first fd the model hands out (0, 1, 2 are stdio).
 const FIRST_FD: u32 = 3;
 /// Where the time offsets are written (recorded as the call's path).

@@ -162,17 +162,13 @@ pub struct CallerSpec {
     /// with another process: it was made with `CLONE_FS`. Its threads
     /// share it too, so more than one thread implies it. setns(user) and
     /// setns(mount) then fail EINVAL.
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "super::is_false")]
     pub fs_shared: bool,
     /// Whether the caller is chrooted (its root is not the root of its
     /// mount namespace): unshare(user) then fails EPERM, and `/` is no
     /// mount point whose propagation could change (EINVAL).
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "super::is_false")]
     pub chroot: bool,
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 impl Default for CallerSpec {

@@ -309,3 +309,19 @@ fn clocks_are_written_unless_they_are_the_default_day() {
     assert!(json.contains("clocks"), "{json}");
     assert_eq!(World::from_json(&json).unwrap(), world);
 }
+
+#[test]
+fn a_callers_flags_are_written_only_when_set() {
+    let json = World::new().to_json();
+    assert!(
+        !json.contains("chroot") && !json.contains("fs_shared"),
+        "{json}"
+    );
+    let world = World::new().caller(CallerSpec::root().chrooted().sharing_fs());
+    let json = world.to_json();
+    assert!(
+        json.contains("chroot") && json.contains("fs_shared"),
+        "{json}"
+    );
+    assert_eq!(World::from_json(&json).unwrap(), world);
+}
