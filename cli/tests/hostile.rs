@@ -2781,7 +2781,9 @@ fn under_init_a_signal_sent_before_cmd_exists_reaches_it() -> Outcome {
 /// one error line (README: "CMD's own exit status 1 is never mistaken for
 /// a failed apply"; "Every error is exactly one line on stderr"). On
 /// c397d0c, when init's own fork of CMD fails, init exits 1 without a
-/// word, and nsapply exits 1 silently, as if CMD had exited 1.
+/// word, and nsapply exits 1 silently, as if CMD had exited 1. The line
+/// names the fork and EAGAIN (cargo-mutants: init could fail without its
+/// report, and only the line's count was checked).
 fn under_init_a_failed_fork_is_an_error_not_cmds_status() -> Outcome {
     become_subreaper()?;
     for limit in 1..=4 {
@@ -2805,6 +2807,13 @@ fn under_init_a_failed_fork_is_an_error_not_cmds_status() -> Outcome {
                 "RLIMIT_NPROC {limit}: nsapply exited {} with {} error lines (CMD is `true`, so this is not CMD's status): {err:?}",
                 status_code(*status),
                 lines.len()
+            ));
+        }
+        // The line names the fork that failed and its errno (init reports
+        // its own failed fork of CMD before it exits).
+        if !lines[0].contains("fork") || !lines[0].contains("EAGAIN") {
+            return Err(format!(
+                "RLIMIT_NPROC {limit}: the error should name the failed fork and EAGAIN: {err:?}"
             ));
         }
         expect_no_leftovers(&format!("RLIMIT_NPROC {limit}"))?;
