@@ -357,3 +357,29 @@ fn becoming_root_without_capabilities_works_when_root_is_already_who_it_is() {
     let mut m = model(caller_in(2000));
     assert_eq!(m.set_root_ids(), Err(Errno::EPERM));
 }
+
+#[test]
+fn a_world_namespace_made_by_root_lets_its_process_map_host_root() {
+    // parent_could_setfcap of a world namespace: its creator was root in
+    // the host (CAP_SETFCAP) unless it says otherwise. A process inside
+    // writes its own, unwritten uid_map.
+    let inside = |creator: u32| {
+        World::new()
+            .namespace(NsSpec::new("u", Kind::User).created_by(creator))
+            .caller(
+                CallerSpec::unprivileged(creator, creator)
+                    .with_caps(true)
+                    .in_ns(Kind::User, "u"),
+            )
+    };
+    let mut m = model(inside(0));
+    assert_eq!(
+        m.caller_write_map("self", MapFile::UidMap, &map(0, 1)),
+        Ok(())
+    );
+    let mut m = model(inside(1000));
+    assert_eq!(
+        m.caller_write_map("self", MapFile::UidMap, &map(0, 1)),
+        Err(Errno::EPERM)
+    );
+}
