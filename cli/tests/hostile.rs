@@ -2418,9 +2418,9 @@ fn sigkill_of_nsapplys_process_group_leaves_no_daemon_behind() -> Outcome {
     Ok(())
 }
 
-/// CMD (no pid namespace) starts a helper that traces CMD's own process
-/// (PTRACE_SEIZE, allowed to root, and to container root over its own
-/// processes) and never collects its exit, then exits 3. The supervising
+/// CMD (no pid namespace, and under `--init`) starts a helper that traces
+/// CMD's own process (PTRACE_SEIZE, allowed to root, and to container root
+/// over its own processes) and never collects its exit, then exits 3. The supervising
 /// child's `waitpid` for CMD cannot return while the tracer lives: on
 /// c397d0c nsapply hangs for ever after CMD ended, and a SIGKILL of nsapply
 /// then leaves the supervising child and the tracer running (the child is
@@ -2433,40 +2433,47 @@ fn a_cmd_traced_by_its_own_child_neither_hangs_nsapply_nor_outlives_it() -> Outc
     let probe = std::env::current_exe().map_err(|e| e.to_string())?;
     let report = scratch.join("seized");
     let errfile = scratch.join("stderr");
-    let mut child = nsapply(&["run"])
-        .arg(&no_pid)
-        .args(["--", "sh", "-c", r#""$0" $$ "$1" & sleep 1; exit 3"#])
-        .arg(&probe)
-        .arg(&report)
-        .env(PROBE_ENV, "seize")
-        .stdout(Stdio::null())
-        .stderr(File::create(&errfile).map_err(|e| e.to_string())?)
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    // Killed with SIGKILL when it does not end in time.
-    let status = wait_deadline(&mut child, Duration::from_secs(15));
-    let left = leftovers(Duration::from_secs(3));
-    let err = fs::read_to_string(&errfile).unwrap_or_default();
-    let seized = fs::read_to_string(&report).unwrap_or_default();
-    if seized != "seized" {
-        return Err(format!(
-            "setup: the tracer did not attach ({seized:?}); stderr: {err}"
-        ));
-    }
     let mut problems = Vec::new();
-    match status {
-        Some(s) if s.code() == Some(3) => {}
-        Some(s) => problems.push(format!(
-            "nsapply should exit with CMD's status 3, got {}; stderr: {err}",
-            status_code(s)
-        )),
-        None => problems.push(
-            "nsapply did not end within 15 s of a CMD that exits after 1 s (then killed with SIGKILL)"
-                .to_owned(),
-        ),
-    }
-    if !left.is_empty() {
-        problems.push(format!("left behind: {left:?}"));
+    // Under --init the same hold is on init's wait: it must see CMD's end
+    // through CMD's pidfd, not wait for a SIGCHLD that the tracer gets.
+    for (what, cfg, init) in [
+        ("no pid namespace", no_pid, false),
+        ("--init", example("default"), true),
+    ] {
+        let _ = fs::remove_file(&report);
+        let mut child = nsapply(if init { &["run", "--init"] } else { &["run"] })
+            .arg(&cfg)
+            .args(["--", "sh", "-c", r#""$0" $$ "$1" & sleep 1; exit 3"#])
+            .arg(&probe)
+            .arg(&report)
+            .env(PROBE_ENV, "seize")
+            .stdout(Stdio::null())
+            .stderr(File::create(&errfile).map_err(|e| e.to_string())?)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        // Killed with SIGKILL when it does not end in time.
+        let status = wait_deadline(&mut child, Duration::from_secs(15));
+        let left = leftovers(Duration::from_secs(3));
+        let err = fs::read_to_string(&errfile).unwrap_or_default();
+        let seized = fs::read_to_string(&report).unwrap_or_default();
+        if seized != "seized" {
+            return Err(format!(
+                "{what}: setup: the tracer did not attach ({seized:?}); stderr: {err}"
+            ));
+        }
+        match status {
+            Some(s) if s.code() == Some(3) => {}
+            Some(s) => problems.push(format!(
+                "{what}: nsapply should exit with CMD's status 3, got {}; stderr: {err}",
+                status_code(s)
+            )),
+            None => problems.push(format!(
+                "{what}: nsapply did not end within 15 s of a CMD that exits after 1 s (then killed with SIGKILL)"
+            )),
+        }
+        if !left.is_empty() {
+            problems.push(format!("{what}: left behind: {left:?}"));
+        }
     }
     if problems.is_empty() {
         Ok(())
