@@ -373,12 +373,14 @@ pub fn reap_any() -> Option<(i32, Exit)> {
     use nix::sys::wait::WaitPidFlag;
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(status) => match Exit::of(status) {
-                Some(ended) => return Some(ended),
-                // Stopped or continued: not an end; nothing else is waiting.
-                None if status != nix::sys::wait::WaitStatus::StillAlive => {}
-                None => return None,
-            },
+            Ok(nix::sys::wait::WaitStatus::StillAlive) => return None,
+            Ok(status) => {
+                if let Some(ended) = Exit::of(status) {
+                    return Some(ended);
+                }
+                // A tracee's stop (reported without WUNTRACED): not an
+                // end; look again.
+            }
             Err(nix::errno::Errno::EINTR) => {}
             Err(_) => return None,
         }
@@ -585,6 +587,51 @@ mod tests {
             }
             take_pending_signal(Signal::SIGUSR2);
             i32::from(pending())
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn reap_any_reaps_what_ended_and_returns_at_once_while_children_live() {
+        // In a child, whose children are its own; an alarm ends it (as
+        // signal 14) if reap_any does not return.
+        let code = crate::syscall::tests::in_child(|| {
+            // SAFETY: alarm only arms a timer.
+            unsafe { libc::alarm(5) };
+            // SAFETY: the grandchildren make only system calls.
+            let live = match unsafe { nix::unistd::fork() } {
+                Ok(nix::unistd::ForkResult::Child) => {
+                    // Ends with its parent, whatever ends that.
+                    let _ = crate::syscall::linux::set_parent_death_signal();
+                    loop {
+                        // SAFETY: pause waits for a signal (SIGKILL).
+                        unsafe { libc::pause() };
+                    }
+                }
+                Ok(nix::unistd::ForkResult::Parent { child }) => child,
+                Err(_) => return 10,
+            };
+            if reap_any().is_some() {
+                return 1;
+            }
+            // SAFETY: as above.
+            let ended = match unsafe { nix::unistd::fork() } {
+                // SAFETY: _exit ends the grandchild at once.
+                Ok(nix::unistd::ForkResult::Child) => unsafe { libc::_exit(7) },
+                Ok(nix::unistd::ForkResult::Parent { child }) => child,
+                Err(_) => return 10,
+            };
+            // Until it has ended (a zombie), then reaped with its status.
+            let mut got = None;
+            while got.is_none() {
+                got = reap_any();
+            }
+            let _ = kill(live, Signal::SIGKILL);
+            let _ = waitpid(live, None);
+            if got != Some((ended.as_raw(), Exit::Code(7))) {
+                return 2;
+            }
+            i32::from(reap_any().is_some()) * 3
         });
         assert_eq!(code, 0);
     }
