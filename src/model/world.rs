@@ -960,16 +960,15 @@ pub(super) fn lookup<'a>(
 
 /// Depth of `id` along `up`, or `None` when the chain loops.
 fn chain_level(spaces: &[Space], id: NsId, up: impl Fn(&Space) -> Option<NsId>) -> Option<u32> {
-    let mut level = 0u32;
+    // A chain without a loop visits each namespace at most once.
     let mut at = id;
-    while let Some(next) = up(&spaces[at]) {
-        level += 1;
-        if level as usize > spaces.len() {
-            return None;
+    for level in 0..=spaces.len() {
+        match up(&spaces[at]) {
+            None => return u32::try_from(level).ok(),
+            Some(next) => at = next,
         }
-        at = next;
     }
-    Some(level)
+    None
 }
 
 /// Refuses fields set on a kind they do not apply to.

@@ -325,3 +325,18 @@ fn a_callers_flags_are_written_only_when_set() {
     );
     assert_eq!(World::from_json(&json).unwrap(), world);
 }
+
+#[test]
+fn a_caller_may_be_in_an_entered_time_namespace_and_no_file_is_the_root() {
+    // Entered (the default) is what a process in it means; only a time
+    // namespace that no process entered cannot hold the caller.
+    let world = World::new()
+        .namespace(NsSpec::new("t", Kind::Time))
+        .caller(CallerSpec::root().in_ns(Kind::Time, "t"));
+    assert_eq!(model(world).current(Kind::Time), "t");
+    let err = World::from_json(r#"{"files":{"/":"directory"}}"#).unwrap_err();
+    assert!(
+        matches!(&err, WorldError::InvalidPath { reason, .. } if reason.contains("root directory")),
+        "{err:?}"
+    );
+}
