@@ -1112,3 +1112,25 @@ fn simulate_on_the_host_reads_the_limits_and_a_missing_one_is_unlimited() {
     assert_error(&limited, 1, "unshare-failed");
     assert!(stderr(&limited).contains("ENOSPC"), "{}", stderr(&limited));
 }
+
+/// Under `--init`, a signal sent to the container's pid 1 from inside (as
+/// to any init: `kill -TERM 1`) goes to the command too; init's own
+/// SIGCHLD does not. cargo-mutants found the test that skips SIGCHLD could
+/// be turned around unnoticed: the command then never got the TERM.
+#[test]
+fn under_init_a_signal_to_pid_1_from_inside_reaches_the_command() {
+    if skip_unless_root("under_init_a_signal_to_pid_1_from_inside_reaches_the_command") {
+        return;
+    }
+    let o = nsapply(&[
+        "run",
+        "--init",
+        &example("default"),
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo got TERM; exit 5' TERM; kill -TERM 1; sleep 10 & wait",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{o:?}");
+    assert_eq!(stdout(&o).trim(), "got TERM");
+}
