@@ -85,6 +85,11 @@ const CASES: &[Case] = &[
         body: sigkill_of_the_supervising_child_ends_the_container_too,
     },
     Case {
+        name: "sigkill_of_the_supervising_child_ends_the_run_at_once_when_its_command_died_with_it",
+        root: true,
+        body: sigkill_of_the_supervising_child_ends_the_run_at_once_when_its_command_died_with_it,
+    },
+    Case {
         name: "a_sigint_sent_to_nsapply_on_a_terminal_reaches_cmd",
         root: true,
         body: a_sigint_sent_to_nsapply_on_a_terminal_reaches_cmd,
@@ -1476,6 +1481,53 @@ fn sigkill_of_the_supervising_child_ends_the_container_too() -> Outcome {
         }
     }
     Ok(())
+}
+
+/// The supervising child is killed while CMD (no pid namespace, its
+/// credentials unchanged) sleeps: CMD dies with it (its parent-death
+/// signal), so the keeper has nothing left to wait for and the run ends at
+/// once, `run-failed`, well within the 2 s grace the keeper gives
+/// processes that outlive the child. cargo-mutants found the keeper's wait
+/// could go on for the whole grace with no child left unnoticed.
+fn sigkill_of_the_supervising_child_ends_the_run_at_once_when_its_command_died_with_it() -> Outcome
+{
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let Started {
+        mut child,
+        lines,
+        err,
+    } = start_piped(nsapply(&["run"]).arg(&no_pid).args([
+        "--",
+        "sh",
+        "-c",
+        "echo started; exec sleep 60",
+    ]))?;
+    let started = wait_line(&lines, "started", Duration::from_secs(20));
+    let c1 = first_child_of(child.id() as i32).and_then(first_child_of);
+    let killed = Instant::now();
+    if let (Ok(()), Some(pid)) = (&started, c1) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let status = wait_deadline(&mut child, Duration::from_secs(10));
+    let took = killed.elapsed();
+    let left = leftovers(Duration::from_secs(3));
+    let err = err.recv().unwrap_or_default();
+    started.map_err(|e| format!("{e}; stderr: {err}"))?;
+    if c1.is_none() {
+        return Err("nsapply had no supervising child to kill".into());
+    }
+    if !left.is_empty() {
+        return Err(format!("still running: {left:?}"));
+    }
+    if took > Duration::from_millis(1200) {
+        return Err(format!(
+            "nsapply took {took:?} to end after its supervising child and CMD were killed (nothing was left to wait for)"
+        ));
+    }
+    let r = (status.ok_or("nsapply did not end")?, String::new(), err);
+    expect_error("SIGKILL of the supervising child", &r, 1, "run-failed")
 }
 
 /// Once the supervising child is killed, the keeper gives what it left 2 s
