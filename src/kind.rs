@@ -372,6 +372,14 @@ mod tests {
     }
 
     #[test]
+    fn an_intersection_holds_the_kinds_in_both_sets() {
+        let a: KindSet = "user,network,ipc".parse().unwrap();
+        let b: KindSet = "network,ipc,uts".parse().unwrap();
+        assert_eq!(a.intersection(b).to_string(), "ipc,network");
+        assert_eq!(a.intersection(a.complement()), KindSet::EMPTY);
+    }
+
+    #[test]
     fn adding_a_kind_already_in_a_set_keeps_it() {
         let s = KindSet::one(Kind::Pid).with(Kind::Time);
         assert_eq!(s.with(Kind::Pid), s);
