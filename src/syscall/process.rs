@@ -435,7 +435,7 @@ pub fn send_fd(
     // The fd went with the first byte; the rest, if the socket took only
     // part (it never does with a short message), follows.
     let mut rest = &data[sent..];
-    while !rest.is_empty() {
+    while let [_, ..] = rest {
         match nix::sys::socket::send(socket.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {
             Ok(n) => rest = &rest[n..],
             Err(nix::errno::Errno::EINTR) => {}
