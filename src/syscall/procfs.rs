@@ -69,9 +69,13 @@ impl ProcRoot {
     /// `/proc` cannot be opened, is not procfs, or is not its root.
     pub fn open() -> Result<ProcRoot, ProcError> {
         use nix::fcntl::OFlag;
+        // O_CLOEXEC first: this fd lives as long as the run, and either
+        // bit-and of the flags drops it (a leak into CMD that the tests
+        // see), where O_PATH & O_DIRECTORY would only open /proc for
+        // reading, which serves the same.
         let dir = nix::fcntl::open(
             "/proc",
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            OFlag::O_CLOEXEC | OFlag::O_PATH | OFlag::O_DIRECTORY,
             nix::sys::stat::Mode::empty(),
         )
         .map_err(ProcError::sys("opening /proc"))?;
@@ -408,5 +412,32 @@ impl ProcRoot {
             children.push(ChildProcess { pid, zombie });
         }
         Ok(children)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::fcntl::OFlag;
+
+    #[test]
+    fn a_path_under_the_checked_proc_stays_beneath_it_and_may_refuse_symlinks() {
+        let proc = ProcRoot::open().unwrap();
+        let open = |path: &str, no_symlinks: bool| {
+            ProcRoot::open_in(&proc.dir, path, OFlag::O_RDONLY, no_symlinks).map(drop)
+        };
+        assert_eq!(open("self/status", false), Ok(()));
+        // RESOLVE_BENEATH: ".." out of /proc is refused, whatever it names.
+        for no_symlinks in [false, true] {
+            assert_eq!(
+                open("../proc/self/status", no_symlinks),
+                Err(nix::errno::Errno::EXDEV),
+                "no_symlinks {no_symlinks}"
+            );
+        }
+        // RESOLVE_NO_SYMLINKS: /proc/self is a symlink (to the pid).
+        assert_eq!(open("self/status", true), Err(nix::errno::Errno::ELOOP));
+        let pid = std::process::id().to_string();
+        assert_eq!(open(&format!("{pid}/status"), true), Ok(()));
     }
 }
