@@ -58,6 +58,12 @@ pub struct ProcRoot {
     dir: OwnedFd,
 }
 
+/// A reference to a directory beneath the checked procfs (`O_PATH`: no
+/// read permission needed; `O_DIRECTORY`: anything else fails);
+/// [`ProcRoot::open_in`] adds `O_CLOEXEC`.
+const DIRECTORY_REF: nix::fcntl::OFlag =
+    nix::fcntl::OFlag::O_PATH.union(nix::fcntl::OFlag::O_DIRECTORY);
+
 /// `PROC_ROOT_INO`: the inode number of the root of every procfs instance.
 const PROC_ROOT_INO: u64 = 1;
 
@@ -113,17 +119,13 @@ impl ProcRoot {
         if no_symlinks {
             resolve |= ResolveFlag::RESOLVE_NO_SYMLINKS;
         }
-        let how = OpenHow::new()
-            .flags(flags | OFlag::O_CLOEXEC)
-            .resolve(resolve);
+        let flags = flags | OFlag::O_CLOEXEC;
+        let how = OpenHow::new().flags(flags).resolve(resolve);
         match nix::fcntl::openat2(dir, path, how) {
             // Before Linux 5.6: a plain openat, from a checked procfs root.
-            Err(nix::errno::Errno::ENOSYS) => nix::fcntl::openat(
-                dir,
-                path,
-                flags | OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            ),
+            Err(nix::errno::Errno::ENOSYS) => {
+                nix::fcntl::openat(dir, path, flags, nix::sys::stat::Mode::empty())
+            }
             r => r,
         }
     }
@@ -164,13 +166,7 @@ impl ProcRoot {
         // `self/fd` inside this procfs; then the magic link `<n>`, which
         // leaves procfs for the file itself (so no RESOLVE_NO_XDEV there,
         // and openat2's RESOLVE_BENEATH would refuse a magic link).
-        let fds = Self::open_in(
-            &self.dir,
-            "self/fd",
-            OFlag::O_PATH | OFlag::O_DIRECTORY,
-            false,
-        )
-        .map_err(nix_errno)?;
+        let fds = Self::open_in(&self.dir, "self/fd", DIRECTORY_REF, false).map_err(nix_errno)?;
         nix::fcntl::openat(
             &fds,
             reference.as_raw_fd().to_string().as_str(),
@@ -224,13 +220,8 @@ impl ProcRoot {
     /// As [`ProcRoot::pid_of`], or the lookup failed.
     pub fn process_dir(&self, pidfd: &Pidfd) -> Result<ProcessDir, ProcError> {
         let n = self.pid_of(pidfd)?;
-        let dir = Self::open_in(
-            &self.dir,
-            &n.to_string(),
-            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
-            true,
-        )
-        .map_err(ProcError::sys(format!("opening /proc/{n}")))?;
+        let dir = Self::open_in(&self.dir, &n.to_string(), DIRECTORY_REF, true)
+            .map_err(ProcError::sys(format!("opening /proc/{n}")))?;
         if self.pid_of(pidfd)? != n {
             return Err(ProcError {
                 reason: format!(
@@ -302,13 +293,7 @@ impl ProcRoot {
     ///
     /// The errno of opening `/proc/self` or of stat(2) on the link.
     pub fn own_namespace(&self, file: &str) -> Result<NsIdentity, Errno> {
-        let own = Self::open_in(
-            &self.dir,
-            "self",
-            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
-            false,
-        )
-        .map_err(nix_errno)?;
+        let own = Self::open_in(&self.dir, "self", DIRECTORY_REF, false).map_err(nix_errno)?;
         namespace_at(&own, file)
     }
 }
@@ -419,6 +404,21 @@ impl ProcRoot {
 mod tests {
     use super::*;
     use nix::fcntl::OFlag;
+
+    #[test]
+    fn a_reaped_process_has_exited_for_its_pidfd() {
+        let proc = ProcRoot::open().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pidfd = Pidfd::open(child.id() as i32).unwrap();
+        assert_eq!(
+            proc.pid_of(&pidfd).map_err(|e| e.reason),
+            Ok(child.id() as i32)
+        );
+        child.wait().unwrap();
+        let e = proc.pid_of(&pidfd).unwrap_err();
+        assert_eq!(e.reason, format!("process {} has exited", child.id()));
+        assert!(proc.process_dir(&pidfd).is_err());
+    }
 
     #[test]
     fn a_path_under_the_checked_proc_stays_beneath_it_and_may_refuse_symlinks() {
