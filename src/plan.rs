@@ -496,6 +496,22 @@ mod tests {
     }
 
     #[test]
+    fn only_keeps_a_pidfd_join_with_the_kinds_asked_and_drops_it_without_any() {
+        let kinds: KindSet = "network,uts".parse().unwrap();
+        let p = crate::exec::ExecTarget::new(4242, kinds).plan().unwrap();
+        let pidfd_kinds = |p: &Plan| {
+            p.steps().iter().find_map(|s| match s {
+                Step::PidfdJoin { kinds, .. } => Some(*kinds),
+                _ => None,
+            })
+        };
+        let net = KindSet::one(Kind::Network);
+        assert_eq!(pidfd_kinds(&p), Some(kinds));
+        assert_eq!(pidfd_kinds(&p.only(net)), Some(net));
+        assert_eq!(pidfd_kinds(&p.only(KindSet::one(Kind::Ipc))), None);
+    }
+
+    #[test]
     fn phases_split_and_recombine() {
         let p = plan_of(&format!(
             r#"{{"linux":{{"namespaces":[{{"type":"user"}},{{"type":"pid"}},{{"type":"time"}},{{"type":"ipc","path":"/i"}},{{"type":"mount"}}],{MAPS}}}}}"#
