@@ -311,11 +311,23 @@ impl ProcessDir {
             .map_err(|e| WriteError::Errno(nix_errno(e)))?;
         loop {
             match nix::unistd::write(&fd, data) {
-                Ok(n) if n == data.len() => return Ok(()),
-                Ok(written) => return Err(WriteError::Short { written }),
+                Ok(written) => return WriteError::unless_whole(written, data.len()),
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(WriteError::Errno(nix_errno(e))),
             }
+        }
+    }
+}
+
+impl WriteError {
+    /// A write of `len` bytes that took `written`: whole, or short. The
+    /// proc files written here take a whole buffer or fail, so a short
+    /// write cannot be made to happen; this decision is unit-tested.
+    fn unless_whole(written: usize, len: usize) -> Result<(), WriteError> {
+        if written == len {
+            Ok(())
+        } else {
+            Err(WriteError::Short { written })
         }
     }
 }
@@ -404,6 +416,15 @@ impl ProcRoot {
 mod tests {
     use super::*;
     use nix::fcntl::OFlag;
+
+    #[test]
+    fn a_write_that_took_less_than_all_is_short() {
+        assert_eq!(WriteError::unless_whole(12, 12), Ok(()));
+        assert_eq!(
+            WriteError::unless_whole(5, 12),
+            Err(WriteError::Short { written: 5 })
+        );
+    }
 
     #[test]
     fn a_reaped_process_has_exited_for_its_pidfd() {
