@@ -566,6 +566,24 @@ mod tests {
     }
 
     #[test]
+    fn block_all_signals_blocks_every_one_it_can() {
+        let code = crate::syscall::tests::in_child(|| {
+            if block_all_signals().is_err() {
+                return 2;
+            }
+            let Ok(now) = SigSet::thread_get_mask() else {
+                return 3;
+            };
+            // The kernel never blocks SIGKILL and SIGSTOP.
+            let all = Signal::iterator()
+                .filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP))
+                .all(|s| now.contains(s));
+            i32::from(!all)
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
     fn a_pending_blocked_signal_is_taken_back() {
         let code = crate::syscall::tests::in_child(|| {
             let mut set = SigSet::empty();

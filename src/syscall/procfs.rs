@@ -418,6 +418,17 @@ mod tests {
     use nix::fcntl::OFlag;
 
     #[test]
+    fn nspid_lines_list_a_pid_per_namespace_level() {
+        assert_eq!(
+            nspids("Name:\tsh\nNSpid:\t4242\t7\t1\n"),
+            Some(vec![4242, 7, 1])
+        );
+        assert_eq!(nspids("NSpid:\t12\n"), Some(vec![12]));
+        assert_eq!(nspids("Name:\tsh\n"), None);
+        assert_eq!(nspids("NSpid:\t12\tx\n"), None);
+    }
+
+    #[test]
     fn a_write_that_took_less_than_all_is_short() {
         assert_eq!(WriteError::unless_whole(12, 12), Ok(()));
         assert_eq!(
