@@ -501,6 +501,13 @@ fn lines_in_background(r: impl Read + Send + 'static) -> mpsc::Receiver<String> 
     rx
 }
 
+/// `nsapply run [--init] CFG -- sh -c SCRIPT`.
+fn run_sh(init: bool, cfg: &Path, script: &str) -> Command {
+    let mut c = nsapply(if init { &["run", "--init"] } else { &["run"] });
+    c.arg(cfg).args(["--", "sh", "-c", script]);
+    c
+}
+
 /// A command started with its stdout read line by line and its stderr read
 /// whole, each in the background: a leftover that holds either open
 /// blocks nothing but a `recv` of `err`.
@@ -1178,12 +1185,7 @@ fn mounts_made_in_the_container_do_not_propagate_to_the_host() -> Outcome {
             mut child,
             lines,
             err,
-        } = start_piped(
-            nsapply(&["run"])
-                .arg(&cfg)
-                .args(["--", "sh", "-c", &script])
-                .stdin(Stdio::piped()),
-        )?;
+        } = start_piped(run_sh(false, &cfg, &script).stdin(Stdio::piped()))?;
         let what = format!("rootfsPropagation {propagation:?}");
         let step = wait_line(&lines, "mounted", Duration::from_secs(20));
         let leaked = mount_points().contains(&inner.display().to_string());
@@ -1324,10 +1326,7 @@ fn a_rootless_container_cannot_open_the_memory_of_any_nsapply_process() -> Outco
 fn sigkill_of_nsapply_ends_a_container_that_changed_its_credentials() -> Outcome {
     become_subreaper()?;
     let scratch = Scratch::new();
-    let no_pid = scratch.write(
-        "no-pid.json",
-        &config(r#"{"type":"uts"},{"type":"ipc"},{"type":"mount"}"#, ""),
-    );
+    let no_pid = no_pid_namespace(&scratch);
     for (what, cfg) in [
         ("all eight kinds", example("all-kinds")),
         ("no pid or time namespace", no_pid),
@@ -1385,11 +1384,7 @@ fn sigkill_of_every_nsapply_process_at_once_ends_cmd() -> Outcome {
     ] {
         let Started {
             mut child, lines, ..
-        } = start_piped(
-            nsapply(if init { &["run", "--init"] } else { &["run"] })
-                .arg(&cfg)
-                .args(["--", "sh", "-c", "sleep 60 & echo started; wait"]),
-        )?;
+        } = start_piped(&mut run_sh(init, &cfg, "sleep 60 & echo started; wait"))?;
         let started = wait_line(&lines, "started", Duration::from_secs(20));
         let p0 = child.id() as i32;
         let ours: Vec<i32> = std::iter::once(p0)
@@ -1498,12 +1493,7 @@ fn sigkill_of_the_supervising_child_ends_the_run_at_once_when_its_command_died_w
         mut child,
         lines,
         err,
-    } = start_piped(nsapply(&["run"]).arg(&no_pid).args([
-        "--",
-        "sh",
-        "-c",
-        "echo started; exec sleep 60",
-    ]))?;
+    } = start_piped(&mut run_sh(false, &no_pid, "echo started; exec sleep 60"))?;
     let started = wait_line(&lines, "started", Duration::from_secs(20));
     let c1 = first_child_of(child.id() as i32).and_then(first_child_of);
     let killed = Instant::now();
@@ -1907,11 +1897,7 @@ fn a_burst_of_signals_is_forwarded_and_the_run_goes_on() -> Outcome {
             mut child,
             lines,
             err,
-        } = start_piped(
-            nsapply(if init { &["run", "--init"] } else { &["run"] })
-                .arg(example("default"))
-                .args(["--", "sh", "-c", script]),
-        )?;
+        } = start_piped(&mut run_sh(init, &example("default"), script))?;
         let p0 = Pid::from_raw(child.id() as i32);
         let result = (|| {
             wait_line(&lines, "ready", Duration::from_secs(20))?;
@@ -1953,11 +1939,11 @@ fn nsapplys_processes_wait_without_spinning_while_cmd_runs() -> Outcome {
         let what = if init { "--init" } else { "CMD as pid 1" };
         let Started {
             mut child, lines, ..
-        } = start_piped(
-            nsapply(if init { &["run", "--init"] } else { &["run"] })
-                .arg(example("default"))
-                .args(["--", "sh", "-c", "sleep 2; echo done; sleep 1"]),
-        )?;
+        } = start_piped(&mut run_sh(
+            init,
+            &example("default"),
+            "sleep 2; echo done; sleep 1",
+        ))?;
         let done = wait_line(&lines, "done", Duration::from_secs(20));
         let p0 = child.id() as i32;
         let ticks: Vec<(i32, u64)> = std::iter::once(p0)
@@ -2031,11 +2017,7 @@ fn init_reaps_orphans_and_forwards_signals() -> Outcome {
         mut child,
         lines,
         err,
-    } = start_piped(
-        nsapply(&["run", "--init"])
-            .arg(example("default"))
-            .args(["--", "sh", "-c", script]),
-    )?;
+    } = start_piped(&mut run_sh(true, &example("default"), script))?;
     let result = (|| {
         wait_line(&lines, "me 2 init nsapply", Duration::from_secs(20))?;
         wait_line(&lines, "zombies 0", Duration::from_secs(10))?;
@@ -2447,15 +2429,12 @@ fn sigkill_of_nsapplys_process_group_leaves_no_daemon_behind() -> Outcome {
         lines,
         err,
     } = start_piped(
-        nsapply(&["run"])
-            .arg(&no_pid)
-            .args([
-                "--",
-                "sh",
-                "-c",
-                "setsid sleep 60 & sleep 0.2; echo started; wait",
-            ])
-            .process_group(0),
+        run_sh(
+            false,
+            &no_pid,
+            "setsid sleep 60 & sleep 0.2; echo started; wait",
+        )
+        .process_group(0),
     )?;
     let started = wait_line(&lines, "started", Duration::from_secs(20));
     let _ = kill(Pid::from_raw(-(child.id() as i32)), Signal::SIGKILL);
@@ -2576,9 +2555,7 @@ fn a_deep_chain_of_orphans_does_not_outlive_nsapply() -> Outcome {
     let Started {
         mut child, lines, ..
     } = start_piped(
-        nsapply(&["run"])
-            .arg(&no_pid)
-            .args(["--", "sh", "-c", r#""$0" 100; echo chained; sleep 60"#])
+        run_sh(false, &no_pid, r#""$0" 100; echo chained; sleep 60"#)
             .arg(&probe)
             .env(PROBE_ENV, "chain"),
     )?;
@@ -2612,12 +2589,11 @@ fn orphans_hidden_by_a_mount_over_proc_do_not_outlive_nsapply() -> Outcome {
         mut child,
         lines,
         err,
-    } = start_piped(nsapply(&["run"]).arg(&no_pid).args([
-        "--",
-        "sh",
-        "-c",
+    } = start_piped(&mut run_sh(
+        false,
+        &no_pid,
         "mount -t tmpfs hidden /proc || exit 9; sleep 60 & echo started; wait",
-    ]))?;
+    ))?;
     let started = wait_line(&lines, "started", Duration::from_secs(20));
     let _ = child.kill();
     let _ = child.wait();
@@ -3998,15 +3974,12 @@ fn sigkill_of_nsapplys_process_group_in_a_joined_pid_namespace_leaves_no_daemon(
     let Started {
         mut child, lines, ..
     } = match start_piped(
-        nsapply(&["run"])
-            .arg(&cfg)
-            .args([
-                "--",
-                "sh",
-                "-c",
-                "setsid sleep 60 >/dev/null 2>&1 & sleep 0.2; echo started; wait",
-            ])
-            .process_group(0),
+        run_sh(
+            false,
+            &cfg,
+            "setsid sleep 60 >/dev/null 2>&1 & sleep 0.2; echo started; wait",
+        )
+        .process_group(0),
     ) {
         Ok(started) => started,
         Err(e) => {
