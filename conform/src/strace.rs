@@ -222,7 +222,7 @@ pub enum Line {
         tail: String,
     },
     /// Anything else (`+++ exited with 0 +++`, `--- SIGCHLD ... ---`,
-    /// `???( <detached ...>`, blank).
+    /// `???( <detached ...>`, `???() = ?`, blank).
     Other,
 }
 
@@ -241,12 +241,14 @@ pub fn parse_line(text: &str) -> Result<Line, String> {
         return Ok(Line::Other);
     };
     let rest = rest.trim_start();
-    // `???( <detached ...>`: strace lost the process (it exited or was
-    // killed) in a call it could not name.
+    // `???( <detached ...>` and `???() = ?`: strace lost the process (it
+    // exited or was killed) in a call it could not name; the second form
+    // came from a killed crun on a loaded machine (CI, 2026-12-02).
     if rest.starts_with("+++")
         || rest.starts_with("---")
         || rest.is_empty()
         || rest.ends_with("<detached ...>")
+        || rest.starts_with("???(")
     {
         return Ok(Line::Other);
     }
@@ -658,6 +660,14 @@ pub fn decode(text: &str) -> Result<Vec<Event>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_strace_could_not_name_is_not_a_call() {
+        for line in ["29966 ???() = ?", "29966 ???( <detached ...>"] {
+            assert_eq!(parse_line(line), Ok(Line::Other), "{line}");
+        }
+        assert!(parse_line("29966 ??x() = 0").is_err());
+    }
 
     #[test]
     fn strings_unescape_c_escapes() {
