@@ -58,9 +58,9 @@ pub struct ProcRoot {
     dir: OwnedFd,
 }
 
-/// A reference to a directory beneath the checked procfs (`O_PATH`: no
-/// read permission needed; `O_DIRECTORY`: anything else fails);
-/// [`ProcRoot::open_in`] adds `O_CLOEXEC`.
+/// A reference to a directory (`O_PATH`: no read permission needed;
+/// `O_DIRECTORY`: anything else fails): `/proc` itself, and the
+/// directories beneath it ([`ProcRoot::open_in`] adds `O_CLOEXEC`).
 const DIRECTORY_REF: nix::fcntl::OFlag =
     nix::fcntl::OFlag::O_PATH.union(nix::fcntl::OFlag::O_DIRECTORY);
 
@@ -75,13 +75,11 @@ impl ProcRoot {
     /// `/proc` cannot be opened, is not procfs, or is not its root.
     pub fn open() -> Result<ProcRoot, ProcError> {
         use nix::fcntl::OFlag;
-        // O_CLOEXEC first: this fd lives as long as the run, and either
-        // bit-and of the flags drops it (a leak into CMD that the tests
-        // see), where O_PATH & O_DIRECTORY would only open /proc for
-        // reading, which serves the same.
+        // This fd lives as long as the run: without O_CLOEXEC it would
+        // leak into CMD (the cli tests count CMD's fds).
         let dir = nix::fcntl::open(
             "/proc",
-            OFlag::O_CLOEXEC | OFlag::O_PATH | OFlag::O_DIRECTORY,
+            OFlag::O_CLOEXEC | DIRECTORY_REF,
             nix::sys::stat::Mode::empty(),
         )
         .map_err(ProcError::sys("opening /proc"))?;
