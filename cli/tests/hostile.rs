@@ -3574,25 +3574,39 @@ fn ctrl_c_on_a_terminal(
 /// session nsapply leads.
 fn a_terminals_ctrl_c_reaches_cmd_once() -> Outcome {
     become_subreaper()?;
-    let probe = std::env::current_exe().map_err(|e| e.to_string())?;
-    for (what, cfg, init) in [
-        ("CMD as pid 1", example("default"), false),
-        ("--init", example("default"), true),
-    ] {
-        let CtrlC {
-            count,
-            status,
-            out,
-            err,
-        } = ctrl_c_on_a_terminal(what, &exec_run_line(init, &cfg, &probe), |_| true)?;
-        if count.as_deref() != Some("1") {
-            return Err(format!(
-                "{what}: Ctrl-C on the terminal should reach CMD once, it counted {count:?} (status {status:?}); output {out:?}; stderr: {err}"
-            ));
-        }
-        expect_no_leftovers(what)?;
+    for (what, init) in [("CMD as pid 1", false), ("--init", true)] {
+        sigint_reaches_cmd_once(what, init, "Ctrl-C on the terminal", |_| true)?;
     }
     Ok(())
+}
+
+/// Runs the `count-int` probe under `nsapply run [--init]` of the default
+/// config on a terminal (as [`ctrl_c_on_a_terminal`], `ready` choosing
+/// whether ^C is typed) and requires that `CMD` counted one SIGINT (`how`
+/// says where it came from) and that nothing is left.
+fn sigint_reaches_cmd_once(
+    what: &str,
+    init: bool,
+    how: &str,
+    ready: impl FnOnce(i32) -> bool,
+) -> Outcome {
+    let probe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let CtrlC {
+        count,
+        status,
+        out,
+        err,
+    } = ctrl_c_on_a_terminal(
+        what,
+        &exec_run_line(init, &example("default"), &probe),
+        ready,
+    )?;
+    if count.as_deref() != Some("1") {
+        return Err(format!(
+            "{what}: {how} should reach CMD once, it counted {count:?} (status {status:?}); output {out:?}; stderr: {err}"
+        ));
+    }
+    expect_no_leftovers(what)
 }
 
 /// `exec nsapply run [--init] CFG -- CMD`, a shell line for script(1).
@@ -3614,35 +3628,20 @@ fn exec_run_line(init: bool, cfg: &Path, cmd: &Path) -> String {
 /// terminal's and CMD never got it.
 fn a_sigint_sent_to_nsapply_on_a_terminal_reaches_cmd() -> Outcome {
     become_subreaper()?;
-    let probe = std::env::current_exe().map_err(|e| e.to_string())?;
     for (what, init) in [("CMD as pid 1", false), ("--init", true)] {
         let mut sent = false;
-        let CtrlC {
-            count,
-            status,
-            out,
-            err,
-        } = ctrl_c_on_a_terminal(
-            what,
-            &exec_run_line(init, &example("default"), &probe),
-            |script| {
-                if let Some(p0) = first_child_of(script) {
-                    sent = kill(Pid::from_raw(p0), Signal::SIGINT).is_ok();
-                }
-                false
-            },
-        )?;
+        let result = sigint_reaches_cmd_once(what, init, "a SIGINT sent to nsapply", |script| {
+            if let Some(p0) = first_child_of(script) {
+                sent = kill(Pid::from_raw(p0), Signal::SIGINT).is_ok();
+            }
+            false
+        });
         if !sent {
             return Err(format!(
                 "{what}: no nsapply under script(1) to send SIGINT to"
             ));
         }
-        if count.as_deref() != Some("1") {
-            return Err(format!(
-                "{what}: a SIGINT sent to nsapply should reach CMD once, it counted {count:?} (status {status:?}); output {out:?}; stderr: {err}"
-            ));
-        }
-        expect_no_leftovers(what)?;
+        result?;
     }
     Ok(())
 }
