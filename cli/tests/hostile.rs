@@ -85,6 +85,11 @@ const CASES: &[Case] = &[
         body: sigkill_of_the_supervising_child_ends_the_container_too,
     },
     Case {
+        name: "a_supervising_child_stopped_when_nsapply_dies_is_killed_after_its_grace",
+        root: true,
+        body: a_supervising_child_stopped_when_nsapply_dies_is_killed_after_its_grace,
+    },
+    Case {
         name: "sigkill_of_the_supervising_child_ends_the_run_at_once_when_its_command_died_with_it",
         root: true,
         body: sigkill_of_the_supervising_child_ends_the_run_at_once_when_its_command_died_with_it,
@@ -1518,6 +1523,53 @@ fn sigkill_of_the_supervising_child_ends_the_run_at_once_when_its_command_died_w
     }
     let r = (status.ok_or("nsapply did not end")?, String::new(), err);
     expect_error("SIGKILL of the supervising child", &r, 1, "run-failed")
+}
+
+/// The supervising child is stopped (SIGSTOP, which the caller may send
+/// it: same user, same process group) and then nsapply is killed with
+/// SIGKILL: the child cannot see nsapply gone and end CMD. The keeper gives
+/// it its grace (10 s) and then kills it, and CMD (without a pid namespace,
+/// its credentials unchanged) dies by its parent-death signal: nothing is
+/// left after 15 s. cargo-mutants: the keeper's watch removed, or its grace
+/// check turned around, left the keeper waiting for the stopped child for
+/// ever, and CMD running.
+fn a_supervising_child_stopped_when_nsapply_dies_is_killed_after_its_grace() -> Outcome {
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let no_pid = no_pid_namespace(&scratch);
+    let Started {
+        mut child,
+        lines,
+        err,
+    } = start_piped(&mut run_sh(false, &no_pid, "echo started; exec sleep 60"))?;
+    let started = wait_line(&lines, "started", Duration::from_secs(20));
+    let c1 = first_child_of(child.id() as i32).and_then(first_child_of);
+    if let (Ok(()), Some(pid)) = (&started, c1) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+    }
+    let _ = wait_deadline(&mut child, Duration::from_secs(5));
+    let killed = Instant::now();
+    let left = leftovers(Duration::from_secs(15));
+    let took = killed.elapsed();
+    let err = err.recv().unwrap_or_default();
+    started.map_err(|e| format!("{e}; stderr: {err}"))?;
+    if c1.is_none() {
+        return Err("nsapply had no supervising child to stop".into());
+    }
+    if !left.is_empty() {
+        return Err(format!(
+            "15 s after nsapply was killed with its supervising child stopped, still running: {left:?}"
+        ));
+    }
+    // Not at once: the child has its grace (a stopped child that was
+    // killed at once would pass, and so would a keeper that never waited).
+    if took < Duration::from_secs(8) {
+        return Err(format!(
+            "the stopped supervising child was gone {took:?} after nsapply, before its 10 s grace"
+        ));
+    }
+    Ok(())
 }
 
 /// Once the supervising child is killed, the keeper gives what it left 2 s
