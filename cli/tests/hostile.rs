@@ -155,6 +155,11 @@ const CASES: &[Case] = &[
         body: init_reaps_orphans_and_forwards_signals,
     },
     Case {
+        name: "under_init_the_orphans_cmd_leaves_end_with_it_at_once",
+        root: true,
+        body: under_init_the_orphans_cmd_leaves_end_with_it_at_once,
+    },
+    Case {
         name: "an_unreadable_thread_count_has_its_own_code",
         root: true,
         body: an_unreadable_thread_count_has_its_own_code,
@@ -2099,6 +2104,47 @@ fn init_reaps_orphans_and_forwards_signals() -> Outcome {
         "invalid-command",
     )?;
     expect_no_leftovers("after --init")
+}
+
+/// Under `--init`, CMD exits and leaves a process behind (`sleep 60 &`):
+/// init, pid 1 of the namespace, kills every process of it (`kill(-1)`)
+/// and reaps them, and the run ends at once with CMD's status, not after
+/// the 2 s that init gives orphans to end by themselves. cargo-mutants:
+/// `kill(-1)` as `kill(1)` (pid 1's own signal, which the kernel drops)
+/// killed nothing, and the run waited the 2 s out (the namespace ended
+/// with init then).
+fn under_init_the_orphans_cmd_leaves_end_with_it_at_once() -> Outcome {
+    become_subreaper()?;
+    let Started {
+        mut child,
+        lines,
+        err,
+    } = start_piped(&mut run_sh(
+        true,
+        &example("all-kinds"),
+        "sleep 60 & echo started; exit 3",
+    ))?;
+    let started = wait_line(&lines, "started", Duration::from_secs(20));
+    let since = Instant::now();
+    let status = wait_deadline(&mut child, Duration::from_secs(10));
+    let took = since.elapsed();
+    let left = leftovers(Duration::from_secs(3));
+    let err = err.recv().unwrap_or_default();
+    started.map_err(|e| format!("{e}; stderr: {err}"))?;
+    if !left.is_empty() {
+        return Err(format!("still running: {left:?}"));
+    }
+    if status.and_then(|s| s.code()) != Some(3) {
+        return Err(format!(
+            "nsapply should exit with CMD's 3, got {status:?}; stderr: {err}"
+        ));
+    }
+    if took > Duration::from_millis(1500) {
+        return Err(format!(
+            "the run ended {took:?} after CMD's last line: init did not end CMD's orphan at once"
+        ));
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
