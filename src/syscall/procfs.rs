@@ -450,6 +450,63 @@ mod tests {
         assert!(proc.process_dir(&pidfd).is_err());
     }
 
+    /// A pidfd of a process that the procfs's pid namespace does not show
+    /// (fdinfo's `Pid: 0`): here the test's forked child, held by its own
+    /// child G, pid 1 of a new pid namespace with its own /proc. pid_of
+    /// refuses it, where G itself is 1. cargo-mutants: `p >= 0` answered
+    /// 0, a pid that names no process (kill(0) signals the caller's group).
+    #[test]
+    fn a_process_the_procfs_does_not_show_has_no_pid_there() {
+        use nix::mount::{mount, MsFlags};
+        use nix::sched::CloneFlags;
+        let code = crate::syscall::tests::in_child(|| {
+            let Ok(outside) = Pidfd::open(std::process::id() as i32) else {
+                return 2;
+            };
+            let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
+            if !nix::unistd::geteuid().is_root() {
+                flags |= CloneFlags::CLONE_NEWUSER;
+            }
+            if nix::sched::unshare(flags).is_err() {
+                return 3;
+            }
+            // SAFETY: in_child's forked child has one thread.
+            match unsafe { crate::syscall::process::fork_unchecked() } {
+                Ok(crate::syscall::Forked::Child) => {
+                    let none: Option<&str> = None;
+                    let private =
+                        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none);
+                    let procfs = mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), none);
+                    let code = if private.is_err() || procfs.is_err() {
+                        4
+                    } else {
+                        match (ProcRoot::open(), Pidfd::open(1)) {
+                            (Ok(proc), Ok(me)) => match (proc.pid_of(&me), proc.pid_of(&outside)) {
+                                (Ok(1), Err(e)) if e.reason.contains("does not show") => 0,
+                                (Ok(1), _) => 5,
+                                _ => 6,
+                            },
+                            _ => 7,
+                        }
+                    };
+                    // SAFETY: _exit runs nothing of the parent's.
+                    unsafe { libc::_exit(code) }
+                }
+                Ok(crate::syscall::Forked::Parent { child }) => {
+                    match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None) {
+                        Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => code,
+                        _ => 8,
+                    }
+                }
+                Err(_) => 9,
+            }
+        });
+        assert_eq!(
+            code, 0,
+            "2: pidfd_open, 3: unshare, 4: mounting a procfs, 5: the outside process had a pid, 6: pid 1 was not 1, 7: opening the procfs or pidfd 1, 8: the child's end, 9: fork"
+        );
+    }
+
     #[test]
     fn a_path_under_the_checked_proc_stays_beneath_it_and_may_refuse_symlinks() {
         let proc = ProcRoot::open().unwrap();
