@@ -1488,6 +1488,49 @@ fn sigkill_of_the_supervising_child_ends_the_container_too() -> Outcome {
     Ok(())
 }
 
+/// A run without a pid namespace whose CMD (its credentials unchanged)
+/// prints `started` and sleeps: nsapply's process, its stderr, whether CMD
+/// started, and the supervising child (`c1`, `None` unless CMD started).
+struct SleepingRun {
+    child: Child,
+    err: mpsc::Receiver<String>,
+    started: Result<(), String>,
+    c1: Option<i32>,
+}
+
+impl SleepingRun {
+    fn start() -> Result<SleepingRun, String> {
+        let scratch = Scratch::new();
+        let no_pid = no_pid_namespace(&scratch);
+        let Started { child, lines, err } =
+            start_piped(&mut run_sh(false, &no_pid, "echo started; exec sleep 60"))?;
+        let started = wait_line(&lines, "started", Duration::from_secs(20));
+        let c1 = started
+            .is_ok()
+            .then(|| first_child_of(child.id() as i32).and_then(first_child_of))
+            .flatten();
+        Ok(SleepingRun {
+            child,
+            err,
+            started,
+            c1,
+        })
+    }
+
+    /// nsapply's stderr (read to its end: call it once nothing of the run
+    /// is left), or why the run never got to its sleeping command.
+    fn stderr(&self) -> Result<String, String> {
+        let err = self.err.recv().unwrap_or_default();
+        self.started
+            .clone()
+            .map_err(|e| format!("{e}; stderr: {err}"))?;
+        if self.c1.is_none() {
+            return Err(format!("nsapply had no supervising child; stderr: {err}"));
+        }
+        Ok(err)
+    }
+}
+
 /// The supervising child is killed while CMD (no pid namespace, its
 /// credentials unchanged) sleeps: CMD dies with it (its parent-death
 /// signal), so the keeper has nothing left to wait for and the run ends at
@@ -1497,27 +1540,15 @@ fn sigkill_of_the_supervising_child_ends_the_container_too() -> Outcome {
 fn sigkill_of_the_supervising_child_ends_the_run_at_once_when_its_command_died_with_it() -> Outcome
 {
     become_subreaper()?;
-    let scratch = Scratch::new();
-    let no_pid = no_pid_namespace(&scratch);
-    let Started {
-        mut child,
-        lines,
-        err,
-    } = start_piped(&mut run_sh(false, &no_pid, "echo started; exec sleep 60"))?;
-    let started = wait_line(&lines, "started", Duration::from_secs(20));
-    let c1 = first_child_of(child.id() as i32).and_then(first_child_of);
+    let mut run = SleepingRun::start()?;
     let killed = Instant::now();
-    if let (Ok(()), Some(pid)) = (&started, c1) {
+    if let Some(pid) = run.c1 {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
-    let status = wait_deadline(&mut child, Duration::from_secs(10));
+    let status = wait_deadline(&mut run.child, Duration::from_secs(10));
     let took = killed.elapsed();
     let left = leftovers(Duration::from_secs(3));
-    let err = err.recv().unwrap_or_default();
-    started.map_err(|e| format!("{e}; stderr: {err}"))?;
-    if c1.is_none() {
-        return Err("nsapply had no supervising child to kill".into());
-    }
+    let err = run.stderr()?;
     if !left.is_empty() {
         return Err(format!("still running: {left:?}"));
     }
@@ -1540,28 +1571,16 @@ fn sigkill_of_the_supervising_child_ends_the_run_at_once_when_its_command_died_w
 /// ever, and CMD running.
 fn a_supervising_child_stopped_when_nsapply_dies_is_killed_after_its_grace() -> Outcome {
     become_subreaper()?;
-    let scratch = Scratch::new();
-    let no_pid = no_pid_namespace(&scratch);
-    let Started {
-        mut child,
-        lines,
-        err,
-    } = start_piped(&mut run_sh(false, &no_pid, "echo started; exec sleep 60"))?;
-    let started = wait_line(&lines, "started", Duration::from_secs(20));
-    let c1 = first_child_of(child.id() as i32).and_then(first_child_of);
-    if let (Ok(()), Some(pid)) = (&started, c1) {
+    let mut run = SleepingRun::start()?;
+    if let Some(pid) = run.c1 {
         let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        let _ = kill(Pid::from_raw(run.child.id() as i32), Signal::SIGKILL);
     }
-    let _ = wait_deadline(&mut child, Duration::from_secs(5));
+    let _ = wait_deadline(&mut run.child, Duration::from_secs(5));
     let killed = Instant::now();
     let left = leftovers(Duration::from_secs(15));
     let took = killed.elapsed();
-    let err = err.recv().unwrap_or_default();
-    started.map_err(|e| format!("{e}; stderr: {err}"))?;
-    if c1.is_none() {
-        return Err("nsapply had no supervising child to stop".into());
-    }
+    run.stderr()?;
     if !left.is_empty() {
         return Err(format!(
             "15 s after nsapply was killed with its supervising child stopped, still running: {left:?}"
