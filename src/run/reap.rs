@@ -245,9 +245,14 @@ mod tests {
     }
 
     /// A child that cannot be reaped for 4 s, with a no-progress limit of
-    /// 1 s: end_children gives up after about 1 s and leaves it. (The limit
-    /// compared with `==`, never true, and `reap_within` that never gave
-    /// up waited the 4 s.)
+    /// 1 s: end_children gives up after about 1 s and leaves it, having
+    /// waited between its rounds (under 100 ms of CPU time in that second;
+    /// a loop without the waits spends all of it, or its share of a busy
+    /// machine's cores). cargo-mutants: the limit compared with `==`, never
+    /// true, and `reap_within` that never gave up waited the 4 s;
+    /// `reap_within` that gave up at its first look (its guard `true` or
+    /// turned around, its deadline in the past) and its pause halved
+    /// instead of doubled (down to none) spun.
     #[test]
     fn end_children_gives_up_when_nothing_ends_for_the_limit() {
         let code = in_child(|| {
@@ -257,9 +262,9 @@ mod tests {
             let Some((a, ta)) = held_child(Duration::from_secs(4)) else {
                 return 3;
             };
-            let started = Instant::now();
+            let (started, cpu) = (Instant::now(), cpu_time());
             end_children_giving_up_after(&proc, &[ta], Duration::from_secs(1));
-            let took = started.elapsed();
+            let (took, spent) = (started.elapsed(), cpu_time().saturating_sub(cpu));
             let left = waitpid(Pid::from_raw(a), Some(WaitPidFlag::WNOHANG));
             end_and_reap(&[ta, a]);
             if left != Ok(WaitStatus::StillAlive) {
@@ -268,13 +273,15 @@ mod tests {
                 5
             } else if took > Duration::from_millis(2500) {
                 6
+            } else if spent > Duration::from_millis(100) {
+                7
             } else {
                 0
             }
         });
         assert_eq!(
             code, 0,
-            "2: no /proc, 3: no traced child, 4: the held child was reaped or gone, 5: gave up before 1 s, 6: went on past 2.5 s"
+            "2: no /proc, 3: no traced child, 4: the held child was reaped or gone, 5: gave up before 1 s, 6: went on past 2.5 s, 7: spent more than 100 ms of CPU"
         );
     }
 
