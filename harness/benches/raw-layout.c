@@ -44,6 +44,9 @@
  * (run() as a library function), the terminal checks of forwarded
  * signals, and every error path beyond exiting non-zero.
  *
+ * With --root-map, the map and offsets of harness/benches/root-map.json
+ * (`0 0 1`, boottime 3600): the layout's floor for issue 15's first goal.
+ *
  * Built by harness/benches/compare:
  *   gcc -O2 -Wall -Wextra -o raw-layout harness/benches/raw-layout.c
  */
@@ -73,8 +76,9 @@
 #define PROC_SUPER_MAGIC 0x9fa0
 #endif
 
-#define MAP "0 100000 65536\n"
-#define OFFSETS "monotonic 86400 0\nboottime 172800 500000000\n"
+/* all-kinds.json's map and offsets; root-map.json's with --root-map. */
+static const char *map = "0 100000 65536\n";
+static const char *offsets = "monotonic 86400 0\nboottime 172800 500000000\n";
 
 /* Messages: C1 -> P0 */
 #define MSG_SYNC 'S'    /* id-mapping */
@@ -162,8 +166,8 @@ static void write_id_maps(int c1)
 	dir = proc_open(proc_root, name, O_PATH | O_DIRECTORY, 1);
 	if (dir < 0 || pid_of(c1) != n)
 		die("/proc/C1");
-	write_at(dir, "uid_map", MAP);
-	write_at(dir, "gid_map", MAP);
+	write_at(dir, "uid_map", map);
+	write_at(dir, "gid_map", map);
 	close(dir);
 }
 
@@ -293,7 +297,7 @@ static void applier_main(int channel, int keeper_alive, pid_t keeper, char **arg
 	prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
 	{
 		int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write(fd, OFFSETS, strlen(OFFSETS)) != (ssize_t)strlen(OFFSETS))
+		if (fd < 0 || write(fd, offsets, strlen(offsets)) != (ssize_t)strlen(offsets))
 			die("timens_offsets");
 		close(fd);
 	}
@@ -492,8 +496,14 @@ int main(int argc, char **argv)
 	sigset_t fwd;
 	pid_t p0 = getpid(), keeper;
 
+	if (argc > 1 && strcmp(argv[1], "--root-map") == 0) {
+		map = "0 0 1\n";
+		offsets = "monotonic 86400 0\nboottime 3600 0\n";
+		argv++;
+		argc--;
+	}
 	if (argc < 2) {
-		fprintf(stderr, "usage: raw-layout CMD [ARG...]\n");
+		fprintf(stderr, "usage: raw-layout [--root-map] CMD [ARG...]\n");
 		return 2;
 	}
 	open_proc_root();
