@@ -41,8 +41,11 @@
  * Left out, as nsapply's own and not the layout's: the config's JSON
  * parsing and validation, the plan and trace, JSON messages, the thread
  * count of /proc/self/stat, the caller's signal state saved and given back
- * (run() as a library function), the terminal checks of forwarded
- * signals, and every error path beyond exiting non-zero.
+ * (run() as a library function: SIGCHLD blocked around the first fork,
+ * SIGPIPE/SIGXFSZ blocked for the trace file), the terminal checks of
+ * forwarded signals, C2's second reset of every signal action (C1's
+ * stands; C2 empties its mask), and every error path beyond exiting
+ * non-zero.
  *
  * With --root-map, the map and offsets of harness/benches/root-map.json
  * (`0 0 1`, boottime 3600): the layout's floor for issue 15's first goal.
