@@ -316,6 +316,7 @@ const MAX_INPUT: u64 = 16 * 1024 * 1024;
 /// `invalid-world`): it was read, and is not a document.
 fn read_file(path: &Path, what: &str, invalid_code: &'static str) -> Result<String, CliError> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let unreadable = |e: std::io::Error| {
         let why = Errno::of_io(&e).map_or_else(|| e.to_string(), |errno| errno.to_string());
         CliError::invalid(
@@ -323,8 +324,24 @@ fn read_file(path: &Path, what: &str, invalid_code: &'static str) -> Result<Stri
             format!("cannot read {what} {path:?}: {why}"),
         )
     };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    let mut bytes = Vec::new();
+    // O_NONBLOCK: the open does not wait for a FIFO's writer (one without
+    // a writer then reads as empty, and is refused as such, where a plain
+    // open waited for ever); O_NOCTTY: a terminal named here does not
+    // become ours. The reads block again, so a FIFO or pipe with a writer
+    // (`nsapply plan <(...)`) is read to its end as before.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(unreadable)?;
+    nix::fcntl::fcntl(
+        &file,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .map_err(|e| unreadable(e.into()))?;
+    // Room for the whole of a regular file, so it is read in one call.
+    let size = file.metadata().map_or(0, |m| m.len().min(MAX_INPUT));
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0) + 1);
     file.take(MAX_INPUT + 1)
         .read_to_end(&mut bytes)
         .map_err(unreadable)?;

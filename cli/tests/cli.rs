@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use nsapply::{ErrorCode, Kind, KindSet, NsConfig, Trace, TraceStep};
 
@@ -477,6 +477,63 @@ fn unreadable_config_is_invalid_input_in_every_command() {
         let o = nsapply(&args);
         assert_error(&o, 2, "unreadable-file");
     }
+}
+
+/// A config or world that is a FIFO nobody writes to: nsapply does not wait
+/// for a writer (its open is O_NONBLOCK, where a plain open waited for
+/// ever); the FIFO reads as empty and is refused at once. A pipe with a
+/// writer (`nsapply plan /dev/stdin`, `<(...)`) is read to its end.
+#[test]
+fn a_fifo_without_a_writer_is_refused_at_once_and_a_pipe_is_read() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("config.json");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let fifo = fifo.to_str().unwrap();
+    for args in [
+        vec!["plan", fifo],
+        vec!["simulate", "examples/default.json", "--world", fifo],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nsapply"))
+            .args(&args)
+            .current_dir(ROOT)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("nsapply {args:?} waited for a writer of the FIFO");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let o = child.wait_with_output().unwrap();
+        let code = if args[0] == "plan" {
+            "invalid-config"
+        } else {
+            "invalid-world"
+        };
+        assert_error(&o, 2, code);
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nsapply"))
+        .args(["plan", "/dev/stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let config = std::fs::read(Path::new(ROOT).join("examples/default.json")).unwrap();
+    child.stdin.take().unwrap().write_all(&config).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_ok(&o);
+    assert_eq!(
+        stdout(&o),
+        stdout(&nsapply(&["plan", "examples/default.json"]))
+    );
 }
 
 #[test]
