@@ -8,9 +8,10 @@
 //! each exactly once, in canonical order.
 
 use crate::config::{AbsPath, IdMapping};
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::error::{Errno, ErrorCode, SyncError};
+use crate::error::{Errno, ErrorCode, QuotedPath, SyncError};
 use crate::kind::{Kind, KindSet};
 use crate::plan::SyncPoint;
 use crate::plan::{Plan, Step};
@@ -22,11 +23,13 @@ fn list_unjoined(v: &[Unjoined]) -> String {
     if v.len() <= 1 {
         return String::new();
     }
-    let items: Vec<String> = v
-        .iter()
-        .map(|u| format!("{} {:?}", u.kind, u.path))
-        .collect();
-    format!("; namespaces left unjoined: {}", items.join(", "))
+    let mut out = String::from("; namespaces left unjoined: ");
+    for (i, u) in v.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{sep}{} {}", u.kind, QuotedPath(&u.path));
+    }
+    out
 }
 
 /// A plan that failed against a backend (DESIGN §6 apply codes).
@@ -38,7 +41,10 @@ pub enum ApplyError {
     /// The type check (`NS_GET_NSTYPE`, or for a file that is not on nsfs
     /// the backend's answer without an ioctl) gave ENOTTY: the file is not
     /// a namespace.
-    #[error("{kind} namespace path {path:?} is not a namespace file ({errno})")]
+    #[error(
+        "{kind} namespace path {} is not a namespace file ({errno})",
+        QuotedPath(path)
+    )]
     NotANamespace {
         /// The kind the config asked for.
         kind: Kind,
@@ -48,7 +54,7 @@ pub enum ApplyError {
         errno: Errno,
     },
     /// The path is a namespace of another kind.
-    #[error("{kind} namespace path {path:?} is a namespace of another type ({})", found.map_or_else(|| format!("nstype {raw:#x}"), |k| k.to_string()))]
+    #[error("{kind} namespace path {} is a namespace of another type ({})", QuotedPath(path), found.map_or_else(|| format!("nstype {raw:#x}"), |k| k.to_string()))]
     WrongNamespaceType {
         /// The kind the config asked for.
         kind: Kind,
@@ -60,7 +66,7 @@ pub enum ApplyError {
         raw: i32,
     },
     /// The path does not exist.
-    #[error("{kind} namespace path {path:?} does not exist: {errno}")]
+    #[error("{kind} namespace path {} does not exist: {errno}", QuotedPath(path))]
     PathNotFound {
         /// The kind the config asked for.
         kind: Kind,
@@ -70,7 +76,7 @@ pub enum ApplyError {
         errno: Errno,
     },
     /// open(2) or `NS_GET_NSTYPE` failed with another errno.
-    #[error("opening {kind} namespace path {path:?} failed: {errno}")]
+    #[error("opening {kind} namespace path {} failed: {errno}", QuotedPath(path))]
     OpenFailed {
         /// The kind the config asked for.
         kind: Kind,
@@ -103,7 +109,8 @@ pub enum ApplyError {
     },
     /// setns(2) failed (fatal in pass 1, or the retry of a deferred join).
     #[error(
-        "joining {kind} namespace {path:?} failed: {errno}{}",
+        "joining {kind} namespace {} failed: {errno}{}",
+        QuotedPath(path),
         list_unjoined(unjoined)
     )]
     Join {
@@ -181,7 +188,7 @@ pub enum ApplyError {
 /// target gone.
 fn call_of(kind: Option<Kind>, path: Option<&std::path::Path>) -> String {
     match (kind, path) {
-        (Some(kind), Some(path)) => format!("opening its {kind} namespace {path:?}"),
+        (Some(kind), Some(path)) => format!("opening its {kind} namespace {}", QuotedPath(path)),
         _ => "its pidfd".to_owned(),
     }
 }

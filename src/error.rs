@@ -100,20 +100,48 @@ impl Errno {
 
     /// The symbolic name (`"EPERM"`), or `"E<number>"` for values outside the table.
     pub fn name(self) -> std::borrow::Cow<'static, str> {
-        match Self::TABLE.iter().find(|(_, v)| *v == self.0) {
-            Some((n, _)) => std::borrow::Cow::Borrowed(n),
+        match self.known() {
+            Some(i) => std::borrow::Cow::Borrowed(Self::TABLE[i].0),
             None => std::borrow::Cow::Owned(format!("E{}", self.0)),
         }
     }
 
+    /// The index of this errno in the table of named ones.
+    fn known(self) -> Option<usize> {
+        Self::TABLE.iter().position(|(_, v)| *v == self.0)
+    }
+
     /// The C library's description (strerror).
     pub fn description(self) -> String {
-        std::io::Error::from_raw_os_error(self.0)
+        match self.known() {
+            Some(i) => Self::descriptions()[i].clone(),
+            None => Self::strerror(self.0),
+        }
+    }
+
+    /// What the standard library says for `errno`, without its
+    /// `" (os error N)"`.
+    fn strerror(errno: i32) -> String {
+        std::io::Error::from_raw_os_error(errno)
             .to_string()
             .split(" (os error")
             .next()
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// The descriptions of the named errnos, in table order, made once: an
+    /// error's message names its errno's description, and making it
+    /// (strerror, then the standard library's formatting) cost more than
+    /// the rest of the message.
+    fn descriptions() -> &'static [String] {
+        static DESCRIPTIONS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        DESCRIPTIONS.get_or_init(|| {
+            Self::TABLE
+                .iter()
+                .map(|(_, v)| Self::strerror(*v))
+                .collect()
+        })
     }
 
     /// The errno of the last failed libc call (`errno`).
@@ -147,7 +175,39 @@ impl fmt::Debug for Errno {
 
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.name(), self.description())
+        match self.known() {
+            Some(i) => {
+                f.write_str(Self::TABLE[i].0)?;
+                f.write_str(" (")?;
+                f.write_str(&Self::descriptions()[i])?;
+                f.write_str(")")
+            }
+            None => write!(f, "{} ({})", self.name(), self.description()),
+        }
+    }
+}
+
+/// A path as `{:?}` writes it (`"/run/netns/a"`), for messages: a path of
+/// printable ASCII without a double quote or a backslash (every path a config usually names)
+/// is written as it is between quotes, which is what its `Debug` writes,
+/// without escaping it character by character; any other path is written
+/// by its `Debug`.
+pub(crate) struct QuotedPath<'a>(pub &'a std::path::Path);
+
+impl fmt::Display for QuotedPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.0.as_os_str().as_encoded_bytes();
+        let plain = bytes
+            .iter()
+            .all(|b| (b' '..=b'~').contains(b) && *b != b'"' && *b != b'\\');
+        match std::str::from_utf8(bytes) {
+            Ok(s) if plain => {
+                f.write_str("\"")?;
+                f.write_str(s)?;
+                f.write_str("\"")
+            }
+            _ => write!(f, "{:?}", self.0),
+        }
     }
 }
 
@@ -474,6 +534,43 @@ impl SyncError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errno_text_is_the_standard_library_s() {
+        // The names and descriptions made once are what the standard
+        // library says, for every named errno and for one outside the table.
+        for e in Errno::TABLE
+            .iter()
+            .map(|(_, v)| Errno(*v))
+            .chain([Errno(4095)])
+        {
+            let std = std::io::Error::from_raw_os_error(e.0).to_string();
+            let want = std.split(" (os error").next().unwrap().to_owned();
+            assert_eq!(e.description(), want);
+            assert_eq!(e.to_string(), format!("{} ({want})", e.name()));
+        }
+    }
+
+    #[test]
+    fn a_quoted_path_is_its_debug() {
+        use std::os::unix::ffi::OsStrExt;
+        let paths: [&[u8]; 10] = [
+            b"/run/nsapply/network",
+            b"",
+            b"/a b/~!",
+            b"/with\"quote",
+            b"/back\\slash",
+            b"/tab\tnewline\n",
+            b"/del\x7f",
+            "/n\u{e4}mespace".as_bytes(),
+            b"/invalid\xff\xfe",
+            "/combining\u{301}".as_bytes(),
+        ];
+        for p in paths {
+            let p = std::path::Path::new(std::ffi::OsStr::from_bytes(p));
+            assert_eq!(QuotedPath(p).to_string(), format!("{p:?}"));
+        }
+    }
 
     #[test]
     fn every_sync_error_round_trips_through_json() {
