@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::fs::{normalize, FastHash, Node, Nodes};
+use super::fs::{normalize, slashes, FastHash, Node, Nodes};
 use super::kernel::{
     check_map_lines, host_name, is_host, Ids, Kernel, NsId, Space, KTIME_SEC_MAX, MAX_PID_NS_LEVEL,
     MAX_USER_NS_PARENT_LEVEL,
@@ -852,7 +852,7 @@ fn file_system(kernel: &mut Kernel, world: &World, ids: &[NsId]) -> Result<Nodes
     // says otherwise (a file there makes the path below it ENOTDIR).
     let paths: Vec<Box<str>> = nodes.keys().cloned().collect();
     for p in &paths {
-        for (end, _) in p.match_indices('/').skip(1) {
+        for end in slashes(p).skip(1) {
             if !nodes.contains_key(&p[..end]) {
                 nodes.insert(p[..end].into(), Node::Dir);
             }
