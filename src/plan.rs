@@ -361,10 +361,10 @@ impl Plan {
     /// ```
     #[must_use]
     pub fn only(&self, kinds: KindSet) -> Plan {
-        let mut steps: Vec<Step> = self
-            .steps
-            .iter()
-            .filter_map(|s| match s {
+        // One allocation: the phase's steps are at most the plan's and a fork.
+        let mut steps: Vec<Step> = Vec::with_capacity(self.steps.len() + 1);
+        steps.extend(self.steps.iter().filter_map(|s| {
+            match s {
                 // The pidfd join of an exec plan keeps the phase's kinds.
                 Step::PidfdJoin { pid, kinds: joined } => {
                     let kept = joined.intersection(kinds);
@@ -377,8 +377,8 @@ impl Plan {
                     .kind()
                     .is_some_and(|k| kinds.contains(k))
                     .then(|| s.clone()),
-            })
-            .collect();
+            }
+        }));
         let held = steps.iter().filter_map(Step::kind).collect::<KindSet>();
         if held.contains(Kind::Pid) || held.contains(Kind::Time) {
             steps.push(Step::Fork);

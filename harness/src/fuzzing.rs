@@ -791,7 +791,15 @@ fn mirrors(t: &TraceError, e: &ApplyError) -> bool {
 ///
 /// The first differing step, with both plans.
 pub fn differential_plan(input: &PlanInput) -> Result<(), String> {
-    let paths: [PathBuf; 8] = std::array::from_fn(|i| input.paths[i].path(Kind::ALL[i]));
+    // Only a joined kind has a path (the others' are never read).
+    let paths: [PathBuf; 8] = std::array::from_fn(|i| {
+        let kind = Kind::ALL[i];
+        if input.config.joins(kind) {
+            input.paths[i].path(kind)
+        } else {
+            PathBuf::new()
+        }
+    });
     let raw = input.config.raw(|k| paths[k.index()].clone());
     let cfg = validate(&raw).map_err(|e| format!("valid by construction, but {e}: {raw:?}"))?;
     let engine = plan(&cfg);
@@ -813,7 +821,7 @@ pub fn differential_plan(input: &PlanInput) -> Result<(), String> {
 fn compare_plans(
     what: &str,
     got: &Plan,
-    want: &naive::NaivePlan,
+    want: &naive::NaivePlan<'_>,
     input: &PlanInput,
 ) -> Result<(), String> {
     let (got_steps, want_steps) = (got.steps(), &want.steps);
@@ -893,7 +901,7 @@ pub mod naive {
     //! [`Step`] (with [`render`], which writes it for failure messages).
 
     use std::fmt;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     use super::ConfigShape;
     use nsapply::config::IdMapping;
@@ -902,12 +910,13 @@ pub mod naive {
 
     /// What a naive step does, in the naive planner's own terms: kinds,
     /// paths, sync point and clock names as DESIGN §4 writes them.
+    /// Paths are borrowed from the caller's array of join paths.
     #[derive(Clone, Debug, PartialEq, Eq)]
-    pub enum NaiveOp {
+    pub enum NaiveOp<'a> {
         /// Open the path of a joined kind.
-        Open(Kind, PathBuf),
+        Open(Kind, &'a Path),
         /// Join it.
-        Setns(Kind, PathBuf),
+        Setns(Kind, &'a Path),
         /// Create a kind.
         Unshare(Kind),
         /// Hand over at the sync point of this name.
@@ -921,12 +930,12 @@ pub mod naive {
         /// Join pass 2: retry the joins pass 1 deferred.
         DeferredJoins,
         /// Close the path's fd.
-        Close(Kind, PathBuf),
+        Close(Kind, &'a Path),
         /// Fork the child that enters pid and time.
         Fork,
     }
 
-    impl fmt::Display for NaiveOp {
+    impl fmt::Display for NaiveOp<'_> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             match self {
                 NaiveOp::Open(kind, p) => write!(f, "open {kind} {p:?}"),
@@ -953,20 +962,20 @@ pub mod naive {
     /// One planned step: its sort key, the kind it goes with for phases
     /// (none for fork) and what it does.
     #[derive(Clone, Debug, PartialEq, Eq)]
-    pub struct NaiveStep {
+    pub struct NaiveStep<'a> {
         /// `(stage of §4, kind's canonical index, sub-step)`.
         pub key: (u8, usize, u8),
         /// The kind it goes with (§4 "Phases").
         pub kind: Option<Kind>,
         /// What it does.
-        pub op: NaiveOp,
+        pub op: NaiveOp<'a>,
     }
 
     /// A naive plan.
     #[derive(Clone, Debug, Default, PartialEq, Eq)]
-    pub struct NaivePlan {
+    pub struct NaivePlan<'a> {
         /// The steps in order.
-        pub steps: Vec<NaiveStep>,
+        pub steps: Vec<NaiveStep<'a>>,
         /// Mappings handed over at `id-mapping` (empty without it).
         pub uid: Vec<IdMapping>,
         /// Same for gid.
@@ -984,12 +993,12 @@ pub mod naive {
     /// Whether the engine's `step` does what `op` says. The one place
     /// that reads the engine's [`Step`]; it compares fields, so the fuzz
     /// loop formats nothing unless a step differs.
-    pub fn same(step: &Step, op: &NaiveOp) -> bool {
+    pub fn same(step: &Step, op: &NaiveOp<'_>) -> bool {
         match (step, op) {
             (Step::Open { kind, path }, NaiveOp::Open(k, p))
             | (Step::Setns { kind, path }, NaiveOp::Setns(k, p))
             | (Step::Close { kind, path }, NaiveOp::Close(k, p)) => {
-                kind == k && path.as_path() == p.as_path()
+                kind == k && path.as_path() == *p
             }
             (Step::Unshare { kind }, NaiveOp::Unshare(k)) => kind == k,
             (Step::Sync { point }, NaiveOp::Sync(name)) => point.as_str() == *name,
@@ -1034,9 +1043,10 @@ pub mod naive {
     }
 
     /// The plan for `cfg`, joined kinds at `paths[kind]`.
-    pub fn plan(cfg: &ConfigShape, paths: &[PathBuf; 8]) -> NaivePlan {
-        let mut steps = Vec::new();
-        let mut add = |stage: u8, kind: Kind, sub: u8, op: NaiveOp| {
+    pub fn plan<'a>(cfg: &ConfigShape, paths: &'a [PathBuf; 8]) -> NaivePlan<'a> {
+        // At most six steps per kind and the fork.
+        let mut steps: Vec<NaiveStep<'a>> = Vec::with_capacity(16);
+        let mut add = |stage: u8, kind: Kind, sub: u8, op: NaiveOp<'a>| {
             steps.push(NaiveStep {
                 key: (stage, kind.index(), sub),
                 kind: Some(kind),
@@ -1046,19 +1056,19 @@ pub mod naive {
         for kind in Kind::ALL {
             let i = kind.index();
             if cfg.joins(kind) {
-                let p = &paths[i];
+                let p = paths[i].as_path();
                 // 1: open every path first; closed exactly once, at the end.
-                add(OPEN, kind, 0, NaiveOp::Open(kind, p.clone()));
-                add(CLOSE, kind, 0, NaiveOp::Close(kind, p.clone()));
+                add(OPEN, kind, 0, NaiveOp::Open(kind, p));
+                add(CLOSE, kind, 0, NaiveOp::Close(kind, p));
                 if kind == Kind::User {
                     // 3: join the user namespace, then become 0 in it;
                     // 4: then join pass 2.
-                    add(USER, kind, 0, NaiveOp::Setns(kind, p.clone()));
+                    add(USER, kind, 0, NaiveOp::Setns(kind, p));
                     add(USER, kind, 2, NaiveOp::Setid);
                     add(USER, kind, 3, NaiveOp::DeferredJoins);
                 } else {
                     // 2: join pass 1, every non-user join.
-                    add(JOIN_PASS_1, kind, 0, NaiveOp::Setns(kind, p.clone()));
+                    add(JOIN_PASS_1, kind, 0, NaiveOp::Setns(kind, p));
                 }
             }
             if cfg.creates(kind) {
@@ -1080,8 +1090,12 @@ pub mod naive {
                         let name = cfg.propagation_name().unwrap_or("rslave");
                         add(CREATE, kind, 2, NaiveOp::Propagation(name));
                     }
-                    let offsets = cfg.offsets_by_clock();
-                    if kind == Kind::Time && !offsets.is_empty() {
+                    let offsets = if kind == Kind::Time {
+                        cfg.offsets_by_clock()
+                    } else {
+                        Default::default()
+                    };
+                    if !offsets.is_empty() {
                         let o = offsets
                             .into_iter()
                             .map(|(c, o)| (c, o.secs, o.nanosecs))
@@ -1106,7 +1120,7 @@ pub mod naive {
         }
     }
 
-    fn fork() -> NaiveStep {
+    fn fork() -> NaiveStep<'static> {
         NaiveStep {
             key: (FORK, 0, 0),
             kind: None,
@@ -1114,17 +1128,18 @@ pub mod naive {
         }
     }
 
-    impl NaivePlan {
+    impl<'a> NaivePlan<'a> {
         /// The sub-plan of a phase (§4 "Phases"): the steps of the kinds in
         /// `kinds`, order kept, ending with fork exactly when it holds pid
         /// or time; the mappings go with user.
-        pub fn only(&self, kinds: KindSet) -> NaivePlan {
-            let mut steps: Vec<NaiveStep> = self
-                .steps
-                .iter()
-                .filter(|s| s.kind.is_some_and(|k| kinds.contains(k)))
-                .cloned()
-                .collect();
+        pub fn only(&self, kinds: KindSet) -> NaivePlan<'a> {
+            let mut steps: Vec<NaiveStep<'a>> = Vec::with_capacity(self.steps.len() + 1);
+            steps.extend(
+                self.steps
+                    .iter()
+                    .filter(|s| s.kind.is_some_and(|k| kinds.contains(k)))
+                    .cloned(),
+            );
             let holds = |k: Kind| steps.iter().any(|s| s.kind == Some(k));
             if holds(Kind::Pid) || holds(Kind::Time) {
                 steps.push(fork());
