@@ -261,11 +261,11 @@ pub fn order_violation(cfg: &NsConfig, p: &Plan) -> Option<String> {
 }
 
 /// The kind each path was opened as, from the trace.
-pub fn opened_as(trace: &[TraceStep]) -> BTreeMap<std::path::PathBuf, Kind> {
+pub fn opened_as(trace: &[TraceStep]) -> BTreeMap<&std::path::Path, Kind> {
     trace
         .iter()
         .filter_map(|s| match s {
-            TraceStep::Open { kind, path, .. } => Some((path.clone(), *kind)),
+            TraceStep::Open { kind, path, .. } => Some((path.as_path(), *kind)),
             _ => None,
         })
         .collect()
@@ -384,7 +384,11 @@ pub fn run_error_path_violation(
                 false
             }
             (CallOp::Nstype, Outcome::Ok) => {
-                c.path.as_ref().and_then(|p| opened.get(p)).copied() != c.kind
+                c.path
+                    .as_ref()
+                    .and_then(|p| opened.get(p.as_path()))
+                    .copied()
+                    != c.kind
             }
             // A pidfd join that failed changed nothing, and the joins go on
             // one namespace file at a time (naming the one that fails);
@@ -408,9 +412,11 @@ pub fn run_error_path_violation(
                 return Some(format!("call {after:?} after the fatal {c:?}"));
             }
             let want_kind = match c.op {
-                CallOp::Open | CallOp::Nstype => {
-                    c.path.as_ref().and_then(|p| opened.get(p)).copied()
-                }
+                CallOp::Open | CallOp::Nstype => c
+                    .path
+                    .as_ref()
+                    .and_then(|p| opened.get(p.as_path()))
+                    .copied(),
                 CallOp::Fork => None,
                 CallOp::Setid => Some(Kind::User),
                 CallOp::TimeOffsets => Some(Kind::Time),
