@@ -274,7 +274,13 @@ impl From<&ApplyError> for TraceError {
             kind: e.kind(),
             path: e.path().map(ToOwned::to_owned),
             errno: e.errno(),
-            message: e.to_string(),
+            message: {
+                // Room for the usual message up front (`to_string` grows
+                // its buffer piece by piece, reallocating it several times).
+                let mut message = String::with_capacity(160);
+                write!(message, "{e}").expect("an error's Display does not fail");
+                message
+            },
             index: None,
             unjoined: match e {
                 ApplyError::Join { unjoined, .. } => unjoined.clone(),
