@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -115,15 +116,28 @@ pub enum Action {
 }
 
 /// A path known to be absolute.
+///
+/// Shared, not copied: a plan names a joined path in three steps (open,
+/// setns, close) and its phases in theirs again, and each copy of a
+/// `PathBuf` was an allocation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-pub struct AbsPath(PathBuf);
+pub struct AbsPath(#[serde(serialize_with = "serialize_path")] Arc<Path>);
+
+fn serialize_path<S: serde::Serializer>(p: &Arc<Path>, s: S) -> Result<S::Ok, S::Error> {
+    Path::serialize(p, s)
+}
 
 impl AbsPath {
     /// `Some` when `path` is absolute.
     pub fn new(path: impl Into<PathBuf>) -> Option<AbsPath> {
         let p = path.into();
-        p.is_absolute().then_some(AbsPath(p))
+        p.is_absolute().then(|| AbsPath(Arc::from(p)))
+    }
+
+    /// [`AbsPath::new`] of a borrowed path (one copy, into the shared one).
+    fn of(path: &Path) -> Option<AbsPath> {
+        path.is_absolute().then(|| AbsPath(Arc::from(path)))
     }
 
     /// The path.
@@ -499,7 +513,7 @@ pub fn validate(raw: &RawLinux) -> Result<NsConfig, ConfigError> {
         let action = match &ns.path {
             None => Action::Create,
             Some(p) => {
-                let abs = AbsPath::new(p.clone()).ok_or_else(|| ConfigError::RelativePath {
+                let abs = AbsPath::of(p).ok_or_else(|| ConfigError::RelativePath {
                     index,
                     kind,
                     path: p.clone(),
