@@ -349,7 +349,8 @@ pub fn build_world(cfg: &NsConfig, uid: u32, threads: usize, targets: &[PathTarg
             continue;
         };
         let path = path.as_path().to_owned();
-        let name = format!("target-{}", kind.spec_name());
+        // Made only for the entries that have one.
+        let name = || format!("target-{}", kind.spec_name());
         let target = targets[kind.index()];
         world = match (kind, target) {
             (_, PathTarget::Regular) => world.file(path, FileSpec::Regular),
@@ -357,7 +358,7 @@ pub fn build_world(cfg: &NsConfig, uid: u32, threads: usize, targets: &[PathTarg
             (_, PathTarget::Missing) => world,
             (_, PathTarget::WrongKind) => {
                 let other = Kind::ALL[(kind.index() + 3) % 8];
-                world.namespace(NsSpec::new(name, other).at(path))
+                world.namespace(NsSpec::new(name(), other).at(path))
             }
             (_, PathTarget::CallersOwn) => {
                 world.namespace(NsSpec::new(format!("host:{}", kind.spec_name()), kind).at(path))
@@ -384,7 +385,7 @@ pub fn build_world(cfg: &NsConfig, uid: u32, threads: usize, targets: &[PathTarg
                     PathTarget::JoinedUserOwned if user_joined => JOINED_USER,
                     _ => "host:user",
                 };
-                let mut ns = NsSpec::new(name, kind).owned_by(owner).at(path);
+                let mut ns = NsSpec::new(name(), kind).owned_by(owner).at(path);
                 if kind == Kind::Time {
                     ns = ns.entered(true);
                 }

@@ -850,13 +850,18 @@ fn file_system(kernel: &mut Kernel, world: &World, ids: &[NsId]) -> Result<Nodes
     }
     // Every ancestor of a world path is a directory, unless the world
     // says otherwise (a file there makes the path below it ENOTDIR).
-    let paths: Vec<Box<str>> = nodes.keys().cloned().collect();
-    for p in &paths {
+    // (The missing ones are gathered first, so the world's paths are not
+    // copied to walk them while the map grows.)
+    let mut dirs: Vec<Box<str>> = Vec::new();
+    for p in nodes.keys() {
         for end in slashes(p).skip(1) {
             if !nodes.contains_key(&p[..end]) {
-                nodes.insert(p[..end].into(), Node::Dir);
+                dirs.push(p[..end].into());
             }
         }
+    }
+    for d in dirs {
+        nodes.entry(d).or_insert(Node::Dir);
     }
     Ok(nodes)
 }
