@@ -791,6 +791,20 @@ fn mirrors(t: &TraceError, e: &ApplyError) -> bool {
 ///
 /// The first differing step, with both plans.
 pub fn differential_plan(input: &PlanInput) -> Result<(), String> {
+    differential_plan_with(input, plan)
+}
+
+/// [`differential_plan`] with `planner` in the engine's place, so a test
+/// can plant a bug in the plan and see the oracle catch it.
+///
+/// # Errors
+///
+/// As [`differential_plan`].
+#[inline(always)]
+pub fn differential_plan_with(
+    input: &PlanInput,
+    planner: impl Fn(&NsConfig) -> Plan,
+) -> Result<(), String> {
     // Only a joined kind has a path (the others' are never read).
     let paths: [PathBuf; 8] = std::array::from_fn(|i| {
         let kind = Kind::ALL[i];
@@ -802,7 +816,7 @@ pub fn differential_plan(input: &PlanInput) -> Result<(), String> {
     });
     let raw = input.config.raw(|k| paths[k.index()].clone());
     let cfg = validate(&raw).map_err(|e| format!("valid by construction, but {e}: {raw:?}"))?;
-    let engine = plan(&cfg);
+    let engine = planner(&cfg);
     let want = naive::plan(&input.config, &paths);
     let split = KindSet::from_bits(input.split);
     compare_plans("plan", &engine, &want, input)?;

@@ -306,3 +306,85 @@ fn oracles_catch_hand_broken_plans() {
     );
     assert_eq!(fuzzing::check_run(&good, &applied, &model, 0, 1), Ok(()));
 }
+
+/// The differential oracle can fail: bugs planted in the engine's plan (a
+/// step out of order, a step dropped, a path changed, a mapping changed)
+/// are each caught by the comparison the `differential_plan` target runs,
+/// and the engine's own plan passes it.
+#[test]
+fn differential_oracle_catches_planted_plan_bugs() {
+    use nsapply::{plan, NsConfig, Plan};
+    use nsapply_harness::fuzzing::{ConfigShape, MappingShape, PathShape, PlanInput};
+    use nsapply_harness::testing::Pick;
+
+    let input = PlanInput {
+        config: ConfigShape {
+            // user, pid, uts, ipc, network, cgroup, mount, time
+            picks: [
+                Pick::Create,
+                Pick::Create,
+                Pick::Join,
+                Pick::Absent,
+                Pick::Join,
+                Pick::Create,
+                Pick::Create,
+                Pick::Absent,
+            ],
+            order: 3,
+            uid: vec![MappingShape {
+                container: 0,
+                host: 2,
+                size: 65536,
+            }],
+            gid: Vec::new(),
+            offsets: Vec::new(),
+            propagation: 0,
+        },
+        split: 0b0101_0011,
+        paths: std::array::from_fn(|i| {
+            if i == 4 {
+                PathShape::Any("//double//slash".to_owned())
+            } else {
+                PathShape::Standard
+            }
+        }),
+    };
+    assert_eq!(fuzzing::differential_plan(&input), Ok(()));
+    assert_eq!(fuzzing::differential_plan_with(&input, plan), Ok(()));
+    let planted = |edit: fn(&mut serde_json::Value)| {
+        move |cfg: &NsConfig| -> Plan {
+            let mut v = serde_json::to_value(plan(cfg)).unwrap();
+            edit(&mut v);
+            serde_json::from_value(v).unwrap()
+        }
+    };
+    type Edit = fn(&mut serde_json::Value);
+    let bugs: [(&str, Edit); 5] = [
+        ("two steps swapped", |v| {
+            v["steps"].as_array_mut().unwrap().swap(0, 1)
+        }),
+        ("the fork dropped", |v| {
+            v["steps"].as_array_mut().unwrap().pop();
+        }),
+        ("a close dropped", |v| {
+            v["steps"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|s| s["op"] != "close" || s["type"] != "uts")
+        }),
+        ("a joined path changed", |v| {
+            for s in v["steps"].as_array_mut().unwrap() {
+                if s["op"] == "setns" && s["type"] == "network" {
+                    s["path"] = "/run/nsapply/network".into();
+                }
+            }
+        }),
+        ("a mapping changed", |v| {
+            v["uidMappings"][0]["size"] = 1.into()
+        }),
+    ];
+    for (bug, edit) in bugs {
+        let caught = fuzzing::differential_plan_with(&input, planted(edit));
+        assert!(caught.is_err(), "{bug}: not caught");
+    }
+}
