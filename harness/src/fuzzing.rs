@@ -359,14 +359,20 @@ const TARGETS: [PathTarget; 16] = [
 ];
 
 impl WorldShape {
-    /// The model world for `cfg`.
-    pub fn build(&self, cfg: &NsConfig) -> World {
+    /// The caller's uid and thread count.
+    pub fn caller(&self) -> (u32, usize) {
         let uid = if self.root { 0 } else { 1000 };
         let threads = if self.threads % 4 == 0 {
             1
         } else {
             1 + usize::from(self.threads % 4)
         };
+        (uid, threads)
+    }
+
+    /// The model world for `cfg`.
+    pub fn build(&self, cfg: &NsConfig) -> World {
+        let (uid, threads) = self.caller();
         let targets = self
             .targets
             .map(|t| TARGETS[usize::from(t) % TARGETS.len()]);
@@ -452,10 +458,11 @@ impl ExecShape {
             7 => ProcessState::Reaped,
             _ => ProcessState::Running,
         };
-        let caller = world.build(&NsConfig::default());
+        // The caller `world.build` would make (without building its world).
+        let (uid, threads) = world.caller();
         let w = exec_world(
-            caller.caller.uid,
-            caller.caller.threads,
+            uid,
+            threads,
             places,
             state,
             self.root_target.then_some(0),
@@ -472,6 +479,9 @@ impl ExecShape {
 impl ApplyInput {
     /// The fault script the run uses.
     pub fn fault_script(&self) -> FaultScript {
+        if self.faults.is_empty() {
+            return FaultScript::default();
+        }
         let ops: Vec<CallOp> = CallOp::ALL
             .into_iter()
             .filter(|op| *op != CallOp::Close)
@@ -1268,6 +1278,21 @@ mod tests {
         let mut other = t;
         other.path = None;
         assert!(!mirrors(&other, &e));
+    }
+
+    #[test]
+    fn the_caller_is_the_built_world_s() {
+        for root in [false, true] {
+            for threads in 0..=u8::MAX {
+                let shape = WorldShape {
+                    root,
+                    threads,
+                    targets: [0; 8],
+                };
+                let world = shape.build(&NsConfig::default());
+                assert_eq!(shape.caller(), (world.caller.uid, world.caller.threads));
+            }
+        }
     }
 
     #[test]
