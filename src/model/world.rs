@@ -855,13 +855,14 @@ fn file_system(kernel: &mut Kernel, world: &World, ids: &[NsId]) -> Result<Nodes
     let mut dirs: Vec<Box<str>> = Vec::new();
     for p in nodes.keys() {
         for end in slashes(p).skip(1) {
-            if !nodes.contains_key(&p[..end]) {
-                dirs.push(p[..end].into());
+            let dir = &p[..end];
+            if !nodes.contains_key(dir) && !dirs.iter().any(|d| &**d == dir) {
+                dirs.push(dir.into());
             }
         }
     }
     for d in dirs {
-        nodes.entry(d).or_insert(Node::Dir);
+        nodes.insert(d, Node::Dir);
     }
     Ok(nodes)
 }
