@@ -111,6 +111,28 @@ fn every_file_that_is_not_a_namespace_opens_and_is_enotty() {
     assert_eq!(m.open_fd_count(), 0);
 }
 
+/// A world path below a path the world makes a file: the file stays a file
+/// (it is not made the directory the path below it would need), so the
+/// path below is ENOTDIR, as the kernel's walk would find it. cargo-mutants:
+/// the missing ancestors gathered with `||` for `&&` turned the file into a
+/// directory.
+#[test]
+fn a_world_path_below_a_world_file_is_enotdir() {
+    let world = World::new()
+        .file("/etc/hostname", FileSpec::Regular)
+        .namespace(NsSpec::new("n", Kind::Network).at("/etc/hostname/net"))
+        .file("/root/secret", FileSpec::Unreadable)
+        .file("/root/secret/below", FileSpec::Regular);
+    let mut m = model(world);
+    for p in ["/etc/hostname/net", "/root/secret/below"] {
+        assert_eq!(m.open_ns(Path::new(p)).err(), Some(Errno::ENOTDIR), "{p}");
+    }
+    let fd = m.open_ns(Path::new("/etc/hostname")).unwrap();
+    assert_eq!(m.ns_get_nstype(&fd), Err(Errno::ENOTTY));
+    m.close(fd);
+    assert_eq!(m.open_fd_count(), 0);
+}
+
 #[test]
 fn open_through_a_file_is_enotdir() {
     let world = World::new()
