@@ -354,6 +354,8 @@ pub fn run_error_path_violation(
     }
     let steps = &applied.steps;
     let opened = opened_as(steps);
+    // The kind a call's path was opened as (none without a path).
+    let opened_kind = |c: &Call| c.path.as_deref().and_then(|p| opened.get(p)).copied();
     let mut setns_seen: BTreeMap<Kind, usize> = BTreeMap::new();
     let deferred_at = |kind: Kind, nth: usize| {
         steps
@@ -383,13 +385,7 @@ pub fn run_error_path_violation(
                     .or_default() += 1;
                 false
             }
-            (CallOp::Nstype, Outcome::Ok) => {
-                c.path
-                    .as_ref()
-                    .and_then(|p| opened.get(p.as_path()))
-                    .copied()
-                    != c.kind
-            }
+            (CallOp::Nstype, Outcome::Ok) => opened_kind(c) != c.kind,
             // A pidfd join that failed changed nothing, and the joins go on
             // one namespace file at a time (naming the one that fails);
             // only the target's exit (ESRCH) ends the run there.
@@ -412,11 +408,7 @@ pub fn run_error_path_violation(
                 return Some(format!("call {after:?} after the fatal {c:?}"));
             }
             let want_kind = match c.op {
-                CallOp::Open | CallOp::Nstype => c
-                    .path
-                    .as_ref()
-                    .and_then(|p| opened.get(p.as_path()))
-                    .copied(),
+                CallOp::Open | CallOp::Nstype => opened_kind(c),
                 CallOp::Fork => None,
                 CallOp::Setid => Some(Kind::User),
                 CallOp::TimeOffsets => Some(Kind::Time),
