@@ -392,6 +392,29 @@ static void applier_main(int channel, int keeper_alive, pid_t keeper, char **arg
 }
 
 /* K: the keeper. */
+/* The keeper's one message: C1's pid, with room for one fd (SCM_RIGHTS). */
+struct fd_message {
+	struct iovec iov;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr msg;
+};
+
+/* Sets up `m` to carry `*pid` and one fd; its first control header. */
+static struct cmsghdr *fd_message(struct fd_message *m, int32_t *pid)
+{
+	memset(m, 0, sizeof(*m));
+	m->iov.iov_base = pid;
+	m->iov.iov_len = sizeof(*pid);
+	m->msg.msg_iov = &m->iov;
+	m->msg.msg_iovlen = 1;
+	m->msg.msg_control = m->u.buf;
+	m->msg.msg_controllen = sizeof(m->u.buf);
+	return CMSG_FIRSTHDR(&m->msg);
+}
+
 static void keeper_main(pid_t p0, int report, int channel, char **argv)
 {
 	int alive[2], p0fd, c1fd;
@@ -426,23 +449,13 @@ static void keeper_main(pid_t p0, int report, int channel, char **argv)
 		die("pidfd_open C1");
 	{
 		int32_t pid = c1;
-		struct iovec iov = {&pid, sizeof(pid)};
-		union {
-			char buf[CMSG_SPACE(sizeof(int))];
-			struct cmsghdr align;
-		} u;
-		struct msghdr msg = {
-			.msg_iov = &iov,
-			.msg_iovlen = 1,
-			.msg_control = u.buf,
-			.msg_controllen = sizeof(u.buf),
-		};
-		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		struct fd_message m;
+		struct cmsghdr *c = fd_message(&m, &pid);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
 		c->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(c), &c1fd, sizeof(int));
-		if (sendmsg(report, &msg, MSG_NOSIGNAL) < 0)
+		if (sendmsg(report, &m.msg, MSG_NOSIGNAL) < 0)
 			die("sendmsg");
 	}
 	close(report);
@@ -470,21 +483,12 @@ static int receive_applier(int socket)
 {
 	int32_t pid;
 	int fd = -1;
-	struct iovec iov = {&pid, sizeof(pid)};
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = u.buf,
-		.msg_controllen = sizeof(u.buf),
-	};
+	struct fd_message m;
 	struct cmsghdr *c;
-	if (recvmsg(socket, &msg, MSG_CMSG_CLOEXEC) != sizeof(pid))
+	fd_message(&m, &pid);
+	if (recvmsg(socket, &m.msg, MSG_CMSG_CLOEXEC) != sizeof(pid))
 		die("recvmsg");
-	c = CMSG_FIRSTHDR(&msg);
+	c = CMSG_FIRSTHDR(&m.msg);
 	if (c && c->cmsg_type == SCM_RIGHTS)
 		memcpy(&fd, CMSG_DATA(c), sizeof(int));
 	if (fd < 0)
