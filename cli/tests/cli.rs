@@ -1191,3 +1191,47 @@ fn under_init_a_signal_to_pid_1_from_inside_reaches_the_command() {
     assert_eq!(o.status.code(), Some(5), "{o:?}");
     assert_eq!(stdout(&o).trim(), "got TERM");
 }
+
+/// 64-bit FNV-1a, as harness/benches/link-order computes it.
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// cli/link-order.txt names the functions a run executes by the mangled
+/// names this rustc gives them with these locked dependencies and this
+/// release profile: made for another, the release link finds few of them
+/// and `nsapply run`'s peak RSS grows back by 1.5 MiB without a word
+/// (cli/build.rs). Regenerate it with harness/benches/link-order.
+#[test]
+fn the_link_order_was_made_for_this_rustc_lockfile_and_profile() {
+    let order = std::fs::read_to_string(path("cli/link-order.txt")).unwrap();
+    let made_for = order
+        .lines()
+        .find_map(|l| l.strip_prefix("# made for: "))
+        .expect("cli/link-order.txt has a `# made for:` line");
+    let lock = std::fs::read(path("Cargo.lock")).unwrap();
+    let manifest = std::fs::read_to_string(path("Cargo.toml")).unwrap();
+    let mut inside = false;
+    let mut profile = Vec::new();
+    for line in manifest.lines() {
+        if line.starts_with('[') {
+            inside = line.trim().starts_with("[profile.release");
+        }
+        if inside {
+            profile.push(line);
+        }
+    }
+    let this = format!(
+        "{}; Cargo.lock {:016x}; [profile.release] {:016x}",
+        env!("NSAPPLY_RUSTC_VERSION"),
+        fnv1a(&lock),
+        fnv1a(profile.join("\n").as_bytes())
+    );
+    assert_eq!(
+        made_for, this,
+        "cli/link-order.txt was made for another build: regenerate it (as root) \
+         with harness/benches/link-order"
+    );
+}
