@@ -95,6 +95,11 @@ const CASES: &[Case] = &[
         body: sigkill_of_the_supervising_child_ends_the_run_at_once_when_its_command_died_with_it,
     },
     Case {
+        name: "a_failing_poll_in_the_supervising_child_ends_the_run_with_its_error",
+        root: true,
+        body: a_failing_poll_in_the_supervising_child_ends_the_run_with_its_error,
+    },
+    Case {
         name: "a_sigint_sent_to_nsapply_on_a_terminal_reaches_cmd",
         root: true,
         body: a_sigint_sent_to_nsapply_on_a_terminal_reaches_cmd,
@@ -1559,6 +1564,52 @@ fn sigkill_of_the_supervising_child_ends_the_run_at_once_when_its_command_died_w
     }
     let r = (status.ok_or("nsapply did not end")?, String::new(), err);
     expect_error("SIGKILL of the supervising child", &r, 1, "run-failed")
+}
+
+/// The supervising child's poll(2) fails while CMD runs: ended is the run,
+/// CMD with it, and the error says so, rather than a child that polls on
+/// for ever and a run that never ends. The failure is made by lowering the
+/// child's open-file limit below the descriptors it polls (prlimit(2), as
+/// root: poll(2) fails with EINVAL when nfds exceeds RLIMIT_NOFILE), then
+/// waking it with a forwarded SIGWINCH. cargo-mutants: the EINTR check
+/// turned around made every other failure a `continue`, a busy loop.
+fn a_failing_poll_in_the_supervising_child_ends_the_run_with_its_error() -> Outcome {
+    become_subreaper()?;
+    let mut run = SleepingRun::start()?;
+    if let Some(pid) = run.c1 {
+        let one = libc::rlimit {
+            rlim_cur: 1,
+            rlim_max: 1,
+        };
+        // SAFETY: `one` is a valid rlimit for the call to read; the old
+        // limit is not asked for (null).
+        let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &one, std::ptr::null_mut()) };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            let _ = kill(Pid::from_raw(run.child.id() as i32), Signal::SIGKILL);
+            return Err(format!("prlimit of the supervising child {pid}: {e}"));
+        }
+        let _ = kill(Pid::from_raw(run.child.id() as i32), Signal::SIGWINCH);
+    }
+    let status = wait_deadline(&mut run.child, Duration::from_secs(10));
+    if status.is_none() {
+        let _ = kill(Pid::from_raw(run.child.id() as i32), Signal::SIGKILL);
+    }
+    let left = leftovers(Duration::from_secs(3));
+    let err = run.stderr()?;
+    if !left.is_empty() {
+        return Err(format!("still running: {left:?}"));
+    }
+    let status = status.ok_or("nsapply did not end within 10 s of its child's poll failing")?;
+    if !err.contains("poll in the supervising child failed") {
+        return Err(format!("the error does not name the failed poll: {err}"));
+    }
+    expect_error(
+        "a failing poll",
+        &(status, String::new(), err),
+        1,
+        "run-failed",
+    )
 }
 
 /// The supervising child is stopped (SIGSTOP, which the caller may send
