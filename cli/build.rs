@@ -34,7 +34,8 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=link-order.txt");
     println!("cargo:rerun-if-env-changed=NSAPPLY_LINK_LAYOUT");
-    if !applies() {
+    let rustc = rustc_version();
+    if !applies(rustc.as_deref()) {
         return;
     }
     // The names are the mangled names one rustc gives: made for another,
@@ -42,7 +43,7 @@ fn main() {
     // profile, which are the change's; the rustc is the machine's).
     let order = std::fs::read_to_string("link-order.txt").unwrap_or_default();
     let made_for = order.lines().find_map(|l| l.strip_prefix("# made for: "));
-    if let (Some(made_for), Some(rustc)) = (made_for, rustc_version()) {
+    if let (Some(made_for), Some(rustc)) = (made_for, rustc) {
         if !made_for.starts_with(&format!("{rustc};")) {
             println!(
                 "cargo:warning=cli/link-order.txt was made for {}, this is {rustc}: \
@@ -63,8 +64,9 @@ fn main() {
     }
 }
 
-/// A release build, for this host, linked by rustc's own lld.
-fn applies() -> bool {
+/// A release build, for this host, linked by rustc's own lld (`rustc`:
+/// what the rustc that builds this says of itself).
+fn applies(rustc: Option<&str>) -> bool {
     let var = |k: &str| env::var(k).unwrap_or_default();
     if var("NSAPPLY_LINK_LAYOUT") == "0" || var("PROFILE") != "release" {
         return false;
@@ -83,7 +85,7 @@ fn applies() -> bool {
     {
         return false;
     }
-    rustc_minor().is_some_and(|minor| minor >= 90)
+    rustc.and_then(rustc_minor).is_some_and(|minor| minor >= 90)
 }
 
 /// What the rustc that builds this says of itself (`rustc 1.95.0 (...)`).
@@ -93,9 +95,8 @@ fn rustc_version() -> Option<String> {
     Some(String::from_utf8(out.stdout).ok()?.trim().to_owned())
 }
 
-/// Its minor version.
-fn rustc_minor() -> Option<u32> {
-    let text = rustc_version()?;
+/// Its minor version (`rustc 1.95.0 (...)`: 95).
+fn rustc_minor(text: &str) -> Option<u32> {
     let version = text.split_whitespace().nth(1)?;
     let mut parts = version.split('.');
     (parts.next()? == "1").then_some(())?;
