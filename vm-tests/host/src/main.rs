@@ -140,6 +140,12 @@ fn run(args: &Args) -> Result<bool> {
             logs.join(format!("{}.log", b.kernel.name)),
             b.full.join("\n") + "\n",
         );
+        if let Some(first) = &b.first {
+            let _ = fs::write(
+                logs.join(format!("{}.first.log", b.kernel.name)),
+                first.full.join("\n") + "\n",
+            );
+        }
     }
     let verdict = report::render(&boots, &settings(args, accel, smp, prepared, matrix));
     print!("{}", verdict.text);

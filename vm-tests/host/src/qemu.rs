@@ -124,6 +124,10 @@ pub struct Boot {
     pub full: Vec<String>,
     /// Why QEMU could not be started.
     pub error: Option<Error>,
+    /// This kernel's first boot, when it ended before the guest harness
+    /// started ([`Boot::ended_before_the_guest`]) and the kernel was booted
+    /// once more: this boot is the second.
+    pub first: Option<Box<Boot>>,
 }
 
 impl Boot {
@@ -138,11 +142,31 @@ impl Boot {
             begin: None,
             done: None,
             probe: None,
+            first: None,
             garbled: Vec::new(),
             console: Vec::new(),
             full: Vec::new(),
             error: None,
         }
+    }
+
+    /// Whether QEMU ended on its own before the guest harness printed
+    /// anything (no BEGIN, no probe, no case, no garbled line; not an error
+    /// starting QEMU, not the timeout): the guest kernel died while booting,
+    /// before any nsapply code ran. Seen once under TCG (trixie's 6.12, an
+    /// `int3` Oops in `sched_clock_cpu` 1.4 s into the boot; the same
+    /// kernel passed on the runs before and after). Such a boot says
+    /// nothing about nsapply or the model, so [`boot_all`] boots the kernel
+    /// once more, and the report names it. A guest that dies after its
+    /// BEGIN line is not booted again.
+    pub fn ended_before_the_guest(&self) -> bool {
+        self.error.is_none()
+            && !self.timed_out
+            && self.begin.is_none()
+            && self.probe.is_none()
+            && self.cases.is_empty()
+            && self.garbled.is_empty()
+            && self.done.is_none()
     }
 
     /// Takes one console line, read `at` after QEMU's start.
@@ -320,8 +344,29 @@ fn kvm_works(k: &Kernel, initramfs: &Path, cache: &Path) -> bool {
     works
 }
 
+/// `boot()`, and once more when that boot [ended before the
+/// guest](Boot::ended_before_the_guest): the second boot, with the first
+/// in [`Boot::first`].
+fn once_more_if_it_ended_before_the_guest(mut boot: impl FnMut() -> Boot) -> Boot {
+    let first = boot();
+    if !first.ended_before_the_guest() {
+        return first;
+    }
+    eprintln!(
+        "vm-tests: {} ended before the guest harness started ({:.1}s); booting it once more",
+        first.kernel.name,
+        first.wall.as_secs_f64()
+    );
+    let mut second = boot();
+    second.first = Some(Box::new(first));
+    second
+}
+
 /// Boots every kernel, `jobs` at a time, each with `smp` CPUs and
-/// `timeout`; the boots in the order of `kernels`.
+/// `timeout`; the boots in the order of `kernels`. A kernel whose boot
+/// [ended before the guest](Boot::ended_before_the_guest) is booted once
+/// more, and the second boot is the one kept (with the first in
+/// [`Boot::first`]).
 pub fn boot_all(
     kernels: &[Kernel],
     initramfs: &Path,
@@ -342,7 +387,9 @@ pub fn boot_all(
             std::thread::spawn(move || loop {
                 let next = queue.lock().ok().and_then(|mut q| q.pop_front());
                 let Some((i, k)) = next else { break };
-                let b = boot(&k, &initramfs, accel, smp, &append, timeout);
+                let b = once_more_if_it_ended_before_the_guest(|| {
+                    boot(&k, &initramfs, accel, smp, &append, timeout)
+                });
                 eprintln!(
                     "vm-tests: {} done: {}",
                     k.name,
@@ -446,6 +493,66 @@ mod tests {
             "  0.300 [    0.000000] Linux version 6.1.0-50-cloud-amd64"
         );
         assert_eq!(b.console.len(), 5);
+    }
+
+    #[test]
+    fn only_a_boot_that_ended_before_the_guest_is_booted_again() {
+        fn died() -> Boot {
+            let ms = Duration::from_millis;
+            let mut b = Boot::new(kernel());
+            b.take_line(
+                "[    1.39] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI",
+                ms(1390),
+            );
+            b.take_line(
+                "[    1.40] Kernel panic - not syncing: Attempted to kill the idle task!",
+                ms(1400),
+            );
+            b
+        }
+        fn begun() -> Boot {
+            let mut b = died();
+            let begin = GuestLine::Begin(Begin {
+                kernel: "6.1.0-50-cloud-amd64".to_owned(),
+                cases: 1,
+                problems: Vec::new(),
+            });
+            b.take_line(&begin.to_line(), Duration::from_millis(1500));
+            b
+        }
+        fn timed_out() -> Boot {
+            Boot {
+                timed_out: true,
+                ..died()
+            }
+        }
+        assert!(died().ended_before_the_guest());
+        assert!(!begun().ended_before_the_guest());
+        assert!(!timed_out().ended_before_the_guest());
+        let mut garbled = died();
+        garbled.take_line("NSAPPLY-VM-CASE {", Duration::from_millis(1500));
+        assert!(!garbled.ended_before_the_guest());
+
+        // Booted again once (not twice), the second kept, the first in it.
+        let mut boots = 0;
+        let b = once_more_if_it_ended_before_the_guest(|| {
+            boots += 1;
+            died()
+        });
+        assert_eq!(boots, 2);
+        let first = b.first.as_deref().map(|f| f.console.clone());
+        assert_eq!(first.map(|c| c.len()), Some(2));
+        assert!(b.first.as_ref().is_some_and(|f| f.first.is_none()));
+        // A boot that got to the guest, or timed out, is kept as it is.
+        for make in [begun as fn() -> Boot, timed_out] {
+            let mut boots = 0;
+            let b = once_more_if_it_ended_before_the_guest(|| {
+                boots += 1;
+                make()
+            });
+            assert_eq!(boots, 1);
+            assert!(b.first.is_none());
+        }
     }
 
     #[test]

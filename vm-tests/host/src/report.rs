@@ -211,6 +211,25 @@ pub fn render(boots: &[Boot], s: &Settings) -> Verdict {
             let _ = writeln!(out, "  | {l}");
         }
     }
+    let booted_twice: Vec<&str> = boots
+        .iter()
+        .filter(|b| b.first.is_some())
+        .map(|b| b.kernel.name.as_str())
+        .collect();
+    for b in boots {
+        if let Some(first) = &b.first {
+            let _ = writeln!(
+                out,
+                "\n{}: the first boot ended after {:.1}s, before the guest harness started; this is the second boot. The first's console tail:",
+                b.kernel.name,
+                first.wall.as_secs_f64()
+            );
+            let from = first.console.len().saturating_sub(12);
+            for l in &first.console[from..] {
+                let _ = writeln!(out, "  | {l}");
+            }
+        }
+    }
     for f in &failures {
         let _ = writeln!(out, "\nFAIL {f}");
     }
@@ -240,6 +259,14 @@ pub fn render(boots: &[Boot], s: &Settings) -> Verdict {
         failures.len(),
         bad_boots.len()
     );
+    if !booted_twice.is_empty() {
+        // A line of its own: .ci/run puts it on the stage's summary line.
+        let _ = writeln!(
+            out,
+            "booted twice (the first boot ended before the guest harness): {}",
+            booted_twice.join(", ")
+        );
+    }
     Verdict { text: out, ok }
 }
 
@@ -432,6 +459,44 @@ vm-tests ok: 3 scenario runs, 0 failed, 0 kernels without a verdict
             "6.1-cloud: the guest printed 1 garbled line(s), the first: NSAPPLY-VM-CASE: "
         ));
         assert!(!render(&[], &settings()).ok);
+    }
+
+    #[test]
+    fn a_kernel_booted_twice_is_named_and_its_second_boot_decides() {
+        let lines = [case("creates_user", Mode::Root, Status::Pass, Some(true))];
+        let died = || {
+            let mut d = boot("6.12t-generic", &[], 0.0);
+            d.begin = None;
+            d.done = None;
+            d.verdict_after = None;
+            d.console = vec![
+                "[    1.40] Kernel panic - not syncing: Attempted to kill the idle task!"
+                    .to_owned(),
+            ];
+            d.wall = Duration::from_millis(1450);
+            Box::new(d)
+        };
+        let mut second = boot("6.12t-generic", &lines, 3.0);
+        second.first = Some(died());
+        let v = render(&[boot("6.1-cloud", &lines, 2.0), second], &settings());
+        assert!(v.ok, "{}", v.text);
+        assert!(v.text.contains(
+            "\n6.12t-generic: the first boot ended after 1.4s, before the guest harness started; this is the second boot. The first's console tail:\n  | [    1.40] Kernel panic"
+        ));
+        assert!(v.text.ends_with(
+            "vm-tests ok: 2 scenario runs, 0 failed, 0 kernels without a verdict\nbooted twice (the first boot ended before the guest harness): 6.12t-generic\n"
+        ));
+        // A second boot that dies too fails the run.
+        let mut again = *died();
+        again.first = Some(died());
+        let v = render(&[again], &settings());
+        assert!(!v.ok);
+        assert!(v
+            .text
+            .contains("6.12t-generic: the guest did not report (no DONE line)"));
+        // No line when every kernel booted once.
+        let v = render(&[boot("6.1-cloud", &lines, 2.0)], &settings());
+        assert!(!v.text.contains("booted twice"));
     }
 
     #[test]
