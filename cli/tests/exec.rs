@@ -734,13 +734,11 @@ fn the_containers_root_cannot_reach_nsapply_exec_processes() -> Outcome {
 fn exec_returns_the_commands_status_and_leaves_nothing_behind() -> Outcome {
     let c = Container::start(&example("all-kinds"), None)?;
     let before = descendants(c.target);
-    let o = exec(&[
-        &c.target.to_string(),
-        "--",
-        "sh",
-        "-c",
-        "sleep 0.1 & exit 7",
-    ])?;
+    // The command line names this test process, so that the search below
+    // for its strays finds this run's only, not those of another run of
+    // this suite beside it (two mutant lanes, a developer's run).
+    let command = format!("sleep 0.1 & exit 7 # exec test {}", std::process::id());
+    let o = exec(&[&c.target.to_string(), "--", "sh", "-c", &command])?;
     ensure(o.status.code() == Some(7), || {
         format!(
             "exit status {:?}, expected 7: {}",
@@ -759,7 +757,7 @@ fn exec_returns_the_commands_status_and_leaves_nothing_behind() -> Outcome {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .filter(|p: &i32| {
-            fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.contains("exit 7"))
+            fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.contains(&command))
         })
         .collect();
     ensure(strays.is_empty(), || {
