@@ -238,7 +238,6 @@ impl Channel {
 /// The child's side of the sync points: report the point, wait for the
 /// answer. Signals the parent forwards meanwhile ([`ToChild::Signal`]) are
 /// kept in [`ChildSync::signals`] for the command, which does not exist yet.
-#[derive(Debug)]
 pub struct ChildSync<'a> {
     channel: &'a mut Channel,
     /// Signals received while waiting, in order, each with the terminal's
@@ -248,6 +247,21 @@ pub struct ChildSync<'a> {
     /// Sync points whose answer is known to be an acknowledgement without
     /// asking ([`ChildSync::answered_here`]).
     answered_here: Vec<SyncPoint>,
+    /// Writes this process's own id maps at `id-mapping`, instead of the
+    /// parent ([`ChildSync::id_maps_here`]).
+    id_maps_here: Option<&'a dyn Fn() -> Result<(), SyncError>>,
+}
+
+impl std::fmt::Debug for ChildSync<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildSync")
+            .field("channel", &self.channel)
+            .field("signals", &self.signals)
+            .field("after_id_mapping", &self.after_id_mapping.is_some())
+            .field("answered_here", &self.answered_here)
+            .field("id_maps_here", &self.id_maps_here.is_some())
+            .finish()
+    }
 }
 
 impl<'a> ChildSync<'a> {
@@ -258,6 +272,7 @@ impl<'a> ChildSync<'a> {
             signals: Vec::new(),
             after_id_mapping: None,
             answered_here: Vec::new(),
+            id_maps_here: None,
         }
     }
 
@@ -268,6 +283,17 @@ impl<'a> ChildSync<'a> {
     #[must_use]
     pub fn answered_here(mut self, point: SyncPoint) -> ChildSync<'a> {
         self.answered_here.push(point);
+        self
+    }
+
+    /// Answers `id-mapping` with `write` in this process, without a
+    /// message: for a parent that would make the same writes
+    /// ([`writes_its_own_id_maps`]). Its error is the sync point's, as the
+    /// parent's refusal would be; [`ChildSync::after_id_mapping`] runs after
+    /// it as after the parent's answer.
+    #[must_use]
+    pub fn id_maps_here(mut self, write: &'a dyn Fn() -> Result<(), SyncError>) -> ChildSync<'a> {
+        self.id_maps_here = Some(write);
         self
     }
 
@@ -311,8 +337,13 @@ impl<S: Syscall + ?Sized> SyncHooks<S> for ChildSync<'_> {
         if self.answered_here.contains(&point) {
             return Ok(());
         }
-        self.channel.send(&ToParent::Sync { point })?;
-        self.answer()?;
+        match (point, self.id_maps_here) {
+            (SyncPoint::IdMapping, Some(write)) => write()?,
+            _ => {
+                self.channel.send(&ToParent::Sync { point })?;
+                self.answer()?;
+            }
+        }
         if let (SyncPoint::IdMapping, Some(f)) = (point, self.after_id_mapping) {
             f().map_err(|errno| SyncError::Caller {
                 message: "making the process not dumpable after its maps were written".to_owned(),
@@ -348,6 +379,25 @@ pub fn answer_sync(
         ),
         SyncPoint::CgroupPlaced => Ok(()),
     }
+}
+
+/// Whether a process whose parent runs [`answer_sync`] with effective ids
+/// `euid` and `egid` can write its own id maps (`uid` and `gid`, after
+/// `unshare(CLONE_NEWUSER)`, through its own `/proc` files) with the same
+/// effect: the parent is not root, so it writes `setgroups` `deny`, and
+/// each map is the one line of size 1 that maps the parent's own id, the
+/// only map user_namespaces(7) lets a writer without `CAP_SETUID` /
+/// `CAP_SETGID` over the parent namespace write, from the parent namespace
+/// or from inside (the process inside, being the namespace's owner with
+/// the same effective ids, passes the same checks). Any other map is left
+/// to the parent, whose errors and messages are then unchanged.
+///
+/// A root parent writes `setgroups` `allow`; a process inside may map its
+/// own gid only after `deny` (user_namespaces(7)), so a root parent's maps
+/// are always its to write.
+pub fn writes_its_own_id_maps(uid: &[IdMapping], gid: &[IdMapping], euid: u32, egid: u32) -> bool {
+    let own = |maps: &[IdMapping], id: u32| matches!(maps, [m] if m.host_id == id && m.size == 1);
+    euid != 0 && own(uid, euid) && own(gid, egid)
 }
 
 /// Writes the id maps of the user namespace of exactly the process `target`
@@ -544,6 +594,97 @@ mod tests {
             })
         );
         assert_eq!(parent.recv::<ToParent>().unwrap(), None);
+    }
+
+    #[test]
+    fn id_maps_written_here_send_nothing_and_their_error_is_the_sync_points() {
+        use std::cell::Cell;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static AFTER: AtomicUsize = AtomicUsize::new(0);
+        let (mut parent, mut child) = Channel::pair().unwrap();
+        // Were id-mapping asked, the parent's refusal would be its answer.
+        parent
+            .send(&ToChild::Refused {
+                error: SyncError::Proc {
+                    reason: "id-mapping was asked".into(),
+                    errno: None,
+                },
+            })
+            .unwrap();
+        let writes = Cell::new(0);
+        let refused = Cell::new(false);
+        let write = || {
+            writes.set(writes.get() + 1);
+            if refused.get() {
+                Err(SyncError::MapWrite {
+                    file: MapFile::GidMap,
+                    errno: Errno::EPERM,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let mut model = crate::model::Model::new(&crate::model::World::default()).unwrap();
+        let maps = || SyncRequest::IdMapping { uid: &[], gid: &[] };
+        let mut sync = ChildSync::new(&mut child)
+            .id_maps_here(&write)
+            .after_id_mapping(|| {
+                AFTER.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            });
+        assert_eq!(sync.sync(maps(), &mut model), Ok(()));
+        assert_eq!((writes.get(), AFTER.load(Ordering::SeqCst)), (1, 1));
+        refused.set(true);
+        assert_eq!(
+            sync.sync(maps(), &mut model),
+            Err(SyncError::MapWrite {
+                file: MapFile::GidMap,
+                errno: Errno::EPERM,
+            })
+        );
+        // A failed write is not followed by the after-hook.
+        assert_eq!((writes.get(), AFTER.load(Ordering::SeqCst)), (2, 1));
+        // cgroup-placed still asks the parent (it was not answered here).
+        assert!(sync.sync(SyncRequest::CgroupPlaced, &mut model).is_err());
+        drop(sync);
+        drop(child);
+        assert_eq!(
+            parent.recv::<ToParent>().unwrap(),
+            Some(ToParent::Sync {
+                point: SyncPoint::CgroupPlaced
+            })
+        );
+        assert_eq!(parent.recv::<ToParent>().unwrap(), None);
+    }
+
+    #[test]
+    fn only_an_unprivileged_parents_own_one_id_maps_are_written_by_the_child() {
+        let m = |host_id, size| IdMapping {
+            container_id: 0,
+            host_id,
+            size,
+        };
+        let own =
+            |uid: &[IdMapping], gid: &[IdMapping]| writes_its_own_id_maps(uid, gid, 1000, 100);
+        assert!(own(&[m(1000, 1)], &[m(100, 1)]));
+        // The container id does not matter: the parent's id is mapped.
+        let inside = IdMapping {
+            container_id: 5,
+            ..m(1000, 1)
+        };
+        assert!(own(&[inside], &[m(100, 1)]));
+        // Another host id, a wider range, two lines or none: the parent's.
+        assert!(!own(&[m(1001, 1)], &[m(100, 1)]));
+        assert!(!own(&[m(1000, 1)], &[m(1000, 1)]));
+        assert!(!own(&[m(1000, 2)], &[m(100, 1)]));
+        assert!(!own(&[m(1000, 1)], &[m(100, 2)]));
+        assert!(!own(&[m(1000, 1), m(1000, 1)], &[m(100, 1)]));
+        assert!(!own(&[m(1000, 1)], &[]));
+        assert!(!own(&[], &[m(100, 1)]));
+        // A root parent writes setgroups allow, which a child cannot.
+        assert!(!writes_its_own_id_maps(&[m(0, 1)], &[m(0, 1)], 0, 0));
+        assert!(!writes_its_own_id_maps(&[m(0, 1)], &[m(0, 1)], 1, 0));
+        assert!(writes_its_own_id_maps(&[m(1, 1)], &[m(0, 1)], 1, 0));
     }
 
     #[test]

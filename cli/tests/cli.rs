@@ -923,6 +923,82 @@ fn run_as_an_unprivileged_user_denies_setgroups_and_maps_only_its_own_id() {
         ["0", "deny", "0 65534 1"],
         "root inside, setgroups denied, one id mapped"
     );
+    // Issue 15: those maps are the caller's own ids, one line each, so C1
+    // writes them itself (sync::writes_its_own_id_maps): no sync message
+    // goes to P0, and the same three files get the same text. (strace runs
+    // as root and nsapply as nobody, `-u`.)
+    if Command::new("strace").arg("-V").output().is_ok() {
+        let log = dir.path().join("strace.txt");
+        let o = Command::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-s",
+                "256",
+                "-e",
+                "trace=sendto,openat,write",
+                "-u",
+                "nobody",
+                "-o",
+            ])
+            .arg(&log)
+            .arg(&bin)
+            .args(["run", config.to_str().unwrap(), "--", "sh", "-c"])
+            .arg("cat /proc/self/setgroups; tr -s ' ' < /proc/self/gid_map")
+            .current_dir("/")
+            .output()
+            .unwrap();
+        assert_ok(&o);
+        assert_eq!(
+            stdout(&o).lines().map(str::trim).collect::<Vec<_>>(),
+            ["deny", "0 65534 1"]
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        let syncs: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(r#"\"msg\":\"sync\""#))
+            .collect();
+        assert!(syncs.is_empty(), "no sync message:\n{}", syncs.join("\n"));
+        // The writes, in DESIGN §4's order, by one process: C1, the one
+        // that sends `applied`.
+        let calls: Vec<(&str, String)> = text
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(pid, call)| (pid, call.split_whitespace().collect::<Vec<_>>().join(" ")))
+            .collect();
+        let writes: Vec<&(&str, String)> = calls
+            .iter()
+            .filter(|(_, c)| {
+                c.starts_with("write(")
+                    && [r#""deny""#, r#""0 65534 1\n""#]
+                        .iter()
+                        .any(|t| c.contains(t))
+            })
+            .collect();
+        let texts: Vec<&str> = writes
+            .iter()
+            .map(|(_, c)| c.split_once(", ").map_or(c.as_str(), |(_, t)| t))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                r#""deny", 4) = 4"#,
+                r#""0 65534 1\n", 10) = 10"#,
+                r#""0 65534 1\n", 10) = 10"#
+            ],
+            "{text}"
+        );
+        let applier = calls
+            .iter()
+            .find(|(_, c)| c.contains(r#"\"msg\":\"applied\""#))
+            .map(|(pid, _)| *pid);
+        assert!(
+            writes.iter().all(|(pid, _)| Some(*pid) == applier),
+            "written by C1 ({applier:?}): {writes:?}"
+        );
+    } else {
+        skip_line("SKIP the no-round-trip part of run_as_an_unprivileged_user_denies_setgroups_and_maps_only_its_own_id: strace is not installed; .ci/install-deps installs it");
+    }
     // Without a user namespace, an unprivileged caller cannot create the rest.
     let o = run(&default);
     assert_error(&o, 1, "unshare-failed");

@@ -60,6 +60,11 @@ const CASES: &[Case] = &[
         body: id_maps_reach_our_child_and_no_other_process_through_a_foreign_proc,
     },
     Case {
+        name: "a_rootless_run_maps_itself_through_a_foreign_proc_and_no_other_process",
+        root: true,
+        body: a_rootless_run_maps_itself_through_a_foreign_proc_and_no_other_process,
+    },
+    Case {
         name: "a_fake_proc_is_refused_before_anything_is_written",
         root: true,
         body: a_fake_proc_is_refused_before_anything_is_written,
@@ -1077,6 +1082,79 @@ fn id_maps_reach_our_child_and_no_other_process_through_a_foreign_proc() -> Outc
         ));
     }
     expect_no_leftovers("after the run")
+}
+
+/// The same trap for a rootless run whose maps are the caller's own ids,
+/// which the child that applies the plan (C1) writes itself (issue 15;
+/// `sync::writes_its_own_id_maps`): run as nobody in a new pid namespace
+/// that still sees the host's /proc, C1 finds its own directory there
+/// through its pidfd, not by the number it has in its pid namespace, which
+/// is made to equal a victim's: a process of nobody's in a user namespace
+/// of its own, unmapped. The run maps itself; the victim's map stays empty.
+fn a_rootless_run_maps_itself_through_a_foreign_proc_and_no_other_process() -> Outcome {
+    const NOBODY: &str = "65534";
+    become_subreaper()?;
+    let scratch = Scratch::new();
+    let bin = public_copy(&nsapply_bin(), &scratch, "nsapply");
+    let map = format!(r#"[{{"containerID":0,"hostID":{NOBODY},"size":1}}]"#);
+    let cfg = scratch.write(
+        "rootless.json",
+        &config(
+            r#"{"type":"user"},{"type":"uts"},{"type":"mount"}"#,
+            &format!(r#","uidMappings":{map},"gidMappings":{map}"#),
+        ),
+    );
+    let as_nobody = ["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"];
+    let mut victim = Command::new("setpriv")
+        .args(as_nobody)
+        .args(["unshare", "--user", "sleep", "60"])
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting the victim (setpriv ... unshare --user sleep): {e}"))?;
+    let v = victim.id() as i32;
+    let ours = fs::read_link("/proc/self/ns/user").map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fs::read_link(format!("/proc/{v}/ns/user")).ok().as_ref() == Some(&ours) {
+        if Instant::now() > deadline {
+            let _ = victim.kill();
+            return Err("the victim never entered its own user namespace".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // nsapply is pid 1 of the new pid namespace; its processes take the
+    // pids after ns_last_pid, set to v - 1 (C1 is the second: v + 1, and
+    // the keeper v; either way a number the host gives the victim or its
+    // neighbour).
+    let result = run_bounded(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "sh", "-c"])
+            .arg(r#"echo "$0" > /proc/sys/kernel/ns_last_pid && exec setpriv "$@""#)
+            .arg((v - 1).to_string())
+            .args(as_nobody)
+            .arg(&bin)
+            .arg("run")
+            .arg(&cfg)
+            .args(["--", "cat", "/proc/self/uid_map", "/proc/self/setgroups"])
+            .current_dir("/")
+            .stdin(Stdio::null()),
+        Duration::from_secs(30),
+    );
+    let victim_map = fs::read_to_string(format!("/proc/{v}/uid_map")).unwrap_or_default();
+    let _ = victim.kill();
+    let _ = victim.wait();
+    let (status, out, err) = result?;
+    if !victim_map.trim().is_empty() {
+        return Err(format!(
+            "the victim (pid {v}, not nsapply's child) got the id map {victim_map:?}; nsapply said: {err}"
+        ));
+    }
+    if !status.success() || !out.split_whitespace().eq(["0", NOBODY, "1", "deny"]) {
+        return Err(format!(
+            "the rootless run did not map itself: exit {}\nstdout: {out}\nstderr: {err}",
+            status_code(status)
+        ));
+    }
+    expect_no_leftovers("after the rootless run")
 }
 
 /// A /proc that is not procfs (a tmpfs with a forged `self/stat` and forged

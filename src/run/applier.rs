@@ -17,10 +17,12 @@ use super::command::{self, CommandStart, Report};
 use super::{joins_pid_namespace, reap};
 use crate::apply::apply;
 use crate::config::{Propagation, TimeOffset};
-use crate::error::Errno;
+use crate::error::{Errno, SyncError};
 use crate::kind::{Kind, KindSet};
 use crate::plan::{Plan, Step, SyncPoint};
-use crate::sync::{Channel, ChildSync, Failure, ToChild, ToParent};
+use crate::sync::{
+    write_id_maps, writes_its_own_id_maps, Channel, ChildSync, Failure, ToChild, ToParent,
+};
 use crate::syscall::linux::{self, Linux};
 use crate::syscall::process::{self, Exit, Pidfd};
 use crate::syscall::procfs::ProcRoot;
@@ -78,9 +80,22 @@ impl Applier<'_> {
         let maps = self.plan.steps().contains(&Step::Sync {
             point: SyncPoint::IdMapping,
         });
-        // An unprivileged P0 writes our maps through our /proc files, which
-        // needs us dumpable until then (the keeper, not dumpable, made us
-        // so); otherwise nothing does.
+        // DESIGN §4 has the parent write the maps. When an unprivileged
+        // caller's maps are its own ids, one line each (the only maps it
+        // may write), we write the same files with the same text ourselves
+        // (`writes_its_own_id_maps` says why the kernel's answer is the
+        // same): no round trip, and P0 writes into no other process (issue
+        // 15). Our ids are P0's: neither the keeper nor we changed them.
+        let own_maps = maps
+            && writes_its_own_id_maps(
+                self.plan.uid_mappings(),
+                self.plan.gid_mappings(),
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            );
+        // Our maps, written by an unprivileged P0 or by us, go through our
+        // /proc files, which needs us dumpable until then (the keeper, not
+        // dumpable, made us so); otherwise nothing does.
         let _ = linux::set_dumpable(maps);
         // What the command leaves behind without a pid namespace comes to
         // us when its parent dies, to be ended with it (the keeper above
@@ -119,9 +134,23 @@ impl Applier<'_> {
         };
         // P0 does nothing at cgroup-placed (`answer_sync`: C1 stays in its
         // cgroup), so C1 answers it itself: one round trip less (issue 15).
+        let proc = self.proc;
+        let plan = self.plan;
+        let write_own_maps = move || {
+            // Ourselves as a pidfd, so the files are reached the way P0
+            // reaches them: the checked procfs, the pid it gives us.
+            let me = Pidfd::open(std::process::id() as i32).map_err(|errno| SyncError::Proc {
+                reason: "pidfd_open of the process that applies the plan, itself".to_owned(),
+                errno: Some(errno),
+            })?;
+            write_id_maps(proc, &me, plan.uid_mappings(), plan.gid_mappings(), true)
+        };
         let mut hooks = ChildSync::new(&mut channel)
             .after_id_mapping(|| linux::set_dumpable(false))
             .answered_here(SyncPoint::CgroupPlaced);
+        if own_maps {
+            hooks = hooks.id_maps_here(&write_own_maps);
+        }
         let applied = apply(self.plan, &mut backend, &mut hooks);
         let pending = std::mem::take(&mut hooks.signals);
         drop(hooks);

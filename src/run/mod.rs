@@ -34,7 +34,12 @@
 //!   fork, in the directory of the pid that procfs gives the pidfd
 //!   ([`crate::sync::write_id_maps`]). A `/proc` of another pid namespace
 //!   shows C1 under another number, which is the one used; one that does
-//!   not show C1, or is not procfs, is refused (`sync-failed`).
+//!   not show C1, or is not procfs, is refused (`sync-failed`). When the
+//!   caller is not root and each map is the one line of its own id (the
+//!   only maps it may write), C1 writes the same files itself, the same
+//!   way (a pidfd of itself, the same procfs), and no `id-mapping`
+//!   message is sent ([`crate::sync::writes_its_own_id_maps`]): P0 then
+//!   writes into no process at all.
 //! * **Nothing outlives the run, and the caller's processes are left
 //!   alone**: K and C1 are child subreapers at the caller's pid level, so
 //!   whatever CMD leaves behind without a pid namespace comes to C1, or to
