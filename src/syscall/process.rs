@@ -272,6 +272,17 @@ pub fn reset_signals() -> Result<(), Errno> {
             );
         }
     }
+    unblock_all_signals()
+}
+
+/// Empties this thread's signal mask: [`reset_signals`]'s last step, on its
+/// own for a process whose actions are all at their default already (a
+/// child of one that reset them and installed nothing since).
+///
+/// # Errors
+///
+/// The errno of sigprocmask(2).
+pub fn unblock_all_signals() -> Result<(), Errno> {
     nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&SigSet::empty()),
