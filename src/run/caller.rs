@@ -437,38 +437,31 @@ impl Supervisor<'_> {
     /// closed (every message read).
     fn supervise(mut self) -> Result<Exit, Box<Failed>> {
         loop {
-            if let Some(channel) = &mut self.channel {
-                if channel.has_buffered_message() || readable_now(channel) {
-                    match channel.recv::<ToParent>() {
-                        Ok(Some(msg)) => self.handle(msg),
-                        Ok(None) => self.channel = None,
-                        Err(e) => {
-                            self.report.broken = Some(RunError::Supervision {
-                                what: format!("reading the reports of the child: {e}"),
-                                errno: e.errno(),
-                            });
-                            self.channel = None;
-                        }
-                    }
-                    continue;
-                }
+            // A message already read into the channel's buffer first,
+            // without a system call.
+            if self
+                .channel
+                .as_ref()
+                .is_some_and(Channel::has_buffered_message)
+            {
+                self.receive();
+                continue;
             }
-            // A keeper that died early is C1's to notice: it does not start
-            // the command without one (and says so).
-            if !self.keeper_ended {
-                self.keeper_ended = self.keeper.has_exited();
-            }
+            // The channel's end comes after C1's last message, so a keeper
+            // seen ended never leaves a message unread.
             if self.keeper_ended && self.channel.is_none() {
                 break;
             }
             let writing = self.phase == Phase::WritingTrace;
             let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-            if !self.keeper_ended {
+            let keeper_at = (!self.keeper_ended).then(|| {
                 fds.push(PollFd::new(self.keeper.as_fd(), PollFlags::POLLIN));
-            }
-            if let Some(c) = &self.channel {
+                fds.len() - 1
+            });
+            let channel_at = self.channel.as_ref().map(|c| {
                 fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
-            }
+                fds.len() - 1
+            });
             let trace_fd = self.trace.file.as_ref().map(|(f, _)| f.as_fd());
             if let (true, Some(fd)) = (writing, trace_fd) {
                 fds.push(PollFd::new(fd, PollFlags::POLLOUT));
@@ -481,14 +474,52 @@ impl Supervisor<'_> {
                     continue;
                 }
             }
+            // What woke us, from poll's answer alone (issue 15: no second
+            // poll of the channel or the keeper, no read of an empty
+            // signalfd): any event, a hangup or an error included, is
+            // looked at.
+            let woke = |at: Option<usize>| {
+                at.and_then(|i| fds[i].revents())
+                    .is_some_and(|r| !r.is_empty())
+            };
+            let (signals, keeper, channel) = (woke(Some(0)), woke(keeper_at), woke(channel_at));
             drop(fds);
-            if self.phase == Phase::WritingTrace {
+            // A keeper that died early is C1's to notice: it does not start
+            // the command without one (and says so).
+            if keeper {
+                self.keeper_ended = true;
+            }
+            if channel {
+                self.receive();
+            }
+            if writing && self.phase == Phase::WritingTrace {
                 self.write_trace();
             }
-            self.forward_signals();
+            if signals {
+                self.forward_signals();
+            }
         }
         let _ = process::wait(self.keeper.pid());
         self.conclude()
+    }
+
+    /// Reads and handles one message of C1; the channel is dropped at its
+    /// end or when it fails.
+    fn receive(&mut self) {
+        let Some(channel) = &mut self.channel else {
+            return;
+        };
+        match channel.recv::<ToParent>() {
+            Ok(Some(msg)) => self.handle(msg),
+            Ok(None) => self.channel = None,
+            Err(e) => {
+                self.report.broken = Some(RunError::Supervision {
+                    what: format!("reading the reports of the child: {e}"),
+                    errno: e.errno(),
+                });
+                self.channel = None;
+            }
+        }
     }
 
     fn handle(&mut self, msg: ToParent) {
@@ -621,10 +652,4 @@ fn foreground_group() -> Option<i32> {
     let group = unsafe { libc::tcgetpgrp(std::os::fd::AsRawFd::as_raw_fd(&tty)) };
     // 0: a group whose leader this pid namespace does not show.
     (group >= 0).then_some(group)
-}
-
-/// Whether the channel has something to read (or its end) right now.
-fn readable_now(channel: &Channel) -> bool {
-    let mut fds = [PollFd::new(channel.as_fd(), PollFlags::POLLIN)];
-    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
