@@ -632,6 +632,12 @@ mod tests {
                 AFTER.fetch_add(1, Ordering::SeqCst);
                 Ok(())
             });
+        // Its Debug says which hooks are set (a closure has no Debug).
+        let debug = format!("{sync:?}");
+        assert!(
+            debug.contains("after_id_mapping: true") && debug.contains("id_maps_here: true"),
+            "{debug}"
+        );
         assert_eq!(sync.sync(maps(), &mut model), Ok(()));
         assert_eq!((writes.get(), AFTER.load(Ordering::SeqCst)), (1, 1));
         refused.set(true);
