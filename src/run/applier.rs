@@ -132,19 +132,19 @@ impl Applier<'_> {
             // other command's process dies with C1.
             dies_with_c1: !middle || self.init,
         };
-        // P0 does nothing at cgroup-placed (`answer_sync`: C1 stays in its
-        // cgroup), so C1 answers it itself: one round trip less (issue 15).
-        let proc = self.proc;
-        let plan = self.plan;
+        let (proc, plan) = (self.proc, self.plan);
         let write_own_maps = move || {
             // Ourselves as a pidfd, so the files are reached the way P0
             // reaches them: the checked procfs, the pid it gives us.
-            let me = Pidfd::open(std::process::id() as i32).map_err(|errno| SyncError::Proc {
-                reason: "pidfd_open of the process that applies the plan, itself".to_owned(),
-                errno: Some(errno),
-            })?;
+            let me =
+                Pidfd::open(nix::unistd::getpid().as_raw()).map_err(|errno| SyncError::Proc {
+                    reason: "pidfd_open of the process that applies the plan, itself".to_owned(),
+                    errno: Some(errno),
+                })?;
             write_id_maps(proc, &me, plan.uid_mappings(), plan.gid_mappings(), true)
         };
+        // P0 does nothing at cgroup-placed (`answer_sync`: C1 stays in its
+        // cgroup), so C1 answers it itself: one round trip less (issue 15).
         let mut hooks = ChildSync::new(&mut channel)
             .after_id_mapping(|| linux::set_dumpable(false))
             .answered_here(SyncPoint::CgroupPlaced);
