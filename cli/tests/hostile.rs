@@ -1042,23 +1042,16 @@ fn id_maps_reach_our_child_and_no_other_process_through_a_foreign_proc() -> Outc
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| format!("starting the victim (unshare --user sleep): {e}"))?;
-    let v = victim.id() as i32;
-    let ours = fs::read_link("/proc/self/ns/user").map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while fs::read_link(format!("/proc/{v}/ns/user")).ok().as_ref() == Some(&ours) {
-        if Instant::now() > deadline {
-            let _ = victim.kill();
-            return Err("the victim never entered its own user namespace".into());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // In the new pid namespace nsapply is pid 1; its child takes the next
-    // pid after ns_last_pid, which is set to v - 1.
+    let v = victim_in_a_user_namespace(&mut victim)?;
+    // nsapply is pid 1 of the new pid namespace (sh execs it); it forks the
+    // keeper, which forks its child (C1, whose maps are written): with
+    // ns_last_pid set to v - 2 they take v - 1 and v, and C1's number in
+    // its pid namespace is the victim's in the host's /proc it still sees.
     let result = run_bounded(
         Command::new("unshare")
             .args(["--pid", "--fork", "sh", "-c"])
             .arg(r#"echo "$0" > /proc/sys/kernel/ns_last_pid && exec "$@""#)
-            .arg((v - 1).to_string())
+            .arg((v - 2).to_string())
             .arg(nsapply_bin())
             .arg("run")
             .arg(example("all-kinds"))
@@ -1084,6 +1077,24 @@ fn id_maps_reach_our_child_and_no_other_process_through_a_foreign_proc() -> Outc
     expect_no_leftovers("after the run")
 }
 
+/// The pid of `victim`, a process started to enter a user namespace of its
+/// own, once it is there (a process whose id maps a bug could write); it is
+/// killed when it does not get there in time.
+fn victim_in_a_user_namespace(victim: &mut Child) -> Result<i32, String> {
+    let v = victim.id() as i32;
+    let ours = fs::read_link("/proc/self/ns/user").map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fs::read_link(format!("/proc/{v}/ns/user")).ok().as_ref() == Some(&ours) {
+        if Instant::now() > deadline {
+            let _ = victim.kill();
+            let _ = victim.wait();
+            return Err("the victim never entered its own user namespace".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(v)
+}
+
 /// The same trap for a rootless run whose maps are the caller's own ids,
 /// which the child that applies the plan (C1) writes itself (issue 15;
 /// `sync::writes_its_own_id_maps`): run as nobody in a new pid namespace
@@ -1091,6 +1102,9 @@ fn id_maps_reach_our_child_and_no_other_process_through_a_foreign_proc() -> Outc
 /// through its pidfd, not by the number it has in its pid namespace, which
 /// is made to equal a victim's: a process of nobody's in a user namespace
 /// of its own, unmapped. The run maps itself; the victim's map stays empty.
+/// (Here the kernel guards too: a process in a user namespace beside the
+/// victim's may not open its `setgroups` for writing, EACCES, nor write
+/// its maps; a C1 that picked the directory by number fails the run.)
 fn a_rootless_run_maps_itself_through_a_foreign_proc_and_no_other_process() -> Outcome {
     const NOBODY: &str = "65534";
     become_subreaper()?;
@@ -1111,25 +1125,14 @@ fn a_rootless_run_maps_itself_through_a_foreign_proc_and_no_other_process() -> O
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| format!("starting the victim (setpriv ... unshare --user sleep): {e}"))?;
-    let v = victim.id() as i32;
-    let ours = fs::read_link("/proc/self/ns/user").map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while fs::read_link(format!("/proc/{v}/ns/user")).ok().as_ref() == Some(&ours) {
-        if Instant::now() > deadline {
-            let _ = victim.kill();
-            return Err("the victim never entered its own user namespace".into());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // nsapply is pid 1 of the new pid namespace; its processes take the
-    // pids after ns_last_pid, set to v - 1 (C1 is the second: v + 1, and
-    // the keeper v; either way a number the host gives the victim or its
-    // neighbour).
+    let v = victim_in_a_user_namespace(&mut victim)?;
+    // As above: the keeper takes v - 1 and C1, which writes its own maps,
+    // the victim's number v.
     let result = run_bounded(
         Command::new("unshare")
             .args(["--pid", "--fork", "sh", "-c"])
             .arg(r#"echo "$0" > /proc/sys/kernel/ns_last_pid && exec setpriv "$@""#)
-            .arg((v - 1).to_string())
+            .arg((v - 2).to_string())
             .args(as_nobody)
             .arg(&bin)
             .arg("run")
