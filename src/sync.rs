@@ -289,8 +289,17 @@ impl<'a> ChildSync<'a> {
     /// Answers `id-mapping` with `write` in this process, without a
     /// message: for a parent that would make the same writes
     /// ([`writes_its_own_id_maps`]). Its error is the sync point's, as the
-    /// parent's refusal would be; [`ChildSync::after_id_mapping`] runs after
-    /// it as after the parent's answer.
+    /// parent's refusal would be, but for a refusal of `setgroups` or
+    /// `uid_map` by permission (EPERM, EACCES): nothing the parent cannot
+    /// write again has been written then, and the parent is asked after
+    /// all. The kernel's own checks pass alike for the process inside and
+    /// its parent, but a security module may confine only the process that
+    /// created the namespace: Ubuntu's AppArmor (23.10 on, with
+    /// `kernel.apparmor_restrict_unprivileged_userns` = 1) moves it into a
+    /// profile that is refused every capability, and opening `setgroups`
+    /// for writing and writing a map are capability checks, which its
+    /// parent, outside, passes. [`ChildSync::after_id_mapping`] runs after
+    /// either as after the parent's answer.
     #[must_use]
     pub fn id_maps_here(mut self, write: &'a dyn Fn() -> Result<(), SyncError>) -> ChildSync<'a> {
         self.id_maps_here = Some(write);
@@ -337,8 +346,13 @@ impl<S: Syscall + ?Sized> SyncHooks<S> for ChildSync<'_> {
         if self.answered_here.contains(&point) {
             return Ok(());
         }
-        match (point, self.id_maps_here) {
-            (SyncPoint::IdMapping, Some(write)) => write()?,
+        let written_here = match (point, self.id_maps_here) {
+            (SyncPoint::IdMapping, Some(write)) => Some(write()),
+            _ => None,
+        };
+        match written_here {
+            Some(Ok(())) => {}
+            Some(Err(e)) if !parent_may_write_the_maps_after(&e) => return Err(e),
             _ => {
                 self.channel.send(&ToParent::Sync { point })?;
                 self.answer()?;
@@ -352,6 +366,22 @@ impl<S: Syscall + ?Sized> SyncHooks<S> for ChildSync<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether the parent may still write the maps after this process's own
+/// write failed with `error` ([`ChildSync::id_maps_here`]): a refusal by
+/// permission of `setgroups` (nothing written) or of `uid_map` (`deny`
+/// written, which the parent may write again while `gid_map` is empty).
+/// Not after `gid_map` (`uid_map` is written, and a map is written once),
+/// nor for any other error, which the parent's write would meet as well.
+fn parent_may_write_the_maps_after(error: &SyncError) -> bool {
+    matches!(
+        error,
+        SyncError::MapWrite {
+            file: MapFile::Setgroups | MapFile::UidMap,
+            errno: Errno::EPERM | Errno::EACCES,
+        }
+    )
 }
 
 /// The parent's work at one sync point of `child` (its pidfd): at
@@ -389,8 +419,11 @@ pub fn answer_sync(
 /// only map user_namespaces(7) lets a writer without `CAP_SETUID` /
 /// `CAP_SETGID` over the parent namespace write, from the parent namespace
 /// or from inside (the process inside, being the namespace's owner with
-/// the same effective ids, passes the same checks). Any other map is left
-/// to the parent, whose errors and messages are then unchanged.
+/// the same effective ids, passes the same checks of the kernel's; a
+/// security module that confines only the process inside refuses it, and
+/// then the parent writes the maps after all, [`ChildSync::id_maps_here`]).
+/// Any other map is left to the parent, whose errors and messages are then
+/// unchanged.
 ///
 /// A root parent writes `setgroups` `allow`; a process inside may map its
 /// own gid only after `deny` (user_namespaces(7)), so a root parent's maps
@@ -650,8 +683,10 @@ mod tests {
         );
         // A failed write is not followed by the after-hook.
         assert_eq!((writes.get(), AFTER.load(Ordering::SeqCst)), (2, 1));
-        // cgroup-placed still asks the parent (it was not answered here).
+        // cgroup-placed still asks the parent (it was not answered here),
+        // and writes no map.
         assert!(sync.sync(SyncRequest::CgroupPlaced, &mut model).is_err());
+        assert_eq!(writes.get(), 2);
         drop(sync);
         drop(child);
         assert_eq!(
@@ -660,6 +695,78 @@ mod tests {
                 point: SyncPoint::CgroupPlaced
             })
         );
+        assert_eq!(parent.recv::<ToParent>().unwrap(), None);
+    }
+
+    #[test]
+    fn a_permission_refusal_before_gid_map_leaves_the_maps_to_the_parent() {
+        use std::cell::RefCell;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static AFTER: AtomicUsize = AtomicUsize::new(0);
+        let refusal = |file, errno| SyncError::MapWrite { file, errno };
+        let parents = SyncError::Proc {
+            reason: "the parent's own refusal".into(),
+            errno: None,
+        };
+        let (mut parent, mut child) = Channel::pair().unwrap();
+        // The parent's answers to the two times it is asked.
+        parent.send(&ToChild::Ack).unwrap();
+        parent
+            .send(&ToChild::Refused {
+                error: parents.clone(),
+            })
+            .unwrap();
+        // What this process's own writes meet, one a sync point.
+        let own = RefCell::new(vec![
+            SyncError::Proc {
+                reason: "no pidfd of itself".into(),
+                errno: Some(Errno::EMFILE),
+            },
+            refusal(MapFile::GidMap, Errno::EACCES),
+            refusal(MapFile::Setgroups, Errno::ENOENT),
+            refusal(MapFile::UidMap, Errno::EPERM),
+            refusal(MapFile::Setgroups, Errno::EACCES),
+        ]);
+        let write = || Err(own.borrow_mut().pop().expect("a sync point too many"));
+        let mut model = crate::model::Model::new(&crate::model::World::default()).unwrap();
+        let maps = || SyncRequest::IdMapping { uid: &[], gid: &[] };
+        let mut sync = ChildSync::new(&mut child)
+            .id_maps_here(&write)
+            .after_id_mapping(|| {
+                AFTER.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            });
+        // setgroups refused (nothing written): the parent's answer counts.
+        assert_eq!(sync.sync(maps(), &mut model), Ok(()));
+        assert_eq!(AFTER.load(Ordering::SeqCst), 1);
+        // uid_map refused (deny written, which the parent writes again):
+        // the parent's answer counts, a refusal too.
+        assert_eq!(sync.sync(maps(), &mut model), Err(parents));
+        // Not asked: setgroups missing, gid_map refused (uid_map is
+        // written), any error but a map write's.
+        assert_eq!(
+            sync.sync(maps(), &mut model),
+            Err(refusal(MapFile::Setgroups, Errno::ENOENT))
+        );
+        assert_eq!(
+            sync.sync(maps(), &mut model),
+            Err(refusal(MapFile::GidMap, Errno::EACCES))
+        );
+        assert!(matches!(
+            sync.sync(maps(), &mut model),
+            Err(SyncError::Proc {
+                errno: Some(Errno::EMFILE),
+                ..
+            })
+        ));
+        assert_eq!(AFTER.load(Ordering::SeqCst), 1);
+        drop(sync);
+        drop(child);
+        let asked = ToParent::Sync {
+            point: SyncPoint::IdMapping,
+        };
+        assert_eq!(parent.recv::<ToParent>().unwrap(), Some(asked.clone()));
+        assert_eq!(parent.recv::<ToParent>().unwrap(), Some(asked));
         assert_eq!(parent.recv::<ToParent>().unwrap(), None);
     }
 

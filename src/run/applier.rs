@@ -85,7 +85,9 @@ impl Applier<'_> {
         // may write), we write the same files with the same text ourselves
         // (`writes_its_own_id_maps` says why the kernel's answer is the
         // same): no round trip, and P0 writes into no other process (issue
-        // 15). Our ids are P0's: neither the keeper nor we changed them.
+        // 15); P0 is asked after all when a security module refuses us
+        // (`ChildSync::id_maps_here`). Our ids are P0's: neither the keeper
+        // nor we changed them.
         let own_maps = maps
             && writes_its_own_id_maps(
                 self.plan.uid_mappings(),

@@ -39,7 +39,10 @@
 //!   only maps it may write), C1 writes the same files itself, the same
 //!   way (a pidfd of itself, the same procfs), and no `id-mapping`
 //!   message is sent ([`crate::sync::writes_its_own_id_maps`]): P0 then
-//!   writes into no process at all.
+//!   writes into no process at all, unless C1's write of `setgroups` or
+//!   `uid_map` is refused by permission (a security module confining the
+//!   namespace's creator, as Ubuntu's AppArmor does): then C1 asks P0 as
+//!   above ([`crate::sync::ChildSync::id_maps_here`]).
 //! * **Nothing outlives the run, and the caller's processes are left
 //!   alone**: K and C1 are child subreapers at the caller's pid level, so
 //!   whatever CMD leaves behind without a pid namespace comes to C1, or to
