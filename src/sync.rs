@@ -709,13 +709,16 @@ mod tests {
             errno: None,
         };
         let (mut parent, mut child) = Channel::pair().unwrap();
-        // The parent's answers to the two times it is asked.
+        // The parent's answers to the two times it is asked; a third ask
+        // would get a start message, a protocol error (not a wait that
+        // never ends).
         parent.send(&ToChild::Ack).unwrap();
         parent
             .send(&ToChild::Refused {
                 error: parents.clone(),
             })
             .unwrap();
+        parent.send(&ToChild::Start).unwrap();
         // What this process's own writes meet, one a sync point.
         let own = RefCell::new(vec![
             SyncError::Proc {
