@@ -3781,15 +3781,53 @@ struct CtrlC {
     err: String,
 }
 
+/// The terminal of a run under script(1) once CMD is ready, as
+/// [`ctrl_c_on_a_terminal`] hands it to its caller.
+struct Terminal<'a> {
+    /// script(1)'s pid (nsapply is its first child).
+    script: i32,
+    stdin: &'a mut std::process::ChildStdin,
+    lines: &'a mpsc::Receiver<String>,
+    /// CMD's output so far.
+    out: &'a mut Vec<String>,
+}
+
+impl Terminal<'_> {
+    /// ^C, typed on the terminal.
+    fn type_ctrl_c(&mut self) -> Outcome {
+        self.stdin
+            .write_all(b"\x03")
+            .and_then(|()| self.stdin.flush())
+            .map_err(|e| format!("typing ^C: {e}"))
+    }
+
+    /// Waits until CMD prints a line that ends with `want` (the terminal
+    /// echoes a ^C before it).
+    fn wait_for(&mut self, want: &str, within: Duration) -> Outcome {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let l = self
+                .lines
+                .recv_timeout(left)
+                .map_err(|_| format!("no line {want:?} within {within:?}; saw {:?}", self.out))?;
+            let done = l.ends_with(want);
+            self.out.push(l);
+            if done {
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// Runs the shell line under script(1) (a pty, whose session the line
 /// leads) with the `count-int` probe as CMD, waits until the probe is
-/// ready, calls `ready` with script's pid, types ^C on the terminal unless
-/// `ready` said not to (it returns whether to) and collects what the probe
-/// counted.
+/// ready, hands the terminal to `drive` (which types ^C, or not) and
+/// collects what the probe counted.
 fn ctrl_c_on_a_terminal(
     what: &str,
     line: &str,
-    ready: impl FnOnce(i32) -> bool,
+    drive: impl FnOnce(&mut Terminal) -> Outcome,
 ) -> Result<CtrlC, String> {
     let mut child = Command::new("script")
         .args(["-qfec", line, "/dev/null"])
@@ -3801,22 +3839,23 @@ fn ctrl_c_on_a_terminal(
         .map_err(|e| format!("script: {e}"))?;
     let lines = lines_in_background(child.stdout.take().expect("stdout"));
     let err = read_all_in_background(child.stderr.take());
-    let waited = wait_line(&lines, "ready", Duration::from_secs(20));
-    let type_ctrl_c = ready(child.id() as i32);
     let mut stdin = child.stdin.take().expect("stdin");
-    if waited.is_ok() && type_ctrl_c {
-        // ^C, typed on the terminal.
-        let _ = stdin.write_all(b"\x03");
-        let _ = stdin.flush();
-    }
-    let status = wait_deadline(&mut child, Duration::from_secs(10));
-    drop(stdin);
     let mut out = Vec::new();
+    let driven = wait_line(&lines, "ready", Duration::from_secs(20)).and_then(|()| {
+        drive(&mut Terminal {
+            script: child.id() as i32,
+            stdin: &mut stdin,
+            lines: &lines,
+            out: &mut out,
+        })
+    });
+    let status = wait_deadline(&mut child, Duration::from_secs(20));
+    drop(stdin);
     while let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
         out.push(l);
     }
     let err = err.recv().unwrap_or_default();
-    waited.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
+    driven.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
     // The terminal echoes the ^C before CMD's line.
     let count = out
         .iter()
@@ -3840,20 +3879,20 @@ fn ctrl_c_on_a_terminal(
 fn a_terminals_ctrl_c_reaches_cmd_once() -> Outcome {
     become_subreaper()?;
     for (what, init) in [("CMD as pid 1", false), ("--init", true)] {
-        sigint_reaches_cmd_once(what, init, "Ctrl-C on the terminal", |_| true)?;
+        sigint_reaches_cmd_once(what, init, "Ctrl-C on the terminal", |t| t.type_ctrl_c())?;
     }
     Ok(())
 }
 
 /// Runs the `count-int` probe under `nsapply run [--init]` of the default
-/// config on a terminal (as [`ctrl_c_on_a_terminal`], `ready` choosing
-/// whether ^C is typed) and requires that `CMD` counted one SIGINT (`how`
+/// config on a terminal (as [`ctrl_c_on_a_terminal`], `drive` typing ^C
+/// or not) and requires that `CMD` counted one SIGINT (`how`
 /// says where it came from) and that nothing is left.
 fn sigint_reaches_cmd_once(
     what: &str,
     init: bool,
     how: &str,
-    ready: impl FnOnce(i32) -> bool,
+    drive: impl FnOnce(&mut Terminal) -> Outcome,
 ) -> Outcome {
     let probe = std::env::current_exe().map_err(|e| e.to_string())?;
     let CtrlC {
@@ -3864,7 +3903,7 @@ fn sigint_reaches_cmd_once(
     } = ctrl_c_on_a_terminal(
         what,
         &exec_run_line(init, &example("default"), &probe),
-        ready,
+        drive,
     )?;
     if count.as_deref() != Some("1") {
         return Err(format!(
@@ -3888,67 +3927,19 @@ fn sigint_reaches_cmd_once(
 fn a_terminals_ctrl_c_is_not_forwarded_to_cmd_that_has_it() -> Outcome {
     become_subreaper()?;
     for (what, init) in [("CMD as pid 1", false), ("--init", true)] {
-        let probe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new("script")
-            .args([
-                "-qfec",
-                &exec_run_line(init, &example("default"), &probe),
-                "/dev/null",
-            ])
-            .env(PROBE_ENV, "count-int")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("script: {e}"))?;
-        let lines = lines_in_background(child.stdout.take().expect("stdout"));
-        let err = read_all_in_background(child.stderr.take());
-        let mut stdin = child.stdin.take().expect("stdin");
-        let mut out = Vec::new();
-        let held = wait_line(&lines, "ready", Duration::from_secs(20)).and_then(|()| {
-            let p0 =
-                first_child_of(child.id() as i32).ok_or("no nsapply under script(1) to hold")?;
-            let p0 = Held::seize(p0)?;
-            // ^C, typed on the terminal; CMD counts it while P0 is held.
-            stdin
-                .write_all(b"\x03")
-                .and_then(|()| stdin.flush())
-                .map_err(|e| e.to_string())?;
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match lines.recv_timeout(left) {
-                    // (The terminal echoes ^C before it.)
-                    Ok(l) if l.ends_with("got 1") => {
-                        out.push(l);
-                        break;
-                    }
-                    Ok(l) => out.push(l),
-                    Err(_) => {
-                        return Err(format!("CMD counted no SIGINT within 20 s; saw {out:?}"))
-                    }
-                }
-            }
-            drop(p0);
-            Ok(())
-        });
-        let status = wait_deadline(&mut child, Duration::from_secs(20));
-        drop(stdin);
-        while let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
-            out.push(l);
-        }
-        let err = err.recv().unwrap_or_default();
-        held.map_err(|e| format!("{what}: {e}; stderr: {err}"))?;
-        let count = out
-            .iter()
-            .find_map(|l| l.split("count ").nth(1))
-            .map(str::trim);
-        if count != Some("1") {
-            return Err(format!(
-                "{what}: a Ctrl-C that CMD had counted before nsapply read it should not reach CMD again; it counted {count:?} (status {status:?}); output {out:?}; stderr: {err}"
-            ));
-        }
-        expect_no_leftovers(what)?;
+        sigint_reaches_cmd_once(
+            what,
+            init,
+            "a Ctrl-C CMD had counted before nsapply read it",
+            |t| {
+                let p0 = first_child_of(t.script).ok_or("no nsapply under script(1) to hold")?;
+                let held = Held::seize(p0)?;
+                t.type_ctrl_c()?;
+                t.wait_for("got 1", Duration::from_secs(20))?;
+                drop(held);
+                Ok(())
+            },
+        )?;
     }
     Ok(())
 }
@@ -4020,11 +4011,11 @@ fn a_sigint_sent_to_nsapply_on_a_terminal_reaches_cmd() -> Outcome {
     become_subreaper()?;
     for (what, init) in [("CMD as pid 1", false), ("--init", true)] {
         let mut sent = false;
-        let result = sigint_reaches_cmd_once(what, init, "a SIGINT sent to nsapply", |script| {
-            if let Some(p0) = first_child_of(script) {
+        let result = sigint_reaches_cmd_once(what, init, "a SIGINT sent to nsapply", |t| {
+            if let Some(p0) = first_child_of(t.script) {
                 sent = kill(Pid::from_raw(p0), Signal::SIGINT).is_ok();
             }
-            false
+            Ok(())
         });
         if !sent {
             return Err(format!(
@@ -4226,7 +4217,7 @@ fn a_terminals_ctrl_c_reaches_a_cmd_that_left_the_foreground_group() -> Outcome 
             status,
             out,
             err,
-        } = ctrl_c_on_a_terminal(what, &line, |_| true)?;
+        } = ctrl_c_on_a_terminal(what, &line, |t| t.type_ctrl_c())?;
         if count.as_deref() != Some("1") {
             return Err(format!(
                 "{what}: Ctrl-C on nsapply's terminal should reach CMD (which called setsid) once, \
@@ -4278,13 +4269,13 @@ fn in_a_pid_namespace_without_its_group_leader_cmd_joins_the_callers_group() -> 
         let mut groups: Vec<(i32, String, Option<i32>)> = Vec::new();
         let CtrlC {
             count, status, err, ..
-        } = ctrl_c_on_a_terminal(what, &line, |script| {
+        } = ctrl_c_on_a_terminal(what, &line, |t| {
             // Who is in which group: nsapply's processes and CMD.
-            groups = descendants(script)
+            groups = descendants(t.script)
                 .into_iter()
                 .map(|p| (p.pid, p.comm(), pgrp_of(p.pid)))
                 .collect();
-            true
+            t.type_ctrl_c()
         })?;
         let p0_group = groups.iter().find(|g| g.1 == "nsapply").and_then(|g| g.2);
         let cmd_group = groups.iter().find(|g| g.1 == probe_comm).and_then(|g| g.2);
