@@ -789,7 +789,8 @@ fn probe_main(probe: &str) -> i32 {
         "seize" => probe_seize(),
         "chain" => probe_chain(),
         "exec-pending-term" => probe_exec_pending_term(),
-        "count-int" => probe_count_int(),
+        "count-int" => probe_count_int(false),
+        "count-int-until-usr1" => probe_count_int(true),
         "library-sigpipe" => probe_library_sigpipe(),
         other => {
             eprintln!("unknown probe {other:?}");
@@ -805,33 +806,57 @@ extern "C" fn count_int(_: libc::c_int) {
     INTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
+static USR1: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn note_usr1(_: libc::c_int) {
+    // An atomic store is async-signal-safe.
+    USR1.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// CMD that counts the SIGINTs it gets (a handler, which runs as each one
 /// arrives, so two are two): prints `ready`, then `got <n>` each time the
-/// count grows, and `count <n>` once 2 s have passed since `ready` and
-/// since the last SIGINT. It waits running, not sleeping: a second SIGINT
-/// that came while the first was still pending would merge with it (a
-/// standard signal is pending once), and a sleeping process takes longer
-/// to run its handler than nsapply takes to forward the same signal. (On
-/// a loaded machine it may still not be running when both come: see
+/// count grows, and `count <n>` at its end. `count-int` ends once 2 s have
+/// passed since `ready` and since the last SIGINT; `count-int-until-usr1`
+/// ends at a SIGUSR1 instead (after 30 s without one it prints `count <n>
+/// (no SIGUSR1)`, which no case takes for a count). It waits running, not
+/// sleeping: a second SIGINT that came while the first was still pending
+/// would merge with it (a standard signal is pending once), and a
+/// sleeping process takes longer to run its handler than nsapply takes to
+/// forward the same signal. (On a loaded machine it may still not be
+/// running when both come: see
 /// [`a_terminals_ctrl_c_is_not_forwarded_to_cmd_that_has_it`].)
-fn probe_count_int() -> i32 {
+fn probe_count_int(until_usr1: bool) -> i32 {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler};
-    let act = SigAction::new(
-        SigHandler::Handler(count_int),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    // SAFETY: the handler only adds to an atomic, which is
-    // async-signal-safe.
-    if let Err(e) = unsafe { sigaction(Signal::SIGINT, &act) } {
+    let on = |signal, handler| {
+        let act = SigAction::new(
+            SigHandler::Handler(handler),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        // SAFETY: each handler only changes an atomic, which is
+        // async-signal-safe.
+        unsafe { sigaction(signal, &act) }.map(drop)
+    };
+    let set = on(Signal::SIGINT, count_int as extern "C" fn(libc::c_int)).and_then(|()| {
+        if until_usr1 {
+            on(Signal::SIGUSR1, note_usr1)
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = set {
         eprintln!("sigaction: {e}");
         return 1;
     }
     println!("ready");
     let _ = std::io::stdout().flush();
-    let window = Duration::from_secs(2);
-    let (mut seen, mut last) = (0, Instant::now());
-    while last.elapsed() < window {
+    let (window, started) = (Duration::from_secs(2), Instant::now());
+    let (mut seen, mut last) = (0, started);
+    let mut unended = "";
+    loop {
+        // Read after the SIGUSR1 flag: a SIGINT forwarded before the SIGUSR1
+        // has had its handler run by the time the flag shows.
+        let usr1 = USR1.load(std::sync::atomic::Ordering::SeqCst);
         let now = INTS.load(std::sync::atomic::Ordering::SeqCst);
         if now != seen {
             seen = now;
@@ -839,9 +864,22 @@ fn probe_count_int() -> i32 {
             println!("got {now}");
             let _ = std::io::stdout().flush();
         }
+        if until_usr1 && usr1 {
+            break;
+        }
+        if until_usr1 && started.elapsed() > Duration::from_secs(30) {
+            unended = " (no SIGUSR1)";
+            break;
+        }
+        if !until_usr1 && last.elapsed() >= window {
+            break;
+        }
         std::hint::spin_loop();
     }
-    println!("count {}", INTS.load(std::sync::atomic::Ordering::SeqCst));
+    println!(
+        "count {}{unended}",
+        INTS.load(std::sync::atomic::Ordering::SeqCst)
+    );
     0
 }
 
@@ -3829,9 +3867,20 @@ fn ctrl_c_on_a_terminal(
     line: &str,
     drive: impl FnOnce(&mut Terminal) -> Outcome,
 ) -> Result<CtrlC, String> {
+    counted_on_a_terminal(what, line, "count-int", drive)
+}
+
+/// [`ctrl_c_on_a_terminal`] with another `count-int` probe as CMD
+/// (`probe`: `count-int-until-usr1`).
+fn counted_on_a_terminal(
+    what: &str,
+    line: &str,
+    probe: &str,
+    drive: impl FnOnce(&mut Terminal) -> Outcome,
+) -> Result<CtrlC, String> {
     let mut child = Command::new("script")
         .args(["-qfec", line, "/dev/null"])
-        .env(PROBE_ENV, "count-int")
+        .env(PROBE_ENV, probe)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -3894,15 +3943,27 @@ fn sigint_reaches_cmd_once(
     how: &str,
     drive: impl FnOnce(&mut Terminal) -> Outcome,
 ) -> Outcome {
+    sigint_counted_once(what, init, how, "count-int", drive)
+}
+
+/// [`sigint_reaches_cmd_once`] with another `count-int` probe as CMD.
+fn sigint_counted_once(
+    what: &str,
+    init: bool,
+    how: &str,
+    probe_kind: &str,
+    drive: impl FnOnce(&mut Terminal) -> Outcome,
+) -> Outcome {
     let probe = std::env::current_exe().map_err(|e| e.to_string())?;
     let CtrlC {
         count,
         status,
         out,
         err,
-    } = ctrl_c_on_a_terminal(
+    } = counted_on_a_terminal(
         what,
         &exec_run_line(init, &example("default"), &probe),
+        probe_kind,
         drive,
     )?;
     if count.as_deref() != Some("1") {
@@ -3927,26 +3988,28 @@ fn sigint_reaches_cmd_once(
 fn a_terminals_ctrl_c_is_not_forwarded_to_cmd_that_has_it() -> Outcome {
     become_subreaper()?;
     for (what, init) in [("CMD as pid 1", false), ("--init", true)] {
-        sigint_reaches_cmd_once(
-            what,
-            init,
-            "a Ctrl-C CMD had counted before nsapply read it",
-            |t| {
-                let p0 = first_child_of(t.script).ok_or("no nsapply under script(1) to hold")?;
-                let held = Held::seize(p0)?;
-                t.type_ctrl_c()?;
-                t.wait_for("got 1", Duration::from_secs(20))?;
-                drop(held);
-                Ok(())
-            },
-        )?;
+        let how = "a Ctrl-C CMD had counted before nsapply read it";
+        sigint_counted_once(what, init, how, "count-int-until-usr1", |t| {
+            let p0 = first_child_of(t.script).ok_or("no nsapply under script(1) to hold")?;
+            let held = Held::seize(p0)?;
+            t.type_ctrl_c()?;
+            t.wait_for("got 1", Duration::from_secs(20))?;
+            drop(held);
+            // Ends CMD's count, however long P0 and C1 take: P0 forwards
+            // a SIGUSR1 (SI_USER) after a SIGINT it forwards (its signalfd
+            // gives the lower number first), every hop keeps the order,
+            // and CMD runs the SIGINT's handler before it sees the flag.
+            kill(Pid::from_raw(p0), Signal::SIGUSR1).map_err(|e| format!("SIGUSR1 to nsapply: {e}"))
+        })?;
     }
     Ok(())
 }
 
 /// A process held in a ptrace stop (`PTRACE_SEIZE`, `PTRACE_INTERRUPT`)
 /// until this is dropped (`PTRACE_DETACH`): it runs no code, and what is
-/// sent to it meanwhile stays pending.
+/// sent to it meanwhile stays pending. (Should it not be in the stop when
+/// dropped, only if `seize` failed half way, the detach fails; the kernel
+/// detaches it when this case's process, its tracer, exits.)
 struct Held(libc::pid_t);
 
 impl Held {
@@ -3970,12 +4033,21 @@ impl Held {
         }
         // SAFETY: siginfo_t is plain old data; all zeroes is a valid value.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // A stop, or an end (then a stop would never come), which is left
+        // for its parent (WNOWAIT).
+        let how = libc::WSTOPPED | libc::WEXITED | libc::WNOWAIT;
         // SAFETY: waitid writes into `info`, a live local of the right
         // type; a tracer may wait for its tracee (not its child).
-        if unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WSTOPPED) } != 0 {
+        if unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, how) } != 0 {
             return Err(format!(
                 "waiting for {pid} to stop: {}",
                 std::io::Error::last_os_error()
+            ));
+        }
+        if info.si_code != libc::CLD_TRAPPED {
+            return Err(format!(
+                "{pid} ended before it stopped (si_code {})",
+                info.si_code
             ));
         }
         Ok(held)
