@@ -152,16 +152,24 @@ pub fn host_clocks() -> std::io::Result<Clocks> {
 ///
 /// A file exists but cannot be read, or does not hold a number.
 pub fn host_limits() -> std::io::Result<Limits> {
+    limits_in(Path::new("/proc/sys/user"))
+}
+
+/// [`host_limits`] from the `max_<kind>_namespaces` files of `dir`.
+fn limits_in(dir: &Path) -> std::io::Result<Limits> {
     let mut limits = Limits::new();
     for kind in Kind::ALL {
-        let path = format!("/proc/sys/user/max_{}_namespaces", kind.proc_name());
+        let path = dir.join(format!("max_{}_namespaces", kind.proc_name()));
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
         let max = text.trim().parse::<u64>().map_err(|e| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{path}: {e}"))
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
         })?;
         limits.insert(kind, max);
     }
@@ -336,6 +344,35 @@ mod tests {
         assert_eq!(open(&mut m, &missing), Some(Errno::ENOENT));
         assert_eq!(open(&mut m, &long), Some(Errno::ENAMETOOLONG));
         assert_eq!(open(&mut m, &fifo), None, "a reference to the FIFO");
+    }
+
+    /// The sysctl files of a directory: a number is the kind's limit, a
+    /// missing file leaves the kind unlimited, and any other failure to
+    /// read one is an error, not an unlimited kind (cargo-mutants, the
+    /// full run's shard 14: the NotFound guard replaced by `true` passed
+    /// every test, as /proc/sys/user here has every file).
+    #[test]
+    fn limits_are_the_numbers_of_the_files_present_and_a_file_unread_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |kind: Kind| {
+            dir.path()
+                .join(format!("max_{}_namespaces", kind.proc_name()))
+        };
+        std::fs::write(file(Kind::User), "7\n").unwrap();
+        std::fs::write(file(Kind::Time), "0").unwrap();
+        let limits = limits_in(dir.path()).unwrap();
+        assert_eq!(limits, Limits::from([(Kind::User, 7), (Kind::Time, 0)]));
+
+        // A directory where a file should be: read(2) fails with EISDIR.
+        std::fs::create_dir(file(Kind::Network)).unwrap();
+        let e = limits_in(dir.path()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EISDIR), "{e}");
+        std::fs::remove_dir(file(Kind::Network)).unwrap();
+
+        std::fs::write(file(Kind::Pid), "many").unwrap();
+        let e = limits_in(dir.path()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("max_pid_namespaces"), "{e}");
     }
 
     #[test]
