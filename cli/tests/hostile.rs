@@ -854,8 +854,9 @@ fn probe_count_int(until_usr1: bool) -> i32 {
     let (mut seen, mut last) = (0, started);
     let mut unended = "";
     loop {
-        // Read after the SIGUSR1 flag: a SIGINT forwarded before the SIGUSR1
-        // has had its handler run by the time the flag shows.
+        // The count is read after the SIGUSR1 flag: a SIGINT forwarded
+        // before the SIGUSR1 has had its handler run by the time the flag
+        // shows.
         let usr1 = USR1.load(std::sync::atomic::Ordering::SeqCst);
         let now = INTS.load(std::sync::atomic::Ordering::SeqCst);
         if now != seen {
@@ -4090,8 +4091,9 @@ fn a_sigint_sent_to_nsapply_on_a_terminal_reaches_cmd() -> Outcome {
             Ok(())
         });
         if !sent {
+            // (`result` says why: CMD never ready, for one.)
             return Err(format!(
-                "{what}: no nsapply under script(1) to send SIGINT to"
+                "{what}: no nsapply under script(1) to send SIGINT to: {result:?}"
             ));
         }
         result?;
