@@ -294,9 +294,29 @@ fn report(f: &CliError) {
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
-/// Keeps a message on one line, whatever it quotes.
+/// Keeps a message on one line, whatever it quotes, and escapes the
+/// control characters left (DESIGN §8: text output escapes them): a
+/// message quotes what a config, a world or the command line held, often
+/// through another parser's words (serde's unknown variant, clap's unknown
+/// subcommand), so ESC, BEL, DEL or an 8-bit CSI would reach the terminal
+/// raw. Written as `{:?}` writes a char (`\u{1b}`), as the text output
+/// does for paths; a backslash is left as it is, since the messages
+/// already quote paths escaped.
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut line = String::with_capacity(s.len());
+    for word in s.split_whitespace() {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        for c in word.chars() {
+            if c.is_control() {
+                line.extend(c.escape_debug());
+            } else {
+                line.push(c);
+            }
+        }
+    }
+    line
 }
 
 /// Writes to stdout; a closed stdout (`| head`) is not an error worth a line.

@@ -200,6 +200,11 @@ const CASES: &[Case] = &[
         body: control_characters_in_paths_are_escaped_in_text_output,
     },
     Case {
+        name: "control_characters_quoted_by_an_error_line_are_escaped",
+        root: false,
+        body: control_characters_quoted_by_an_error_line_are_escaped,
+    },
+    Case {
         name: "a_signal_to_nsapplys_process_group_reaches_cmd_and_its_status_comes_back",
         root: true,
         body: a_signal_to_nsapplys_process_group_reaches_cmd_and_its_status_comes_back,
@@ -2640,6 +2645,62 @@ fn control_characters_in_paths_are_escaped_in_text_output() -> Outcome {
         }
         if !out.contains(r"a\nb\u{1b}[31mred") {
             return Err(format!("{cmd} did not print the path escaped:\n{out}"));
+        }
+    }
+    Ok(())
+}
+
+/// DESIGN §8: text output escapes control characters, the error line
+/// included. What a config or a world holds reaches the error line through
+/// other parsers' messages too: serde's unknown variant quotes the value
+/// as it is (an OCI field nsapply does not read, a world's namespace
+/// type), and clap quotes an unknown subcommand. ESC, BEL, DEL and the
+/// 8-bit CSI (U+009B) there would reach the terminal raw: a title set, the
+/// screen cleared, a line rewritten.
+fn control_characters_quoted_by_an_error_line_are_escaped() -> Outcome {
+    let scratch = Scratch::new();
+    let seccomp = scratch.write(
+        "seccomp.json",
+        &config(
+            r#"{"type":"uts"}"#,
+            r#","seccomp":{"defaultAction":"\u001b]0;owned\u0007\u009b2J\u007f"}"#,
+        ),
+    );
+    let cfg = scratch.write("ok.json", &config(r#"{"type":"uts"}"#, ""));
+    let world = scratch.write(
+        "world.json",
+        r#"{"namespaces":[{"name":"n","type":"\u001b[31mnet","paths":["/run/netns/a"]}]}"#,
+    );
+    let mut plan = nsapply(&["plan"]);
+    plan.arg(&seccomp);
+    let mut simulate = nsapply(&["simulate"]);
+    simulate.arg(&cfg).arg("--world").arg(&world);
+    // (clap strips C0 controls and ANSI sequences from its own message, not
+    // the 8-bit CSI.)
+    let cases = [
+        ("an OCI field's unknown value", plan, r"\u{1b}"),
+        ("a world's unknown namespace type", simulate, r"\u{1b}"),
+        (
+            "an unknown subcommand",
+            nsapply(&["\u{9b}2Jplan"]),
+            r"\u{9b}",
+        ),
+    ];
+    for (what, mut cmd, escaped) in cases {
+        let (status, _, err) = run_bounded(&mut cmd, Duration::from_secs(10))?;
+        if status.success() {
+            return Err(format!("{what}: accepted"));
+        }
+        let Some(line) = err.strip_suffix('\n').filter(|l| !l.contains('\n')) else {
+            return Err(format!("{what}: not one error line: {err:?}"));
+        };
+        if let Some(c) = line.chars().find(|c| c.is_control()) {
+            return Err(format!("{what}: {c:?} in the error line, raw: {line:?}"));
+        }
+        if !line.starts_with("nsapply: ") || !line.contains(escaped) {
+            return Err(format!(
+                "{what}: the error line does not show {escaped}: {line:?}"
+            ));
         }
     }
     Ok(())
