@@ -903,6 +903,24 @@ fn probe_mem() -> i32 {
         println!("no /proc/self");
         return 1;
     };
+    // The control first: a dumpable process with our credentials, in our
+    // namespaces (a child `sleep`, found by the number that /proc gives
+    // it), must be reachable, or a refusal below proves nothing.
+    let Ok(mut control) = Command::new("sleep").arg("30").spawn() else {
+        println!("no control");
+        return 1;
+    };
+    let children = fs::read_to_string(format!("/proc/{me}/task/{me}/children")).unwrap_or_default();
+    match children
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse::<i32>().ok())
+    {
+        Some(pid) => println!("{pid} control {}", reach(pid)),
+        None => println!("no control in /proc"),
+    }
+    let _ = control.kill();
+    let _ = control.wait();
     let mut pid = me;
     for _ in 0..8 {
         let Some((_, rest)) = stat_fields(pid) else {
@@ -916,20 +934,43 @@ fn probe_mem() -> i32 {
         }
         pid = ppid;
         let comm = stat_fields(pid).map(|(c, _)| c).unwrap_or_default();
-        let result = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(format!("/proc/{pid}/mem"))
-        {
-            Ok(_) => "opened".to_owned(),
-            Err(e) => format!("refused:{}", e.raw_os_error().unwrap_or(0)),
-        };
-        println!("{pid} {comm} {result}");
+        println!("{pid} {comm} {}", reach(pid));
         if comm != "nsapply" {
             break;
         }
     }
     0
+}
+
+/// What this process can reach of process `pid` through /proc: its memory
+/// (opened for writing: a ptrace attach check, which Yama's ptrace_scope 1
+/// also refuses for any process not a descendant), its environment and
+/// its descriptors (read checks, which Yama leaves alone: only dumpable
+/// stands between them and a process of the same uid). Each as
+/// `what=reached` or `what=refused:ERRNO`.
+fn reach(pid: i32) -> String {
+    let word = |r: std::io::Result<()>| match r {
+        Ok(()) => "reached".to_owned(),
+        Err(e) => format!("refused:{}", e.raw_os_error().unwrap_or(0)),
+    };
+    let mem = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{pid}/mem"))
+        .map(drop);
+    let environ = fs::read(format!("/proc/{pid}/environ")).map(drop);
+    let fd = fs::read_dir(format!("/proc/{pid}/fd")).and_then(|d| {
+        for e in d {
+            e?;
+        }
+        Ok(())
+    });
+    format!(
+        "mem={} environ={} fd={}",
+        word(mem),
+        word(environ),
+        word(fd)
+    )
 }
 
 /// A caller that blocks SIGUSR1 and SIGTERM, then execs the rest of its
@@ -1419,15 +1460,59 @@ fn mounts_made_in_the_container_do_not_propagate_to_the_host() -> Outcome {
 
 /// Run as uid 65534 with a config that maps only that uid: CMD (the same
 /// uid on the host) walks up to every nsapply process outside the
-/// container and must not be able to open its memory.
+/// container and must not be able to open its memory, read its
+/// environment or list its descriptors. The processes in the host's user
+/// namespace (P0, the keeper) are out of reach whatever they do (a user
+/// namespace's process has no capability over its parent's); C1 is in
+/// the container's user namespace, as root there like CMD, and only its
+/// not being dumpable keeps CMD out. The environment and the descriptors
+/// are read checks, which Yama does not gate; its ptrace_scope 1 (Ubuntu's
+/// default) refuses the memory of any ancestor, dumpable or not. A control,
+/// a dumpable child of CMD's, must be reachable all three ways (the memory
+/// but where Yama's scope is 2 or more: attach is then the admin's only).
 fn a_rootless_container_cannot_open_the_memory_of_any_nsapply_process() -> Outcome {
-    const NOBODY: u32 = 65_534;
     become_subreaper()?;
     let scratch = Scratch::new();
-    let bin = public_copy(&nsapply_bin(), &scratch, "nsapply");
+    let out = reach_from_a_rootless_container(&scratch)?;
+    let yama_admin_only = fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .map(|s| s.trim().parse::<u32>().unwrap_or(0) >= 2)
+        .unwrap_or(false);
+    let Some(line) = out.lines().find(|l| l.contains(" control ")) else {
+        return Err(format!("the probe did not reach the control:\n{out}"));
+    };
+    let want = ["environ=reached", "fd=reached"];
+    if want.iter().any(|w| !line.contains(w)) || (!yama_admin_only && !line.contains("mem=reached"))
+    {
+        return Err(format!(
+            "CMD could not reach a dumpable process of its own uid (the control), so the refusals prove nothing: {line}"
+        ));
+    }
+    let nsapply_lines: Vec<&str> = out.lines().filter(|l| l.contains(" nsapply ")).collect();
+    if nsapply_lines.is_empty() {
+        return Err(format!(
+            "the probe found no nsapply process above it:\n{out}"
+        ));
+    }
+    let reached: Vec<&&str> = nsapply_lines
+        .iter()
+        .filter(|l| l.contains("=reached"))
+        .collect();
+    if !reached.is_empty() {
+        return Err(format!(
+            "CMD reached nsapply processes outside the container through /proc: {reached:?}"
+        ));
+    }
+    expect_no_leftovers("after the rootless run")
+}
+
+/// The rootless run of [`a_rootless_container_cannot_open_the_memory_of_any_nsapply_process`]:
+/// its probe's lines.
+fn reach_from_a_rootless_container(scratch: &Scratch) -> Result<String, String> {
+    const NOBODY: u32 = 65_534;
+    let bin = public_copy(&nsapply_bin(), scratch, "nsapply");
     let probe = public_copy(
         &std::env::current_exe().map_err(|e| e.to_string())?,
-        &scratch,
+        scratch,
         "probe",
     );
     let map = format!(r#"[{{"containerID":0,"hostID":{NOBODY},"size":1}}]"#);
@@ -1451,26 +1536,11 @@ fn a_rootless_container_cannot_open_the_memory_of_any_nsapply_process() -> Outco
             .stdin(Stdio::null()),
         Duration::from_secs(30),
     )?;
-    let (status, out, err) = &r;
+    let (status, out, err) = r;
     if !status.success() {
         return Err(format!("the rootless run failed: {err}\n{out}"));
     }
-    let nsapply_lines: Vec<&str> = out.lines().filter(|l| l.contains(" nsapply ")).collect();
-    if nsapply_lines.is_empty() {
-        return Err(format!(
-            "the probe found no nsapply process above it:\n{out}"
-        ));
-    }
-    let opened: Vec<&&str> = nsapply_lines
-        .iter()
-        .filter(|l| l.ends_with("opened"))
-        .collect();
-    if !opened.is_empty() {
-        return Err(format!(
-            "CMD opened the memory of nsapply processes outside the container: {opened:?}"
-        ));
-    }
-    expect_no_leftovers("after the rootless run")
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------
