@@ -1234,4 +1234,92 @@ mod tests {
         assert!(!sys.log.iter().any(|l| l == "unshare cgroup"));
         assert!(sys.open.is_empty());
     }
+
+    /// An exec into uts and ipc of process 42 (kinds whose /proc names are
+    /// their spec names, which the scripted backend reads paths by).
+    fn exec_uts_ipc() -> Plan {
+        let kinds = [Kind::Uts, Kind::Ipc].into_iter().collect();
+        crate::exec::ExecTarget::new(42, kinds).plan().unwrap()
+    }
+
+    #[test]
+    fn a_pidfd_join_that_succeeds_makes_the_per_namespace_joins_unneeded() {
+        let mut sys = Scripted::default();
+        let run = apply(&exec_uts_ipc(), &mut sys, &mut NoSync);
+        assert!(run.result.is_ok(), "{:?}", run.result);
+        assert_eq!(
+            sys.log,
+            ["pidfd-open 42", "setns-pidfd uts,ipc", "close user"]
+        );
+        assert!(sys.open.is_empty() && sys.closed_twice == 0);
+    }
+
+    /// DESIGN §9: a kernel that refuses the pidfd join (EINVAL before 5.8,
+    /// ENOSYS before 5.3) left the caller where it was, and the joins are
+    /// made one namespace at a time, each file opened before any is joined.
+    #[test]
+    fn a_refused_pidfd_join_falls_back_to_one_join_per_namespace() {
+        for (errno, at_open) in [(Errno::EINVAL, false), (Errno::ENOSYS, true)] {
+            let mut sys = Scripted::default();
+            if at_open {
+                sys.pidfd_open_fails = Some(errno);
+            } else {
+                sys.pidfd_setns_fails = Some(errno);
+            }
+            let run = apply(&exec_uts_ipc(), &mut sys, &mut NoSync);
+            assert!(run.result.is_ok(), "{errno}: {:?}", run.result);
+            let pidfd: &[&str] = if at_open {
+                &["pidfd-open 42"]
+            } else {
+                &["pidfd-open 42", "setns-pidfd uts,ipc", "close user"]
+            };
+            let joins = [
+                "open uts",
+                "nstype uts",
+                "open ipc",
+                "nstype ipc",
+                "setns uts",
+                "setns ipc",
+                "close uts",
+                "close ipc",
+            ];
+            assert_eq!(sys.log, [pidfd, &joins].concat(), "{errno}");
+            assert!(sys.open.is_empty() && sys.closed_twice == 0, "{errno}");
+            let trace = run.trace();
+            assert!(
+                matches!(
+                    trace.steps.first(),
+                    Some(TraceStep::PidfdJoin { fallback: true, .. })
+                ),
+                "{errno}: {:?}",
+                trace.steps.first()
+            );
+        }
+    }
+
+    /// ESRCH from the pidfd is the target's exit: no fallback (it would
+    /// open the /proc entry of whatever process has the number now).
+    #[test]
+    fn esrch_from_the_pidfd_join_is_the_targets_exit_and_nothing_else_is_tried() {
+        for at_open in [true, false] {
+            let mut sys = Scripted::default();
+            if at_open {
+                sys.pidfd_open_fails = Some(Errno::ESRCH);
+            } else {
+                sys.pidfd_setns_fails = Some(Errno::ESRCH);
+            }
+            let run = apply(&exec_uts_ipc(), &mut sys, &mut NoSync);
+            assert!(
+                matches!(run.result, Err(ApplyError::TargetExited { pid: 42, .. })),
+                "{:?}",
+                run.result
+            );
+            assert!(
+                !sys.log.iter().any(|l| l.starts_with("open")),
+                "{:?}",
+                sys.log
+            );
+            assert!(sys.open.is_empty() && sys.closed_twice == 0);
+        }
+    }
 }
