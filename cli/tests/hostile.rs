@@ -1598,19 +1598,27 @@ fn sigkill_of_nsapply_ends_a_container_that_changed_its_credentials() -> Outcome
 /// one of nsapply's processes), and without a pid namespace: there CMD
 /// dies, but what it started is out of every process's reach once none of
 /// nsapply's is left (README: a cgroup is the tool for that), so only CMD
-/// itself (`sh`) must be gone.
+/// itself (`sh`) must be gone. And with --init after CMD changed its
+/// credentials (README: the init keeps its own, and its parent-death
+/// signal with them; without --init nothing is left that could end such a
+/// CMD, the limit README states).
 fn sigkill_of_every_nsapply_process_at_once_ends_cmd() -> Outcome {
     become_subreaper()?;
     let scratch = Scratch::new();
     let no_pid = no_pid_namespace(&scratch);
-    for (what, cfg, init, only_cmd) in [
-        ("all eight kinds", example("all-kinds"), false, false),
-        ("all eight kinds, --init", example("all-kinds"), true, false),
-        ("no pid namespace", no_pid, false, true),
+    let all = example("all-kinds");
+    let script = "sleep 60 & echo started; wait";
+    let mut changed = nsapply(&["run", "--init"]);
+    changed.arg(&all).args(as_uid_1(script));
+    for (what, mut cmd, only_cmd) in [
+        ("all eight kinds", run_sh(false, &all, script), false),
+        ("all eight kinds, --init", run_sh(true, &all, script), false),
+        ("all eight kinds, --init, CMD as uid 1", changed, false),
+        ("no pid namespace", run_sh(false, &no_pid, script), true),
     ] {
         let Started {
             mut child, lines, ..
-        } = start_piped(&mut run_sh(init, &cfg, "sleep 60 & echo started; wait"))?;
+        } = start_piped(&mut cmd)?;
         let started = wait_line(&lines, "started", Duration::from_secs(20));
         let p0 = child.id() as i32;
         let ours: Vec<i32> = std::iter::once(p0)
