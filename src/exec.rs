@@ -201,6 +201,19 @@ impl ExecTarget {
 /// `/proc` that is not a procfs or does not show the target, and
 /// namespaces that cannot be read.
 pub fn resolve(pid: i32, kinds: Option<KindSet>) -> Result<ExecTarget, ExecError> {
+    resolve_pidfd(&open_target(pid)?, kinds)
+}
+
+/// A pidfd of process `pid`, the target of an exec: what [`resolve_pidfd`]
+/// reads, and what [`crate::run::run_exec`] holds on to while the plan is
+/// applied, so that no other process given the same number later is
+/// joined.
+///
+/// # Errors
+///
+/// `target-exited` when no such process exists; `invalid-target` for a
+/// pid that is not positive, or another failure of pidfd_open(2).
+pub fn open_target(pid: i32) -> Result<Pidfd, ExecError> {
     if pid <= 0 {
         return Err(ExecError::InvalidTarget {
             pid,
@@ -208,7 +221,7 @@ pub fn resolve(pid: i32, kinds: Option<KindSet>) -> Result<ExecTarget, ExecError
             errno: None,
         });
     }
-    let pidfd = Pidfd::open(pid).map_err(|errno| {
+    Pidfd::open(pid).map_err(|errno| {
         if errno == Errno::ESRCH {
             ExecError::TargetExited {
                 pid,
@@ -221,8 +234,7 @@ pub fn resolve(pid: i32, kinds: Option<KindSet>) -> Result<ExecTarget, ExecError
                 errno: Some(errno),
             }
         }
-    })?;
-    resolve_pidfd(&pidfd, kinds)
+    })
 }
 
 /// [`resolve`] for a process the caller holds a pidfd of (its pid, as the

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use nsapply::exec::{resolve, ExecError, ExecTarget};
+use nsapply::exec::{open_target, resolve, resolve_pidfd, ExecError, ExecTarget};
 use nsapply::model::{FaultScript, Model, World};
-use nsapply::run::{run, RunOptions};
+use nsapply::run::{run, run_exec, RunError, RunOptions};
 use nsapply::{plan, ConfigError, Errno, KindSet, NsConfig, Plan, Trace};
 
 /// Exit status of a failed apply.
@@ -542,7 +542,11 @@ fn cmd_run(config: &Path, options: RunOptions, command: &[OsString]) -> Result<u
 }
 
 fn run_plan(plan: &Plan, options: RunOptions, command: &[OsString]) -> Result<u8, CliError> {
-    match run(plan, command, &options) {
+    run_result(run(plan, command, &options))
+}
+
+fn run_result(r: Result<nsapply::run::Exit, RunError>) -> Result<u8, CliError> {
+    match r {
         // Statuses are 0..=255 and 128 + signal (at most 192): they fit.
         Ok(exit) => Ok(u8::try_from(exit.status()).unwrap_or(u8::MAX)),
         Err(e) => Err(CliError {
@@ -564,16 +568,22 @@ fn cmd_exec(
     trace: Option<PathBuf>,
     command: &[OsString],
 ) -> Result<u8, CliError> {
-    let plan = exec_plan(pid, kinds, no_pidfd, resolve)?;
-    run_plan(
-        &plan,
-        RunOptions {
-            trace,
-            init: false,
-            forward_pending_signals: true,
-        },
-        command,
-    )
+    // The target held from its resolve to the end of the apply, so that no
+    // process given its number meanwhile is joined (`run_exec`).
+    let mut held = None;
+    let plan = exec_plan(pid, kinds, no_pidfd, |pid, kinds| {
+        let target = held.insert(open_target(pid)?);
+        resolve_pidfd(target, kinds)
+    })?;
+    let Some(target) = held else {
+        unreachable!("exec_plan resolves the target before it plans")
+    };
+    let options = RunOptions {
+        trace,
+        init: false,
+        forward_pending_signals: true,
+    };
+    run_result(run_exec(&plan, &target, command, &options))
 }
 
 fn cmd_conform(

@@ -375,7 +375,8 @@ fn exec_into_all_eight_namespaces_shows_the_targets_inodes() -> Outcome {
 
 /// Under strace: one setns through a pidfd (its fd shown by `-y` as a
 /// pidfd) on this kernel; with `--no-pidfd`, one setns per namespace on a
-/// namespace fd and none on a pidfd.
+/// namespace fd and none on a pidfd; either way one pidfd_open of the
+/// target.
 fn exec_is_one_pidfd_setns_and_no_pidfd_is_one_setns_per_namespace() -> Outcome {
     let c = Container::start(&example("all-kinds"), None)?;
     for (extra, pidfd_calls, ns_calls) in [(&[][..], 1, 0), (&["--no-pidfd"][..], 0, 8)] {
@@ -401,6 +402,18 @@ fn exec_is_one_pidfd_setns_and_no_pidfd_is_one_setns_per_namespace() -> Outcome 
                 format!("exec {extra:?}: expected {pidfd_calls} setns on a pidfd and {ns_calls} on namespace fds, strace shows:\n{}", setns.join("\n"))
             },
         )?;
+        // The target's number is opened once, when it is resolved: the
+        // apply uses that pidfd (or checks it after each per-namespace
+        // open), never the number again (`run_exec`: it may be another
+        // process's by then).
+        let opened = format!(" pidfd_open({},", c.target);
+        let opens: Vec<&str> = trace.lines().filter(|l| l.contains(&opened)).collect();
+        ensure(opens.len() == 1, || {
+            format!(
+                "exec {extra:?}: expected one pidfd_open of the target, strace shows:\n{}",
+                opens.join("\n")
+            )
+        })?;
         if pidfd_calls == 1 {
             let all = "CLONE_NEWTIME|CLONE_NEWNS|CLONE_NEWCGROUP|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNET";
             ensure(setns[0].contains(all), || {

@@ -364,6 +364,11 @@ const CASES: &[Case] = &[
         root: true,
         body: a_file_size_limit_below_the_trace_is_an_error_line_not_a_signal,
     },
+    Case {
+        name: "exec_never_joins_a_process_that_took_its_targets_number",
+        root: true,
+        body: exec_never_joins_a_process_that_took_its_targets_number,
+    },
 ];
 
 fn main() {
@@ -806,6 +811,7 @@ fn probe_main(probe: &str) -> i32 {
         "count-int" => probe_count_int(false),
         "count-int-until-usr1" => probe_count_int(true),
         "library-sigpipe" => probe_library_sigpipe(),
+        "exec-reuse" => probe_exec_reuse(),
         other => {
             eprintln!("unknown probe {other:?}");
             2
@@ -5442,4 +5448,142 @@ fn a_file_size_limit_below_the_trace_is_an_error_line_not_a_signal() -> Outcome 
         return Err("CMD ran although the trace was not written".into());
     }
     expect_no_leftovers("after the run")
+}
+
+// ---------------------------------------------------------------------------
+// 9. exec: the target's number taken by another process.
+
+/// `nsapply exec PID` finds its target through a pidfd, then applies the
+/// plan in a forked child. If the target exits in between and another
+/// process is given its number, a join by number (a new `pidfd_open(PID)`,
+/// or `/proc/PID/ns/*` for the per-namespace joins) would join that other
+/// process's namespaces. Forced here with ns_last_pid, in a pid namespace
+/// of the case's own: the target (`sleep`) is resolved, ended and reaped,
+/// and a decoy with a uts namespace of its own (hostname `decoy`) takes its
+/// number; then the run (`run_exec`, what `nsapply exec` calls, with the
+/// target's pidfd held since the resolve), through a pidfd and per
+/// namespace. Each must refuse with `target-exited`, CMD never run in the
+/// decoy's namespace. (With `run`, which joins by number, both joined the
+/// decoy's.)
+fn exec_never_joins_a_process_that_took_its_targets_number() -> Outcome {
+    become_subreaper()?;
+    let probe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let r = run_bounded(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child"])
+            .arg(probe)
+            .env(PROBE_ENV, "exec-reuse")
+            .stdin(Stdio::null()),
+        Duration::from_secs(30),
+    )?;
+    let (status, out, err) = r;
+    if !status.success() {
+        return Err(format!("the probe failed ({status}): {err}\n{out}"));
+    }
+    expect_no_leftovers("after the probe")?;
+    for how in ["pidfd", "per-namespace"] {
+        let want = format!("{how}: target-exited");
+        if !out.lines().any(|l| l == want) {
+            return Err(format!(
+                "{how}: expected {want:?}; the probe said:\n{out}{err}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The probe of [`exec_never_joins_a_process_that_took_its_targets_number`]:
+/// pid 1 of a new pid namespace, with a /proc of its own.
+fn probe_exec_reuse() -> i32 {
+    match exec_reuse() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("exec-reuse: {e}");
+            1
+        }
+    }
+}
+
+fn exec_reuse() -> Outcome {
+    use nsapply::exec::open_target;
+    use nsapply::exec::resolve_pidfd;
+    use nsapply::kind::{Kind, KindSet};
+    use nsapply::run::{run_exec, RunOptions};
+    private_mount_namespace()?;
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mounting /proc: {e}"))?;
+    let our_uts = fs::read_link("/proc/self/ns/uts").map_err(|e| e.to_string())?;
+    for how in ["pidfd", "per-namespace"] {
+        let mut target = Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .map_err(|e| format!("{how}: the target: {e}"))?;
+        let pid = target.id() as i32;
+        let pidfd = open_target(pid).map_err(|e| format!("{how}: pidfd_open: {e}"))?;
+        let mut exec = resolve_pidfd(&pidfd, Some(KindSet::one(Kind::Uts)))
+            .map_err(|e| format!("{how}: resolve: {e}"))?;
+        if how == "per-namespace" {
+            exec = exec.per_namespace();
+        }
+        let plan = exec.plan().map_err(|e| format!("{how}: plan: {e}"))?;
+        let _ = target.kill();
+        let _ = target.wait();
+        fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+            .map_err(|e| format!("{how}: ns_last_pid: {e}"))?;
+        // (No reader thread: `run` refuses a multithreaded caller. The
+        // decoy is ready once it has exec'd sleep, its hostname set.)
+        let mut decoy = Command::new("unshare")
+            .args(["--uts", "sh", "-c", "hostname decoy && exec sleep 60"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{how}: the decoy: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let ready = loop {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmdline.starts_with(b"sleep\0") {
+                break Ok(());
+            }
+            if Instant::now() > deadline {
+                break Err(format!("pid {pid} never became the decoy's sleep"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let took = decoy.id() as i32 == pid
+            && fs::read_link(format!("/proc/{pid}/ns/uts")).is_ok_and(|l| l != our_uts);
+        let result = if ready.is_ok() && took {
+            Some(run_exec(
+                &plan,
+                &pidfd,
+                &[
+                    "sh".into(),
+                    "-c".into(),
+                    r#"echo "joined $(hostname)""#.into(),
+                ],
+                &RunOptions::default(),
+            ))
+        } else {
+            None
+        };
+        let _ = decoy.kill();
+        let _ = decoy.wait();
+        ready.map_err(|e| format!("{how}: the decoy: {e}"))?;
+        if !took {
+            return Err(format!(
+                "{how}: the decoy did not take pid {pid} in a uts namespace of its own"
+            ));
+        }
+        match result {
+            Some(Err(e)) => println!("{how}: {}", e.code().as_str()),
+            Some(Ok(exit)) => println!("{how}: ran, {exit:?}"),
+            None => {}
+        }
+    }
+    Ok(())
 }

@@ -45,6 +45,8 @@ pub(super) struct Applier<'a> {
     pub init: bool,
     /// The procfs P0 checked before the first fork.
     pub proc: &'a ProcRoot,
+    /// An exec's target, held since it was resolved ([`super::run_exec`]).
+    pub target: Option<&'a Pidfd>,
 }
 
 /// The pipes between C1 and the command's process, made before the apply
@@ -129,6 +131,7 @@ impl Applier<'_> {
         let mut backend = Supervised {
             keeper,
             proc: self.proc,
+            target: self.target,
             // A pid-namespace middle process outlives C1 long enough to
             // end its command and orphans (it watches the go pipe); every
             // other command's process dies with C1.
@@ -622,13 +625,25 @@ struct Supervised<'a> {
     keeper: i32,
     proc: &'a ProcRoot,
     dies_with_c1: bool,
+    /// An exec's target: its pidfd is the pidfd join's, and a namespace
+    /// file opened after it exited is refused ([`super::run_exec`]).
+    target: Option<&'a Pidfd>,
 }
 
 impl Syscall for Supervised<'_> {
     type Fd = OwnedFd;
 
+    /// With an exec's target held: a file opened while the target still
+    /// runs is its own (no other process can have its number then); one
+    /// opened after it exited may be another process's that took the
+    /// number, and is refused with ENOENT, which an exec plan reports as
+    /// `target-exited`, as when its files are gone.
     fn open_ns(&mut self, path: &Path) -> Result<OwnedFd, Errno> {
-        linux::open_ns_through(Some(self.proc), path)
+        let fd = linux::open_ns_through(Some(self.proc), path)?;
+        match self.target {
+            Some(target) if target.has_exited() => Err(Errno::ENOENT),
+            _ => Ok(fd),
+        }
     }
     fn ns_get_nstype(&mut self, fd: &OwnedFd) -> Result<i32, Errno> {
         Linux.ns_get_nstype(fd)
@@ -659,8 +674,17 @@ impl Syscall for Supervised<'_> {
     fn thread_count(&mut self) -> Result<usize, ThreadCountError> {
         Ok(1)
     }
+    /// With an exec's target held, a copy of its pidfd (`run_exec` checked
+    /// that the plan joins that process): the number may belong to another
+    /// process by now.
     fn pidfd_open(&mut self, pid: i32) -> Result<OwnedFd, Errno> {
-        Linux.pidfd_open(pid)
+        match self.target {
+            Some(target) if target.pid() == pid => target
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EMFILE))),
+            _ => Linux.pidfd_open(pid),
+        }
     }
     fn setns_pidfd(&mut self, pidfd: &OwnedFd, kinds: KindSet) -> Result<(), Errno> {
         Linux.setns_pidfd(pidfd, kinds)

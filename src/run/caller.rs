@@ -256,6 +256,7 @@ fn pending_signals() -> Result<SigSet, Errno> {
 /// Everything between the checks of the command and the end of the run.
 pub(super) fn run_as_caller(
     plan: &Plan,
+    target: Option<&Pidfd>,
     command: &[OsString],
     options: &RunOptions,
     trace: &mut TraceOut,
@@ -272,13 +273,24 @@ pub(super) fn run_as_caller(
         errno: e.errno,
     })?;
     let (state, read) = CallerState::take_over(options.forward_pending_signals)?;
-    let result = fork_and_supervise(plan, command, options, trace, &proc, read, state.run_mask);
+    let result = fork_and_supervise(
+        plan,
+        target,
+        command,
+        options,
+        trace,
+        &proc,
+        read,
+        state.run_mask,
+    );
     drop(state);
     result
 }
 
+#[allow(clippy::too_many_arguments)] // (the run's state, handed down once)
 fn fork_and_supervise(
     plan: &Plan,
+    target: Option<&Pidfd>,
     command: &[OsString],
     options: &RunOptions,
     trace: &mut TraceOut,
@@ -316,6 +328,7 @@ fn fork_and_supervise(
                     command,
                     init: options.init,
                     proc,
+                    target,
                 },
             };
             // A panic must not unwind into the caller's frames, which

@@ -132,6 +132,7 @@ use crate::error::{Errno, ErrorCode};
 use crate::kind::Kind;
 use crate::plan::{Plan, Step};
 use crate::sync::Failure;
+use crate::syscall::process::Pidfd;
 use crate::syscall::ThreadCountError;
 use crate::trace::{Trace, TraceError};
 
@@ -392,9 +393,53 @@ impl From<RunError> for Box<Failed> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn run(plan: &Plan, command: &[OsString], options: &RunOptions) -> Result<Exit, RunError> {
+    run_with(plan, None, command, options)
+}
+
+/// [`run`] for an exec plan ([`crate::exec::ExecTarget::plan`]), with the
+/// target held by `target`, the pidfd it was resolved through
+/// ([`crate::exec::open_target`]): the plan's pidfd join uses a copy of
+/// it, not a new `pidfd_open` of the number, and a namespace file the
+/// per-namespace joins open counts only if the target has not exited by
+/// then (while it has not, no other process can have its number). Without
+/// it, a target that exits between the resolve and the apply, and whose
+/// number goes to another process, has that process's namespaces joined:
+/// `target-exited` instead.
+///
+/// # Errors
+///
+/// As [`run`]; `invalid-command` when the plan joins another process
+/// through a pidfd than `target`.
+pub fn run_exec(
+    plan: &Plan,
+    target: &Pidfd,
+    command: &[OsString],
+    options: &RunOptions,
+) -> Result<Exit, RunError> {
+    let other = plan.steps().iter().find_map(|s| match s {
+        Step::PidfdJoin { pid, .. } if *pid != target.pid() => Some(*pid),
+        _ => None,
+    });
+    if let Some(pid) = other {
+        return Err(RunError::InvalidCommand {
+            reason: format!(
+                "the plan joins process {pid}, and the target held is process {}",
+                target.pid()
+            ),
+        });
+    }
+    run_with(plan, Some(target), command, options)
+}
+
+fn run_with(
+    plan: &Plan,
+    target: Option<&Pidfd>,
+    command: &[OsString],
+    options: &RunOptions,
+) -> Result<Exit, RunError> {
     check_command(plan, command, options)?;
     let mut trace = caller::TraceOut::create(options.trace.as_deref())?;
-    match caller::run_as_caller(plan, command, options, &mut trace) {
+    match caller::run_as_caller(plan, target, command, options, &mut trace) {
         Ok(exit) => Ok(exit),
         Err(failed) => {
             let Failed { error, steps } = *failed;
@@ -450,6 +495,24 @@ mod tests {
     use super::*;
     use crate::exec::ExecTarget;
     use crate::kind::KindSet;
+
+    /// `run_exec` holds one process: a plan that joins another through a
+    /// pidfd is refused before anything runs (nothing forked: this is a
+    /// test thread).
+    #[test]
+    fn run_exec_refuses_a_plan_for_another_process_than_the_one_held() {
+        let me = Pidfd::open(std::process::id() as i32).unwrap();
+        let plan = ExecTarget::new(me.pid() + 1, KindSet::one(Kind::Uts))
+            .plan()
+            .unwrap();
+        let r = run_exec(&plan, &me, &["true".into()], &RunOptions::default());
+        match r {
+            Err(RunError::InvalidCommand { reason }) => {
+                assert!(reason.contains("target held"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn an_exec_plan_joins_a_pid_namespace_exactly_when_its_kinds_have_pid() {
