@@ -674,16 +674,16 @@ impl Syscall for Supervised<'_> {
     fn thread_count(&mut self) -> Result<usize, ThreadCountError> {
         Ok(1)
     }
-    /// With an exec's target held, a copy of its pidfd (`run_exec` checked
-    /// that the plan joins that process): the number may belong to another
-    /// process by now.
+    /// With an exec's target held, a copy of its pidfd, whatever `pid`
+    /// (`run_exec` refused a plan that joins another process than the one
+    /// held): the number may belong to another process by now.
     fn pidfd_open(&mut self, pid: i32) -> Result<OwnedFd, Errno> {
         match self.target {
-            Some(target) if target.pid() == pid => target
+            Some(target) => target
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EMFILE))),
-            _ => Linux.pidfd_open(pid),
+            None => Linux.pidfd_open(pid),
         }
     }
     fn setns_pidfd(&mut self, pidfd: &OwnedFd, kinds: KindSet) -> Result<(), Errno> {
