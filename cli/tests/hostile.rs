@@ -1535,7 +1535,11 @@ fn reach_from_a_rootless_container(scratch: &Scratch) -> Result<String, String> 
         "rootless.json",
         &config(
             r#"{"type":"user"},{"type":"pid"},{"type":"ipc"},{"type":"uts"},{"type":"network"},{"type":"mount"},{"type":"cgroup"},{"type":"time"}"#,
-            &format!(r#","uidMappings":{map},"gidMappings":{map}"#),
+            // With offsets: C1 writes them dumpable for the write, after
+            // its maps (Linux::write_time_offsets), and must not stay so.
+            &format!(
+                r#","uidMappings":{map},"gidMappings":{map},"timeOffsets":{{"monotonic":{{"secs":86400,"nanosecs":0}}}}"#
+            ),
         ),
     );
     let r = run_bounded(
