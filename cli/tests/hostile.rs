@@ -3567,7 +3567,7 @@ fn orphans_in_a_joined_pid_namespace_do_not_outlive_nsapply() -> Outcome {
     let scratch = Scratch::new();
     // The namespace to join: its init is `sleep` (it reaps nothing).
     let mut holder = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "sleep", "120"])
+        .args(["--pid", "--fork", "--mount-proc", "sleep", "infinity"])
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| format!("unshare: {e}"))?;
@@ -4560,12 +4560,12 @@ fn in_a_pid_namespace_without_its_group_leader_cmd_joins_the_callers_group() -> 
     Ok(())
 }
 
-/// A pid namespace to join: `unshare --pid --fork --mount-proc sleep 120`
+/// A pid namespace to join: `unshare --pid --fork --mount-proc sleep infinity`
 /// (its init is `sleep`, which reaps nothing). Returns the holder (kill and
 /// wait it when done) and the init's pid.
 fn pid_namespace_to_join() -> Result<(Child, i32), String> {
     let mut holder = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "sleep", "120"])
+        .args(["--pid", "--fork", "--mount-proc", "sleep", "infinity"])
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| format!("unshare: {e}"))?;
@@ -5468,7 +5468,9 @@ fn a_file_size_limit_below_the_trace_is_an_error_line_not_a_signal() -> Outcome 
 /// target's pidfd held since the resolve), through a pidfd and per
 /// namespace. Each must refuse with `target-exited`, CMD never run in the
 /// decoy's namespace. (With `run`, which joins by number, both joined the
-/// decoy's.)
+/// decoy's.) And a per-namespace plan whose paths name a live decoy joins
+/// the held target: what a `/proc` remounted in between would show under
+/// the number does not count.
 fn exec_never_joins_a_process_that_took_its_targets_number() -> Outcome {
     become_subreaper()?;
     let probe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -5493,6 +5495,12 @@ fn exec_never_joins_a_process_that_took_its_targets_number() -> Outcome {
             ));
         }
     }
+    let joined: Vec<&str> = out.lines().filter(|l| l.starts_with("joined ")).collect();
+    if joined != ["joined target"] || !out.lines().any(|l| l == "path-number: ran, Code(0)") {
+        return Err(format!(
+            "path-number: expected the held target joined, not the process the paths name; the probe said:\n{out}{err}"
+        ));
+    }
     Ok(())
 }
 
@@ -5509,8 +5517,7 @@ fn probe_exec_reuse() -> i32 {
 }
 
 fn exec_reuse() -> Outcome {
-    use nsapply::exec::open_target;
-    use nsapply::exec::resolve_pidfd;
+    use nsapply::exec::{open_target, resolve_pidfd, ExecTarget};
     use nsapply::kind::{Kind, KindSet};
     use nsapply::run::{run_exec, RunOptions};
     private_mount_namespace()?;
@@ -5523,6 +5530,13 @@ fn exec_reuse() -> Outcome {
     )
     .map_err(|e| format!("mounting /proc: {e}"))?;
     let our_uts = fs::read_link("/proc/self/ns/uts").map_err(|e| e.to_string())?;
+    let hostname = || -> Vec<std::ffi::OsString> {
+        vec![
+            "sh".into(),
+            "-c".into(),
+            r#"echo "joined $(hostname)""#.into(),
+        ]
+    };
     for how in ["pidfd", "per-namespace"] {
         let mut target = Command::new("sleep")
             .arg("60")
@@ -5540,54 +5554,75 @@ fn exec_reuse() -> Outcome {
         let _ = target.wait();
         fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
             .map_err(|e| format!("{how}: ns_last_pid: {e}"))?;
-        // (No reader thread: `run` refuses a multithreaded caller. The
-        // decoy is ready once it has exec'd sleep, its hostname set.)
-        let mut decoy = Command::new("unshare")
-            .args(["--uts", "sh", "-c", "hostname decoy && exec sleep 60"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("{how}: the decoy: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let ready = loop {
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if cmdline.starts_with(b"sleep\0") {
-                break Ok(());
-            }
-            if Instant::now() > deadline {
-                break Err(format!("pid {pid} never became the decoy's sleep"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let mut decoy = in_a_uts_namespace("decoy")?;
         let took = decoy.id() as i32 == pid
             && fs::read_link(format!("/proc/{pid}/ns/uts")).is_ok_and(|l| l != our_uts);
-        let result = if ready.is_ok() && took {
-            Some(run_exec(
-                &plan,
-                &pidfd,
-                &[
-                    "sh".into(),
-                    "-c".into(),
-                    r#"echo "joined $(hostname)""#.into(),
-                ],
-                &RunOptions::default(),
-            ))
-        } else {
-            None
-        };
+        let result = took.then(|| run_exec(&plan, &pidfd, &hostname(), &RunOptions::default()));
         let _ = decoy.kill();
         let _ = decoy.wait();
-        ready.map_err(|e| format!("{how}: the decoy: {e}"))?;
-        if !took {
-            return Err(format!(
-                "{how}: the decoy did not take pid {pid} in a uts namespace of its own"
-            ));
-        }
         match result {
             Some(Err(e)) => println!("{how}: {}", e.code().as_str()),
             Some(Ok(exit)) => println!("{how}: ran, {exit:?}"),
-            None => {}
+            None => {
+                return Err(format!(
+                    "{how}: the decoy did not take pid {pid} in a uts namespace of its own"
+                ))
+            }
         }
     }
+    // The per-namespace joins open the held target's files whatever number
+    // their paths give (as a /proc remounted between the resolve and the
+    // run could show another process under the target's number): a plan
+    // whose paths name a live decoy joins the target all the same.
+    let target = in_a_uts_namespace("target")?;
+    let decoy = in_a_uts_namespace("decoy")?;
+    let r = open_target(target.id() as i32)
+        .map_err(|e| format!("path-number: pidfd_open: {e}"))
+        .and_then(|pidfd| {
+            let plan = ExecTarget {
+                pid: pidfd.pid(),
+                proc_pid: decoy.id() as i32,
+                kinds: KindSet::one(Kind::Uts),
+                pidfd: false,
+            }
+            .plan()
+            .map_err(|e| format!("path-number: plan: {e}"))?;
+            Ok(run_exec(&plan, &pidfd, &hostname(), &RunOptions::default()))
+        });
+    for mut c in [target, decoy] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    match r? {
+        Err(e) => println!("path-number: {}", e.code().as_str()),
+        Ok(exit) => println!("path-number: ran, {exit:?}"),
+    }
     Ok(())
+}
+
+/// `sleep 60` in a uts namespace of its own whose hostname is `name`, once
+/// it runs (exec'd: the hostname is set). No reader thread: `run` refuses
+/// a multithreaded caller.
+fn in_a_uts_namespace(name: &str) -> Result<Child, String> {
+    let mut child = Command::new("unshare")
+        .args(["--uts", "sh", "-c"])
+        .arg(format!("hostname {name} && exec sleep 60"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{name}: {e}"))?;
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.starts_with(b"sleep\0") {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{name}: pid {pid} never became its sleep"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

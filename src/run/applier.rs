@@ -633,17 +633,28 @@ struct Supervised<'a> {
 impl Syscall for Supervised<'_> {
     type Fd = OwnedFd;
 
-    /// With an exec's target held: a file opened while the target still
-    /// runs is its own (no other process can have its number then); one
-    /// opened after it exited may be another process's that took the
-    /// number, and is refused with ENOENT, which an exec plan reports as
-    /// `target-exited`, as when its files are gone.
+    /// With an exec's target held, the file is the target's own, whatever
+    /// number the path gives (`/proc/<n>/ns/<name>`, as the plan and the
+    /// trace name it): `ns/<name>` of the directory that the checked procfs
+    /// shows for the target's pidfd ([`ProcRoot::process_dir`]). A target
+    /// that has exited is ENOENT, which an exec plan reports as
+    /// `target-exited`, as when its files are gone; no file of a process
+    /// given its number since, nor of whatever a remounted `/proc` shows
+    /// under that number, is opened.
     fn open_ns(&mut self, path: &Path) -> Result<OwnedFd, Errno> {
-        let fd = linux::open_ns_through(Some(self.proc), path)?;
-        match self.target {
-            Some(target) if target.has_exited() => Err(Errno::ENOENT),
-            _ => Ok(fd),
-        }
+        let Some(target) = self.target else {
+            return linux::open_ns_through(Some(self.proc), path);
+        };
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let dir = self.proc.process_dir(target).map_err(|e| match e.errno {
+            _ if !target.is_running() => Errno::ENOENT,
+            Some(errno) => errno,
+            None => Errno::ESRCH,
+        })?;
+        // The directory is bound to the target's process: a lookup in it
+        // after the target exited fails (ENOENT) and never reaches a
+        // process given the number since.
+        dir.open_namespace(name)
     }
     fn ns_get_nstype(&mut self, fd: &OwnedFd) -> Result<i32, Errno> {
         Linux.ns_get_nstype(fd)

@@ -416,14 +416,14 @@ pub fn run_exec(
     command: &[OsString],
     options: &RunOptions,
 ) -> Result<Exit, RunError> {
-    let other = plan.steps().iter().find_map(|s| match s {
-        Step::PidfdJoin { pid, .. } if *pid != target.pid() => Some(*pid),
-        _ => None,
-    });
-    if let Some(pid) = other {
+    if plan.exec_target() != Some(target.pid()) {
+        let joins = plan.exec_target().map_or_else(
+            || "is not an exec plan".to_owned(),
+            |pid| format!("joins process {pid}"),
+        );
         return Err(RunError::InvalidCommand {
             reason: format!(
-                "the plan joins process {pid}, and the target held is process {}",
+                "the plan {joins}, and the target held is process {}",
                 target.pid()
             ),
         });
@@ -502,15 +502,22 @@ mod tests {
     #[test]
     fn run_exec_refuses_a_plan_for_another_process_than_the_one_held() {
         let me = Pidfd::open(std::process::id() as i32).unwrap();
-        let plan = ExecTarget::new(me.pid() + 1, KindSet::one(Kind::Uts))
-            .plan()
-            .unwrap();
-        let r = run_exec(&plan, &me, &["true".into()], &RunOptions::default());
-        match r {
-            Err(RunError::InvalidCommand { reason }) => {
-                assert!(reason.contains("target held"), "{reason}")
+        let other = ExecTarget::new(me.pid() + 1, KindSet::one(Kind::Uts));
+        let not_exec = crate::plan::plan(
+            &crate::NsConfig::from_json(r#"{"linux":{"namespaces":[{"type":"uts"}]}}"#).unwrap(),
+        );
+        for plan in [
+            other.plan().unwrap(),
+            other.per_namespace().plan().unwrap(),
+            not_exec,
+        ] {
+            let r = run_exec(&plan, &me, &["true".into()], &RunOptions::default());
+            match r {
+                Err(RunError::InvalidCommand { reason }) => {
+                    assert!(reason.contains("target held"), "{reason}")
+                }
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
         }
     }
 

@@ -259,6 +259,29 @@ impl ProcessDir {
     pub fn namespace(&self, file: &str) -> Result<NsIdentity, Errno> {
         namespace_at(&self.dir, file)
     }
+
+    /// Opens `ns/<file>` of the directory, read-only and close-on-exec:
+    /// the namespace file of exactly this directory's process (a lookup in
+    /// the directory of a process that has exited fails; it never reaches
+    /// another process given the number since). `file` is one name, a
+    /// [`Kind::proc_name`](crate::Kind::proc_name): anything with a `/`
+    /// or a dot name is EINVAL.
+    ///
+    /// # Errors
+    ///
+    /// EINVAL for such a name; otherwise as [`ProcessDir::namespace`].
+    pub fn open_namespace(&self, file: &str) -> Result<OwnedFd, Errno> {
+        if file.is_empty() || file.contains('/') || file == "." || file == ".." {
+            return Err(Errno::EINVAL);
+        }
+        nix::fcntl::openat(
+            &self.dir,
+            format!("ns/{file}").as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(nix_errno)
+    }
 }
 
 /// Which namespace a `/proc/<pid>/ns/<file>` link names: its nsfs device
@@ -448,6 +471,36 @@ mod tests {
         let e = proc.pid_of(&pidfd).unwrap_err();
         assert_eq!(e.reason, format!("process {} has exited", child.id()));
         assert!(proc.process_dir(&pidfd).is_err());
+    }
+
+    /// `open_namespace` opens the directory's own process's file (the
+    /// inode its `namespace` link shows), refuses a name that is not one,
+    /// and fails once that process has exited, the directory held from
+    /// before: it never reaches whatever has the number now.
+    #[test]
+    fn a_process_dir_opens_its_own_processes_namespace_files_and_no_other() {
+        let proc = ProcRoot::open().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pidfd = Pidfd::open(child.id() as i32).unwrap();
+        let dir = proc.process_dir(&pidfd).unwrap();
+        let fd = dir.open_namespace("uts").unwrap();
+        let st = nix::sys::stat::fstat(&fd).unwrap();
+        assert_eq!(st.st_ino, dir.namespace("uts").unwrap().ino);
+        for bad in ["", ".", "..", "../self/ns/uts", "uts/x"] {
+            assert_eq!(
+                dir.open_namespace(bad).unwrap_err(),
+                Errno::EINVAL,
+                "{bad:?}"
+            );
+        }
+        assert!(pidfd.is_running() && !pidfd.has_exited());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!pidfd.is_running() && pidfd.has_exited());
+        assert!(dir.open_namespace("uts").is_err());
     }
 
     /// A pidfd of a process that the procfs's pid namespace does not show
