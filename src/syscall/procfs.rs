@@ -474,7 +474,8 @@ mod tests {
     }
 
     /// `open_namespace` opens the directory's own process's file (the
-    /// inode its `namespace` link shows), refuses a name that is not one,
+    /// inode its `namespace` link shows), close-on-exec (cargo-mutants:
+    /// the flags' `|` made `&` dropped it), refuses a name that is not one,
     /// and fails once that process has exited, the directory held from
     /// before: it never reaches whatever has the number now.
     #[test]
@@ -489,6 +490,9 @@ mod tests {
         let fd = dir.open_namespace("uts").unwrap();
         let st = nix::sys::stat::fstat(&fd).unwrap();
         assert_eq!(st.st_ino, dir.namespace("uts").unwrap().ino);
+        // Close-on-exec: no command exec'd meanwhile inherits it.
+        let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(flags & libc::FD_CLOEXEC, 0);
         for bad in ["", ".", "..", "../self/ns/uts", "uts/x"] {
             assert_eq!(
                 dir.open_namespace(bad).unwrap_err(),
