@@ -646,11 +646,13 @@ impl Syscall for Supervised<'_> {
             return linux::open_ns_through(Some(self.proc), path);
         };
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let dir = self.proc.process_dir(target).map_err(|e| match e.errno {
-            _ if !target.is_running() => Errno::ENOENT,
-            Some(errno) => errno,
-            None => Errno::ESRCH,
-        })?;
+        // No errno: the target has exited (`pid_of` reads -1), or this
+        // procfs does not show it (0; `resolve` refused such a target):
+        // ENOENT, `target-exited`.
+        let dir = self
+            .proc
+            .process_dir(target)
+            .map_err(|e| e.errno.unwrap_or(Errno::ENOENT))?;
         // The directory is bound to the target's process: a lookup in it
         // after the target exited fails (ENOENT) and never reaches a
         // process given the number since.

@@ -122,20 +122,9 @@ impl Pidfd {
 
     /// Whether the process has exited (the pidfd polls readable).
     pub fn has_exited(&self) -> bool {
-        matches!(self.poll_exit(), Ok(n) if n > 0)
-    }
-
-    /// Whether the process is known to be running: the pidfd polls not
-    /// readable. A poll that fails says nothing, and counts as not running
-    /// (where a wrong "running" would trust a number it should not).
-    pub fn is_running(&self) -> bool {
-        matches!(self.poll_exit(), Ok(0))
-    }
-
-    fn poll_exit(&self) -> nix::Result<i32> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut fds = [PollFd::new(self.as_fd(), PollFlags::POLLIN)];
-        poll(&mut fds, PollTimeout::ZERO)
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 }
 
