@@ -112,6 +112,12 @@
 //!   written ends the run before CMD starts (`run-failed`).
 //! * **Mount propagation** is a step of the plan (right after
 //!   `unshare(mount)`, DESIGN §4), not done here.
+//! * **An exec joins its target and no other process** ([`run_exec`]):
+//!   the target's pidfd, taken when it was resolved, is held to the
+//!   joins; C1 joins through a copy of it, and opens the per-namespace
+//!   files in the directory the checked procfs shows for it. A target
+//!   that exits meanwhile is `target-exited`, whatever process its number
+//!   went to.
 //! * Failures below P0 (an apply error, a fork or exec that fails) reach
 //!   P0 as typed messages, so CMD's own exit status 1 is never mistaken for
 //!   a failed apply. When the trace file was created, it holds a trace
