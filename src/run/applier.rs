@@ -625,8 +625,9 @@ struct Supervised<'a> {
     keeper: i32,
     proc: &'a ProcRoot,
     dies_with_c1: bool,
-    /// An exec's target: its pidfd is the pidfd join's, and a namespace
-    /// file opened after it exited is refused ([`super::run_exec`]).
+    /// An exec's target: its pidfd is the pidfd join's, and the
+    /// per-namespace files are opened in its procfs directory
+    /// ([`super::run_exec`]).
     target: Option<&'a Pidfd>,
 }
 

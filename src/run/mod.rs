@@ -405,17 +405,17 @@ pub fn run(plan: &Plan, command: &[OsString], options: &RunOptions) -> Result<Ex
 /// [`run`] for an exec plan ([`crate::exec::ExecTarget::plan`]), with the
 /// target held by `target`, the pidfd it was resolved through
 /// ([`crate::exec::open_target`]): the plan's pidfd join uses a copy of
-/// it, not a new `pidfd_open` of the number, and a namespace file the
-/// per-namespace joins open counts only if the target has not exited by
-/// then (while it has not, no other process can have its number). Without
-/// it, a target that exits between the resolve and the apply, and whose
-/// number goes to another process, has that process's namespaces joined:
-/// `target-exited` instead.
+/// it, not a new `pidfd_open` of the number, and the per-namespace joins
+/// open `ns/<name>` in the directory that the checked procfs shows for it,
+/// not the path's `/proc/<n>`. Joining by number instead, a target that
+/// exits between the resolve and the apply, its number given to another
+/// process, has that process's namespaces joined: here it is
+/// `target-exited`.
 ///
 /// # Errors
 ///
-/// As [`run`]; `invalid-command` when the plan joins another process
-/// through a pidfd than `target`.
+/// As [`run`]; `invalid-command` when the plan is not an exec plan of
+/// `target`'s process.
 pub fn run_exec(
     plan: &Plan,
     target: &Pidfd,
