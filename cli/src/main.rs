@@ -409,7 +409,13 @@ fn exec_plan(
     resolve: impl FnOnce(i32, Option<KindSet>) -> Result<ExecTarget, ExecError>,
 ) -> Result<Plan, CliError> {
     let kinds = kinds.map(|k| parse_kinds("--kinds", k)).transpose()?;
-    let mut target = resolve(pid, kinds).map_err(|e| exec_error(&e))?;
+    plan_for(resolve(pid, kinds), no_pidfd)
+}
+
+/// The plan for a resolved exec target, joining through a pidfd unless
+/// `--no-pidfd`.
+fn plan_for(target: Result<ExecTarget, ExecError>, no_pidfd: bool) -> Result<Plan, CliError> {
+    let mut target = target.map_err(|e| exec_error(&e))?;
     target.pidfd = !no_pidfd;
     target.plan().map_err(|e| exec_error(&e))
 }
@@ -538,11 +544,7 @@ fn cmd_simulate(
 
 fn cmd_run(config: &Path, options: RunOptions, command: &[OsString]) -> Result<u8, CliError> {
     let plan = load_plan(config, Format::Text)?;
-    run_plan(&plan, options, command)
-}
-
-fn run_plan(plan: &Plan, options: RunOptions, command: &[OsString]) -> Result<u8, CliError> {
-    run_result(run(plan, command, &options))
+    run_result(run(&plan, command, &options))
 }
 
 fn run_result(r: Result<nsapply::run::Exit, RunError>) -> Result<u8, CliError> {
@@ -568,16 +570,12 @@ fn cmd_exec(
     trace: Option<PathBuf>,
     command: &[OsString],
 ) -> Result<u8, CliError> {
+    // A bad --kinds is refused before the target is opened.
+    let kinds = kinds.map(|k| parse_kinds("--kinds", k)).transpose()?;
     // The target held from its resolve to the end of the apply, so that no
     // process given its number meanwhile is joined (`run_exec`).
-    let mut held = None;
-    let plan = exec_plan(pid, kinds, no_pidfd, |pid, kinds| {
-        let target = held.insert(open_target(pid)?);
-        resolve_pidfd(target, kinds)
-    })?;
-    let Some(target) = held else {
-        unreachable!("exec_plan resolves the target before it plans")
-    };
+    let target = open_target(pid).map_err(|e| exec_error(&e))?;
+    let plan = plan_for(resolve_pidfd(&target, kinds), no_pidfd)?;
     let options = RunOptions {
         trace,
         init: false,
