@@ -618,6 +618,16 @@ fn run_bounded(
     }
 }
 
+/// `cmd`'s standard output when it ends within `within` and succeeds; else
+/// an error naming `what`, its status and both outputs.
+fn succeeded(cmd: &mut Command, within: Duration, what: &str) -> Result<String, String> {
+    let (status, out, err) = run_bounded(cmd, within)?;
+    if !status.success() {
+        return Err(format!("{what} failed ({status}): {err}\n{out}"));
+    }
+    Ok(out)
+}
+
 fn status_code(s: ExitStatus) -> i32 {
     s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
 }
@@ -1542,7 +1552,7 @@ fn reach_from_a_rootless_container(scratch: &Scratch) -> Result<String, String> 
             ),
         ),
     );
-    let r = run_bounded(
+    succeeded(
         Command::new(&bin)
             .arg("run")
             .arg(&cfg)
@@ -1554,12 +1564,8 @@ fn reach_from_a_rootless_container(scratch: &Scratch) -> Result<String, String> 
             .gid(NOBODY)
             .stdin(Stdio::null()),
         Duration::from_secs(30),
-    )?;
-    let (status, out, err) = r;
-    if !status.success() {
-        return Err(format!("the rootless run failed: {err}\n{out}"));
-    }
-    Ok(out)
+        "the rootless run",
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -1999,15 +2005,13 @@ fn sigkill_of_nsapply_at_any_moment_leaves_nothing_behind() -> Outcome {
     let mounts = mount_points();
     // How long one run takes here, to spread the kills over it.
     let t = Instant::now();
-    let r = run_bounded(
+    succeeded(
         nsapply(&["run"])
             .arg(example("all-kinds"))
             .args(["--", "true"]),
         Duration::from_secs(20),
+        "a plain run",
     )?;
-    if !r.0.success() {
-        return Err(format!("a plain run failed: {}", r.2));
-    }
     let span = t.elapsed().max(Duration::from_millis(2));
     for i in 0..240u32 {
         let delay = span * (i % 120) / 100;
@@ -2615,14 +2619,10 @@ fn two_hundred_runs_in_a_row_and_twenty_in_parallel_leave_nothing_behind() -> Ou
     };
     for i in 0..200 {
         let (mut c, want) = run(i);
-        let r = run_bounded(&mut c, Duration::from_secs(20))?;
-        if !r.0.success() {
-            return Err(format!("run {i} failed: {}", r.2));
-        }
-        if new_kinds(&r.1) != *want {
+        let out = succeeded(&mut c, Duration::from_secs(20), &format!("run {i}"))?;
+        if new_kinds(&out) != *want {
             return Err(format!(
-                "run {i} did not show its new namespaces {want:?}:\n{}",
-                r.1
+                "run {i} did not show its new namespaces {want:?}:\n{out}"
             ));
         }
     }
@@ -5486,7 +5486,7 @@ fn a_file_size_limit_below_the_trace_is_an_error_line_not_a_signal() -> Outcome 
 fn exec_never_joins_a_process_that_took_its_targets_number() -> Outcome {
     become_subreaper()?;
     let probe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let r = run_bounded(
+    let (status, out, err) = run_bounded(
         Command::new("unshare")
             .args(["--pid", "--fork", "--kill-child"])
             .arg(probe)
@@ -5494,7 +5494,6 @@ fn exec_never_joins_a_process_that_took_its_targets_number() -> Outcome {
             .stdin(Stdio::null()),
         Duration::from_secs(30),
     )?;
-    let (status, out, err) = r;
     if !status.success() {
         return Err(format!("the probe failed ({status}): {err}\n{out}"));
     }
