@@ -683,6 +683,9 @@ struct RefState {
     /// a thread shares it from its creation until one of them unshares
     /// a mount namespace (which makes that thread a private copy).
     fs_shared: bool,
+    /// The caller's root is not its mount namespace's root; joining a
+    /// mount namespace ends that (mntns_install sets root and cwd).
+    chroot: bool,
     forked: bool,
     fds: Fds<RefFd>,
     /// The answer to the last operation.
@@ -797,6 +800,7 @@ impl RefState {
             writer: me,
             threads: 1,
             fs_shared: setting.fs_shared,
+            chroot: setting.chroot,
             forked: false,
             fds: Fds::new(),
             answer: Ok(()),
@@ -1033,6 +1037,7 @@ impl RefState {
                     return Err(Errno::EINVAL);
                 }
                 self.cur[kind.index()] = t;
+                self.chroot = false;
             }
             Kind::Pid => {
                 if !admin {
@@ -1221,6 +1226,11 @@ impl RefState {
                 }
                 // pid_ns_for_children only.
                 Kind::Pid => self.pid_children = t,
+                // commit_nsset sets the new root and cwd.
+                Kind::Mount => {
+                    self.cur[kind.index()] = t;
+                    self.chroot = false;
+                }
                 // timens_install sets time_ns and time_ns_for_children.
                 Kind::Time => {
                     self.cur[kind.index()] = t;
@@ -1245,7 +1255,7 @@ impl RefState {
             }
             self.charge(Kind::User)?;
             // A chrooted caller may not make one (its root would widen).
-            if self.setting.chroot {
+            if self.chroot {
                 return Err(Errno::EPERM);
             }
             // The creator's ids must be mapped where the namespace is made.

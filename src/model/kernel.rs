@@ -539,6 +539,14 @@ impl Kernel {
                 self.caller.ns[Kind::User.index()] = target;
                 self.caller.caps = true;
             }
+            Kind::Mount => {
+                self.caller.ns[Kind::Mount.index()] = target;
+                // mntns_install ("Update the pwd and root"): the caller's
+                // root and cwd become the joined namespace's root, so it is
+                // no longer chrooted (DESIGN §2; external corpus row
+                // setns-mnt-chroot-then-unshare-user-ok).
+                self.caller.chroot = false;
+            }
             Kind::Pid => self.caller.pid_for_children = target,
             Kind::Time => {
                 self.caller.ns[Kind::Time.index()] = target;

@@ -166,7 +166,9 @@ pub struct CallerSpec {
     pub fs_shared: bool,
     /// Whether the caller is chrooted (its root is not the root of its
     /// mount namespace): unshare(user) then fails EPERM, and `/` is no
-    /// mount point whose propagation could change (EINVAL).
+    /// mount point whose propagation could change (EINVAL). Joining a
+    /// mount namespace ends it (the caller's root becomes that
+    /// namespace's root); unshare(mount) does not.
     #[serde(skip_serializing_if = "super::is_false")]
     pub chroot: bool,
 }

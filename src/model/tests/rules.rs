@@ -529,6 +529,51 @@ fn unshare_user_in_a_chroot_is_eperm_after_the_limits() {
 }
 
 #[test]
+fn joining_a_mount_namespace_ends_a_chroot() {
+    // mntns_install sets the caller's root and cwd to the joined
+    // namespace's root (DESIGN §2: "setns resets root and cwd"), so the
+    // caller is no longer chrooted: unshare(user) and the propagation of
+    // `/` are allowed again (measured on 6.18, and the external corpus
+    // row `setns-mnt-chroot-then-unshare-user-ok`). unshare(mount) keeps
+    // the chroot: the copy of its root is not the new namespace's root.
+    let world = World::new()
+        .namespace(NsSpec::new("m", Kind::Mount).at("/run/m"))
+        .process(crate::model::ProcessSpec::new(20).in_ns(Kind::Mount, "m"))
+        .caller(CallerSpec::root().chrooted());
+    let mut m = model(world.clone());
+    m.unshare(KindSet::one(Kind::Mount)).unwrap();
+    assert_eq!(m.unshare(KindSet::one(Kind::User)), Err(Errno::EPERM));
+    let fd = open(&mut m, "/run/m");
+    assert_eq!(m.setns(&fd, Kind::Mount), Ok(()));
+    m.close(fd);
+    assert_eq!(
+        m.set_root_propagation(crate::config::Propagation::DEFAULT),
+        Ok(())
+    );
+    assert_eq!(m.unshare(KindSet::one(Kind::User)), Ok(()));
+    // Through a pidfd too, alone or with another kind.
+    for kinds in [
+        KindSet::one(Kind::Mount),
+        KindSet::one(Kind::Mount).with(Kind::Uts),
+    ] {
+        let mut m = model(world.clone());
+        let fd = m.pidfd_open(20).unwrap();
+        assert_eq!(m.setns_pidfd(&fd, kinds), Ok(()));
+        m.close(fd);
+        assert_eq!(m.unshare(KindSet::one(Kind::User)), Ok(()), "{kinds:?}");
+    }
+    // A failed join leaves the chroot.
+    let mut m = model(world.caller(CallerSpec::root().chrooted().sharing_fs()));
+    let fd = open(&mut m, "/run/m");
+    assert_eq!(m.setns(&fd, Kind::Mount), Err(Errno::EINVAL));
+    m.close(fd);
+    assert_eq!(
+        m.set_root_propagation(crate::config::Propagation::DEFAULT),
+        Err(Errno::EINVAL)
+    );
+}
+
+#[test]
 fn propagation_of_a_chroots_root_is_einval_after_eperm() {
     let mut m = model(World::new().caller(CallerSpec::root().chrooted()));
     m.unshare(KindSet::one(Kind::Mount)).unwrap();
