@@ -836,6 +836,152 @@ fn run_asks_the_parent_only_at_id_mapping_and_reads_the_thread_count_once() {
 }
 
 #[test]
+fn run_makes_one_namespace_per_unshare_in_the_plans_order() {
+    if skip_unless_root("run_makes_one_namespace_per_unshare_in_the_plans_order") {
+        return;
+    }
+    if Command::new("strace").arg("-V").output().is_err() {
+        skip_line("SKIP run_makes_one_namespace_per_unshare_in_the_plans_order: strace is not installed; .ci/install-deps installs it");
+        return;
+    }
+    // DESIGN §4.3: unshare(CLONE_NEWUSER) alone, then one unshare per
+    // kind. The trace is the engine's own account; strace is the kernel's.
+    let flag = |kind: &str| match kind {
+        "user" => "CLONE_NEWUSER",
+        "pid" => "CLONE_NEWPID",
+        "uts" => "CLONE_NEWUTS",
+        "ipc" => "CLONE_NEWIPC",
+        "network" => "CLONE_NEWNET",
+        "cgroup" => "CLONE_NEWCGROUP",
+        "mount" => "CLONE_NEWNS",
+        "time" => "CLONE_NEWTIME",
+        other => panic!("a kind the plan should not name: {other}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["all-kinds", "default", "user"] {
+        let plan: serde_json::Value = serde_json::from_str(&stdout(&nsapply(&[
+            "plan",
+            &example(name),
+            "--format",
+            "json",
+        ])))
+        .unwrap();
+        let want: Vec<String> = plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["op"] == "unshare")
+            .map(|s| format!("unshare({}) = 0", flag(s["type"].as_str().unwrap())))
+            .collect();
+        assert!(!want.is_empty(), "{name}: the plan creates namespaces");
+        let log = dir.path().join(format!("{name}.strace"));
+        let o = Command::new("strace")
+            .args(["-f", "-qq", "-e", "trace=unshare", "-o"])
+            .arg(&log)
+            .arg(env!("CARGO_BIN_EXE_nsapply"))
+            .args(["run", &example(name), "--", "true"])
+            .output()
+            .unwrap();
+        assert_ok(&o);
+        let text = std::fs::read_to_string(&log).unwrap();
+        // "PID unshare(FLAGS) = 0", the padding before "=" squeezed.
+        let got: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(_, call)| call))
+            .filter(|call| call.starts_with("unshare("))
+            .map(|call| call.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(got, want, "{name}: every unshare(2), in order:\n{text}");
+    }
+}
+
+/// A test's own cgroup, removed when dropped (empty by then: the processes
+/// put in it have been waited for).
+struct TestCgroup(PathBuf);
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// The cgroup v2 hierarchy's mount point, else the v1 `pids` hierarchy's,
+/// with the prefix of its line in `/proc/self/cgroup`.
+fn cgroup_hierarchy() -> (PathBuf, &'static str) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut pids = None;
+    for line in mountinfo.lines() {
+        // "ID PARENT MAJ:MIN ROOT MOUNT OPTIONS... - FSTYPE SOURCE SUPER"
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mount = left.split(' ').nth(4).map(PathBuf::from);
+        let mut right = right.split(' ');
+        let (fstype, super_opts) = (right.next(), right.nth(1).unwrap_or(""));
+        match (fstype, mount) {
+            (Some("cgroup2"), Some(m)) => return (m, "0::"),
+            (Some("cgroup"), Some(m)) if super_opts.split(',').any(|o| o == "pids") => {
+                pids = Some(m)
+            }
+            _ => {}
+        }
+    }
+    let m = pids.expect("a cgroup v2 hierarchy or a v1 pids hierarchy is mounted");
+    (m, ":pids:")
+}
+
+#[test]
+fn run_roots_a_new_cgroup_namespace_at_the_cgroup_it_ran_in() {
+    if skip_unless_root("run_roots_a_new_cgroup_namespace_at_the_cgroup_it_ran_in") {
+        return;
+    }
+    // DESIGN §2: a new cgroup namespace's root is the cgroup the process
+    // was in when it unshared. nsapply is started in a cgroup made for
+    // this test: with a cgroup namespace, CMD sees that cgroup as `/`;
+    // without one, CMD sees what its starter sees.
+    let (mount, key) = cgroup_hierarchy();
+    let name = format!("nsapply-cli-test-{}", std::process::id());
+    let cgroup = TestCgroup(mount.join(&name));
+    std::fs::create_dir(&cgroup.0).unwrap();
+    let show = |config: &str| {
+        let script = r#"echo $$ > "$1/cgroup.procs" && grep -F "$2" /proc/self/cgroup &&
+            exec "$3" run "$4" -- grep -F "$2" /proc/self/cgroup"#;
+        let o = Command::new("sh")
+            .args(["-c", script, "sh"])
+            .arg(&cgroup.0)
+            .arg(key)
+            .arg(env!("CARGO_BIN_EXE_nsapply"))
+            .arg(example(config))
+            .output()
+            .unwrap();
+        assert_ok(&o);
+        let out = stdout(&o);
+        // The path after the hierarchy's prefix ("0::" or "N:pids:").
+        let paths: Vec<String> = out
+            .lines()
+            .filter_map(|l| l.split_once(key).map(|(_, path)| path.to_owned()))
+            .collect();
+        assert_eq!(
+            paths.len(),
+            2,
+            "{config}: the starter's line and CMD's:\n{out}"
+        );
+        (paths[0].clone(), paths[1].clone())
+    };
+    let (starter, cmd) = show("all-kinds");
+    assert!(
+        starter.ends_with(&format!("/{name}")),
+        "the starter is in the test's cgroup: {starter}"
+    );
+    assert_eq!(cmd, "/", "CMD's cgroup namespace is rooted there");
+    let (starter, cmd) = show("default");
+    assert_eq!(
+        cmd, starter,
+        "without a cgroup namespace CMD sees the starter's cgroup"
+    );
+}
+
+#[test]
 fn run_writes_the_trace_of_a_failed_apply_and_exits_1() {
     if skip_unless_root("run_writes_the_trace_of_a_failed_apply_and_exits_1") {
         return;
