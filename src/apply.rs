@@ -384,8 +384,9 @@ impl Applied {
 
 /// Applies `plan` with `sys`, calling `hooks` at the sync points.
 ///
-/// Every fd is opened `O_RDONLY|O_CLOEXEC` and type-checked before the
-/// first join, and closed exactly once on every path. Before
+/// Every fd is opened close-on-exec (the Linux backend: `O_RDONLY` on nsfs,
+/// else an `O_PATH` reference that `NS_GET_NSTYPE` refuses) and type-checked
+/// before the first join, and closed exactly once on every path. Before
 /// setns(user|mount|time) and unshare(user) the process must be
 /// single-threaded; the engine checks that first and reports
 /// `multithreaded` instead of a bare EINVAL/EUSERS.
