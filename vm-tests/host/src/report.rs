@@ -211,18 +211,22 @@ pub fn render(boots: &[Boot], s: &Settings) -> Verdict {
             let _ = writeln!(out, "  | {l}");
         }
     }
-    let booted_twice: Vec<&str> = boots
+    // Each kernel booted twice, with why its first boot was taken again.
+    let booted_twice: Vec<String> = boots
         .iter()
-        .filter(|b| b.first.is_some())
-        .map(|b| b.kernel.name.as_str())
+        .filter_map(|b| {
+            let why = b.first.as_ref()?.boot_again_because().unwrap_or("?");
+            Some(format!("{} ({why})", b.kernel.name))
+        })
         .collect();
     for b in boots {
         if let Some(first) = &b.first {
             let _ = writeln!(
                 out,
-                "\n{}: the first boot ended after {:.1}s, before the guest harness started; this is the second boot. The first's console tail:",
+                "\n{}: the first boot ended after {:.1}s: {}; this is the second boot. The first's console tail:",
                 b.kernel.name,
-                first.wall.as_secs_f64()
+                first.wall.as_secs_f64(),
+                first.boot_again_because().unwrap_or("?")
             );
             let from = first.console.len().saturating_sub(12);
             for l in &first.console[from..] {
@@ -261,11 +265,7 @@ pub fn render(boots: &[Boot], s: &Settings) -> Verdict {
     );
     if !booted_twice.is_empty() {
         // A line of its own: .ci/run puts it on the stage's summary line.
-        let _ = writeln!(
-            out,
-            "booted twice (the first boot ended before the guest harness): {}",
-            booted_twice.join(", ")
-        );
+        let _ = writeln!(out, "booted twice: {}", booted_twice.join(", "));
     }
     Verdict { text: out, ok }
 }
@@ -481,10 +481,10 @@ vm-tests ok: 3 scenario runs, 0 failed, 0 kernels without a verdict
         let v = render(&[boot("6.1-cloud", &lines, 2.0), second], &settings());
         assert!(v.ok, "{}", v.text);
         assert!(v.text.contains(
-            "\n6.12t-generic: the first boot ended after 1.4s, before the guest harness started; this is the second boot. The first's console tail:\n  | [    1.40] Kernel panic"
+            "\n6.12t-generic: the first boot ended after 1.4s: it ended before the guest harness started; this is the second boot. The first's console tail:\n  | [    1.40] Kernel panic"
         ));
         assert!(v.text.ends_with(
-            "vm-tests ok: 2 scenario runs, 0 failed, 0 kernels without a verdict\nbooted twice (the first boot ended before the guest harness): 6.12t-generic\n"
+            "vm-tests ok: 2 scenario runs, 0 failed, 0 kernels without a verdict\nbooted twice: 6.12t-generic (it ended before the guest harness started)\n"
         ));
         // A second boot that dies too fails the run.
         let mut again = *died();
