@@ -884,12 +884,12 @@ fn run_makes_one_namespace_per_unshare_in_the_plans_order() {
             .unwrap();
         assert_ok(&o);
         let text = std::fs::read_to_string(&log).unwrap();
-        // "PID unshare(FLAGS) = 0", the padding before "=" squeezed.
+        // "PID unshare(FLAGS) = 0": strace pads the pid and the call with
+        // spaces, squeezed here.
         let got: Vec<String> = text
             .lines()
-            .filter_map(|l| l.split_once(' ').map(|(_, call)| call))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
             .filter(|call| call.starts_with("unshare("))
-            .map(|call| call.split_whitespace().collect::<Vec<_>>().join(" "))
             .collect();
         assert_eq!(got, want, "{name}: every unshare(2), in order:\n{text}");
     }
