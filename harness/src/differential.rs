@@ -760,7 +760,42 @@ fn run_both(
     if model.open_fd_count() != 0 {
         return Err(format!("model fds left open: {:?}", model.open_fds()));
     }
+    owned_by_the_new_user_namespace(&kernel)?;
     Ok((model_trace, kernel))
+}
+
+/// DESIGN §2: a user namespace the plan creates owns every namespace the
+/// plan creates (each after it), as `NS_GET_USERNS` in the reporting
+/// process shows (pid and time: of the namespace for children, which is
+/// the new one whether or not the plan forked; unseen when the new pid
+/// namespace has no init yet: `pid_for_children` does not open then).
+fn owned_by_the_new_user_namespace(k: &KernelRun) -> Result<(), String> {
+    let created: Vec<Kind> = k
+        .trace
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            TraceStep::Unshare {
+                kind,
+                result: Outcome::Ok,
+            } => Some(*kind),
+            _ => None,
+        })
+        .collect();
+    if !created.contains(&Kind::User) {
+        return Ok(());
+    }
+    let user = k.after.ns.get(&Kind::User);
+    for kind in created.into_iter().filter(|k| *k != Kind::User) {
+        if kind.applies_to_children() && !k.after.for_children.contains_key(&kind) {
+            continue;
+        }
+        let owner = k.after.owners.get(&kind);
+        ensure(owner.is_some() && owner == user, || {
+            format!("the new {kind} namespace is owned by user namespace {owner:?}, not the new one ({user:?})")
+        })?;
+    }
+    Ok(())
 }
 
 /// The ids of the external corpus's rows that run on the model (not left

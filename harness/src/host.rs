@@ -145,6 +145,36 @@ impl ProcSelf {
         ns_link_inode_of(&format!("/proc/self/ns/{name}"), &link)
     }
 
+    /// The inode of the user namespace that owns `/proc/self/ns/<name>`
+    /// (`ioctl(NS_GET_USERNS)`, ioctl_nsfs(2)).
+    ///
+    /// # Errors
+    ///
+    /// open(2), the ioctl (EPERM when the owner is outside this process's
+    /// user namespace) or fstat(2) failed.
+    pub fn ns_owner_inode(&self, name: &str) -> io::Result<u64> {
+        use std::os::fd::FromRawFd;
+        let ns = nix::fcntl::openat(
+            &self.dir,
+            format!("ns/{name}").as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(io::Error::from)?;
+        // SAFETY: NS_GET_USERNS takes no argument and only reads the open
+        // nsfs file `ns`; on success it returns a new fd (close-on-exec)
+        // that nothing else owns.
+        let owner = unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_USERNS) };
+        if owner < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `owner` was just returned by the ioctl and is owned here only.
+        let owner = unsafe { OwnedFd::from_raw_fd(owner) };
+        Ok(nix::sys::stat::fstat(&owner)
+            .map_err(io::Error::from)?
+            .st_ino)
+    }
+
     /// Every open fd of the process, sorted, with the text of its
     /// `/proc/self/fd/<n>` link (`pipe:[…]`, `net:[…]`, a path), without
     /// the fds of this `ProcSelf` and of the directory being listed.

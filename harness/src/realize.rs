@@ -823,6 +823,12 @@ pub struct Observation {
     pub ns: BTreeMap<Kind, u64>,
     /// `pid_for_children` and `time_for_children` inodes.
     pub for_children: BTreeMap<Kind, u64>,
+    /// The inode of the user namespace owning `/proc/self/ns/<name>`, per
+    /// kind but user, and for pid and time the owner of the namespace for
+    /// children instead (`NS_GET_USERNS`); left out when it does not open
+    /// or this process may not see the owner (EPERM).
+    #[serde(default)]
+    pub owners: BTreeMap<Kind, u64>,
     /// `/proc/self/uid_map`.
     pub uid_map: String,
     /// `/proc/self/gid_map`.
@@ -880,6 +886,16 @@ impl Observation {
         for k in Kind::ALL {
             if let Ok(ino) = me.ns_inode(k.proc_name()) {
                 o.ns.insert(k, ino);
+            }
+            let own = if k.applies_to_children() {
+                k.proc_name_for_children()
+            } else {
+                k.proc_name()
+            };
+            if k != Kind::User {
+                if let Ok(ino) = me.ns_owner_inode(own) {
+                    o.owners.insert(k, ino);
+                }
             }
             if k.applies_to_children() {
                 if let Ok(ino) = me.ns_inode(k.proc_name_for_children()) {
