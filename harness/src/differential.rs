@@ -324,7 +324,7 @@ fn cases() -> Vec<(String, BuildFn)> {
             Box::new(move || joins(k)),
         ));
     }
-    let fixed: [(&str, PlainBuild); 42] = [
+    let fixed: [(&str, PlainBuild); 43] = [
         (
             "unprivileged_joins_user_then_creates_network",
             unprivileged_join_user_create_network,
@@ -399,6 +399,10 @@ fn cases() -> Vec<(String, BuildFn)> {
         (
             "root_joins_user_owned_network_in_pass_one",
             root_join_no_deferral,
+        ),
+        (
+            "a_deferred_join_that_fails_again_names_every_namespace_left_unjoined",
+            deferred_join_fails_again,
         ),
         (
             "multithreaded_caller_is_refused_before_any_change",
@@ -1552,6 +1556,58 @@ fn deferred_join_unprivileged() -> Result<Setup, String> {
         expect_in(k, Kind::User, &ran.real, "u")?;
         expect_in(k, Kind::Network, &ran.real, "n")
     }))
+}
+
+/// DESIGN §4.4: a rootless caller joins its own user namespace, and an
+/// ipc and a uts namespace of the host's (bind mounts: their owner is the
+/// initial user namespace). Both joins are EPERM in pass 1 and deferred;
+/// after the user namespace, the first retry fails EPERM again, and the
+/// error names every namespace still unjoined, on the kernel as on the
+/// model (the traces, `unjoined` included, must be equal first).
+fn deferred_join_fails_again() -> Result<Setup, String> {
+    let dir = scratch()?;
+    let (ipc, uts) = (dir.join("ipc"), dir.join("uts"));
+    let world = rootless_pair_world(CallerSpec::unprivileged(65_534, 65_534))
+        .namespace(NsSpec::new("i", Kind::Ipc).at(&ipc))
+        .namespace(NsSpec::new("t", Kind::Uts).at(&uts));
+    Ok(Setup::new(
+        world,
+        move |real| {
+            config(
+                &[
+                    (Kind::User, Some(&proc_path(real, "u"))),
+                    (Kind::Ipc, Some(&ipc)),
+                    (Kind::Uts, Some(&uts)),
+                ],
+                json!({}),
+            )
+        },
+        |ran| {
+            expect_code(ran, ErrorCode::JoinFailed)?;
+            let k = ran.kernel()?;
+            for kind in [Kind::Ipc, Kind::Uts] {
+                let first = setns_results(&k.trace, kind).first().copied();
+                ensure(
+                    first == Some((Outcome::Err(nsapply::Errno::EPERM), true)),
+                    || format!("{kind}: pass 1 should defer EPERM: {first:?}"),
+                )?;
+            }
+            let unjoined: Vec<Kind> = k
+                .trace
+                .error
+                .as_ref()
+                .map(|e| e.unjoined.iter().map(|u| u.kind).collect())
+                .unwrap_or_default();
+            ensure(
+                // The failed retry (uts, first in the plan's order) and
+                // the one not retried after it.
+                unjoined == [Kind::Uts, Kind::Ipc],
+                || format!("the error should name ipc and uts as unjoined: {unjoined:?}"),
+            )?;
+            expect_in(k, Kind::User, &ran.real, "u")
+        },
+    )
+    .in_scratch(dir))
 }
 
 fn root_join_no_deferral() -> Result<Setup, String> {
