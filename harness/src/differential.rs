@@ -324,7 +324,7 @@ fn cases() -> Vec<(String, BuildFn)> {
             Box::new(move || joins(k)),
         ));
     }
-    let fixed: [(&str, PlainBuild); 43] = [
+    let fixed: [(&str, PlainBuild); 44] = [
         (
             "unprivileged_joins_user_then_creates_network",
             unprivileged_join_user_create_network,
@@ -403,6 +403,10 @@ fn cases() -> Vec<(String, BuildFn)> {
         (
             "a_deferred_join_that_fails_again_names_every_namespace_left_unjoined",
             deferred_join_fails_again,
+        ),
+        (
+            "every_path_is_opened_before_the_mount_namespace_is_joined",
+            paths_opened_before_joining_mount,
         ),
         (
             "multithreaded_caller_is_refused_before_any_change",
@@ -1215,6 +1219,60 @@ fn joins_network_by_bind_mount() -> Result<Setup, String> {
             let k = expect_ok(ran)?;
             expect_in(k, Kind::Network, &ran.real, "n")?;
             expect_changed(k, KindSet::one(Kind::Network).with(Kind::Uts))
+        },
+    )
+    .in_scratch(dir))
+}
+
+/// DESIGN §4.1: every path is opened before the first join, because a
+/// path may not resolve after joining a mount namespace. The network
+/// namespace's path is a bind mount in the caller's mount namespace only
+/// (made after the mount namespace `m`'s helper copied the host's; in `m`
+/// the path is the empty file under it), so an open after setns(mount)
+/// would fail on the kernel (not a namespace), while the model (one file
+/// system) would still open the namespace: the traces would differ.
+fn paths_opened_before_joining_mount() -> Result<Setup, String> {
+    let dir = scratch()?;
+    let at = dir.join("netns/n");
+    let world = World::new()
+        .namespace(NsSpec::new("m", Kind::Mount))
+        .namespace(NsSpec::new("n", Kind::Network).at(&at));
+    let seen = at.clone();
+    Ok(Setup::new(
+        world,
+        move |real| {
+            config(
+                &[
+                    (Kind::Mount, Some(&proc_path(real, "m"))),
+                    (Kind::Network, Some(&at)),
+                ],
+                json!({}),
+            )
+        },
+        move |ran| {
+            // The case means something only if the path is not that
+            // namespace in `m` (there it is the empty mount point file).
+            let m = proc_path(&ran.real, "m");
+            let root = m.parent().and_then(Path::parent).map(|p| p.join("root"));
+            let inside = root.map(|r| r.join(seen.strip_prefix("/").unwrap_or(&seen)));
+            let ino = |p: &Path| {
+                std::fs::metadata(p)
+                    .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                    .ok()
+            };
+            let net = ran.real.inode("n").ok();
+            ensure(
+                net.is_some() && inside.as_deref().and_then(ino) != net,
+                || {
+                    format!(
+                        "{} is network namespace {net:?} in the joined mount namespace too",
+                        seen.display()
+                    )
+                },
+            )?;
+            let k = expect_ok(ran)?;
+            expect_in(k, Kind::Mount, &ran.real, "m")?;
+            expect_in(k, Kind::Network, &ran.real, "n")
         },
     )
     .in_scratch(dir))
