@@ -128,6 +128,21 @@ fn skip_unless_root(test: &str) -> bool {
     true
 }
 
+/// [`skip_unless_root`], and prints the skip line and returns true when
+/// strace is missing too.
+fn skip_unless_root_and_strace(test: &str) -> bool {
+    if skip_unless_root(test) {
+        return true;
+    }
+    if Command::new("strace").arg("-V").output().is_err() {
+        skip_line(&format!(
+            "SKIP {test}: strace is not installed; .ci/install-deps installs it"
+        ));
+        return true;
+    }
+    false
+}
+
 // ---------------------------------------------------------------------------
 // examples/
 // ---------------------------------------------------------------------------
@@ -796,11 +811,9 @@ fn run_leaves_no_nsapply_fd_open_in_the_command() {
 
 #[test]
 fn run_asks_the_parent_only_at_id_mapping_and_reads_the_thread_count_once() {
-    if skip_unless_root("run_asks_the_parent_only_at_id_mapping_and_reads_the_thread_count_once") {
-        return;
-    }
-    if Command::new("strace").arg("-V").output().is_err() {
-        skip_line("SKIP run_asks_the_parent_only_at_id_mapping_and_reads_the_thread_count_once: strace is not installed; .ci/install-deps installs it");
+    if skip_unless_root_and_strace(
+        "run_asks_the_parent_only_at_id_mapping_and_reads_the_thread_count_once",
+    ) {
         return;
     }
     // Issue 15: P0 answers nothing at cgroup-placed, so C1 acknowledges it
@@ -837,11 +850,7 @@ fn run_asks_the_parent_only_at_id_mapping_and_reads_the_thread_count_once() {
 
 #[test]
 fn run_makes_one_namespace_per_unshare_in_the_plans_order() {
-    if skip_unless_root("run_makes_one_namespace_per_unshare_in_the_plans_order") {
-        return;
-    }
-    if Command::new("strace").arg("-V").output().is_err() {
-        skip_line("SKIP run_makes_one_namespace_per_unshare_in_the_plans_order: strace is not installed; .ci/install-deps installs it");
+    if skip_unless_root_and_strace("run_makes_one_namespace_per_unshare_in_the_plans_order") {
         return;
     }
     // DESIGN §4.3: unshare(CLONE_NEWUSER) alone, then one unshare per
