@@ -487,6 +487,21 @@ mod tests {
     }
 
     #[test]
+    fn the_owner_of_each_own_namespace_is_the_own_user_namespace() {
+        let me = ProcSelf::open().unwrap();
+        let user = me.ns_inode("user").unwrap();
+        for k in Kind::ALL.into_iter().filter(|k| *k != Kind::User) {
+            assert_eq!(me.ns_owner_inode(k.proc_name()).unwrap(), user, "{k}");
+        }
+        assert!(me.ns_owner_inode("no-such-kind").is_err());
+        // A user namespace's owner is its parent: the initial one has none
+        // (EPERM, ioctl_nsfs(2)).
+        if user == INITIAL_USER_NS_INODE {
+            assert!(me.ns_owner_inode("user").is_err());
+        }
+    }
+
+    #[test]
     fn ns_link_text_gives_the_inode_and_nothing_else_does() {
         assert_eq!(ns_link_inode("net:[4026531840]"), Some(4_026_531_840));
         assert_eq!(ns_link_inode("pid:[1]"), Some(1));
