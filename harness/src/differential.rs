@@ -324,7 +324,7 @@ fn cases() -> Vec<(String, BuildFn)> {
             Box::new(move || joins(k)),
         ));
     }
-    let fixed: [(&str, PlainBuild); 44] = [
+    let fixed: [(&str, PlainBuild); 46] = [
         (
             "unprivileged_joins_user_then_creates_network",
             unprivileged_join_user_create_network,
@@ -407,6 +407,14 @@ fn cases() -> Vec<(String, BuildFn)> {
         (
             "every_path_is_opened_before_the_mount_namespace_is_joined",
             paths_opened_before_joining_mount,
+        ),
+        (
+            "a_multithreaded_caller_is_refused_before_joining_mount",
+            multithreaded_join_mount,
+        ),
+        (
+            "a_multithreaded_caller_is_refused_before_the_fork",
+            multithreaded_fork,
         ),
         (
             "multithreaded_caller_is_refused_before_any_change",
@@ -1695,6 +1703,41 @@ fn multithreaded() -> Result<Setup, String> {
             ensure(k.before.threads == 2, || {
                 format!("the applier had {} threads", k.before.threads)
             })
+        },
+    ))
+}
+
+/// DESIGN §4: one thread before setns(mount), checked by the engine
+/// (`multithreaded`), not left to the kernel (which looks at the
+/// fs_struct, and two threads share one).
+fn multithreaded_join_mount() -> Result<Setup, String> {
+    let world = World::new()
+        .caller(CallerSpec::root().threads(2))
+        .namespace(NsSpec::new("m", Kind::Mount));
+    Ok(Setup::new(
+        world,
+        |real| config(&[(Kind::Mount, Some(&proc_path(real, "m")))], json!({})),
+        |ran| expect_failed(ran, ErrorCode::Multithreaded),
+    ))
+}
+
+/// DESIGN §4: one thread before the fork that puts the command in its new
+/// pid namespace (a fork copies only the calling thread). The pid
+/// namespace is made first: the refusal comes at the fork.
+fn multithreaded_fork() -> Result<Setup, String> {
+    let world = World::new().caller(CallerSpec::root().threads(2));
+    Ok(Setup::new(
+        world,
+        |_| config(&[(Kind::Pid, None)], json!({})),
+        |ran| {
+            expect_code(ran, ErrorCode::Multithreaded)?;
+            let k = ran.kernel()?;
+            let forked = k
+                .trace
+                .steps
+                .iter()
+                .any(|s| matches!(s, TraceStep::Fork { .. }));
+            ensure(!forked, || format!("the run forked: {:?}", k.trace.steps))
         },
     ))
 }
