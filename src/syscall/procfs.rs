@@ -368,7 +368,7 @@ pub enum WriteError {
 /// A child of the calling process, as [`ProcRoot::children`] finds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChildProcess {
-    /// Its pid in the caller's own pid namespace.
+    /// Its pid in the caller's own pid namespace (positive).
     pub pid: i32,
     /// Whether it has ended and waits to be reaped.
     pub zombie: bool,
@@ -417,20 +417,27 @@ impl ProcRoot {
         let mut children = Vec::new();
         for n in listed.split_whitespace() {
             let status = self.read(&format!("{n}/status"))?;
-            let pid = nspids(&status)
-                .and_then(|p| p.get(depth).copied())
-                .ok_or_else(|| ProcError {
-                    reason: format!("/proc/{n}/status has no pid at depth {depth}"),
-                    errno: None,
-                })?;
-            let zombie = status
-                .lines()
-                .find_map(|l| l.strip_prefix("State:"))
-                .is_some_and(|s| s.trim_start().starts_with('Z'));
-            children.push(ChildProcess { pid, zombie });
+            children.push(child_at(&status, depth).ok_or_else(|| ProcError {
+                reason: format!("/proc/{n}/status has no positive pid at depth {depth}"),
+                errno: None,
+            })?);
         }
         Ok(children)
     }
+}
+
+/// The child a `status` file describes, numbered at `depth` of its
+/// `NSpid:` line. `None` without a pid there, or with one that is not
+/// positive: the kernel shows none, and the caller kills and waits for
+/// these numbers, where 0 would name its own process group and -1 every
+/// process it may signal.
+fn child_at(status: &str, depth: usize) -> Option<ChildProcess> {
+    let pid = nspids(status)?.get(depth).copied().filter(|p| *p > 0)?;
+    let zombie = status
+        .lines()
+        .find_map(|l| l.strip_prefix("State:"))
+        .is_some_and(|s| s.trim_start().starts_with('Z'));
+    Some(ChildProcess { pid, zombie })
 }
 
 #[cfg(test)]
@@ -447,6 +454,27 @@ mod tests {
         assert_eq!(nspids("NSpid:\t12\n"), Some(vec![12]));
         assert_eq!(nspids("Name:\tsh\n"), None);
         assert_eq!(nspids("NSpid:\t12\tx\n"), None);
+    }
+
+    #[test]
+    fn a_child_is_numbered_at_its_depth_and_never_zero_or_negative() {
+        let status = "Name:\tsleep\nState:\tS (sleeping)\nNSpid:\t4242\t7\n";
+        assert_eq!(
+            child_at(status, 1),
+            Some(ChildProcess {
+                pid: 7,
+                zombie: false
+            })
+        );
+        assert_eq!(child_at(status, 0).map(|c| c.pid), Some(4242));
+        assert_eq!(child_at(status, 2), None);
+        let zombie = "State:\tZ (zombie)\nNSpid:\t9\n";
+        assert_eq!(child_at(zombie, 0).map(|c| c.zombie), Some(true));
+        // A number the caller would kill(2) as its process group, or as
+        // every process.
+        for pid in ["0", "-1", "-9"] {
+            assert_eq!(child_at(&format!("NSpid:\t{pid}\n"), 0), None, "{pid}");
+        }
     }
 
     #[test]
