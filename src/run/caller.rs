@@ -505,7 +505,9 @@ impl Supervisor<'_> {
             if channel {
                 self.receive();
             }
-            if writing && self.phase == Phase::WritingTrace {
+            // Still writing (a trace that began in this round was tried once
+            // already, by `handle`: another try finds the file as full).
+            if self.phase == Phase::WritingTrace {
                 self.write_trace();
             }
             if signals {
