@@ -48,6 +48,20 @@ impl From<ProcError> for crate::error::SyncError {
 /// mount of one process's directory, or anything mounted over a part of
 /// `/proc` is refused or not crossed.
 ///
+/// DESIGN §8 asks for a `/proc` "checked to belong to the writer's pid
+/// namespace". This checks something else, on purpose: the procfs may
+/// belong to any pid namespace, and a process is found in it through its
+/// pidfd ([`ProcRoot::pid_of`], [`ProcRoot::process_dir`]), whose fdinfo
+/// the kernel numbers in that procfs's own pid namespace. A procfs that
+/// shows the process (the writer's, or an ancestor's left mounted in a
+/// nested pid namespace) yields exactly its directory under whatever
+/// number it has there; one that does not (a descendant's, a sibling's) is
+/// refused. Requiring the writer's own namespace would refuse the second
+/// legitimate case and add nothing to the first, since the number is never
+/// taken from the caller. The hostile cases
+/// `id_maps_reach_our_child_and_no_other_process_through_a_foreign_proc`
+/// and its rootless twin write maps through a foreign `/proc`.
+///
 /// ```
 /// use nsapply::syscall::procfs::ProcRoot;
 /// let proc = ProcRoot::open().unwrap();
