@@ -414,7 +414,12 @@ fn main() {
 /// its own subreaper and counts only what it made.
 fn default_threads() -> Option<usize> {
     if let Ok(n) = std::env::var("RUST_TEST_THREADS") {
-        return n.parse().ok().filter(|&n| n > 0);
+        // As libtest: anything but a positive count is an error.
+        let Some(n) = n.parse().ok().filter(|&n: &usize| n > 0) else {
+            eprintln!("RUST_TEST_THREADS is {n:?}, not a positive integer");
+            std::process::exit(2);
+        };
+        return Some(n);
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     Some(cores.max(4))
