@@ -57,9 +57,9 @@ impl From<ProcError> for crate::error::SyncError {
 /// nested pid namespace) yields exactly its directory under whatever
 /// number it has there; one that does not (a descendant's, a sibling's) is
 /// refused: its `self` does not resolve for a process it does not show, or
-/// the pidfd's number there is 0. Requiring the writer's own namespace would refuse the second
-/// legitimate case and add nothing to the first, since the number is never
-/// taken from the caller. The hostile cases
+/// the pidfd's number there is 0. Requiring the writer's own namespace
+/// would refuse the second legitimate case and add nothing to the first,
+/// since the number is never taken from the caller. The hostile cases
 /// `id_maps_reach_our_child_and_no_other_process_through_a_foreign_proc`
 /// and its rootless twin write maps through a foreign `/proc`.
 ///
